@@ -1,0 +1,380 @@
+//! Settings read once at start from the environment (and an optional `.env`), checked, then shared.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kenar.db";
+pub const DEFAULT_API_BASE_URL: &str = "https://open-api.divar.ir";
+pub const DEFAULT_OAUTH_BASE_URL: &str = "https://oauth.divar.ir";
+pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8080";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The app's slug in the Kenar panel; the OAuth `client_id`.
+    pub app_slug: String,
+    pub api_key: SecretString,
+    pub oauth_secret: SecretString,
+    /// Divar puts this in `Authorization` of session-init and webhook calls.
+    pub identification_key: SecretString,
+    /// Public base URL, without a trailing slash in its path.
+    pub app_base_url: Url,
+    pub token_key: TokenKey,
+    pub database_url: SecretString,
+    pub kenar_api_base_url: Url,
+    pub kenar_oauth_base_url: Url,
+    pub bind_addr: SocketAddr,
+    pub log_format: LogFormat,
+    /// How long a Kenar API call may take before it counts as failed.
+    pub http_timeout: Duration,
+}
+
+/// The 32-byte AES-256 key that seals stored OAuth tokens.
+#[derive(Clone)]
+pub struct TokenKey(std::sync::Arc<SecretBox<[u8; 32]>>);
+
+impl TokenKey {
+    pub fn parse_base64(value: &str) -> Result<Self, String> {
+        let bytes = B64
+            .decode(value.trim())
+            .map_err(|_| "is not valid base64".to_string())?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("decodes to {} bytes; it must be exactly 32", b.len()))?;
+        Ok(Self(std::sync::Arc::new(SecretBox::new(Box::new(key)))))
+    }
+
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self(std::sync::Arc::new(SecretBox::new(Box::new(key))))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err("must be `pretty` or `json`".into()),
+        }
+    }
+
+    /// Read before the settings, so that a configuration error is itself logged in the right format.
+    pub fn from_env() -> Self {
+        std::env::var("LOG_FORMAT")
+            .ok()
+            .and_then(|v| Self::parse(&v).ok())
+            .unwrap_or(Self::Pretty)
+    }
+}
+
+/// Every problem found in the configuration, so an operator fixes them in one go.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<(String, String)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}); set these environment variables (or put them in .env, see .env.example):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for (var, problem) in &self.problems {
+            writeln!(f, "  {var}: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Loads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any variable source; `lookup` returns a variable's value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str| -> Option<String> {
+            match lookup(name).map(|v| v.trim().to_string()) {
+                Some(v) if !v.is_empty() => Some(v),
+                _ => {
+                    problems.push((name.to_string(), "is missing".to_string()));
+                    None
+                }
+            }
+        };
+        let app_slug = required("KENAR_APP_SLUG");
+        let api_key = required("KENAR_API_KEY");
+        let oauth_secret = required("KENAR_OAUTH_SECRET");
+        let identification_key = required("DIVAR_IDENTIFICATION_KEY");
+        let app_base_url = required("APP_BASE_URL");
+        let token_key = required("TOKEN_ENCRYPTION_KEY");
+
+        let optional = |name: &str, default: &str| -> String {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let database_url = optional("DATABASE_URL", DEFAULT_DATABASE_URL);
+        let api_base = optional("KENAR_API_BASE_URL", DEFAULT_API_BASE_URL);
+        let oauth_base = optional("KENAR_OAUTH_BASE_URL", DEFAULT_OAUTH_BASE_URL);
+        let bind_addr = optional("BIND_ADDR", DEFAULT_BIND_ADDR);
+        let log_format = optional("LOG_FORMAT", "pretty");
+
+        let mut check = |name: &str, result: Result<(), String>| {
+            if let Err(problem) = result {
+                problems.push((name.to_string(), problem));
+            }
+        };
+        if let Some(slug) = &app_slug {
+            check("KENAR_APP_SLUG", validate_slug(slug));
+        }
+        let app_base_url = app_base_url.and_then(|v| {
+            let parsed = parse_base_url(&v);
+            check(
+                "APP_BASE_URL",
+                parsed.as_ref().map(|_| ()).map_err(Clone::clone),
+            );
+            parsed.ok()
+        });
+        let token_key = token_key.and_then(|v| {
+            let parsed = TokenKey::parse_base64(&v);
+            check(
+                "TOKEN_ENCRYPTION_KEY",
+                parsed.as_ref().map(|_| ()).map_err(Clone::clone),
+            );
+            parsed.ok()
+        });
+        check("DATABASE_URL", validate_database_url(&database_url));
+        let api_base = parse_base_url(&api_base);
+        check(
+            "KENAR_API_BASE_URL",
+            api_base.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let oauth_base = parse_base_url(&oauth_base);
+        check(
+            "KENAR_OAUTH_BASE_URL",
+            oauth_base.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let bind_addr = bind_addr
+            .parse::<SocketAddr>()
+            .map_err(|_| "must be an address and port such as 0.0.0.0:8080".to_string());
+        check(
+            "BIND_ADDR",
+            bind_addr.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let log_format = LogFormat::parse(&log_format);
+        check(
+            "LOG_FORMAT",
+            log_format.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        // Every `None`/`Err` above pushed a problem, so these cannot fail here.
+        let (
+            Some(app_slug),
+            Some(api_key),
+            Some(oauth_secret),
+            Some(identification_key),
+            Some(app_base_url),
+            Some(token_key),
+            Ok(kenar_api_base_url),
+            Ok(kenar_oauth_base_url),
+            Ok(bind_addr),
+            Ok(log_format),
+        ) = (
+            app_slug,
+            api_key,
+            oauth_secret,
+            identification_key,
+            app_base_url,
+            token_key,
+            api_base,
+            oauth_base,
+            bind_addr,
+            log_format,
+        )
+        else {
+            unreachable!("every invalid value was recorded as a problem");
+        };
+        Ok(Self {
+            app_slug,
+            api_key: api_key.into(),
+            oauth_secret: oauth_secret.into(),
+            identification_key: identification_key.into(),
+            app_base_url,
+            token_key,
+            database_url: database_url.into(),
+            kenar_api_base_url,
+            kenar_oauth_base_url,
+            bind_addr,
+            log_format,
+            http_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The OAuth redirect URI to register in the Kenar panel.
+    pub fn redirect_uri(&self) -> Url {
+        self.url("/oauth/callback")
+    }
+
+    /// An absolute URL on this add-on for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> Url {
+        let mut url = self.app_base_url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    pub fn cookies_secure(&self) -> bool {
+        self.app_base_url.scheme() == "https"
+    }
+}
+
+fn validate_slug(slug: &str) -> Result<(), String> {
+    let ok = slug.len() <= 100
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be the app slug from the Kenar panel (letters, digits, - _ .)".into())
+    }
+}
+
+/// A base URL: http(s), a host, no query or fragment. The path is kept without a trailing slash.
+pub fn parse_base_url(value: &str) -> Result<Url, String> {
+    let mut url = Url::parse(value.trim()).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query string or fragment".into());
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn validate_database_url(value: &str) -> Result<(), String> {
+    if value.starts_with("postgres://")
+        || value.starts_with("postgresql://")
+        || value.starts_with("sqlite:")
+    {
+        Ok(())
+    } else {
+        Err("must start with postgres:// or sqlite://".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn valid() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("KENAR_APP_SLUG", "my-app".to_string()),
+            ("KENAR_API_KEY", "key".to_string()),
+            ("KENAR_OAUTH_SECRET", "secret".to_string()),
+            ("DIVAR_IDENTIFICATION_KEY", "ident".to_string()),
+            ("APP_BASE_URL", "https://addon.example.com/".to_string()),
+            ("TOKEN_ENCRYPTION_KEY", B64.encode([7u8; 32])),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn a_complete_environment_loads_with_defaults() {
+        let s = load(&valid()).unwrap();
+        assert_eq!(
+            s.redirect_uri().as_str(),
+            "https://addon.example.com/oauth/callback"
+        );
+        assert_eq!(s.kenar_api_base_url.as_str(), "https://open-api.divar.ir/");
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0:8080");
+        assert!(s.cookies_secure());
+    }
+
+    #[test]
+    fn an_empty_environment_names_every_missing_variable() {
+        let err = load(&HashMap::new()).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "KENAR_APP_SLUG",
+                "KENAR_API_KEY",
+                "KENAR_OAUTH_SECRET",
+                "DIVAR_IDENTIFICATION_KEY",
+                "APP_BASE_URL",
+                "TOKEN_ENCRYPTION_KEY"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_all_reported() {
+        let mut vars = valid();
+        vars.insert("TOKEN_ENCRYPTION_KEY", B64.encode([1u8; 16]));
+        vars.insert("APP_BASE_URL", "ftp://x".into());
+        vars.insert("BIND_ADDR", "nowhere".into());
+        vars.insert("LOG_FORMAT", "xml".into());
+        vars.insert("DATABASE_URL", "mysql://x".into());
+        let err = load(&vars).unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "TOKEN_ENCRYPTION_KEY",
+            "APP_BASE_URL",
+            "BIND_ADDR",
+            "LOG_FORMAT",
+            "DATABASE_URL",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        assert!(text.contains("16 bytes"));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = load(&valid()).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("secret\""), "{debug}");
+        assert!(!debug.contains("ident\""), "{debug}");
+        assert!(!debug.contains(&B64.encode([7u8; 32])));
+    }
+}

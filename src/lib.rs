@@ -1,0 +1,13 @@
+//! kenar-chat: a Kenar (Divar open platform) chat add-on server, and a local stand-in for Divar.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;
