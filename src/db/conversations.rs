@@ -1,0 +1,136 @@
+//! Conversations and posts seen through session initialization, and the clicks themselves.
+
+use sqlx::Row;
+
+use super::{Db, now_ms};
+use crate::domain::SessionInit;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub post_token: Option<String>,
+    pub seller_id: Option<String>,
+    pub buyer_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedSessionInit {
+    pub session_init_id: String,
+    pub conversation_id: Option<String>,
+    pub post_token: Option<String>,
+    pub user_id: Option<String>,
+    pub user_side: Option<String>,
+    pub source: String,
+    pub revision: String,
+    pub extra_data: String,
+    pub created_at: i64,
+}
+
+/// Records a click: the conversation (created, or completed with what this payload knows) and
+/// the click context, in one transaction. Returns the new click's id.
+#[tracing::instrument(skip_all, fields(conversation_id = ?init.conversation_id))]
+pub async fn record_session_init(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
+    let now = now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = db.pool().begin().await?;
+    let conversation_id = init.conversation_id.as_ref().map(|c| c.to_string());
+    let post_token = init.post_token.as_ref().map(|p| p.to_string());
+    if let Some(conversation_id) = &conversation_id {
+        // A later click may know more (e.g. the other side's id); never erase what we knew.
+        sqlx::query(
+            "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $5)
+             on conflict (conversation_id) do update set
+                 post_token = coalesce(excluded.post_token, conversations.post_token),
+                 seller_id = coalesce(excluded.seller_id, conversations.seller_id),
+                 buyer_id = coalesce(excluded.buyer_id, conversations.buyer_id),
+                 updated_at = excluded.updated_at",
+        )
+        .bind(conversation_id)
+        .bind(&post_token)
+        .bind(init.seller_id.as_ref().map(|u| u.to_string()))
+        .bind(init.buyer_id.as_ref().map(|u| u.to_string()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "insert into session_inits (session_init_id, conversation_id, post_token, user_id, user_side,
+             source, revision, extra_data, callback_url, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(&id)
+    .bind(&conversation_id)
+    .bind(&post_token)
+    .bind(init.user_id.as_ref().map(|u| u.to_string()))
+    .bind(init.user_side.map(|s| s.as_str()))
+    .bind(&init.source)
+    .bind(init.revision.as_str())
+    .bind(serde_json::Value::Object(init.extra_data.clone()).to_string())
+    .bind(&init.callback_url)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn find(db: &Db, conversation_id: &str) -> anyhow::Result<Option<Conversation>> {
+    let row = sqlx::query(
+        "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
+         from conversations where conversation_id = $1",
+    )
+    .bind(conversation_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| conversation_from_row(&r)).transpose()
+}
+
+pub async fn list_for_post(db: &Db, post_token: &str) -> anyhow::Result<Vec<Conversation>> {
+    let rows = sqlx::query(
+        "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
+         from conversations where post_token = $1 order by updated_at desc, conversation_id",
+    )
+    .bind(post_token)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(conversation_from_row).collect()
+}
+
+pub async fn find_session_init(db: &Db, id: &str) -> anyhow::Result<Option<RecordedSessionInit>> {
+    let row = sqlx::query(
+        "select session_init_id, conversation_id, post_token, user_id, user_side, source, revision,
+             extra_data, created_at
+         from session_inits where session_init_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| -> anyhow::Result<_> {
+        Ok(RecordedSessionInit {
+            session_init_id: r.try_get("session_init_id")?,
+            conversation_id: r.try_get("conversation_id")?,
+            post_token: r.try_get("post_token")?,
+            user_id: r.try_get("user_id")?,
+            user_side: r.try_get("user_side")?,
+            source: r.try_get("source")?,
+            revision: r.try_get("revision")?,
+            extra_data: r.try_get("extra_data")?,
+            created_at: r.try_get("created_at")?,
+        })
+    })
+    .transpose()
+}
+
+fn conversation_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Conversation> {
+    Ok(Conversation {
+        conversation_id: r.try_get("conversation_id")?,
+        post_token: r.try_get("post_token")?,
+        seller_id: r.try_get("seller_id")?,
+        buyer_id: r.try_get("buyer_id")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}

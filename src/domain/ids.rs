@@ -1,0 +1,121 @@
+//! Divar identifiers with the lengths the session-initialization docs give.
+
+use std::fmt;
+
+use serde::Serialize;
+
+macro_rules! bounded_id {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_LEN: usize = $max;
+
+            pub fn parse(value: impl Into<String>) -> Result<Self, String> {
+                let value = value.into();
+                if value.is_empty() {
+                    return Err(format!("{} is empty", $what));
+                }
+                if value.chars().count() > Self::MAX_LEN {
+                    return Err(format!("{} is longer than {} characters", $what, Self::MAX_LEN));
+                }
+                // Ids go into URLs, scopes and logs: printable ASCII without spaces only.
+                if !value.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!("{} has characters other than printable ASCII", $what));
+                }
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+bounded_id!(
+    /// A Divar chat id, e.g. `62c82c02-6a71-4501-a1fd-4bf226b3aa78` (at most 64 characters).
+    ConversationId, 64, "conversation_id"
+);
+bounded_id!(
+    /// A Divar post token, e.g. `wZC44q5D` (at most 10 characters).
+    PostToken, 10, "post_token"
+);
+bounded_id!(
+    /// A Divar user id (at most 64 characters).
+    UserId, 64, "user_id"
+);
+
+/// Which side of a post's chat someone is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSide {
+    /// The post's owner (`Supply`, `SELLER`).
+    Seller,
+    /// Someone asking about the post (`Demand`, `BUYER`).
+    Buyer,
+}
+
+impl UserSide {
+    /// Accepts the spellings Divar uses in its different payloads.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "supply" | "seller" | "supplier" => Ok(Self::Seller),
+            "demand" | "buyer" => Ok(Self::Buyer),
+            _ => Err(format!("user_side `{value}` is neither Supply nor Demand")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seller => "seller",
+            Self::Buyer => "buyer",
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Self::Seller => Self::Buyer,
+            Self::Buyer => Self::Seller,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_enforce_the_documented_lengths() {
+        assert!(PostToken::parse("wZC44q5D").is_ok());
+        assert!(PostToken::parse("x".repeat(11)).is_err());
+        assert!(ConversationId::parse("6b3d5cf7-9291-4fa9-892a-9d07e300daea").is_ok());
+        assert!(ConversationId::parse("c".repeat(65)).is_err());
+        assert!(UserId::parse("6GqmD76dle5NpJySqnBX8seTpt6uVtzqaNTNJU1ettI=").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(ConversationId::parse("a b").is_err());
+    }
+
+    #[test]
+    fn sides_accept_every_spelling() {
+        assert_eq!(UserSide::parse("Supply"), Ok(UserSide::Seller));
+        assert_eq!(UserSide::parse("SELLER"), Ok(UserSide::Seller));
+        assert_eq!(UserSide::parse("Demand"), Ok(UserSide::Buyer));
+        assert!(UserSide::parse("Middleman").is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! The session-initialization call Divar makes before opening the add-on. Two payload
+//! revisions exist (see the platform spec §7.2 and §7.3); both parse into one [`SessionInit`].
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{ConversationId, PostToken, UserId, UserSide};
+
+pub const MAX_SOURCE_LEN: usize = 20;
+pub const MAX_CALLBACK_URL_LEN: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRevision {
+    /// Divar's current docs: `source`, `user_side`, top-level `extra_data`, `API-Version: 2`.
+    V2,
+    /// The project's seed document: `extra_data.provider_data`, `supplier`, `demand`, `callback_url`.
+    Original,
+}
+
+impl PayloadRevision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2 => "v2",
+            Self::Original => "original",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInit {
+    pub revision: PayloadRevision,
+    /// Where the click came from, e.g. `CHAT_MESSAGE_ACTION`; `UNKNOWN` for the original revision.
+    pub source: String,
+    pub post_token: Option<PostToken>,
+    pub conversation_id: Option<ConversationId>,
+    pub user_id: Option<UserId>,
+    pub user_side: Option<UserSide>,
+    pub seller_id: Option<UserId>,
+    pub buyer_id: Option<UserId>,
+    /// The `data` object of the clicked button (empty when the click was not on our button).
+    pub extra_data: Map<String, Value>,
+    /// Original revision only: where to send the user when done.
+    pub callback_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct V2Body {
+    source: Option<String>,
+    post_token: Option<String>,
+    conversation_id: Option<String>,
+    user_side: Option<String>,
+    #[serde(default)]
+    extra_data: Option<Value>,
+    user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Party {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OriginalBody {
+    #[serde(default)]
+    extra_data: Option<Value>,
+    callback_url: Option<String>,
+    post_token: Option<String>,
+    user_id: Option<String>,
+    peer_id: Option<String>,
+    supplier: Option<Party>,
+    demand: Option<Party>,
+    conversation_id: Option<String>,
+}
+
+impl SessionInit {
+    /// Parses a request body. `api_version` is the `API-Version` (or `API_VERSION`) header.
+    /// Without that header the revision is told apart by the fields present.
+    pub fn parse(body: &[u8], api_version: Option<&str>) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        let Value::Object(fields) = &value else {
+            return Err("the body must be a JSON object".into());
+        };
+        let is_v2 = match api_version.map(str::trim) {
+            Some("2") => true,
+            Some(other) if !other.is_empty() => {
+                return Err(format!("unsupported API-Version `{other}`"));
+            }
+            // No header: the original revision is the one with parties and a callback URL.
+            _ => !["callback_url", "peer_id", "supplier", "demand"]
+                .iter()
+                .any(|k| fields.contains_key(*k)),
+        };
+        if is_v2 {
+            let body: V2Body = serde_json::from_value(value).map_err(describe)?;
+            Self::from_v2(body)
+        } else {
+            let body: OriginalBody = serde_json::from_value(value).map_err(describe)?;
+            Self::from_original(body)
+        }
+    }
+
+    fn from_v2(body: V2Body) -> Result<Self, String> {
+        let source = body.source.unwrap_or_else(|| "UNKNOWN".into());
+        if source.chars().count() > MAX_SOURCE_LEN {
+            return Err(format!("source is longer than {MAX_SOURCE_LEN} characters"));
+        }
+        let user_side = match body.user_side.as_deref().filter(|s| !s.is_empty()) {
+            Some(side) if side.chars().count() > 50 => {
+                return Err("user_side is longer than 50 characters".into());
+            }
+            Some(side) => Some(UserSide::parse(side)?),
+            None => None,
+        };
+        let user_id = optional(body.user_id, UserId::parse)?;
+        let (seller_id, buyer_id) = match (user_side, &user_id) {
+            (Some(UserSide::Seller), Some(id)) => (Some(id.clone()), None),
+            (Some(UserSide::Buyer), Some(id)) => (None, Some(id.clone())),
+            _ => (None, None),
+        };
+        Ok(Self {
+            revision: PayloadRevision::V2,
+            source,
+            post_token: optional(body.post_token, PostToken::parse)?,
+            conversation_id: optional(body.conversation_id, ConversationId::parse)?,
+            user_id,
+            user_side,
+            seller_id,
+            buyer_id,
+            extra_data: extra_data(body.extra_data)?,
+            callback_url: None,
+        })
+    }
+
+    fn from_original(body: OriginalBody) -> Result<Self, String> {
+        let user_id = optional(body.user_id, UserId::parse)?;
+        let seller_id = optional(body.supplier.and_then(|p| p.id), UserId::parse)?;
+        let buyer_id = optional(body.demand.and_then(|p| p.id), UserId::parse)?;
+        optional(body.peer_id, UserId::parse)?;
+        let user_side = match &user_id {
+            Some(id) if Some(id) == seller_id.as_ref() => Some(UserSide::Seller),
+            Some(id) if Some(id) == buyer_id.as_ref() => Some(UserSide::Buyer),
+            _ => None,
+        };
+        let callback_url = match body.callback_url.filter(|u| !u.is_empty()) {
+            Some(url) if url.len() > MAX_CALLBACK_URL_LEN => {
+                return Err(format!(
+                    "callback_url is longer than {MAX_CALLBACK_URL_LEN} characters"
+                ));
+            }
+            other => other,
+        };
+        Ok(Self {
+            revision: PayloadRevision::Original,
+            source: "UNKNOWN".into(),
+            post_token: optional(body.post_token, PostToken::parse)?,
+            conversation_id: optional(body.conversation_id, ConversationId::parse)?,
+            user_id,
+            user_side,
+            seller_id,
+            buyer_id,
+            extra_data: extra_data(body.extra_data)?,
+            callback_url,
+        })
+    }
+}
+
+/// Empty strings count as absent: Divar sends nullable fields either way.
+fn optional<T>(
+    value: Option<String>,
+    parse: impl Fn(String) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    value.filter(|v| !v.is_empty()).map(parse).transpose()
+}
+
+/// The button data, unwrapped from `provider_data` where a revision nests it there.
+fn extra_data(value: Option<Value>) -> Result<Map<String, Value>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(mut map)) => {
+            if map.len() == 1
+                && let Some(Value::Object(inner)) = map.remove("provider_data")
+            {
+                return Ok(inner);
+            }
+            Ok(map)
+        }
+        Some(_) => Err("extra_data must be a JSON object".into()),
+    }
+}
+
+fn describe(e: serde_json::Error) -> String {
+    format!("the body does not match the session-initialization payload: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_v2_payload_from_the_docs() {
+        let body = br#"{"source": "CHAT_MESSAGE_ACTION", "post_token": "wZC44q5D",
+            "conversation_id": "6b3d5cf7-9291-4fa9-892a-9d07e300daea", "user_side": "Supply",
+            "extra_data": {"your_key_1": "your value"}, "user_id": "6GqmD76dle5NpJySqnBX8seTpt6uVtzqaNTNJU1ettI="}"#;
+        let init = SessionInit::parse(body, Some("2")).unwrap();
+        assert_eq!(init.revision, PayloadRevision::V2);
+        assert_eq!(init.user_side, Some(UserSide::Seller));
+        assert_eq!(init.seller_id, init.user_id);
+        assert_eq!(init.extra_data["your_key_1"], "your value");
+    }
+
+    #[test]
+    fn parses_the_original_payload_and_unwraps_provider_data() {
+        let body = br#"{"extra_data": {"provider_data": {"k": "v"}}, "callback_url": "https://divar.ir/chat",
+            "post_token": "gZd7omnS", "user_id": "buyer-1", "peer_id": "seller-1",
+            "supplier": {"id": "seller-1"}, "demand": {"id": "buyer-1"}, "conversation_id": "c-1"}"#;
+        let init = SessionInit::parse(body, None).unwrap();
+        assert_eq!(init.revision, PayloadRevision::Original);
+        assert_eq!(init.user_side, Some(UserSide::Buyer));
+        assert_eq!(init.extra_data["k"], "v");
+        assert_eq!(init.callback_url.as_deref(), Some("https://divar.ir/chat"));
+    }
+
+    #[test]
+    fn rejects_bad_bodies_with_a_reason() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"{not json", "not valid JSON"),
+            (b"[]", "JSON object"),
+            (
+                br#"{"source": "CHAT", "post_token": "12345678901"}"#,
+                "post_token",
+            ),
+            (
+                br#"{"source": "CHAT", "conversation_id": 7}"#,
+                "does not match",
+            ),
+            (br#"{"source": "CHAT", "user_side": "Lender"}"#, "user_side"),
+            (br#"{"source": "CHAT", "extra_data": [1]}"#, "extra_data"),
+        ];
+        for (body, expected) in cases {
+            let err = SessionInit::parse(body, Some("2")).unwrap_err();
+            assert!(err.contains(expected), "{err:?} should mention {expected}");
+        }
+        assert!(SessionInit::parse(b"{}", Some("3")).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Builds the application from settings and runs it until told to stop.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Settings, db::Db, state::AppState, web};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    db: Db,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations and assembles the routes. `extra` is
+    /// merged in as it is (the sandbox mounts itself this way).
+    pub async fn build(
+        settings: Settings,
+        listener: TcpListener,
+        extra: Option<Router>,
+    ) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        let db = Db::connect(settings.database_url.expose_secret()).await?;
+        db.migrate().await?;
+        let state = AppState {
+            db: db.clone(),
+            settings: Arc::new(settings),
+        };
+        let mut router = web::router(state);
+        if let Some(extra) = extra {
+            router = router.merge(extra);
+        }
+        Ok(Self {
+            listener,
+            router: web::with_common_layers(router),
+            db,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Cancels the returned token on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+        trigger.cancel();
+    });
+    token
+}

@@ -1,0 +1,80 @@
+//! Endpoints Divar itself calls.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::HeaderMap,
+    routing::post,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{config::Settings, db, domain::SessionInit, error::ApiError, state::AppState};
+
+/// Session-init bodies are a few hundred bytes; anything near this is not from Divar.
+const MAX_SESSION_INIT_BODY: usize = 16 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/divar/session-init",
+        post(session_init).layer(DefaultBodyLimit::max(MAX_SESSION_INIT_BODY)),
+    )
+}
+
+/// A superset of both revisions' answers: v2 reads `url`, the original also `status`/`message`.
+#[derive(Serialize)]
+struct SessionInitReply {
+    status: &'static str,
+    message: &'static str,
+    url: String,
+}
+
+/// Divar asks where to send someone who clicked our button or opened us from a chat or post.
+/// Spec: kenar-platform.md §7.2 (v2) and §7.3 (original).
+async fn session_init(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<SessionInitReply>, ApiError> {
+    verify_divar(&headers, &state.settings.identification_key)?;
+    let api_version = headers
+        .get("api-version")
+        .or_else(|| headers.get("api_version"))
+        .and_then(|v| v.to_str().ok());
+    let init = SessionInit::parse(&body, api_version).map_err(ApiError::BadRequest)?;
+    let id = db::conversations::record_session_init(&state.db, &init).await?;
+    tracing::info!(revision = init.revision.as_str(), source = %init.source, "session initialized");
+    Ok(Json(SessionInitReply {
+        status: "200",
+        message: "success",
+        url: welcome_url(&state.settings, &id),
+    }))
+}
+
+fn welcome_url(settings: &Arc<Settings>, session_init_id: &str) -> String {
+    settings
+        .url(&format!("/welcome/{session_init_id}"))
+        .to_string()
+}
+
+/// Divar authenticates itself with the identification key, sent bare in `Authorization`.
+pub fn verify_divar(headers: &HeaderMap, key: &SecretString) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    // Hashing first makes the comparison constant-time in the length too.
+    let matches: bool = Sha256::digest(given)
+        .ct_eq(&Sha256::digest(key.expose_secret().as_bytes()))
+        .into();
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}

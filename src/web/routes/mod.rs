@@ -1,0 +1,3 @@
+pub mod divar;
+pub mod health;
+pub mod webview;
