@@ -1,0 +1,331 @@
+//! Divar's open-platform API as an add-on sees it (spec §5 and §9): sending chat messages and
+//! subscribing to events. Errors are `google.rpc.Status` JSON, as Divar's are.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Sandbox,
+    scopes::ScopeKind,
+    validate,
+    world::{
+        AccessToken, ApiCall, ChatMessage, Conversation, Subscription, TokenProblem, World,
+        random_id,
+    },
+};
+use crate::{db::now_ms, domain::UserSide};
+
+pub const SEND_PATH: &str = "/v2/open-platform/conversations/{conversation_id}/messages";
+pub const SUBSCRIBE_PATH: &str = "/v1/open-platform/events/subscriptions";
+
+pub fn router() -> Router<Sandbox> {
+    Router::new()
+        .route(SEND_PATH, post(send_message))
+        .route(SUBSCRIBE_PATH, post(subscribe))
+}
+
+/// A `google.rpc.Status` error, as Divar answers. Codes follow gRPC numbering.
+#[derive(Debug)]
+struct RpcError {
+    http: StatusCode,
+    code: i32,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl IntoResponse for RpcError {
+    fn into_response(self) -> Response {
+        let body = json!({ "code": self.code, "message": self.message, "details": [] });
+        let mut response = (self.http, Json(body)).into_response();
+        if let Some(value) = self
+            .retry_after
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+fn status(http: StatusCode, code: i32, message: &str) -> RpcError {
+    RpcError {
+        http,
+        code,
+        message: message.to_string(),
+        retry_after: None,
+    }
+}
+
+fn unauthenticated(message: &str) -> RpcError {
+    status(StatusCode::UNAUTHORIZED, 16, message)
+}
+
+fn permission_denied(message: &str) -> RpcError {
+    status(StatusCode::FORBIDDEN, 7, message)
+}
+
+fn invalid_argument(message: &str) -> RpcError {
+    status(StatusCode::BAD_REQUEST, 3, message)
+}
+
+/// The caller's access token, from `Authorization: Bearer` (current docs) or `x-access-token`
+/// (the original revision), and which header carried it.
+fn access_token(headers: &HeaderMap) -> Option<(String, &'static str)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| (t.trim().to_string(), "authorization"));
+    bearer
+        .or_else(|| {
+            headers
+                .get("x-access-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|t| (t.trim().to_string(), "x-access-token"))
+        })
+        .filter(|(t, _)| !t.is_empty())
+}
+
+fn check_api_key(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(), RpcError> {
+    match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        Some(key) if key == sandbox.app().api_key => Ok(()),
+        Some(_) => Err(unauthenticated("invalid API key")),
+        None => Err(unauthenticated("missing x-api-key header")),
+    }
+}
+
+fn check_token<'w>(
+    world: &'w World,
+    headers: &HeaderMap,
+) -> Result<(&'w AccessToken, &'static str), RpcError> {
+    let Some((token, header)) = access_token(headers) else {
+        return Err(unauthenticated(
+            "missing access token (Authorization: Bearer … or x-access-token)",
+        ));
+    };
+    match world.check_access_token(&token) {
+        Ok(access) => Ok((access, header)),
+        Err(TokenProblem::Expired) => Err(unauthenticated("access token has expired")),
+        Err(TokenProblem::Revoked) => Err(unauthenticated("access token was revoked")),
+        Err(TokenProblem::Unknown) => Err(unauthenticated("access token is not valid")),
+    }
+}
+
+/// Which side a token may send as in `conversation`, if any of its scopes allows it.
+fn send_side(token: &AccessToken, conversation: &Conversation) -> Option<UserSide> {
+    token
+        .scopes
+        .iter()
+        .find_map(|scope| match (scope.kind, scope.id.as_deref()) {
+            (ScopeKind::ConversationSendMessage, Some(id)) if id == conversation.id => {
+                conversation.side_of(&token.user_id)
+            }
+            (ScopeKind::ChatPostConversationsMessageSend, Some(post))
+                if post == conversation.post_token =>
+            {
+                (token.user_id == conversation.seller_id).then_some(UserSide::Seller)
+            }
+            (ScopeKind::ChatSupplierAllConversationsMessageSend, None) => {
+                (token.user_id == conversation.seller_id).then_some(UserSide::Seller)
+            }
+            _ => None,
+        })
+}
+
+/// Simulated trouble, as set on the sandbox's settings page.
+async fn injected_fault(sandbox: &Sandbox) -> Option<RpcError> {
+    let knobs = sandbox.world().knobs.clone();
+    let roll = |percent: u8| percent > 0 && rand::thread_rng().gen_range(0..100) < percent;
+    if roll(knobs.slow_percent) {
+        tokio::time::sleep(Duration::from_millis(knobs.slow_ms)).await;
+    }
+    if roll(knobs.fail_5xx_percent) {
+        return Some(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            14,
+            "service unavailable (sandbox fault injection)",
+        ));
+    }
+    if roll(knobs.fail_429_percent) {
+        return Some(status(
+            StatusCode::TOO_MANY_REQUESTS,
+            8,
+            "too many requests (sandbox fault injection)",
+        ));
+    }
+    None
+}
+
+/// POST /v2/open-platform/conversations/{conversation_id}/messages
+async fn send_message(
+    State(sandbox): State<Sandbox>,
+    Path(conversation_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let response = match injected_fault(&sandbox).await {
+        Some(fault) => fault.into_response(),
+        None => accept_message(
+            &sandbox,
+            &conversation_id,
+            &headers,
+            &body,
+            idempotency_key.clone(),
+        )
+        .into_response(),
+    };
+    sandbox.world().api_calls.push(ApiCall {
+        at: now_ms(),
+        method: "POST",
+        path: format!("/v2/open-platform/conversations/{conversation_id}/messages"),
+        status: response.status().as_u16(),
+        idempotency_key,
+    });
+    response
+}
+
+fn accept_message(
+    sandbox: &Sandbox,
+    conversation_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    idempotency_key: Option<String>,
+) -> Result<Json<Value>, RpcError> {
+    check_api_key(sandbox, headers)?;
+    let mut world = sandbox.world();
+    if let Err(retry_after) = world.admit_send(now_ms()) {
+        return Err(RpcError {
+            retry_after: Some(retry_after),
+            ..status(
+                StatusCode::TOO_MANY_REQUESTS,
+                8,
+                "per-minute request limit exceeded",
+            )
+        });
+    }
+    let (token, token_header) = check_token(&world, headers).map(|(t, h)| (t.clone(), h))?;
+    let Some(conversation) = world.conversation(conversation_id).cloned() else {
+        return Err(status(StatusCode::NOT_FOUND, 5, "conversation not found"));
+    };
+    let Some(side) = send_side(&token, &conversation) else {
+        return Err(permission_denied(
+            "the access token does not allow sending to this conversation (needs CONVERSATION_SEND_MESSAGE for it, or a post-wide scope granted by the post's owner)",
+        ));
+    };
+    let body: Value =
+        serde_json::from_slice(body).map_err(|_| invalid_argument("the body is not valid JSON"))?;
+    validate::send_message_body(&body).map_err(|problems| invalid_argument(&problems))?;
+    if conversation.blocked {
+        return Err(status(
+            StatusCode::PRECONDITION_FAILED,
+            9,
+            "message delivery failed due to recipient's restriction",
+        ));
+    }
+    world.messages.push(ChatMessage {
+        id: random_id(),
+        conversation_id: conversation.id.clone(),
+        sender_side: side,
+        sender_id: token.user_id.clone(),
+        sender_type: "BOT",
+        text: body["message"].as_str().unwrap_or_default().to_string(),
+        sender_buttons: body.get("sender_buttons").cloned(),
+        receiver_buttons: body.get("receiver_buttons").cloned(),
+        idempotency_key,
+        token_header: Some(token_header),
+        sent_at: now_ms(),
+    });
+    Ok(Json(json!({ "status": 200, "message": "message sent" })))
+}
+
+#[derive(Deserialize)]
+struct SubscribeBody {
+    event_type: String,
+    event_resource_id: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// POST /v1/open-platform/events/subscriptions (spec §9).
+async fn subscribe(State(sandbox): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
+    let response = register_subscription(&sandbox, &headers, &body).into_response();
+    sandbox.world().api_calls.push(ApiCall {
+        at: now_ms(),
+        method: "POST",
+        path: "/v1/open-platform/events/subscriptions".into(),
+        status: response.status().as_u16(),
+        idempotency_key: None,
+    });
+    response
+}
+
+fn register_subscription(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, RpcError> {
+    check_api_key(sandbox, headers)?;
+    let mut world = sandbox.world();
+    let token = check_token(&world, headers).map(|(t, _)| t.clone())?;
+    let body: SubscribeBody = serde_json::from_slice(body)
+        .map_err(|e| invalid_argument(&format!("invalid body: {e}")))?;
+    if body.event_type != "NEW_MESSAGE_ON_POST" {
+        return Err(invalid_argument(
+            "only NEW_MESSAGE_ON_POST subscriptions are simulated",
+        ));
+    }
+    let resource = body.event_resource_id.filter(|r| !r.is_empty());
+    let allowed = match &resource {
+        Some(post) => {
+            world
+                .post(post)
+                .is_some_and(|p| p.seller_id == token.user_id)
+                && token
+                    .scopes
+                    .iter()
+                    .any(|s| s.is(ScopeKind::ChatPostConversationsRead, Some(post)))
+        }
+        None => token
+            .scopes
+            .iter()
+            .any(|s| s.is(ScopeKind::ChatSupplierAllConversationsRead, None)),
+    };
+    if !allowed {
+        return Err(permission_denied(
+            "subscribing needs CHAT_POST_CONVERSATIONS_READ.<post_token> from the post's owner (or CHAT_SUPPLIER_ALL_CONVERSATIONS_READ)",
+        ));
+    }
+    world.subscriptions.retain(|s| {
+        !(s.user_id == token.user_id
+            && s.event_type == body.event_type
+            && s.event_resource_id == resource)
+    });
+    world.subscriptions.push(Subscription {
+        id: random_id(),
+        user_id: token.user_id.clone(),
+        event_type: body.event_type,
+        event_resource_id: resource,
+        metadata: body.metadata,
+        access_token: token.token.clone(),
+        created_at: now_ms(),
+    });
+    Ok(Json(json!({})))
+}

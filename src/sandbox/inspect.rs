@@ -1,0 +1,154 @@
+//! JSON views of everything the simulated Divar saw, and knobs to turn, for tests and for a
+//! curious developer. Sandbox only: these list the fake tokens it issued.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Sandbox, world::KnobsUpdate};
+
+pub fn router() -> Router<Sandbox> {
+    Router::new()
+        .route("/_inspect/messages", get(messages))
+        .route("/_inspect/tokens", get(tokens))
+        .route("/_inspect/refreshes", get(refreshes))
+        .route("/_inspect/api-calls", get(api_calls))
+        .route("/_inspect/outbound", get(outbound))
+        .route("/_inspect/subscriptions", get(subscriptions))
+        .route("/_inspect/app", get(app))
+        .route("/_control/settings", get(settings).post(update_settings))
+        .route(
+            "/_control/conversations/{conversation_id}",
+            post(update_conversation),
+        )
+}
+
+#[derive(Deserialize)]
+struct MessageFilter {
+    conversation_id: Option<String>,
+    sender_type: Option<String>,
+}
+
+/// Messages (newest last) plus a count per idempotency key, so duplicates stand out.
+async fn messages(
+    State(sandbox): State<Sandbox>,
+    Query(filter): Query<MessageFilter>,
+) -> Json<Value> {
+    let world = sandbox.world();
+    let selected: Vec<_> = world
+        .messages
+        .iter()
+        .filter(|m| {
+            filter
+                .conversation_id
+                .as_ref()
+                .is_none_or(|c| *c == m.conversation_id)
+        })
+        .filter(|m| {
+            filter
+                .sender_type
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(m.sender_type))
+        })
+        .collect();
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    for key in selected.iter().filter_map(|m| m.idempotency_key.as_deref()) {
+        *per_key.entry(key).or_default() += 1;
+    }
+    let duplicated: Vec<_> = per_key
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| *k)
+        .collect();
+    Json(json!({
+        "count": selected.len(),
+        "distinct_idempotency_keys": per_key.len(),
+        "duplicated_idempotency_keys": duplicated,
+        "messages": selected,
+    }))
+}
+
+async fn tokens(State(sandbox): State<Sandbox>) -> Json<Value> {
+    let world = sandbox.world();
+    let mut access: Vec<_> = world.access_tokens.values().collect();
+    access.sort_by_key(|t| t.issued_at);
+    let refresh: Vec<_> = world.refresh_tokens.values().collect();
+    Json(json!({ "access_tokens": access, "refresh_tokens": refresh }))
+}
+
+async fn refreshes(State(sandbox): State<Sandbox>) -> Json<Value> {
+    let world = sandbox.world();
+    Json(json!({ "count": world.refresh_calls.len(), "refreshes": world.refresh_calls }))
+}
+
+async fn api_calls(State(sandbox): State<Sandbox>) -> Json<Value> {
+    let world = sandbox.world();
+    Json(json!({ "count": world.api_calls.len(), "calls": world.api_calls }))
+}
+
+async fn outbound(State(sandbox): State<Sandbox>) -> Json<Value> {
+    let world = sandbox.world();
+    Json(json!({ "count": world.outbound.len(), "calls": world.outbound }))
+}
+
+async fn subscriptions(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "subscriptions": sandbox.world().subscriptions }))
+}
+
+/// The registration, without its secrets.
+async fn app(State(sandbox): State<Sandbox>) -> Json<Value> {
+    let app = sandbox.app();
+    Json(json!({
+        "slug": app.slug,
+        "title": app.title,
+        "redirect_uris": app.redirect_uris,
+        "session_init_url": app.session_init_url,
+        "events_url": app.events_url,
+    }))
+}
+
+async fn settings(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!(sandbox.world().knobs))
+}
+
+async fn update_settings(
+    State(sandbox): State<Sandbox>,
+    Json(update): Json<KnobsUpdate>,
+) -> Response {
+    let mut world = sandbox.world();
+    match world.knobs.apply(update) {
+        Ok(()) => Json(json!(world.knobs)).into_response(),
+        Err(reason) => (StatusCode::BAD_REQUEST, Json(json!({ "error": reason }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConversationUpdate {
+    blocked: bool,
+}
+
+async fn update_conversation(
+    State(sandbox): State<Sandbox>,
+    Path(conversation_id): Path<String>,
+    Json(update): Json<ConversationUpdate>,
+) -> Response {
+    match sandbox.world().conversation_mut(&conversation_id) {
+        Some(conversation) => {
+            conversation.blocked = update.blocked;
+            Json(json!(conversation)).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "conversation not found" })),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,201 @@
+//! Calls the simulated Divar makes to the add-on: session initialization (spec §7.2, §7.3) and
+//! event webhooks (spec §9), each signed with the identification key in `Authorization`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{
+    Sandbox,
+    world::{ChatMessage, Conversation, OutboundCall, Revision},
+};
+use crate::{db::now_ms, domain::UserSide};
+
+/// Where and by whom the add-on was opened.
+#[derive(Debug, Clone)]
+pub struct Click {
+    /// `CHAT`, `POST_ADDON` or `CHAT_MESSAGE_ACTION`.
+    pub source: &'static str,
+    pub post_token: String,
+    pub conversation: Option<Conversation>,
+    pub user_id: String,
+    pub user_side: Option<UserSide>,
+    /// The clicked button's `open_server_link.data`.
+    pub extra_data: Value,
+    /// Where Divar returns the person afterwards (the original revision's `callback_url`).
+    pub return_to: String,
+}
+
+impl Click {
+    fn body(&self, revision: Revision) -> Value {
+        let conversation_id = self.conversation.as_ref().map(|c| c.id.clone());
+        match revision {
+            Revision::V2 => json!({
+                "source": self.source,
+                "post_token": self.post_token,
+                "conversation_id": conversation_id,
+                "user_side": self.user_side.map(|s| match s {
+                    UserSide::Seller => "Supply",
+                    UserSide::Buyer => "Demand",
+                }),
+                "extra_data": self.extra_data,
+                "user_id": self.user_id,
+            }),
+            Revision::Original => {
+                let party = |side| {
+                    self.conversation
+                        .as_ref()
+                        .map(|c| c.user_on(side).to_string())
+                };
+                let peer = self.user_side.and_then(|side| party(side.other()));
+                json!({
+                    "extra_data": { "provider_data": self.extra_data },
+                    "callback_url": self.return_to,
+                    "post_token": self.post_token,
+                    "user_id": self.user_id,
+                    "peer_id": peer,
+                    "supplier": { "id": party(UserSide::Seller) },
+                    "demand": { "id": party(UserSide::Buyer) },
+                    "conversation_id": conversation_id,
+                })
+            }
+        }
+    }
+}
+
+/// Asks the add-on where to send the person; `Ok(url)` or a reason to show on an error page.
+pub async fn session_init(sandbox: &Sandbox, click: &Click) -> Result<String, String> {
+    let revision = sandbox.world().knobs.session_init_revision;
+    let url = sandbox.app().session_init_url.clone();
+    let body = click.body(revision);
+    let mut request = sandbox
+        .http()
+        .post(url.clone())
+        .header("authorization", &sandbox.app().identification_key)
+        .json(&body);
+    let mut headers = BTreeMap::from([(
+        "authorization".to_string(),
+        "<identification key>".to_string(),
+    )]);
+    if revision == Revision::V2 {
+        request = request.header("API-Version", "2");
+        headers.insert("api-version".into(), "2".into());
+    }
+    let mut record = OutboundCall {
+        at: now_ms(),
+        kind: "session_init",
+        url: url.to_string(),
+        headers,
+        body,
+        status: None,
+        response: None,
+        error: None,
+    };
+    let outcome = match request.send().await {
+        Err(e) => Err(format!("the add-on could not be reached: {e}")),
+        Ok(response) => {
+            let status = response.status();
+            record.status = Some(status.as_u16());
+            let text = response.text().await.unwrap_or_default();
+            record.response = Some(text.chars().take(2000).collect());
+            read_session_init_reply(status, &text)
+        }
+    };
+    if let Err(reason) = &outcome {
+        record.error = Some(reason.clone());
+    }
+    sandbox.world().outbound.push(record);
+    outcome
+}
+
+fn read_session_init_reply(status: reqwest::StatusCode, text: &str) -> Result<String, String> {
+    if status != reqwest::StatusCode::OK {
+        return Err(format!("the add-on answered HTTP {status} instead of 200"));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|_| "the add-on's answer is not JSON".to_string())?;
+    let url = value
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or("the add-on's answer has no `url`")?;
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url.to_string()),
+        _ => Err(format!(
+            "the add-on's `url` is not an absolute http(s) URL: {url}"
+        )),
+    }
+}
+
+/// Tells subscribed apps about a message typed in the chat (`NEW_MESSAGE`).
+pub async fn new_message(sandbox: &Sandbox, conversation: &Conversation, message: &ChatMessage) {
+    let subscribers = sandbox.world().subscribers_for(conversation);
+    for subscription in subscribers {
+        let body = json!({
+            "type": "NEW_MESSAGE",
+            "metadata": subscription.metadata,
+            "new_message": {
+                "id": message.id,
+                "conversation": { "id": conversation.id, "type": "POST", "post_token": conversation.post_token },
+                "sender": {
+                    "side": match message.sender_side { UserSide::Seller => "SELLER", UserSide::Buyer => "BUYER" },
+                    "type": "HUMAN",
+                },
+                "type": "TEXT",
+                // Divar sends microseconds here.
+                "sent_at": message.sent_at * 1000,
+                "text": message.text,
+            }
+        });
+        deliver(sandbox, body).await;
+    }
+}
+
+/// Tells the app a user withdrew its access (`USER_ACCESS_REVOCATION`).
+pub async fn access_revoked(sandbox: &Sandbox, user_id: &str) {
+    let body = json!({
+        "type": "USER_ACCESS_REVOCATION",
+        "metadata": {},
+        "user_access_revocation": { "user_id": user_id },
+    });
+    deliver(sandbox, body).await;
+}
+
+async fn deliver(sandbox: &Sandbox, body: Value) {
+    let url = sandbox.app().events_url.clone();
+    let result = sandbox
+        .http()
+        .post(url.clone())
+        .header("authorization", &sandbox.app().identification_key)
+        .json(&body)
+        .send()
+        .await;
+    let mut record = OutboundCall {
+        at: now_ms(),
+        kind: "webhook",
+        url: url.to_string(),
+        headers: BTreeMap::from([(
+            "authorization".to_string(),
+            "<identification key>".to_string(),
+        )]),
+        body,
+        status: None,
+        response: None,
+        error: None,
+    };
+    match result {
+        Ok(response) => {
+            record.status = Some(response.status().as_u16());
+            record.response = Some(
+                response
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(2000)
+                    .collect(),
+            );
+        }
+        Err(e) => record.error = Some(e.to_string()),
+    }
+    sandbox.world().outbound.push(record);
+}

@@ -1,0 +1,531 @@
+//! The simulated Divar's state, kept in memory: seeded posts and chats, OAuth grants, messages
+//! sent by the app, and logs of everything the app did, for the inspection endpoints.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::scopes::{Scope, ScopeKind};
+use crate::{db::now_ms, domain::UserSide};
+
+pub const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
+pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+/// After a refresh, the old pair keeps working this long (spec §3 step 5).
+pub const DEFAULT_ROTATION_GRACE_SECS: u64 = 120;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Post {
+    pub token: String,
+    pub title: String,
+    pub price: String,
+    pub seller_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    pub id: String,
+    pub post_token: String,
+    pub seller_id: String,
+    pub buyer_id: String,
+    pub blocked: bool,
+}
+
+impl Conversation {
+    pub fn side_of(&self, user_id: &str) -> Option<UserSide> {
+        if user_id == self.seller_id {
+            Some(UserSide::Seller)
+        } else if user_id == self.buyer_id {
+            Some(UserSide::Buyer)
+        } else {
+            None
+        }
+    }
+
+    pub fn user_on(&self, side: UserSide) -> &str {
+        match side {
+            UserSide::Seller => &self.seller_id,
+            UserSide::Buyer => &self.buyer_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessage {
+    pub id: String,
+    pub conversation_id: String,
+    pub sender_side: UserSide,
+    pub sender_id: String,
+    /// `HUMAN` typed in the chat, `BOT` sent by the app through the API.
+    pub sender_type: &'static str,
+    pub text: String,
+    pub sender_buttons: Option<Value>,
+    pub receiver_buttons: Option<Value>,
+    pub idempotency_key: Option<String>,
+    /// Which header carried the token: `authorization` or `x-access-token`.
+    pub token_header: Option<&'static str>,
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<Scope>,
+    pub user_id: String,
+    pub code_challenge: Option<String>,
+    pub expires_at: i64,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessToken {
+    pub token: String,
+    pub user_id: String,
+    #[serde(serialize_with = "scopes_as_string")]
+    pub scopes: Vec<Scope>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Set when a refresh replaced this token; it keeps working for the grace period.
+    pub rotated_at: Option<i64>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshToken {
+    pub token: String,
+    /// The access token issued beside this one; a refresh retires both.
+    pub access_token: String,
+    pub user_id: String,
+    #[serde(serialize_with = "scopes_as_string")]
+    pub scopes: Vec<Scope>,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub revoked: bool,
+}
+
+fn scopes_as_string<S: serde::Serializer>(scopes: &[Scope], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&super::scopes::join(scopes))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshCall {
+    pub at: i64,
+    pub user_id: Option<String>,
+    /// `rotated`, or why it was refused.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiCall {
+    pub at: i64,
+    pub method: &'static str,
+    pub path: String,
+    pub status: u16,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    pub id: String,
+    pub user_id: String,
+    pub event_type: String,
+    pub event_resource_id: Option<String>,
+    pub metadata: Value,
+    /// A subscription lives as long as the token that made it (spec §9).
+    #[serde(skip)]
+    pub access_token: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundCall {
+    pub at: i64,
+    /// `session_init` or `webhook`.
+    pub kind: &'static str,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Revision {
+    V2,
+    Original,
+}
+
+/// What a developer can change while the sandbox runs.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Knobs {
+    pub access_token_ttl_secs: u64,
+    /// How long a refreshed (old) token pair keeps working; Divar documents two minutes.
+    pub rotation_grace_secs: u64,
+    pub rate_limit_per_minute: u32,
+    pub session_init_revision: Revision,
+    pub fail_5xx_percent: u8,
+    pub fail_429_percent: u8,
+    pub slow_percent: u8,
+    pub slow_ms: u64,
+}
+
+/// Partial update of [`Knobs`]; absent fields stay as they are.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct KnobsUpdate {
+    pub access_token_ttl_secs: Option<u64>,
+    pub rotation_grace_secs: Option<u64>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub session_init_revision: Option<Revision>,
+    pub fail_5xx_percent: Option<u8>,
+    pub fail_429_percent: Option<u8>,
+    pub slow_percent: Option<u8>,
+    pub slow_ms: Option<u64>,
+}
+
+impl Knobs {
+    pub fn apply(&mut self, update: KnobsUpdate) -> Result<(), String> {
+        for (name, value) in [
+            ("fail_5xx_percent", update.fail_5xx_percent),
+            ("fail_429_percent", update.fail_429_percent),
+            ("slow_percent", update.slow_percent),
+        ] {
+            if value.is_some_and(|v| v > 100) {
+                return Err(format!("{name} must be between 0 and 100"));
+            }
+        }
+        if update.access_token_ttl_secs == Some(0) {
+            return Err("access_token_ttl_secs must be at least 1".into());
+        }
+        if update.slow_ms.is_some_and(|ms| ms > 60_000) {
+            return Err("slow_ms must be at most 60000".into());
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = update.$field { self.$field = v; })* };
+        }
+        set!(
+            access_token_ttl_secs,
+            rotation_grace_secs,
+            rate_limit_per_minute,
+            session_init_revision,
+            fail_5xx_percent,
+            fail_429_percent,
+            slow_percent,
+            slow_ms
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub users: Vec<User>,
+    pub posts: Vec<Post>,
+    pub conversations: Vec<Conversation>,
+    pub messages: Vec<ChatMessage>,
+    pub codes: HashMap<String, AuthCode>,
+    pub access_tokens: HashMap<String, AccessToken>,
+    pub refresh_tokens: HashMap<String, RefreshToken>,
+    pub refresh_calls: Vec<RefreshCall>,
+    pub api_calls: Vec<ApiCall>,
+    pub subscriptions: Vec<Subscription>,
+    pub outbound: Vec<OutboundCall>,
+    pub knobs: Knobs,
+    /// Times of sends admitted in the last minute, for the per-minute limit.
+    pub recent_sends: VecDeque<i64>,
+}
+
+/// Why a token could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenProblem {
+    Unknown,
+    Expired,
+    Revoked,
+}
+
+impl World {
+    pub fn seeded(knobs: Knobs) -> Self {
+        let users = [
+            ("u-ali", "علی (فروشنده)"),
+            ("u-maryam", "مریم (فروشنده)"),
+            ("u-reza", "رضا (فروشنده)"),
+            ("u-sara", "سارا"),
+            ("u-hamid", "حمید"),
+            ("u-neda", "ندا"),
+            ("u-omid", "امید"),
+        ]
+        .map(|(id, name)| User {
+            id: id.into(),
+            name: name.into(),
+        })
+        .to_vec();
+        let posts = [
+            (
+                "gZd7omnS",
+                "پژو ۲۰۶ تیپ ۵، مدل ۱۳۹۸",
+                "۴۸۰٬۰۰۰٬۰۰۰ تومان",
+                "u-ali",
+            ),
+            (
+                "wZC44q5D",
+                "آپارتمان ۸۵ متری، سعادت‌آباد",
+                "اجاره، ودیعه ۹۰۰ میلیون",
+                "u-maryam",
+            ),
+            (
+                "AZTH74V2",
+                "آیفون ۱۳ پرو، ۲۵۶ گیگ",
+                "۵۲٬۰۰۰٬۰۰۰ تومان",
+                "u-reza",
+            ),
+        ]
+        .map(|(token, title, price, seller)| Post {
+            token: token.into(),
+            title: title.into(),
+            price: price.into(),
+            seller_id: seller.into(),
+        })
+        .to_vec();
+        let buyers = ["u-sara", "u-hamid", "u-neda", "u-omid"];
+        let openers = [
+            "سلام، هنوز موجوده؟",
+            "سلام، قیمت قابل مذاکره است؟",
+            "کی می‌شه از نزدیک دید؟",
+            "سلام وقت بخیر، امکان معاوضه هست؟",
+        ];
+        let mut conversations = Vec::new();
+        let mut messages = Vec::new();
+        let start = now_ms() - 3 * 3600 * 1000;
+        for (p, post) in posts.iter().enumerate() {
+            for (b, buyer) in buyers.iter().enumerate().take(3 + p % 2) {
+                // Stable, readable ids: post number and buyer number.
+                let id = format!("c0ffee00-0000-4000-8000-{:06}{:06}", p + 1, b + 1);
+                messages.push(ChatMessage {
+                    id: format!("m-{id}-1"),
+                    conversation_id: id.clone(),
+                    sender_side: UserSide::Buyer,
+                    sender_id: buyer.to_string(),
+                    sender_type: "HUMAN",
+                    text: openers[(p + b) % openers.len()].into(),
+                    sender_buttons: None,
+                    receiver_buttons: None,
+                    idempotency_key: None,
+                    token_header: None,
+                    sent_at: start + (p * 10 + b) as i64 * 60_000,
+                });
+                messages.push(ChatMessage {
+                    id: format!("m-{id}-2"),
+                    conversation_id: id.clone(),
+                    sender_side: UserSide::Seller,
+                    sender_id: post.seller_id.clone(),
+                    sender_type: "HUMAN",
+                    text: "سلام، بله در خدمتم.".into(),
+                    sender_buttons: None,
+                    receiver_buttons: None,
+                    idempotency_key: None,
+                    token_header: None,
+                    sent_at: start + (p * 10 + b) as i64 * 60_000 + 120_000,
+                });
+                conversations.push(Conversation {
+                    id,
+                    post_token: post.token.clone(),
+                    seller_id: post.seller_id.clone(),
+                    buyer_id: buyer.to_string(),
+                    blocked: false,
+                });
+            }
+        }
+        Self {
+            users,
+            posts,
+            conversations,
+            messages,
+            codes: HashMap::new(),
+            access_tokens: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            refresh_calls: Vec::new(),
+            api_calls: Vec::new(),
+            subscriptions: Vec::new(),
+            outbound: Vec::new(),
+            knobs,
+            recent_sends: VecDeque::new(),
+        }
+    }
+
+    pub fn grace_ms(&self) -> i64 {
+        self.knobs.rotation_grace_secs as i64 * 1000
+    }
+
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    pub fn user_name(&self, id: &str) -> String {
+        self.user(id)
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    pub fn post(&self, token: &str) -> Option<&Post> {
+        self.posts.iter().find(|p| p.token == token)
+    }
+
+    pub fn conversation(&self, id: &str) -> Option<&Conversation> {
+        self.conversations.iter().find(|c| c.id == id)
+    }
+
+    pub fn conversation_mut(&mut self, id: &str) -> Option<&mut Conversation> {
+        self.conversations.iter_mut().find(|c| c.id == id)
+    }
+
+    pub fn messages_of(&self, conversation_id: &str) -> impl Iterator<Item = &ChatMessage> {
+        self.messages
+            .iter()
+            .filter(move |m| m.conversation_id == conversation_id)
+    }
+
+    pub fn issue_code(&mut self, code: AuthCode) -> String {
+        let value = random_token("ory_ac_");
+        self.codes.insert(value.clone(), code);
+        value
+    }
+
+    /// Issues an access token (and a refresh token when `offline_access` was granted).
+    pub fn issue_tokens(
+        &mut self,
+        user_id: &str,
+        scopes: Vec<Scope>,
+    ) -> (AccessToken, Option<RefreshToken>) {
+        let now = now_ms();
+        let access = AccessToken {
+            token: random_token("ory_at_"),
+            user_id: user_id.to_string(),
+            scopes: scopes.clone(),
+            issued_at: now,
+            expires_at: now + self.knobs.access_token_ttl_secs as i64 * 1000,
+            rotated_at: None,
+            revoked: false,
+        };
+        let refresh = scopes
+            .iter()
+            .any(|s| s.kind == ScopeKind::OfflineAccess)
+            .then(|| RefreshToken {
+                token: random_token("ory_rt_"),
+                access_token: access.token.clone(),
+                user_id: user_id.to_string(),
+                scopes,
+                expires_at: now + REFRESH_LIFETIME_MS,
+                rotated_at: None,
+                revoked: false,
+            });
+        self.access_tokens
+            .insert(access.token.clone(), access.clone());
+        if let Some(refresh) = &refresh {
+            self.refresh_tokens
+                .insert(refresh.token.clone(), refresh.clone());
+        }
+        (access, refresh)
+    }
+
+    /// The token's holder and scopes, if it may be used now.
+    pub fn check_access_token(&self, token: &str) -> Result<&AccessToken, TokenProblem> {
+        let now = now_ms();
+        let access = self.access_tokens.get(token).ok_or(TokenProblem::Unknown)?;
+        if access.revoked {
+            return Err(TokenProblem::Revoked);
+        }
+        if access
+            .rotated_at
+            .is_some_and(|at| now > at + self.grace_ms())
+        {
+            return Err(TokenProblem::Revoked);
+        }
+        if now >= access.expires_at {
+            return Err(TokenProblem::Expired);
+        }
+        Ok(access)
+    }
+
+    /// Revokes every grant `user_id` gave the app (the user withdrew access in Divar).
+    pub fn revoke_user(&mut self, user_id: &str) -> usize {
+        let mut count = 0;
+        for token in self
+            .access_tokens
+            .values_mut()
+            .filter(|t| t.user_id == user_id && !t.revoked)
+        {
+            token.revoked = true;
+            count += 1;
+        }
+        for token in self
+            .refresh_tokens
+            .values_mut()
+            .filter(|t| t.user_id == user_id)
+        {
+            token.revoked = true;
+        }
+        self.subscriptions.retain(|s| s.user_id != user_id);
+        count
+    }
+
+    /// Admits one send under the per-minute limit, or says how many seconds to wait.
+    pub fn admit_send(&mut self, now: i64) -> Result<(), u64> {
+        while self
+            .recent_sends
+            .front()
+            .is_some_and(|&t| t <= now - 60_000)
+        {
+            self.recent_sends.pop_front();
+        }
+        if self.recent_sends.len() >= self.knobs.rate_limit_per_minute as usize {
+            let oldest = self.recent_sends.front().copied().unwrap_or(now);
+            let wait_ms = (oldest + 60_000 - now).max(1);
+            return Err((wait_ms as u64).div_ceil(1000));
+        }
+        self.recent_sends.push_back(now);
+        Ok(())
+    }
+
+    /// Subscriptions that should hear of a new message in `conversation`.
+    pub fn subscribers_for(&self, conversation: &Conversation) -> Vec<Subscription> {
+        self.subscriptions
+            .iter()
+            .filter(|s| {
+                s.event_type == "NEW_MESSAGE_ON_POST" && s.user_id == conversation.seller_id
+            })
+            .filter(|s| match &s.event_resource_id {
+                Some(post) => *post == conversation.post_token,
+                None => true,
+            })
+            .filter(|s| self.check_access_token(&s.access_token).is_ok())
+            .cloned()
+            .collect()
+    }
+}
+
+/// An unguessable token in the shape Divar's OAuth server (Ory Hydra) uses.
+pub fn random_token(prefix: &str) -> String {
+    let mut a = [0u8; 32];
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut a);
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!(
+        "{prefix}{}.{}",
+        URL_SAFE_NO_PAD.encode(a),
+        URL_SAFE_NO_PAD.encode(b)
+    )
+}
+
+pub fn random_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
