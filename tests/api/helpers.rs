@@ -1,0 +1,383 @@
+use std::{str::FromStr, sync::LazyLock, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use kenar_chat::{
+    config::Settings,
+    db::Db,
+    sandbox::{Sandbox, SandboxOptions, launch},
+};
+use reqwest::{StatusCode, header::LOCATION};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, Executor, postgres::PgConnection};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+/// Logs stay quiet unless `TEST_LOG` is set.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        kenar_chat::telemetry::init(kenar_chat::config::LogFormat::Pretty);
+    }
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    /// For PostgreSQL: the server URL and the database's name, to drop it on purpose.
+    pub postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn test_db(engine: Engine) -> TestDb {
+    match engine {
+        Engine::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            TestDb {
+                url,
+                postgres: None,
+                _dir: Some(dir),
+            }
+        }
+        Engine::Postgres => {
+            let admin = std::env::var("TEST_DATABASE_URL").expect(
+                "TEST_DATABASE_URL must point at a PostgreSQL server for the PostgreSQL half of the tests; `bash .ci/test` sets it up",
+            );
+            let name = format!("kenar_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = PgConnection::connect(&admin)
+                .await
+                .expect("connecting to TEST_DATABASE_URL");
+            conn.execute(format!(r#"create database "{name}""#).as_str())
+                .await
+                .expect("creating a test database");
+            let mut url = Url::from_str(&admin).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            TestDb {
+                url: url.to_string(),
+                postgres: Some((admin, name)),
+                _dir: None,
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: Url,
+    pub sandbox: Sandbox,
+    pub settings: Settings,
+    pub db: Db,
+    pub test_db: TestDb,
+    /// Keeps cookies and does not follow redirects, like a careful browser under test.
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, SandboxOptions::default()).await
+}
+
+pub async fn spawn_app_with(engine: Engine, options: SandboxOptions) -> TestApp {
+    LazyLock::force(&TRACING);
+    let test_db = test_db(engine).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a port");
+    let launched = launch(listener, &test_db.url, options)
+        .await
+        .expect("launching the app");
+    let db = launched.app.db().clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(launched.app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        base: launched.base_url,
+        sandbox: launched.sandbox,
+        settings: launched.settings,
+        db,
+        test_db,
+        client: browser(),
+        shutdown,
+    }
+}
+
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub fn assert_redirect(response: &reqwest::Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "expected a redirect, got {}",
+        response.status()
+    );
+    response.headers()[LOCATION]
+        .to_str()
+        .expect("ascii location")
+        .to_string()
+}
+
+/// Seeded conversation ids: post 1..=3, buyer 1..=4 (post 2 has four buyers).
+pub fn conversation(post: usize, buyer: usize) -> String {
+    format!("c0ffee00-0000-4000-8000-{post:06}{buyer:06}")
+}
+
+pub const POST_1: &str = "gZd7omnS";
+pub const POST_2: &str = "wZC44q5D";
+pub const SELLER_1: &str = "u-ali";
+pub const BUYER_1: &str = "u-sara";
+pub const BUYER_2: &str = "u-hamid";
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Self {
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: Option<String>,
+    pub reply: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        self.settings.redirect_uri().to_string()
+    }
+
+    pub fn api_key(&self) -> String {
+        self.sandbox.app().api_key.clone()
+    }
+
+    pub fn auth_query(
+        &self,
+        scope: &str,
+        state: &str,
+        pkce: Option<&Pkce>,
+    ) -> Vec<(&'static str, String)> {
+        let mut query = vec![
+            ("response_type", "code".to_string()),
+            ("client_id", self.sandbox.app().slug.clone()),
+            ("redirect_uri", self.redirect_uri()),
+            ("scope", scope.to_string()),
+            ("state", state.to_string()),
+        ];
+        if let Some(pkce) = pkce {
+            query.push(("code_challenge", pkce.challenge.clone()));
+            query.push(("code_challenge_method", "S256".to_string()));
+        }
+        query
+    }
+
+    pub async fn get_consent(&self, query: &[(&str, String)]) -> reqwest::Response {
+        self.client
+            .get(self.url("/sandbox/oauth2/auth"))
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_decision(
+        &self,
+        query: &[(&str, String)],
+        user: &str,
+        decision: &str,
+    ) -> reqwest::Response {
+        let mut form: Vec<(&str, String)> = query.to_vec();
+        form.push(("user_id", user.to_string()));
+        form.push(("decision", decision.to_string()));
+        self.client
+            .post(self.url("/sandbox/oauth2/auth"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs the consent screen as `user` and returns the authorization code.
+    pub async fn authorize(&self, scope: &str, user: &str, pkce: Option<&Pkce>) -> String {
+        let state = uuid::Uuid::new_v4().to_string();
+        let query = self.auth_query(scope, &state, pkce);
+        let page = self.get_consent(&query).await;
+        assert_eq!(page.status(), StatusCode::OK, "consent page");
+        let response = self.post_decision(&query, user, "approve").await;
+        let location = Url::parse(&assert_redirect(&response)).unwrap();
+        let params: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(
+            params.get("state"),
+            Some(&state),
+            "state comes back unchanged"
+        );
+        params.get("code").cloned().expect("a code on approval")
+    }
+
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        let slug = self.sandbox.app().slug.clone();
+        let secret = self.sandbox.app().oauth_secret.clone();
+        let mut body: Vec<(&str, &str)> = vec![("client_id", &slug), ("client_secret", &secret)];
+        body.extend_from_slice(form);
+        self.client
+            .post(self.url("/sandbox/oauth2/token"))
+            .form(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn exchange(&self, code: &str, verifier: Option<&str>) -> reqwest::Response {
+        let redirect = self.redirect_uri();
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect.as_str()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        self.token_request(&form).await
+    }
+
+    /// A complete grant: consent as `user`, then the code exchange with PKCE.
+    pub async fn grant(&self, scope: &str, user: &str) -> Tokens {
+        let pkce = Pkce::new();
+        let code = self.authorize(scope, user, Some(&pkce)).await;
+        let response = self.exchange(&code, Some(&pkce.verifier)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        tokens_from(response.json().await.unwrap())
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        let redirect = self.redirect_uri();
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("redirect_uri", redirect.as_str()),
+        ])
+        .await
+    }
+
+    pub async fn send_message(
+        &self,
+        conversation_id: &str,
+        access_token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!(
+                "/sandbox/v2/open-platform/conversations/{conversation_id}/messages"
+            )))
+            .header("x-api-key", self.api_key())
+            .bearer_auth(access_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn inspect(&self, what: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/sandbox/_inspect/{what}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn control(&self, settings: Value) {
+        let response = self
+            .client
+            .post(self.url("/sandbox/_control/settings"))
+            .json(&settings)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{:?}",
+            response.text().await
+        );
+    }
+
+    pub async fn block(&self, conversation_id: &str, blocked: bool) {
+        let response = self
+            .client
+            .post(self.url(&format!(
+                "/sandbox/_control/conversations/{conversation_id}"
+            )))
+            .json(&json!({ "blocked": blocked }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+pub fn tokens_from(reply: Value) -> Tokens {
+    Tokens {
+        access: reply["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string(),
+        refresh: reply["refresh_token"].as_str().map(str::to_string),
+        reply,
+    }
+}
+
+pub fn text_message(text: &str) -> Value {
+    json!({ "type": "TEXT", "message": text })
+}
+
+/// Runs an async test body once per engine: `both_engines!(name, body_fn)`.
+#[macro_export]
+macro_rules! both_engines {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::helpers::Engine::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::helpers::Engine::Postgres).await
+            }
+        }
+    };
+}

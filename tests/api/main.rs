@@ -1,0 +1,11 @@
+//! Black-box tests over real HTTP on loopback: the add-on and the simulated Divar in one
+//! process, on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
+
+mod cli;
+mod health;
+mod helpers;
+mod sandbox_api;
+mod sandbox_oauth;
+mod sandbox_screens;
+mod session_init;
+mod store;

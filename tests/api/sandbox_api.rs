@@ -1,0 +1,541 @@
+//! The simulated open-platform API: who may send where, and every rejection Divar gives.
+
+use std::time::Duration;
+
+use kenar_chat::sandbox::SandboxOptions;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn button(icon: &str, caption: &str) -> Value {
+    json!({ "action": { "open_direct_link": "https://example.com/x" }, "icon": icon, "caption": caption })
+}
+
+fn full_message() -> Value {
+    json!({
+        "type": "TEXT",
+        "message": "بازدید شما برای شنبه ساعت ۱۰ ثبت شد.",
+        "sender_buttons": { "rows": [{ "buttons": [
+            button("CAR_INSPECTED", "مشاهدهٔ رزرو"),
+            { "action": { "open_server_link": { "data": { "booking_id": "123" } } }, "icon": "SEND", "caption": "مدیریت" }
+        ] }] },
+        "receiver_buttons": { "rows": [{ "buttons": [
+            { "action": { "open_server_link": { "data": { "booking_id": "123", "view": "buyer" } } }, "icon": "REAL_ESTATE", "caption": "جزئیات" }
+        ] }] }
+    })
+}
+
+async fn status_body(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_conversation_scope_sends_as_that_party_with_both_grids() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    let response = app
+        .client
+        .post(app.url(&format!(
+            "/sandbox/v2/open-platform/conversations/{conv}/messages"
+        )))
+        .header("x-api-key", app.api_key())
+        .bearer_auth(&tokens.access)
+        .header("Idempotency-Key", "key-1")
+        .json(&full_message())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_body(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], 200);
+
+    let seen = app
+        .inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
+        .await;
+    assert_eq!(seen["count"], 1);
+    let message = &seen["messages"][0];
+    assert_eq!(message["sender_side"], "buyer");
+    assert_eq!(message["sender_id"], BUYER_1);
+    assert_eq!(message["idempotency_key"], "key-1");
+    assert_eq!(message["token_header"], "authorization");
+    assert_eq!(message["sender_buttons"], full_message()["sender_buttons"]);
+    assert_eq!(
+        message["receiver_buttons"],
+        full_message()["receiver_buttons"]
+    );
+}
+
+#[tokio::test]
+async fn the_original_revisions_x_access_token_header_and_icon_name_work() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
+        .await;
+    let body = json!({ "type": "TEXT", "message": "hi", "receiver_buttons": { "rows": [{ "buttons": [
+        { "action": { "open_direct_link": "https://example.com" }, "icon_name": "SEND", "caption": "go" }
+    ] }] } });
+    let response = app
+        .client
+        .post(app.url(&format!(
+            "/sandbox/v2/open-platform/conversations/{conv}/messages"
+        )))
+        .header("x-api-key", app.api_key())
+        .header("x-access-token", &tokens.access)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = app
+        .inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
+        .await;
+    assert_eq!(seen["messages"][0]["sender_side"], "seller");
+    assert_eq!(seen["messages"][0]["token_header"], "x-access-token");
+}
+
+#[tokio::test]
+async fn a_post_scope_from_the_owner_sends_to_every_conversation_of_that_post_only() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tokens = app
+        .grant(
+            &format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1}"),
+            SELLER_1,
+        )
+        .await;
+    for buyer in 1..=3 {
+        let response = app
+            .send_message(
+                &conversation(1, buyer),
+                &tokens.access,
+                &text_message("فروخته شد"),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "conversation (1, {buyer})"
+        );
+    }
+    let other_post = app
+        .send_message(&conversation(2, 1), &tokens.access, &text_message("x"))
+        .await;
+    assert_eq!(other_post.status(), StatusCode::FORBIDDEN);
+    let seen = app.inspect("messages?sender_type=BOT").await;
+    assert_eq!(seen["count"], 3);
+    assert!(
+        seen["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["sender_side"] == "seller")
+    );
+}
+
+#[tokio::test]
+async fn the_supplier_wide_scope_reaches_all_the_owners_posts_only() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tokens = app
+        .grant("CHAT_SUPPLIER_ALL_CONVERSATIONS_MESSAGE_SEND", SELLER_1)
+        .await;
+    assert_eq!(
+        app.send_message(&conversation(1, 3), &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Post 2 belongs to someone else.
+    assert_eq!(
+        app.send_message(&conversation(2, 1), &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // Granted by a buyer, the same scope covers nothing.
+    let buyer = app
+        .grant("CHAT_SUPPLIER_ALL_CONVERSATIONS_MESSAGE_SEND", BUYER_1)
+        .await;
+    assert_eq!(
+        app.send_message(&conversation(1, 1), &buyer.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_post_scope_granted_by_a_buyer_is_refused() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tokens = app
+        .grant(
+            &format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1}"),
+            BUYER_1,
+        )
+        .await;
+    let (status, body) = status_body(
+        app.send_message(&conversation(1, 1), &tokens.access, &text_message("x"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["code"], 7,
+        "google.rpc.Status PERMISSION_DENIED: {body}"
+    );
+    assert!(body["message"].is_string());
+}
+
+#[tokio::test]
+async fn requests_without_the_right_key_or_token_are_unauthenticated() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    let url = app.url(&format!(
+        "/sandbox/v2/open-platform/conversations/{conv}/messages"
+    ));
+
+    let wrong_key = app
+        .client
+        .post(&url)
+        .header("x-api-key", "nope")
+        .bearer_auth(&tokens.access)
+        .json(&text_message("x"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_body(wrong_key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], 16);
+
+    let no_key = app
+        .client
+        .post(&url)
+        .bearer_auth(&tokens.access)
+        .json(&text_message("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+
+    let no_token = app
+        .client
+        .post(&url)
+        .header("x-api-key", app.api_key())
+        .json(&text_message("x"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_body(no_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing access token")
+    );
+
+    let made_up = app
+        .send_message(&conv, "ory_at_made.up", &text_message("x"))
+        .await;
+    assert_eq!(made_up.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_token_for_another_conversation_is_forbidden() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tokens = app
+        .grant(
+            &format!("CONVERSATION_SEND_MESSAGE.{}", conversation(1, 1)),
+            SELLER_1,
+        )
+        .await;
+    let (status, body) = status_body(
+        app.send_message(&conversation(1, 2), &tokens.access, &text_message("x"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], 7);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_invalid_arguments() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    let row = json!({ "buttons": [button("SEND", "a")] });
+    let cases = [
+        (
+            "four rows",
+            json!({ "type": "TEXT", "message": "x", "sender_buttons": { "rows": [row, row, row, row] } }),
+            "more than 3",
+        ),
+        (
+            "four buttons",
+            json!({ "type": "TEXT", "message": "x", "receiver_buttons": { "rows": [{ "buttons": [
+            button("SEND", "a"), button("SEND", "b"), button("SEND", "c"), button("SEND", "d")] }] } }),
+            "more than 3",
+        ),
+        (
+            "unknown icon",
+            json!({ "type": "TEXT", "message": "x", "sender_buttons": { "rows": [{ "buttons": [button("REAL_STATE", "a")] }] } }),
+            "REAL_STATE",
+        ),
+        (
+            "empty message",
+            json!({ "type": "TEXT", "message": "" }),
+            "empty",
+        ),
+        ("missing message", json!({ "type": "TEXT" }), "message"),
+        (
+            "not text",
+            json!({ "type": "VIDEO", "message": "x" }),
+            "VIDEO",
+        ),
+        (
+            "two actions",
+            json!({ "message": "x", "sender_buttons": { "rows": [{ "buttons": [
+            { "caption": "a", "icon": "SEND", "action": { "open_direct_link": "https://a.example", "open_post_page": { "post_token": POST_1 } } }] }] } }),
+            "exactly one",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let (status, reply) =
+            status_body(app.send_message(&conv, &tokens.access, &body).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(reply["code"], 3, "{name}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{name}: {message}");
+        assert!(
+            message.len() < 2000,
+            "{name}: the 822 icon names are not dumped"
+        );
+    }
+    let not_json = app
+        .client
+        .post(app.url(&format!(
+            "/sandbox/v2/open-platform/conversations/{conv}/messages"
+        )))
+        .header("x-api-key", app.api_key())
+        .bearer_auth(&tokens.access)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let seen = app.inspect("messages?sender_type=BOT").await;
+    assert_eq!(seen["count"], 0, "nothing invalid was delivered");
+}
+
+#[tokio::test]
+async fn a_blocked_conversation_answers_412_with_code_9() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    app.block(&conv, true).await;
+    let (status, body) = status_body(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(body["code"], 9);
+    assert_eq!(
+        body["message"],
+        "message delivery failed due to recipient's restriction"
+    );
+    app.block(&conv, false).await;
+    assert_eq!(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_per_minute_limit_answers_429_with_retry_after() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        SandboxOptions {
+            rate_limit_per_minute: 3,
+            ..SandboxOptions::default()
+        },
+    )
+    .await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.send_message(&conv, &tokens.access, &text_message("x"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let limited = app
+        .send_message(&conv, &tokens.access, &text_message("x"))
+        .await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    let (_, body) = status_body(limited).await;
+    assert_eq!(body["code"], 8);
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        SandboxOptions {
+            access_token_ttl: Duration::from_secs(1),
+            ..SandboxOptions::default()
+        },
+    )
+    .await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(
+            &format!("CONVERSATION_SEND_MESSAGE.{conv} offline_access"),
+            BUYER_1,
+        )
+        .await;
+    assert_eq!(tokens.reply["expires_in"], 1);
+    assert_eq!(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = status_body(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["message"].as_str().unwrap().contains("expired"));
+    // A refresh brings it back.
+    let fresh = tokens_from(
+        app.refresh(tokens.refresh.as_deref().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        app.send_message(&conv, &fresh.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_answer_5xx_and_429() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    app.control(json!({ "fail_5xx_percent": 100 })).await;
+    let (status, body) = status_body(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], 14);
+    app.control(json!({ "fail_5xx_percent": 0, "fail_429_percent": 100 }))
+        .await;
+    assert_eq!(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    app.control(json!({ "fail_429_percent": 0, "slow_percent": 100, "slow_ms": 300 }))
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        app.send_message(&conv, &tokens.access, &text_message("x"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the slow fault delays the answer"
+    );
+    let calls = app.inspect("api-calls").await;
+    let statuses: Vec<_> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 429, 200]);
+    let bad = app
+        .client
+        .post(app.url("/sandbox/_control/settings"))
+        .json(&json!({ "fail_5xx_percent": 101 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn event_subscriptions_need_the_owners_read_scope() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let subscribe = |token: String, post: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/sandbox/v1/open-platform/events/subscriptions"))
+                .header("x-api-key", app.api_key())
+                .bearer_auth(token)
+                .json(&json!({ "event_type": "NEW_MESSAGE_ON_POST", "event_resource_id": post, "metadata": { "k": "v" } }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let owner = app
+        .grant(&format!("CHAT_POST_CONVERSATIONS_READ.{POST_1}"), SELLER_1)
+        .await;
+    let response = subscribe(owner.access.clone(), POST_1).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(
+        subscribe(owner.access, POST_2).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let buyer = app
+        .grant(&format!("CHAT_POST_CONVERSATIONS_READ.{POST_1}"), BUYER_1)
+        .await;
+    assert_eq!(
+        subscribe(buyer.access, POST_1).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let subs = app.inspect("subscriptions").await;
+    assert_eq!(subs["subscriptions"].as_array().unwrap().len(), 1);
+    assert_eq!(subs["subscriptions"][0]["event_resource_id"], POST_1);
+}

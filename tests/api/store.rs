@@ -1,0 +1,127 @@
+//! The store, on both engines.
+
+use kenar_chat::{
+    db::{Db, conversations},
+    domain::SessionInit,
+};
+
+use crate::helpers::*;
+
+async fn store(engine: Engine) -> (Db, TestDb) {
+    let test_db = test_db(engine).await;
+    let db = Db::connect(&test_db.url).await.unwrap();
+    db.migrate().await.unwrap();
+    (db, test_db)
+}
+
+fn init(json: &str) -> SessionInit {
+    SessionInit::parse(json.as_bytes(), None).unwrap()
+}
+
+async fn migrations_are_idempotent(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    db.migrate().await.unwrap();
+    db.ping().await.unwrap();
+}
+crate::both_engines!(migrate_twice, migrations_are_idempotent);
+
+async fn later_clicks_complete_a_conversation_without_erasing_it(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let first = init(
+        r#"{"source":"CHAT","post_token":"gZd7omnS","conversation_id":"c-1","user_side":"Demand","user_id":"buyer"}"#,
+    );
+    let second = init(
+        r#"{"source":"CHAT","conversation_id":"c-1","user_side":"Supply","user_id":"seller"}"#,
+    );
+    let a = conversations::record_session_init(&db, &first)
+        .await
+        .unwrap();
+    let b = conversations::record_session_init(&db, &second)
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    let stored = conversations::find(&db, "c-1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.post_token.as_deref(),
+        Some("gZd7omnS"),
+        "a click without a post token keeps it"
+    );
+    assert_eq!(stored.buyer_id.as_deref(), Some("buyer"));
+    assert_eq!(stored.seller_id.as_deref(), Some("seller"));
+    assert!(stored.updated_at >= stored.created_at);
+
+    let click = conversations::find_session_init(&db, &b)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(click.user_side.as_deref(), Some("seller"));
+    assert_eq!(click.conversation_id.as_deref(), Some("c-1"));
+    assert!(conversations::find(&db, "c-2").await.unwrap().is_none());
+}
+crate::both_engines!(
+    conversation_upsert,
+    later_clicks_complete_a_conversation_without_erasing_it
+);
+
+async fn a_post_lists_its_conversations(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    for (conv, post) in [("c-1", "P1"), ("c-2", "P1"), ("c-3", "P2")] {
+        let body =
+            format!(r#"{{"source":"CHAT","post_token":"{post}","conversation_id":"{conv}"}}"#);
+        conversations::record_session_init(&db, &init(&body))
+            .await
+            .unwrap();
+    }
+    // A click from a post add-on has no conversation; it is still recorded.
+    let id = conversations::record_session_init(
+        &db,
+        &init(r#"{"source":"POST_ADDON","post_token":"P1"}"#),
+    )
+    .await
+    .unwrap();
+    assert!(
+        conversations::find_session_init(&db, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .conversation_id
+            .is_none()
+    );
+    let mut ids: Vec<_> = conversations::list_for_post(&db, "P1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.conversation_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["c-1", "c-2"]);
+    assert!(
+        conversations::list_for_post(&db, "P9")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+crate::both_engines!(post_conversations, a_post_lists_its_conversations);
+
+async fn original_payload_text_survives_a_round_trip(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let original = init(
+        r#"{"extra_data":{"provider_data":{"note":"سلام 'quoted' \"x\""}},"callback_url":"https://divar.ir/x",
+            "post_token":"P1","user_id":"b","peer_id":"s","supplier":{"id":"s"},"demand":{"id":"b"},"conversation_id":"c-9"}"#,
+    );
+    let id = conversations::record_session_init(&db, &original)
+        .await
+        .unwrap();
+    let click = conversations::find_session_init(&db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(click.revision, "original");
+    let data: serde_json::Value = serde_json::from_str(&click.extra_data).unwrap();
+    assert_eq!(data["note"], "سلام 'quoted' \"x\"");
+}
+crate::both_engines!(
+    original_round_trip,
+    original_payload_text_survives_a_round_trip
+);
