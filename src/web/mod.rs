@@ -7,7 +7,12 @@ use axum::{
     Router,
     http::{HeaderValue, Request, header},
 };
-use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tower_http::{
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
 
 use crate::state::AppState;
 
@@ -37,9 +42,11 @@ pub fn with_common_layers(router: Router) -> Router {
         ))
         .layer(
             // Only the path: query strings carry OAuth codes and states that must not be logged.
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
 }
 
