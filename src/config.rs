@@ -10,6 +10,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kenar.db";
 pub const DEFAULT_API_BASE_URL: &str = "https://open-api.divar.ir";
 pub const DEFAULT_OAUTH_BASE_URL: &str = "https://oauth.divar.ir";
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8080";
+/// Where Divar wants people sent when a flow ends (spec §8).
+pub const DEFAULT_COMPLETION_URL: &str = "https://open-platform-redirect.divar.ir/completion";
+pub const DEFAULT_RETURN_HOSTS: &str = "divar.ir";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,6 +32,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a Kenar API call may take before it counts as failed.
     pub http_timeout: Duration,
+    /// "Back to Divar" goes here unless the click carried an allowed `callback_url`.
+    pub completion_url: Url,
+    /// Hosts (and their subdomains) a click's `callback_url` may point at.
+    pub return_hosts: Vec<String>,
+    /// How long the link session initialization hands out stays usable.
+    pub entry_link_ttl: Duration,
+    pub send_retry: crate::services::messaging::RetryPolicy,
 }
 
 /// The 32-byte AES-256 key that seals stored OAuth tokens.
@@ -148,6 +158,8 @@ impl Settings {
         let oauth_base = optional("KENAR_OAUTH_BASE_URL", DEFAULT_OAUTH_BASE_URL);
         let bind_addr = optional("BIND_ADDR", DEFAULT_BIND_ADDR);
         let log_format = optional("LOG_FORMAT", "pretty");
+        let completion_url = optional("KENAR_COMPLETION_URL", DEFAULT_COMPLETION_URL);
+        let return_hosts = optional("DIVAR_RETURN_HOSTS", DEFAULT_RETURN_HOSTS);
 
         let mut check = |name: &str, result: Result<(), String>| {
             if let Err(problem) = result {
@@ -191,6 +203,24 @@ impl Settings {
             "BIND_ADDR",
             bind_addr.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let completion_url = Url::parse(&completion_url)
+            .map_err(|e| format!("is not a URL ({e})"))
+            .and_then(|u| {
+                if matches!(u.scheme(), "http" | "https") {
+                    Ok(u)
+                } else {
+                    Err("must be an http(s) URL".to_string())
+                }
+            });
+        check(
+            "KENAR_COMPLETION_URL",
+            completion_url.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let return_hosts: Vec<String> = return_hosts
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -212,6 +242,7 @@ impl Settings {
             Ok(kenar_oauth_base_url),
             Ok(bind_addr),
             Ok(log_format),
+            Ok(completion_url),
         ) = (
             app_slug,
             api_key,
@@ -223,6 +254,7 @@ impl Settings {
             oauth_base,
             bind_addr,
             log_format,
+            completion_url,
         )
         else {
             unreachable!("every invalid value was recorded as a problem");
@@ -240,6 +272,10 @@ impl Settings {
             bind_addr,
             log_format,
             http_timeout: Duration::from_secs(10),
+            completion_url,
+            return_hosts,
+            entry_link_ttl: Duration::from_secs(5 * 60),
+            send_retry: Default::default(),
         })
     }
 
@@ -254,6 +290,18 @@ impl Settings {
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         url
+    }
+
+    /// Whether "back to Divar" may follow a click's `callback_url` to `url`.
+    pub fn is_return_url_allowed(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        matches!(url.scheme(), "https" | "http")
+            && self
+                .return_hosts
+                .iter()
+                .any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")))
     }
 
     pub fn cookies_secure(&self) -> bool {

@@ -20,8 +20,25 @@ pub enum AppError {
     /// The text is shown to the person, so it is written for them (in Persian).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The session has no visit: it expired, or the page was opened outside Divar.
+    #[error("no visit in the session")]
+    NoVisit,
+    #[error("the visit has no conversation")]
+    NoConversation,
+    #[error("the visitor is not signed in to Divar")]
+    NotSignedIn,
+    #[error("the entry link was already used")]
+    LinkUsed,
+    #[error("the entry link has expired")]
+    LinkExpired,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<serde_json::Error> for AppError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Unexpected(error.into())
+    }
 }
 
 impl IntoResponse for AppError {
@@ -37,6 +54,41 @@ impl IntoResponse for AppError {
             AppError::BadRequest(message) => (
                 StatusCode::BAD_REQUEST,
                 ErrorPage::new("درخواست نادرست", message),
+            ),
+            AppError::NoVisit => (
+                StatusCode::UNAUTHORIZED,
+                ErrorPage::new(
+                    "نشست شما پیدا نشد",
+                    "ممکن است مدتی گذشته باشد. لطفاً افزونه را دوباره از داخل گفت‌وگو در دیوار باز کنید.",
+                ),
+            ),
+            AppError::NoConversation => (
+                StatusCode::BAD_REQUEST,
+                ErrorPage::new(
+                    "گفت‌وگویی انتخاب نشده",
+                    "این افزونه پیام را در یک گفت‌وگو می‌فرستد. آن را از داخل یک گفت‌وگو در دیوار باز کنید.",
+                ),
+            ),
+            AppError::NotSignedIn => (
+                StatusCode::UNAUTHORIZED,
+                ErrorPage::new(
+                    "وارد حساب دیوار نشده‌اید",
+                    "اول وارد حساب دیوار شوید، سپس افزونه را دوباره باز کنید.",
+                ),
+            ),
+            AppError::LinkUsed => (
+                StatusCode::GONE,
+                ErrorPage::new(
+                    "این پیوند قبلاً باز شده است",
+                    "برای امنیت شما هر پیوند فقط یک بار کار می‌کند. افزونه را دوباره از دیوار باز کنید.",
+                ),
+            ),
+            AppError::LinkExpired => (
+                StatusCode::GONE,
+                ErrorPage::new(
+                    "این پیوند منقضی شده است",
+                    "پیوند ورود فقط چند دقیقه معتبر است. افزونه را دوباره از دیوار باز کنید.",
+                ),
             ),
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");

@@ -2,11 +2,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod kenar;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -7,7 +7,15 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, db::Db, state::AppState, web};
+use crate::{
+    config::Settings,
+    crypto::TokenCipher,
+    db::Db,
+    kenar::{self, api::KenarApi, oauth::KenarOAuth},
+    services::{messaging::Messaging, vault::Vault},
+    state::AppState,
+    web,
+};
 
 pub struct Application {
     listener: TcpListener,
@@ -26,9 +34,25 @@ impl Application {
         use secrecy::ExposeSecret;
         let db = Db::connect(settings.database_url.expose_secret()).await?;
         db.migrate().await?;
+        let http = kenar::http_client(settings.http_timeout)?;
+        let oauth = KenarOAuth::new(&settings, http.clone())?;
+        let vault = Vault::new(
+            db.clone(),
+            TokenCipher::new(&settings.token_key),
+            oauth.clone(),
+        );
+        let api = KenarApi::new(
+            http,
+            settings.kenar_api_base_url.clone(),
+            settings.api_key.clone(),
+        );
+        let messaging = Messaging::new(db.clone(), vault.clone(), api, settings.send_retry);
         let state = AppState {
             db: db.clone(),
             settings: Arc::new(settings),
+            oauth,
+            vault,
+            messaging,
         };
         let mut router = web::router(state);
         if let Some(extra) = extra {

@@ -2,13 +2,21 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::{config::Settings, db::Db};
+use crate::{
+    config::Settings,
+    db::Db,
+    kenar::oauth::KenarOAuth,
+    services::{messaging::Messaging, vault::Vault},
+};
 
-/// What every handler may need; cheap to clone.
+/// What every handler may need; cheap to clone. Clients are built once, in `Application::build`.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
+    pub oauth: KenarOAuth,
+    pub vault: Vault,
+    pub messaging: Messaging,
 }
 
 impl FromRef<AppState> for Db {

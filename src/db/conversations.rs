@@ -25,13 +25,24 @@ pub struct RecordedSessionInit {
     pub source: String,
     pub revision: String,
     pub extra_data: String,
+    pub callback_url: Option<String>,
     pub created_at: i64,
 }
 
-/// Records a click: the conversation (created, or completed with what this payload knows) and
-/// the click context, in one transaction. Returns the new click's id.
+/// A one-time link into the webview: only the hash of its token is stored.
+pub struct NewEntryLink<'a> {
+    pub link_hash: &'a str,
+    pub expires_at: i64,
+}
+
+/// Records a click: the conversation (created, or completed with what this payload knows), the
+/// click context and the one-time link that leads to it, in one transaction. Returns the click's id.
 #[tracing::instrument(skip_all, fields(conversation_id = ?init.conversation_id))]
-pub async fn record_session_init(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
+pub async fn record_session_init(
+    db: &Db,
+    init: &SessionInit,
+    link: NewEntryLink<'_>,
+) -> anyhow::Result<String> {
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = db.pool().begin().await?;
@@ -73,6 +84,16 @@ pub async fn record_session_init(db: &Db, init: &SessionInit) -> anyhow::Result<
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "insert into entry_links (link_hash, session_init_id, expires_at, used_at, created_at, updated_at)
+         values ($1, $2, $3, null, $4, $4)",
+    )
+    .bind(link.link_hash)
+    .bind(&id)
+    .bind(link.expires_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -102,7 +123,7 @@ pub async fn list_for_post(db: &Db, post_token: &str) -> anyhow::Result<Vec<Conv
 pub async fn find_session_init(db: &Db, id: &str) -> anyhow::Result<Option<RecordedSessionInit>> {
     let row = sqlx::query(
         "select session_init_id, conversation_id, post_token, user_id, user_side, source, revision,
-             extra_data, created_at
+             extra_data, callback_url, created_at
          from session_inits where session_init_id = $1",
     )
     .bind(id)
@@ -118,6 +139,7 @@ pub async fn find_session_init(db: &Db, id: &str) -> anyhow::Result<Option<Recor
             source: r.try_get("source")?,
             revision: r.try_get("revision")?,
             extra_data: r.try_get("extra_data")?,
+            callback_url: r.try_get("callback_url")?,
             created_at: r.try_get("created_at")?,
         })
     })

@@ -2,6 +2,11 @@
 //! `Any` driver; the few statements that must differ switch on [`Backend`] right where they are.
 
 pub mod conversations;
+pub mod entry_links;
+pub mod grants;
+pub mod messages;
+pub mod sessions;
+pub mod templates;
 
 use std::{str::FromStr, time::Duration};
 

@@ -1,7 +1,9 @@
 //! Validated value types. A value of one of these types has passed its checks at the edge.
 
+pub mod entry_link;
 pub mod icons;
 pub mod ids;
+pub mod message;
 pub mod session_init;
 
 pub use ids::{ConversationId, PostToken, UserId, UserSide};

@@ -148,7 +148,24 @@ fn send_side(token: &AccessToken, conversation: &Conversation) -> Option<UserSid
 
 /// Simulated trouble, as set on the sandbox's settings page.
 async fn injected_fault(sandbox: &Sandbox) -> Option<RpcError> {
-    let knobs = sandbox.world().knobs.clone();
+    let (knobs, scripted) = {
+        let mut world = sandbox.world();
+        (world.knobs.clone(), world.scripted_faults.pop_front())
+    };
+    match scripted {
+        Some(429) => {
+            return Some(status(
+                StatusCode::TOO_MANY_REQUESTS,
+                8,
+                "too many requests (sandbox script)",
+            ));
+        }
+        Some(code) => {
+            let http = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Some(status(http, 14, "service unavailable (sandbox script)"));
+        }
+        None => {}
+    }
     let roll = |percent: u8| percent > 0 && rand::thread_rng().gen_range(0..100) < percent;
     if roll(knobs.slow_percent) {
         tokio::time::sleep(Duration::from_millis(knobs.slow_ms)).await;

@@ -184,6 +184,16 @@ pub async fn launch(
     database_url: &str,
     options: SandboxOptions,
 ) -> anyhow::Result<Launched> {
+    launch_with(listener, database_url, options, |_| {}).await
+}
+
+/// [`launch`], with a last say over the add-on's settings (tests shorten lifetimes with it).
+pub async fn launch_with(
+    listener: TcpListener,
+    database_url: &str,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Launched> {
     let addr = listener.local_addr()?;
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
@@ -194,7 +204,7 @@ pub async fn launch(
     let registration = AppRegistration::generate(&base_url);
     let sandbox = Sandbox::new(registration.clone(), base_url.clone(), options);
     let divar_base = parse_base_url(&format!("{}sandbox", base_url)).map_err(anyhow::Error::msg)?;
-    let settings = Settings {
+    let mut settings = Settings {
         app_slug: registration.slug.clone(),
         api_key: SecretString::from(registration.api_key.clone()),
         oauth_secret: SecretString::from(registration.oauth_secret.clone()),
@@ -207,7 +217,12 @@ pub async fn launch(
         bind_addr: addr,
         log_format: crate::config::LogFormat::from_env(),
         http_timeout: Duration::from_secs(10),
+        completion_url: Url::parse(&sandbox.url("/completion"))?,
+        return_hosts: vec!["divar.ir".into(), host.clone()],
+        entry_link_ttl: Duration::from_secs(5 * 60),
+        send_retry: Default::default(),
     };
+    customize(&mut settings);
     let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;
     Ok(Launched {
         app,

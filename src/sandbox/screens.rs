@@ -19,7 +19,11 @@ use super::{
     scopes::ScopeKind,
     world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
 };
-use crate::{db::now_ms, domain::UserSide, web::ASSET_VERSION};
+use crate::{
+    db::now_ms,
+    domain::UserSide,
+    web::{ASSET_VERSION, pages::tehran_time},
+};
 
 const USER_COOKIE: &str = "sandbox_user";
 const RETURN_COOKIE: &str = "sandbox_return";
@@ -347,7 +351,7 @@ async fn show_chat(
             mine: m.sender_side == side,
             bot: m.sender_type == "BOT",
             text: m.text.clone(),
-            time: clock(m.sent_at),
+            time: tehran_time(m.sent_at),
             rows: if m.sender_type == "BOT" {
                 button_views(grid_for(m, side))
             } else {
@@ -375,22 +379,6 @@ async fn show_chat(
     let mut response = render(&page);
     set_cookie(&mut response, USER_COOKIE, &me);
     response
-}
-
-/// Tehran wall-clock time (UTC+03:30, no daylight saving since 2022) in Persian digits.
-fn clock(epoch_ms: i64) -> String {
-    let seconds = (epoch_ms / 1000 + 12_600).rem_euclid(86_400);
-    persian_digits(&format!("{:02}:{:02}", seconds / 3600, seconds % 3600 / 60))
-}
-
-fn persian_digits(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            c.to_digit(10)
-                .and_then(|d| char::from_u32(0x06F0 + d))
-                .unwrap_or(c)
-        })
-        .collect()
 }
 
 fn chat_url(conversation_id: &str, side: UserSide) -> String {
@@ -642,6 +630,7 @@ impl SettingsForm {
             slow_percent: number("slow_percent", &self.slow_percent)?,
             slow_ms: number("slow_ms", &self.slow_ms)?,
             rotation_grace_secs: None,
+            fail_next: Vec::new(),
         })
     }
 }

@@ -191,6 +191,9 @@ pub struct KnobsUpdate {
     pub fail_429_percent: Option<u8>,
     pub slow_percent: Option<u8>,
     pub slow_ms: Option<u64>,
+    /// Statuses to answer the next send calls with, in order, before any random fault.
+    #[serde(default)]
+    pub fail_next: Vec<u16>,
 }
 
 impl Knobs {
@@ -206,6 +209,13 @@ impl Knobs {
         }
         if update.access_token_ttl_secs == Some(0) {
             return Err("access_token_ttl_secs must be at least 1".into());
+        }
+        if update
+            .fail_next
+            .iter()
+            .any(|s| !matches!(s, 429 | 500..=599))
+        {
+            return Err("fail_next takes 429 and 5xx statuses only".into());
         }
         if update.slow_ms.is_some_and(|ms| ms > 60_000) {
             return Err("slow_ms must be at most 60000".into());
@@ -243,6 +253,8 @@ pub struct World {
     pub knobs: Knobs,
     /// Times of sends admitted in the last minute, for the per-minute limit.
     pub recent_sends: VecDeque<i64>,
+    /// Faults scripted with `fail_next`, answered before anything else.
+    pub scripted_faults: VecDeque<u16>,
 }
 
 /// Why a token could not be used.
@@ -256,9 +268,9 @@ pub enum TokenProblem {
 impl World {
     pub fn seeded(knobs: Knobs) -> Self {
         let users = [
-            ("u-ali", "علی (فروشنده)"),
-            ("u-maryam", "مریم (فروشنده)"),
-            ("u-reza", "رضا (فروشنده)"),
+            ("u-ali", "علی"),
+            ("u-maryam", "مریم"),
+            ("u-reza", "رضا"),
             ("u-sara", "سارا"),
             ("u-hamid", "حمید"),
             ("u-neda", "ندا"),
@@ -359,6 +371,7 @@ impl World {
             outbound: Vec::new(),
             knobs,
             recent_sends: VecDeque::new(),
+            scripted_faults: VecDeque::new(),
         }
     }
 

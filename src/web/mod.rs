@@ -2,6 +2,7 @@
 
 pub mod pages;
 pub mod routes;
+pub mod session;
 
 use axum::{
     Router,
@@ -14,19 +15,68 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::state::AppState;
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+
+use crate::{config::Settings, db::sessions::DbSessionStore, state::AppState};
 
 /// Bumped into asset URLs so a new release is never served a stale stylesheet.
 pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn router(state: AppState) -> Router {
+    let pages = Router::new()
+        .merge(routes::webview::router())
+        .merge(routes::consent::router())
+        .merge(routes::compose::router())
+        .layer(page_headers(&state.settings))
+        .layer(session_layer(&state));
     Router::new()
         .merge(routes::health::router())
         .merge(routes::divar::router())
-        .merge(routes::webview::router())
+        .merge(pages)
         .fallback(|| async { crate::error::AppError::NotFound })
         .with_state(state)
         .nest_service("/static", ServeDir::new(static_dir()))
+}
+
+/// Sessions in the database; the cookie is HttpOnly, SameSite=Lax (it must survive the
+/// top-level redirect back from Divar's consent page), Secure with a `__Host-` name on https,
+/// and expires after 15 minutes without activity (Divar's security checklist).
+fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
+    let secure = state.settings.cookies_secure();
+    SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(if secure {
+            "__Host-kenar_session"
+        } else {
+            "kenar_session"
+        })
+        .with_secure(secure)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
+}
+
+/// Private pages are never cached, and may only load our own assets and post our own forms
+/// (plus Divar's OAuth server, which the consent form redirects to).
+fn page_headers(
+    settings: &Settings,
+) -> tower::layer::util::Stack<
+    SetResponseHeaderLayer<HeaderValue>,
+    SetResponseHeaderLayer<HeaderValue>,
+> {
+    let oauth = settings.kenar_oauth_base_url.origin().ascii_serialization();
+    let csp = format!(
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {oauth}"
+    );
+    let csp = HeaderValue::from_str(&csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    tower::layer::util::Stack::new(
+        SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, max-age=0"),
+        ),
+        SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, csp),
+    )
 }
 
 /// Layers every response gets, the sandbox's included.

@@ -45,12 +45,155 @@ pub struct HomePage {
     pub post_token: Option<String>,
 }
 
+/// A link or a one-button form on a page, for "what next".
+pub struct PageAction {
+    pub label: String,
+    pub href: String,
+    /// Submit as a POST form (state-changing actions) instead of a link.
+    pub post: bool,
+    pub primary: bool,
+}
+
+impl PageAction {
+    pub fn link(label: &str, href: &str) -> Self {
+        Self {
+            label: label.into(),
+            href: href.into(),
+            post: false,
+            primary: false,
+        }
+    }
+
+    pub fn post(label: &str, href: &str) -> Self {
+        Self {
+            label: label.into(),
+            href: href.into(),
+            post: true,
+            primary: true,
+        }
+    }
+}
+
+/// A Persian page that explains what happened and offers next steps (denied consent, a
+/// failed token exchange, a message that could not be sent…).
 #[derive(Template)]
-#[template(path = "pages/welcome.html")]
-pub struct WelcomePage {
+#[template(path = "pages/notice.html")]
+pub struct NoticePage {
     pub asset_version: &'static str,
-    pub conversation_id: Option<String>,
+    pub title: String,
+    pub message: String,
+    /// `error`, `success` or empty.
+    pub tone: &'static str,
+    pub actions: Vec<PageAction>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/landing.html")]
+pub struct LandingPage {
+    pub asset_version: &'static str,
+    pub conversation_id: String,
     pub post_token: Option<String>,
-    pub user_side: Option<String>,
-    pub source: String,
+    pub side: Option<String>,
+    pub connected: bool,
+}
+
+pub struct SlotView {
+    /// Field name prefix, e.g. `s01`.
+    pub prefix: String,
+    pub label: String,
+    pub caption: String,
+    pub icon: String,
+    pub kind: String,
+    pub link: String,
+    pub data: String,
+    pub errors: Vec<String>,
+    pub filled: bool,
+}
+
+pub struct GridView {
+    pub title: &'static str,
+    pub hint: &'static str,
+    pub slots: Vec<SlotView>,
+    pub open: bool,
+}
+
+pub struct PreviewButton {
+    pub caption: String,
+    pub icon: String,
+}
+
+pub struct PreviewView {
+    pub text: String,
+    pub sender_rows: Vec<Vec<PreviewButton>>,
+    pub receiver_rows: Vec<Vec<PreviewButton>>,
+}
+
+pub struct TemplateView {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/compose.html")]
+pub struct ComposePage {
+    pub asset_version: &'static str,
+    pub idempotency_key: String,
+    pub text: String,
+    pub text_error: Option<String>,
+    pub max_text: usize,
+    pub grids: Vec<GridView>,
+    pub icons: Vec<&'static str>,
+    pub templates: Vec<TemplateView>,
+    pub template_name: String,
+    pub notice: Option<String>,
+    pub has_errors: bool,
+    pub preview: Option<PreviewView>,
+    pub app_title: &'static str,
+}
+
+pub struct HistoryRow {
+    pub message_id: String,
+    pub text: String,
+    pub status: &'static str,
+    pub status_tone: &'static str,
+    pub reason: Option<&'static str>,
+    pub time: String,
+    pub can_resend: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/history.html")]
+pub struct HistoryPage {
+    pub asset_version: &'static str,
+    pub rows: Vec<HistoryRow>,
+    pub notice: Option<String>,
+    pub notice_tone: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+pub struct MessagePage {
+    pub asset_version: &'static str,
+    pub text: String,
+    pub status: &'static str,
+    pub time: String,
+    /// The data of the button that brought the person here, as `key: value` lines.
+    pub clicked: Vec<(String, String)>,
+    pub preview: PreviewView,
+}
+
+/// Tehran wall-clock time (UTC+03:30; no daylight saving since 2022) in Persian digits.
+pub fn tehran_time(epoch_ms: i64) -> String {
+    let seconds = (epoch_ms / 1000 + 12_600).rem_euclid(86_400);
+    persian_digits(&format!("{:02}:{:02}", seconds / 3600, seconds % 3600 / 60))
+}
+
+pub fn persian_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            c.to_digit(10)
+                .and_then(|d| char::from_u32(0x06F0 + d))
+                .unwrap_or(c)
+        })
+        .collect()
 }

@@ -93,11 +93,19 @@ async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
     let conv = conversation(1, 2);
     let response = open_from_chat(&app, &conv, "buyer").await;
     let location = assert_redirect(&response);
-    assert!(location.starts_with(&app.url("/welcome/")), "{location}");
+    assert!(location.starts_with(&app.url("/s/")), "{location}");
 
-    let page = app.client.get(&location).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let html = page.text().await.unwrap();
+    let entered = app.client.get(&location).send().await.unwrap();
+    assert_eq!(assert_redirect(&entered), "/start");
+    let html = app
+        .client
+        .get(app.url("/start"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains(&conv) && html.contains("خریدار"));
 
     let calls = app.inspect("outbound").await;
@@ -127,7 +135,7 @@ async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
         .await;
     let conv = conversation(1, 3);
     let response = open_from_chat(&app, &conv, "seller").await;
-    assert!(assert_redirect(&response).starts_with(&app.url("/welcome/")));
+    assert!(assert_redirect(&response).starts_with(&app.url("/s/")));
     let calls = app.inspect("outbound").await;
     let body = &calls["calls"][0]["body"];
     assert!(calls["calls"][0]["headers"].get("api-version").is_none());
@@ -192,7 +200,7 @@ async fn a_server_link_button_sends_its_data_back_through_session_init() {
     };
     assert_eq!(click("buyer").await.status(), StatusCode::NOT_FOUND);
     let response = click("seller").await;
-    assert!(assert_redirect(&response).starts_with(&app.url("/welcome/")));
+    assert!(assert_redirect(&response).starts_with(&app.url("/s/")));
     let calls = app.inspect("outbound").await;
     let sent = &calls["calls"][0]["body"];
     assert_eq!(sent["source"], "CHAT_MESSAGE_ACTION");
@@ -217,7 +225,7 @@ async fn the_post_addon_entry_point_sends_post_addon() {
         .send()
         .await
         .unwrap();
-    assert!(assert_redirect(&response).starts_with(&app.url("/welcome/")));
+    assert!(assert_redirect(&response).starts_with(&app.url("/s/")));
     let calls = app.inspect("outbound").await;
     let body = &calls["calls"][0]["body"];
     assert_eq!(body["source"], "POST_ADDON");

@@ -39,19 +39,18 @@ async fn a_valid_v2_call_is_recorded_and_answered_with_a_url(engine: Engine) {
     assert_eq!(reply["status"], "200");
     assert_eq!(reply["message"], "success");
     let url = reply["url"].as_str().unwrap();
-    assert!(url.starts_with(&app.url("/welcome/")));
+    assert!(url.starts_with(&app.url("/s/")));
     let stored = kenar_chat::db::conversations::find(&app.db, &conversation(1, 1))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.buyer_id.as_deref(), Some(BUYER_1));
-    let id = url.rsplit('/').next().unwrap();
-    let click = kenar_chat::db::conversations::find_session_init(&app.db, id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(click.extra_data, r#"{"k":"v"}"#);
-    assert_eq!(click.revision, "v2");
+    // The link is one-time: the first visit binds it to a session, a replay is refused.
+    let entered = app.client.get(url).send().await.unwrap();
+    assert_eq!(assert_redirect(&entered), "/start");
+    let replay = browser().get(url).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::GONE);
+    assert!(replay.text().await.unwrap().contains("قبلاً باز شده"));
 }
 crate::both_engines!(
     valid_v2_call,
@@ -113,7 +112,7 @@ async fn the_fallback_page_is_honest_about_an_unknown_post() {
     assert!(html.contains(POST_1) && html.contains("هنوز گفت‌وگویی"));
     let missing = app
         .client
-        .get(app.url("/welcome/not-a-click"))
+        .get(app.url("/s/not-a-link"))
         .send()
         .await
         .unwrap();

@@ -14,6 +14,15 @@ async fn store(engine: Engine) -> (Db, TestDb) {
     (db, test_db)
 }
 
+async fn record(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
+    let hash = uuid::Uuid::new_v4().to_string();
+    let link = conversations::NewEntryLink {
+        link_hash: &hash,
+        expires_at: i64::MAX,
+    };
+    conversations::record_session_init(db, init, link).await
+}
+
 fn init(json: &str) -> SessionInit {
     SessionInit::parse(json.as_bytes(), None).unwrap()
 }
@@ -33,12 +42,8 @@ async fn later_clicks_complete_a_conversation_without_erasing_it(engine: Engine)
     let second = init(
         r#"{"source":"CHAT","conversation_id":"c-1","user_side":"Supply","user_id":"seller"}"#,
     );
-    let a = conversations::record_session_init(&db, &first)
-        .await
-        .unwrap();
-    let b = conversations::record_session_init(&db, &second)
-        .await
-        .unwrap();
+    let a = record(&db, &first).await.unwrap();
+    let b = record(&db, &second).await.unwrap();
     assert_ne!(a, b);
     let stored = conversations::find(&db, "c-1").await.unwrap().unwrap();
     assert_eq!(
@@ -68,17 +73,12 @@ async fn a_post_lists_its_conversations(engine: Engine) {
     for (conv, post) in [("c-1", "P1"), ("c-2", "P1"), ("c-3", "P2")] {
         let body =
             format!(r#"{{"source":"CHAT","post_token":"{post}","conversation_id":"{conv}"}}"#);
-        conversations::record_session_init(&db, &init(&body))
-            .await
-            .unwrap();
+        record(&db, &init(&body)).await.unwrap();
     }
     // A click from a post add-on has no conversation; it is still recorded.
-    let id = conversations::record_session_init(
-        &db,
-        &init(r#"{"source":"POST_ADDON","post_token":"P1"}"#),
-    )
-    .await
-    .unwrap();
+    let id = record(&db, &init(r#"{"source":"POST_ADDON","post_token":"P1"}"#))
+        .await
+        .unwrap();
     assert!(
         conversations::find_session_init(&db, &id)
             .await
@@ -110,9 +110,7 @@ async fn original_payload_text_survives_a_round_trip(engine: Engine) {
         r#"{"extra_data":{"provider_data":{"note":"سلام 'quoted' \"x\""}},"callback_url":"https://divar.ir/x",
             "post_token":"P1","user_id":"b","peer_id":"s","supplier":{"id":"s"},"demand":{"id":"b"},"conversation_id":"c-9"}"#,
     );
-    let id = conversations::record_session_init(&db, &original)
-        .await
-        .unwrap();
+    let id = record(&db, &original).await.unwrap();
     let click = conversations::find_session_init(&db, &id)
         .await
         .unwrap()

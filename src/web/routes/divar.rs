@@ -14,7 +14,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{config::Settings, db, domain::SessionInit, error::ApiError, state::AppState};
+use crate::{
+    config::Settings,
+    db::{self, conversations::NewEntryLink},
+    domain::{SessionInit, entry_link::EntryLinkToken},
+    error::ApiError,
+    state::AppState,
+};
 
 /// Session-init bodies are a few hundred bytes; anything near this is not from Divar.
 const MAX_SESSION_INIT_BODY: usize = 16 * 1024;
@@ -47,19 +53,29 @@ async fn session_init(
         .or_else(|| headers.get("api_version"))
         .and_then(|v| v.to_str().ok());
     let init = SessionInit::parse(&body, api_version).map_err(ApiError::BadRequest)?;
-    let id = db::conversations::record_session_init(&state.db, &init).await?;
+    let link = EntryLinkToken::generate();
+    let hash = link.hash();
+    let expires_at = db::now_ms() + state.settings.entry_link_ttl.as_millis() as i64;
+    db::conversations::record_session_init(
+        &state.db,
+        &init,
+        NewEntryLink {
+            link_hash: &hash,
+            expires_at,
+        },
+    )
+    .await?;
     tracing::info!(revision = init.revision.as_str(), source = %init.source, "session initialized");
     Ok(Json(SessionInitReply {
         status: "200",
         message: "success",
-        url: welcome_url(&state.settings, &id),
+        url: entry_url(&state.settings, &link),
     }))
 }
 
-fn welcome_url(settings: &Arc<Settings>, session_init_id: &str) -> String {
-    settings
-        .url(&format!("/welcome/{session_init_id}"))
-        .to_string()
+/// The one-time link into the webview; opening it binds the click to a session.
+fn entry_url(settings: &Arc<Settings>, link: &EntryLinkToken) -> String {
+    settings.url(&format!("/s/{}", link.as_str())).to_string()
 }
 
 /// Divar authenticates itself with the identification key, sent bare in `Authorization`.

@@ -1,3 +1,5 @@
+pub mod compose;
+pub mod consent;
 pub mod divar;
 pub mod health;
 pub mod webview;

@@ -1,27 +1,36 @@
-//! Pages opened inside Divar's webview.
+//! Pages opened inside Divar's webview: the entry link, the landing page, "back to Divar".
 
 use axum::{
     Router,
     extract::{Path, Query, State},
-    response::Response,
-    routing::get,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
 use serde::Deserialize;
 
 use crate::{
-    db,
+    db::{self, entry_links::Consumed, grants::Subject},
+    domain::{
+        PostToken,
+        entry_link::EntryLinkToken,
+        message::{MESSAGE_KEY, PAGE_KEY},
+    },
     error::{AppError, Result},
     state::AppState,
     web::{
         ASSET_VERSION,
-        pages::{HomePage, WelcomePage, render_page},
+        pages::{HomePage, LandingPage, render_page},
+        session::{ChatVisit, TypedSession, Visit},
     },
 };
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(show_home))
-        .route("/welcome/{session_init_id}", get(show_welcome))
+        .route("/s/{token}", get(enter))
+        .route("/start", get(show_landing))
+        .route("/back", get(back_to_divar))
+        .route("/disconnect", post(disconnect))
 }
 
 #[derive(Deserialize)]
@@ -29,29 +38,106 @@ struct HomeQuery {
     post_token: Option<String>,
 }
 
-/// The panel's fallback URL: Divar opens it directly, with at most a post token.
+/// The panel's fallback URL: Divar opens it directly, with at most a post token and no user.
 async fn show_home(Query(query): Query<HomeQuery>) -> Response {
     render_page(&HomePage {
         asset_version: ASSET_VERSION,
         post_token: query
             .post_token
-            .filter(|t| crate::domain::PostToken::parse(t.as_str()).is_ok()),
+            .filter(|t| PostToken::parse(t.as_str()).is_ok()),
     })
 }
 
-/// Where session initialization sends the person for now: it shows what Divar told us.
-async fn show_welcome(
+/// The one-time link from session initialization: binds the click to this browser's session,
+/// then sends the person where the click asked to go.
+async fn enter(
     State(state): State<AppState>,
-    Path(session_init_id): Path<String>,
+    session: TypedSession,
+    Path(token): Path<String>,
 ) -> Result<Response> {
+    let token = EntryLinkToken::parse(&token).ok_or(AppError::NotFound)?;
+    let session_init_id =
+        match db::entry_links::consume(&state.db, &token.hash(), db::now_ms()).await? {
+            Consumed::Fresh(id) => id,
+            Consumed::AlreadyUsed => return Err(AppError::LinkUsed),
+            Consumed::Expired => return Err(AppError::LinkExpired),
+            Consumed::Unknown => return Err(AppError::NotFound),
+        };
     let init = db::conversations::find_session_init(&state.db, &session_init_id)
         .await?
-        .ok_or(AppError::NotFound)?;
-    Ok(render_page(&WelcomePage {
-        asset_version: ASSET_VERSION,
+        .ok_or_else(|| anyhow::anyhow!("an entry link without its click"))?;
+    let extra_data = match serde_json::from_str(&init.extra_data)? {
+        serde_json::Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    let visit = Visit {
+        session_init_id,
         conversation_id: init.conversation_id,
         post_token: init.post_token,
+        user_id: init.user_id,
         user_side: init.user_side,
-        source: init.source,
+        callback_url: init.callback_url,
+        extra_data,
+    };
+    let target = next_page(&state, &visit).await?;
+    session.begin_visit(visit).await?;
+    Ok(Redirect::to(&target).into_response())
+}
+
+/// Where a visit starts: the page one of our buttons names, the composer when this person is
+/// already connected, else the landing page.
+async fn next_page(state: &AppState, visit: &Visit) -> Result<String> {
+    let page = visit.extra_data.get(PAGE_KEY).and_then(|v| v.as_str());
+    let message = visit.extra_data.get(MESSAGE_KEY).and_then(|v| v.as_str());
+    if let (Some("message"), Some(id)) = (page, message) {
+        return Ok(format!(
+            "/messages/{}",
+            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+        ));
+    }
+    if let (Some(conversation), Some(user)) = (&visit.conversation_id, &visit.user_id)
+        && state
+            .vault
+            .has_grant(Subject::Conversation, conversation, user)
+            .await?
+    {
+        return Ok("/compose".into());
+    }
+    Ok("/start".into())
+}
+
+async fn show_landing(State(state): State<AppState>, chat: ChatVisit) -> Result<Response> {
+    let connected = state
+        .vault
+        .has_grant(Subject::Conversation, &chat.conversation_id, &chat.user_id)
+        .await?;
+    Ok(render_page(&LandingPage {
+        asset_version: ASSET_VERSION,
+        conversation_id: chat.conversation_id,
+        post_token: chat.visit.post_token,
+        side: chat.visit.user_side,
+        connected,
     }))
+}
+
+/// Ends the flow: the click's `callback_url` when it points at Divar (the original revision),
+/// otherwise Divar's completion URL (spec §8).
+async fn back_to_divar(State(state): State<AppState>, session: TypedSession) -> Result<Redirect> {
+    let visit = session.visit().await?;
+    let callback = visit
+        .and_then(|v| v.callback_url)
+        .and_then(|u| url::Url::parse(&u).ok())
+        .filter(|u| state.settings.is_return_url_allowed(u));
+    let target = callback.unwrap_or_else(|| state.settings.completion_url.clone());
+    Ok(Redirect::to(target.as_str()))
+}
+
+/// Deletes this person's tokens for the conversation.
+async fn disconnect(State(state): State<AppState>, chat: ChatVisit) -> Result<Redirect> {
+    state
+        .vault
+        .forget(Subject::Conversation, &chat.conversation_id, &chat.user_id)
+        .await?;
+    tracing::info!("a user disconnected a conversation");
+    Ok(Redirect::to("/start"))
 }

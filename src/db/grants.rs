@@ -1,0 +1,163 @@
+//! The token vault's rows. Tokens arrive here already sealed (see `crate::crypto`); this module
+//! never sees them in plain text.
+
+use sqlx::Row;
+
+use super::{Db, now_ms};
+
+/// What a grant covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Conversation,
+    Post,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conversation => "conversation",
+            Self::Post => "post",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedGrant {
+    pub grant_id: String,
+    pub subject: Subject,
+    pub subject_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub access_expires_at: i64,
+    pub key_version: i64,
+}
+
+/// Stores a new grant, replacing what the same user granted for the same subject before.
+pub async fn save(db: &Db, grant: &SealedGrant) -> anyhow::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "insert into grants (grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
+             access_expires_at, key_version, refresh_lease_until, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, null, $10, $10)
+         on conflict (subject_kind, subject_id, user_id) do update set
+             grant_id = excluded.grant_id, scope = excluded.scope, access_token = excluded.access_token,
+             refresh_token = excluded.refresh_token, access_expires_at = excluded.access_expires_at,
+             key_version = excluded.key_version, refresh_lease_until = null, updated_at = excluded.updated_at",
+    )
+    .bind(&grant.grant_id)
+    .bind(grant.subject.as_str())
+    .bind(&grant.subject_id)
+    .bind(&grant.user_id)
+    .bind(&grant.scope)
+    .bind(&grant.access_token)
+    .bind(&grant.refresh_token)
+    .bind(grant.access_expires_at)
+    .bind(grant.key_version)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn find(
+    db: &Db,
+    subject: Subject,
+    subject_id: &str,
+    user_id: &str,
+) -> anyhow::Result<Option<SealedGrant>> {
+    let row = sqlx::query(
+        "select grant_id, scope, access_token, refresh_token, access_expires_at, key_version
+         from grants where subject_kind = $1 and subject_id = $2 and user_id = $3",
+    )
+    .bind(subject.as_str())
+    .bind(subject_id)
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| -> anyhow::Result<SealedGrant> {
+        Ok(SealedGrant {
+            grant_id: r.try_get("grant_id")?,
+            subject,
+            subject_id: subject_id.to_string(),
+            user_id: user_id.to_string(),
+            scope: r.try_get("scope")?,
+            access_token: r.try_get("access_token")?,
+            refresh_token: r.try_get("refresh_token")?,
+            access_expires_at: r.try_get("access_expires_at")?,
+            key_version: r.try_get("key_version")?,
+        })
+    })
+    .transpose()
+}
+
+/// Takes the right to refresh `grant_id` until `until`, unless another process holds it.
+pub async fn take_refresh_lease(
+    db: &Db,
+    grant_id: &str,
+    now: i64,
+    until: i64,
+) -> anyhow::Result<bool> {
+    let taken = sqlx::query(
+        "update grants set refresh_lease_until = $1
+         where grant_id = $2 and (refresh_lease_until is null or refresh_lease_until < $3)",
+    )
+    .bind(until)
+    .bind(grant_id)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Persists a rotated pair and gives up the lease. The grant id stays, so the new ciphertexts
+/// must be sealed for it.
+pub async fn store_refreshed(
+    db: &Db,
+    grant_id: &str,
+    access_token: &str,
+    refresh_token: Option<&str>,
+    access_expires_at: i64,
+    key_version: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update grants set access_token = $1, refresh_token = coalesce($2, refresh_token),
+             access_expires_at = $3, key_version = $4, refresh_lease_until = null, updated_at = $5
+         where grant_id = $6",
+    )
+    .bind(access_token)
+    .bind(refresh_token)
+    .bind(access_expires_at)
+    .bind(key_version)
+    .bind(now_ms())
+    .bind(grant_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn release_lease(db: &Db, grant_id: &str) -> anyhow::Result<()> {
+    sqlx::query("update grants set refresh_lease_until = null where grant_id = $1")
+        .bind(grant_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(
+    db: &Db,
+    subject: Subject,
+    subject_id: &str,
+    user_id: &str,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "delete from grants where subject_kind = $1 and subject_id = $2 and user_id = $3",
+    )
+    .bind(subject.as_str())
+    .bind(subject_id)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

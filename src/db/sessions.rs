@@ -1,0 +1,119 @@
+//! tower-sessions records in the database, so sessions survive restarts and are shared by
+//! replicas.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use time::OffsetDateTime;
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store::{Error, Result},
+};
+
+use super::{Db, now_ms};
+
+#[derive(Debug, Clone)]
+pub struct DbSessionStore {
+    db: Db,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Deletes expired sessions; returns how many.
+    pub async fn delete_expired(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query("delete from web_sessions where expires_at < $1")
+            .bind(now_ms())
+            .execute(self.db.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+fn expiry_ms(record: &Record) -> i64 {
+    (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
+        let now = now_ms();
+        // A colliding random id is vanishingly rare; pick another one if it happens.
+        loop {
+            let inserted = sqlx::query(
+                "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
+                 values ($1, $2, $3, $4, $4) on conflict (session_id) do nothing",
+            )
+            .bind(record.id.to_string())
+            .bind(&data)
+            .bind(expiry_ms(record))
+            .bind(now)
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
+        sqlx::query(
+            "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
+             values ($1, $2, $3, $4, $4)
+             on conflict (session_id) do update set
+                 data = excluded.data, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(record.id.to_string())
+        .bind(data)
+        .bind(expiry_ms(record))
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        let row = sqlx::query(
+            "select data, expires_at from web_sessions where session_id = $1 and expires_at > $2",
+        )
+        .bind(id.to_string())
+        .bind(now_ms())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data: String = row.try_get("data").map_err(backend)?;
+        let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
+        let data: HashMap<String, serde_json::Value> =
+            serde_json::from_str(&data).map_err(|e| Error::Decode(e.to_string()))?;
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires_at as i128 * 1_000_000)
+            .map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> Result<()> {
+        sqlx::query("delete from web_sessions where session_id = $1")
+            .bind(id.to_string())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! Composer drafts a user saved for reuse.
+
+use sqlx::Row;
+
+use super::{Db, now_ms};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub template_id: String,
+    pub name: String,
+    /// The composer's fields as a JSON object of strings.
+    pub draft: String,
+}
+
+pub async fn create(db: &Db, user_id: &str, name: &str, draft: &str) -> anyhow::Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "insert into templates (template_id, user_id, name, draft, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(user_id)
+    .bind(name)
+    .bind(draft)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(id)
+}
+
+pub async fn list(db: &Db, user_id: &str) -> anyhow::Result<Vec<Template>> {
+    let rows = sqlx::query(
+        "select template_id, name, draft from templates where user_id = $1 order by created_at desc, template_id",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Only the owner's template is found.
+pub async fn find(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<Option<Template>> {
+    let row = sqlx::query(
+        "select template_id, name, draft from templates where template_id = $1 and user_id = $2",
+    )
+    .bind(template_id)
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn delete(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query("delete from templates where template_id = $1 and user_id = $2")
+        .bind(template_id)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Template> {
+    Ok(Template {
+        template_id: r.try_get("template_id")?,
+        name: r.try_get("name")?,
+        draft: r.try_get("draft")?,
+    })
+}

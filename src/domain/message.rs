@@ -1,0 +1,339 @@
+//! A chat message the add-on sends: text plus a button grid for each side, checked against
+//! the platform's limits (spec §5) with Persian messages per form field.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::icons;
+
+/// Divar documents no limit; long texts read badly in a chat bubble.
+pub const MAX_TEXT_CHARS: usize = 1000;
+pub const MAX_CAPTION_CHARS: usize = 30;
+pub const MAX_DATA_PAIRS: usize = 10;
+pub const GRID_ROWS: usize = 3;
+pub const GRID_COLS: usize = 3;
+/// Keys the add-on adds to its own `open_server_link` data, to route the click back.
+pub const PAGE_KEY: &str = "kc_page";
+pub const MESSAGE_KEY: &str = "kc_message";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Sender,
+    Receiver,
+}
+
+impl Side {
+    pub fn prefix(self) -> char {
+        match self {
+            Self::Sender => 's',
+            Self::Receiver => 'r',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    DirectLink(Url),
+    ServerLink(Map<String, Value>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Button {
+    pub caption: String,
+    pub icon: String,
+    pub action: Action,
+}
+
+/// At most 3 rows of at most 3 buttons; no empty rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ButtonGrid {
+    rows: Vec<Vec<Button>>,
+}
+
+impl ButtonGrid {
+    pub fn rows(&self) -> &[Vec<Button>] {
+        &self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn to_json(&self, message_id: &str) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let buttons: Vec<Value> = row
+                    .iter()
+                    .map(|b| {
+                        let action = match &b.action {
+                            Action::DirectLink(url) => json!({ "open_direct_link": url.as_str() }),
+                            Action::ServerLink(data) => {
+                                let mut data = data.clone();
+                                data.insert(PAGE_KEY.into(), json!("message"));
+                                data.insert(MESSAGE_KEY.into(), json!(message_id));
+                                json!({ "open_server_link": { "data": data } })
+                            }
+                        };
+                        // `icon` for the current docs, `icon_name` for the original revision.
+                        json!({ "action": action, "icon": b.icon, "icon_name": b.icon, "caption": b.caption })
+                    })
+                    .collect();
+                json!({ "buttons": buttons })
+            })
+            .collect();
+        json!({ "rows": rows })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    pub text: String,
+    pub sender_buttons: ButtonGrid,
+    pub receiver_buttons: ButtonGrid,
+}
+
+impl OutgoingMessage {
+    /// The send-message body (spec §5, `send-message.schema.json`). Server links carry the
+    /// message id so a click finds its way back to this message.
+    pub fn to_kenar_json(&self, message_id: &str) -> Value {
+        let mut body = json!({ "type": "TEXT", "message": self.text });
+        if !self.sender_buttons.is_empty() {
+            body["sender_buttons"] = self.sender_buttons.to_json(message_id);
+        }
+        if !self.receiver_buttons.is_empty() {
+            body["receiver_buttons"] = self.receiver_buttons.to_json(message_id);
+        }
+        body
+    }
+}
+
+/// Persian problems keyed by form field name.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// The field names of one button slot, e.g. `s01_caption` (sender grid, row 0, column 1).
+pub fn slot_field(side: Side, row: usize, col: usize, part: &str) -> String {
+    format!("{}{row}{col}_{part}", side.prefix())
+}
+
+/// Parses the composer's form. Every problem is reported, each beside its field.
+pub fn parse_form(fields: &HashMap<String, String>) -> Result<OutgoingMessage, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let get = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or_default();
+    let text = get("text").to_string();
+    if text.is_empty() {
+        errors.insert("text".into(), "متن پیام را بنویسید.".into());
+    } else if text.chars().count() > MAX_TEXT_CHARS {
+        errors.insert(
+            "text".into(),
+            format!("متن پیام حداکثر {MAX_TEXT_CHARS} نویسه است."),
+        );
+    }
+    let sender_buttons = parse_grid(Side::Sender, &get, &mut errors);
+    let receiver_buttons = parse_grid(Side::Receiver, &get, &mut errors);
+    if errors.is_empty() {
+        Ok(OutgoingMessage {
+            text,
+            sender_buttons,
+            receiver_buttons,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_grid<'a>(
+    side: Side,
+    get: &impl Fn(&str) -> &'a str,
+    errors: &mut FieldErrors,
+) -> ButtonGrid {
+    let mut rows = Vec::new();
+    for row in 0..GRID_ROWS {
+        let mut buttons = Vec::new();
+        for col in 0..GRID_COLS {
+            let field = |part: &str| slot_field(side, row, col, part);
+            if let Some(button) = parse_button(&field, get, errors) {
+                buttons.push(button);
+            }
+        }
+        if !buttons.is_empty() {
+            rows.push(buttons);
+        }
+    }
+    ButtonGrid { rows }
+}
+
+fn parse_button<'a>(
+    field: &impl Fn(&str) -> String,
+    get: &impl Fn(&str) -> &'a str,
+    errors: &mut FieldErrors,
+) -> Option<Button> {
+    let caption = get(&field("caption"));
+    let icon = get(&field("icon"));
+    let kind = get(&field("kind"));
+    let link = get(&field("link"));
+    let data = get(&field("data"));
+    if caption.is_empty() && kind.is_empty() && link.is_empty() && data.is_empty() {
+        return None;
+    }
+    let before = errors.len();
+    if caption.is_empty() {
+        errors.insert(field("caption"), "عنوان دکمه را بنویسید.".into());
+    } else if caption.chars().count() > MAX_CAPTION_CHARS {
+        errors.insert(
+            field("caption"),
+            format!("عنوان دکمه حداکثر {MAX_CAPTION_CHARS} نویسه است."),
+        );
+    }
+    if !icons::is_known(icon) {
+        errors.insert(field("icon"), "یکی از نمادهای دیوار را انتخاب کنید.".into());
+    }
+    let action = match kind {
+        "link" => match Url::parse(link) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && link.len() <= 2048 => {
+                Some(Action::DirectLink(url))
+            }
+            _ => {
+                errors.insert(
+                    field("link"),
+                    "نشانی باید کامل و با http:// یا https:// باشد.".into(),
+                );
+                None
+            }
+        },
+        "server" => match parse_data(data) {
+            Ok(map) => Some(Action::ServerLink(map)),
+            Err(problem) => {
+                errors.insert(field("data"), problem);
+                None
+            }
+        },
+        _ => {
+            errors.insert(
+                field("kind"),
+                "کار دکمه را انتخاب کنید: باز کردن نشانی یا بازگشت به افزونه.".into(),
+            );
+            None
+        }
+    };
+    match action {
+        Some(action) if errors.len() == before => Some(Button {
+            caption: caption.to_string(),
+            icon: icon.to_string(),
+            action,
+        }),
+        _ => None,
+    }
+}
+
+/// `key=value` lines into the button's data object.
+fn parse_data(text: &str) -> Result<Map<String, Value>, String> {
+    let mut map = Map::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("هر سطر باید به شکل کلید=مقدار باشد: «{line}»"));
+        };
+        let key = key.trim();
+        let valid_key = !key.is_empty()
+            && key.len() <= 40
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_key || key.starts_with("kc_") {
+            return Err(format!(
+                "کلید «{key}» مجاز نیست (حروف و ارقام انگلیسی، _ و -؛ نه kc_)."
+            ));
+        }
+        map.insert(
+            key.to_string(),
+            Value::String(value.trim().chars().take(200).collect()),
+        );
+    }
+    if map.len() > MAX_DATA_PAIRS {
+        return Err(format!("حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_form_becomes_a_message_with_compacted_grids() {
+        let message = parse_form(&form(&[
+            ("text", "  سلام  "),
+            ("s12_caption", "نقشه"),
+            ("s12_icon", "SEND"),
+            ("s12_kind", "link"),
+            ("s12_link", "https://example.com/map"),
+            ("r00_caption", "جزئیات"),
+            ("r00_icon", "CHECKED"),
+            ("r00_kind", "server"),
+            ("r00_data", "booking=12\nview = buyer"),
+        ]))
+        .unwrap();
+        assert_eq!(message.text, "سلام");
+        assert_eq!(
+            message.sender_buttons.rows().len(),
+            1,
+            "empty rows are dropped"
+        );
+        let body = message.to_kenar_json("m-1");
+        assert_eq!(
+            body["sender_buttons"]["rows"][0]["buttons"][0]["icon_name"],
+            "SEND"
+        );
+        let data = &body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]
+            ["data"];
+        assert_eq!(data["booking"], "12");
+        assert_eq!(data["view"], "buyer");
+        assert_eq!(data[MESSAGE_KEY], "m-1");
+    }
+
+    #[test]
+    fn every_problem_is_reported_beside_its_field() {
+        let errors = parse_form(&form(&[
+            ("text", ""),
+            ("s00_caption", "x".repeat(31).as_str()),
+            ("s00_icon", "REAL_STATE"),
+            ("s00_kind", "link"),
+            ("s00_link", "javascript:alert(1)"),
+            ("r22_kind", "server"),
+            ("r22_icon", "SEND"),
+            ("r22_data", "kc_page=evil"),
+            ("r01_caption", "بدون کار"),
+            ("r01_icon", "SEND"),
+        ]))
+        .unwrap_err();
+        for field in [
+            "text",
+            "s00_caption",
+            "s00_icon",
+            "s00_link",
+            "r22_caption",
+            "r22_data",
+            "r01_kind",
+        ] {
+            assert!(errors.contains_key(field), "{field}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn the_text_limit_counts_characters_not_bytes() {
+        let ok = "س".repeat(MAX_TEXT_CHARS);
+        assert!(parse_form(&form(&[("text", &ok)])).is_ok());
+        let long = "س".repeat(MAX_TEXT_CHARS + 1);
+        assert!(parse_form(&form(&[("text", &long)])).is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Divar's open-platform API (spec §5): one pooled client, the API key on every call.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use url::Url;
+
+#[derive(Clone)]
+pub struct KenarApi {
+    http: reqwest::Client,
+    base: Url,
+    api_key: SecretString,
+}
+
+/// Why Divar did not take a message. Texts name no token or key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// 412 with code 9: blocked by the other party, or blacklisted. Retrying cannot help.
+    #[error("the recipient cannot receive messages in this chat")]
+    RecipientRestricted,
+    /// 401/403: the token is no longer good for this chat; the person must consent again.
+    #[error("Divar refused the access token (HTTP {status})")]
+    Unauthorized { status: u16 },
+    /// 429: over a rate limit.
+    #[error("Divar's rate limit was hit")]
+    Throttled { retry_after: Option<Duration> },
+    /// 5xx, a timeout or no connection.
+    #[error("Divar was unavailable ({detail})")]
+    Unavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Any other answer, such as 400 for a body Divar does not accept.
+    #[error("Divar rejected the message (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+}
+
+impl SendError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unavailable { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } | Self::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl KenarApi {
+    pub fn new(http: reqwest::Client, base: Url, api_key: SecretString) -> Self {
+        Self {
+            http,
+            base,
+            api_key,
+        }
+    }
+
+    /// POST /v2/open-platform/conversations/{conversation_id}/messages
+    /// <https://kenar.divar.dev> → chat → send message. The token goes in both headers the two
+    /// doc revisions name; the idempotency key lets a retry be recognised.
+    pub async fn send_message(
+        &self,
+        conversation_id: &str,
+        access_token: &SecretString,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<(), SendError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| SendError::Rejected {
+                status: 0,
+                message: "bad API base URL".into(),
+            })?
+            .pop_if_empty()
+            .extend([
+                "v2",
+                "open-platform",
+                "conversations",
+                conversation_id,
+                "messages",
+            ]);
+        let token = access_token.expose_secret();
+        let result = self
+            .http
+            .post(url)
+            .header("x-api-key", self.api_key.expose_secret())
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("x-access-token", token)
+            .header("Idempotency-Key", idempotency_key)
+            .json(body)
+            .send()
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                let detail = if e.is_timeout() {
+                    "timeout".to_string()
+                } else {
+                    "no connection".to_string()
+                };
+                return Err(SendError::Unavailable {
+                    detail,
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let error: Value = response.json().await.unwrap_or(Value::Null);
+        let code = error.get("code").and_then(Value::as_i64);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Err(match status {
+            StatusCode::PRECONDITION_FAILED if code == Some(9) || code.is_none() => {
+                SendError::RecipientRestricted
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SendError::Unauthorized {
+                status: status.as_u16(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => SendError::Throttled { retry_after },
+            s if s.is_server_error() => SendError::Unavailable {
+                detail: format!("HTTP {}", s.as_u16()),
+                retry_after,
+            },
+            s => SendError::Rejected {
+                status: s.as_u16(),
+                message: message.chars().take(500).collect(),
+            },
+        })
+    }
+}

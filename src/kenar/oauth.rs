@@ -1,0 +1,153 @@
+//! Divar's OAuth 2.0 authorization-code flow (spec §3), through the `oauth2` crate.
+
+use std::time::Duration;
+
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    TokenResponse, TokenUrl, basic::BasicClient,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Settings;
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+#[derive(Clone)]
+pub struct KenarOAuth {
+    client: Client,
+    http: reqwest::Client,
+    redirect_uri: String,
+}
+
+/// What the person must be sent to, and what to remember until they come back.
+pub struct AuthorizationStart {
+    pub url: url::Url,
+    pub state: String,
+    pub pkce_verifier: String,
+}
+
+/// Tokens from the token endpoint, still in plain text: seal them before storing.
+pub struct IssuedTokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub expires_in: Duration,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Divar refused (bad code, revoked refresh token…): the person must consent again.
+    #[error("the OAuth server refused the grant: {0}")]
+    Refused(String),
+    /// Divar could not be reached or answered nonsense; worth a retry.
+    #[error("the OAuth server could not be used: {0}")]
+    Unavailable(String),
+}
+
+impl KenarOAuth {
+    pub fn new(settings: &Settings, http: reqwest::Client) -> anyhow::Result<Self> {
+        let base = settings.kenar_oauth_base_url.as_str().trim_end_matches('/');
+        let redirect_uri = settings.redirect_uri().to_string();
+        let client = BasicClient::new(ClientId::new(settings.app_slug.clone()))
+            .set_client_secret(ClientSecret::new(
+                settings.oauth_secret.expose_secret().to_string(),
+            ))
+            .set_auth_uri(AuthUrl::new(format!("{base}/oauth2/auth"))?)
+            .set_token_uri(TokenUrl::new(format!("{base}/oauth2/token"))?)
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.clone())?)
+            // Divar documents client_id and client_secret as form fields of the token request.
+            .set_auth_type(AuthType::RequestBody);
+        Ok(Self {
+            client,
+            http,
+            redirect_uri,
+        })
+    }
+
+    /// The consent URL for `scopes`, with a random `state` and a PKCE S256 challenge.
+    pub fn authorize(&self, scopes: &[String]) -> AuthorizationStart {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state) = self
+            .client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(scopes.iter().cloned().map(Scope::new))
+            .set_pkce_challenge(challenge)
+            .url();
+        AuthorizationStart {
+            url,
+            state: state.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        }
+    }
+
+    /// Exchanges the code from the callback for tokens.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+    ) -> Result<IssuedTokens, TokenError> {
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(classify)?;
+        Ok(issued(&response))
+    }
+
+    /// Rotates the pair. Divar's docs also ask for the current access token as `code` and the
+    /// `redirect_uri` (spec §3 step 5).
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        access_token: &SecretString,
+    ) -> Result<IssuedTokens, TokenError> {
+        let refresh = RefreshToken::new(refresh_token.expose_secret().to_string());
+        let response = self
+            .client
+            .exchange_refresh_token(&refresh)
+            .add_extra_param("code", access_token.expose_secret().to_string())
+            .add_extra_param("redirect_uri", self.redirect_uri.clone())
+            .request_async(&self.http)
+            .await
+            .map_err(classify)?;
+        Ok(issued(&response))
+    }
+}
+
+fn issued(response: &oauth2::basic::BasicTokenResponse) -> IssuedTokens {
+    IssuedTokens {
+        access_token: SecretString::from(response.access_token().secret().clone()),
+        refresh_token: response
+            .refresh_token()
+            .map(|r| SecretString::from(r.secret().clone())),
+        // Divar's example says 3600 s; assume that when the field is missing.
+        expires_in: response.expires_in().unwrap_or(Duration::from_secs(3600)),
+        scope: response.scopes().map(|s| {
+            s.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+    }
+}
+
+/// Sorts an oauth2 error into "ask again" or "try later". The texts name no secret.
+fn classify<E: std::error::Error>(
+    error: oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> TokenError {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(response) => {
+            TokenError::Refused(response.error().as_ref().to_string())
+        }
+        oauth2::RequestTokenError::Request(e) => {
+            TokenError::Unavailable(format!("request failed: {e}"))
+        }
+        oauth2::RequestTokenError::Parse(e, _) => {
+            TokenError::Unavailable(format!("unreadable answer: {e}"))
+        }
+        oauth2::RequestTokenError::Other(e) => TokenError::Unavailable(e),
+    }
+}

@@ -1,0 +1,4 @@
+//! Use cases joining the store and the Kenar client. Nothing here knows about HTTP handlers.
+
+pub mod messaging;
+pub mod vault;

@@ -1,0 +1,460 @@
+//! The composer, sending, templates, history and message pages.
+
+use std::collections::HashMap;
+
+use axum::{
+    Form, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    db::{self, grants::Subject, messages::MessageRow},
+    domain::{
+        icons,
+        message::{
+            self, FieldErrors, GRID_COLS, GRID_ROWS, MAX_TEXT_CHARS, OutgoingMessage, Side,
+            slot_field,
+        },
+    },
+    error::{AppError, Result},
+    services::messaging::{Failure, SendOutcome},
+    state::AppState,
+    web::{
+        ASSET_VERSION,
+        pages::{
+            ComposePage, GridView, HistoryPage, HistoryRow, MessagePage, PreviewButton,
+            PreviewView, SlotView, TemplateView, render_page, tehran_time,
+        },
+        session::ChatVisit,
+    },
+};
+
+pub const APP_TITLE: &str = "گفت‌وگو یار";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/compose", get(show_compose).post(submit_compose))
+        .route("/templates/{template_id}/delete", post(delete_template))
+        .route("/history", get(show_history))
+        .route("/messages/{message_id}", get(show_message))
+        .route("/messages/{message_id}/resend", post(resend_message))
+}
+
+#[derive(Deserialize)]
+struct ComposeQuery {
+    template: Option<String>,
+    notice: Option<String>,
+}
+
+/// Sends people without a grant to the landing page, which asks for one.
+async fn require_grant(state: &AppState, chat: &ChatVisit) -> Result<Option<Response>> {
+    let connected = state
+        .vault
+        .has_grant(Subject::Conversation, &chat.conversation_id, &chat.user_id)
+        .await?;
+    Ok((!connected).then(|| Redirect::to("/start").into_response()))
+}
+
+async fn show_compose(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Query(query): Query<ComposeQuery>,
+) -> Result<Response> {
+    if let Some(redirect) = require_grant(&state, &chat).await? {
+        return Ok(redirect);
+    }
+    let mut fields = HashMap::new();
+    if let Some(id) = &query.template {
+        let template = db::templates::find(&state.db, id, &chat.user_id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        fields = serde_json::from_str(&template.draft)?;
+    }
+    let notice = match query.notice.as_deref() {
+        Some("template_saved") => Some("قالب ذخیره شد.".to_string()),
+        Some("template_deleted") => Some("قالب حذف شد.".to_string()),
+        _ => None,
+    };
+    let page = compose_page(&state, &chat, &fields, &FieldErrors::new(), notice, None).await?;
+    Ok(render_page(&page))
+}
+
+async fn compose_page(
+    state: &AppState,
+    chat: &ChatVisit,
+    fields: &HashMap<String, String>,
+    errors: &FieldErrors,
+    notice: Option<String>,
+    preview: Option<PreviewView>,
+) -> Result<ComposePage> {
+    let get = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let grid = |side: Side, title, hint| {
+        let mut slots = Vec::new();
+        for row in 0..GRID_ROWS {
+            for col in 0..GRID_COLS {
+                let f = |part: &str| slot_field(side, row, col, part);
+                let parts = ["caption", "icon", "kind", "link", "data"];
+                let slot_errors: Vec<String> = parts
+                    .iter()
+                    .filter_map(|p| errors.get(&f(p)).cloned())
+                    .collect();
+                slots.push(SlotView {
+                    prefix: format!("{}{row}{col}", side.prefix()),
+                    label: format!(
+                        "دکمهٔ ردیف {} ستون {}",
+                        persian_digit(row + 1),
+                        persian_digit(col + 1)
+                    ),
+                    caption: get(&f("caption")),
+                    icon: get(&f("icon")),
+                    kind: get(&f("kind")),
+                    link: get(&f("link")),
+                    data: get(&f("data")),
+                    filled: !slot_errors.is_empty() || !get(&f("caption")).is_empty(),
+                    errors: slot_errors,
+                });
+            }
+        }
+        let open = slots.iter().any(|s| s.filled);
+        GridView {
+            title,
+            hint,
+            slots,
+            open,
+        }
+    };
+    let templates = db::templates::list(&state.db, &chat.user_id)
+        .await?
+        .into_iter()
+        .map(|t| TemplateView {
+            id: t.template_id,
+            name: t.name,
+        })
+        .collect();
+    Ok(ComposePage {
+        asset_version: ASSET_VERSION,
+        idempotency_key: fields
+            .get("idempotency_key")
+            .filter(|k| is_idempotency_key(k))
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        text: get("text"),
+        text_error: errors.get("text").cloned(),
+        max_text: MAX_TEXT_CHARS,
+        grids: vec![
+            grid(
+                Side::Sender,
+                "دکمه‌هایی که خودتان می‌بینید",
+                "تا ۳ ردیف و هر ردیف تا ۳ دکمه.",
+            ),
+            grid(
+                Side::Receiver,
+                "دکمه‌هایی که طرف مقابل می‌بیند",
+                "تا ۳ ردیف و هر ردیف تا ۳ دکمه.",
+            ),
+        ],
+        icons: icons::all().collect(),
+        templates,
+        template_name: get("template_name"),
+        notice,
+        has_errors: !errors.is_empty(),
+        preview,
+        app_title: APP_TITLE,
+    })
+}
+
+fn persian_digit(n: usize) -> char {
+    char::from_u32(0x06F0 + n as u32).unwrap_or('?')
+}
+
+fn is_idempotency_key(key: &str) -> bool {
+    uuid::Uuid::parse_str(key).is_ok()
+}
+
+pub fn preview_of(message: &OutgoingMessage) -> PreviewView {
+    let rows = |grid: &message::ButtonGrid| {
+        grid.rows()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|b| PreviewButton {
+                        caption: b.caption.clone(),
+                        icon: b.icon.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    PreviewView {
+        text: message.text.clone(),
+        sender_rows: rows(&message.sender_buttons),
+        receiver_rows: rows(&message.receiver_buttons),
+    }
+}
+
+/// The preview of a body as it was sent to Divar.
+fn preview_of_body(body: &Value) -> PreviewView {
+    let rows = |grid: &str| -> Vec<Vec<PreviewButton>> {
+        body.pointer(&format!("/{grid}/rows"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                row.get("buttons")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|b| PreviewButton {
+                        caption: b["caption"].as_str().unwrap_or_default().to_string(),
+                        icon: b["icon"].as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    PreviewView {
+        text: body["message"].as_str().unwrap_or_default().to_string(),
+        sender_rows: rows("sender_buttons"),
+        receiver_rows: rows("receiver_buttons"),
+    }
+}
+
+/// One form, three buttons: send, preview, save as template. The server's checks decide.
+async fn submit_compose(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Result<Response> {
+    if let Some(redirect) = require_grant(&state, &chat).await? {
+        return Ok(redirect);
+    }
+    let action = fields.get("action").map(String::as_str).unwrap_or("send");
+    if action == "save_template" {
+        return save_template(&state, &chat, fields).await;
+    }
+    let message = match message::parse_form(&fields) {
+        Ok(message) => message,
+        Err(errors) => {
+            let page = compose_page(&state, &chat, &fields, &errors, None, None).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
+        }
+    };
+    if action == "preview" {
+        let page = compose_page(
+            &state,
+            &chat,
+            &fields,
+            &FieldErrors::new(),
+            None,
+            Some(preview_of(&message)),
+        )
+        .await?;
+        return Ok(render_page(&page));
+    }
+    let key = fields
+        .get("idempotency_key")
+        .filter(|k| is_idempotency_key(k))
+        .ok_or_else(|| {
+            AppError::BadRequest("فرم ناقص است؛ صفحه را دوباره باز کنید و پیام را بفرستید.".into())
+        })?;
+    let outcome = state
+        .messaging
+        .send(&chat.conversation_id, &chat.user_id, &message, key)
+        .await?;
+    Ok(Redirect::to(&after_send(&outcome)).into_response())
+}
+
+/// Where a send leads: the history with a note, or consent when the grant no longer works.
+fn after_send(outcome: &SendOutcome) -> String {
+    match outcome {
+        SendOutcome::Sent { message_id } => format!("/history?sent={message_id}"),
+        SendOutcome::Duplicate { message } => format!("/history?duplicate={}", message.message_id),
+        SendOutcome::Failed {
+            failure: Failure::Reconsent,
+            ..
+        } => "/start?reconnect=1".into(),
+        SendOutcome::Failed { message_id, .. } => format!("/history?failed={message_id}"),
+    }
+}
+
+async fn save_template(
+    state: &AppState,
+    chat: &ChatVisit,
+    mut fields: HashMap<String, String>,
+) -> Result<Response> {
+    let name = fields
+        .get("template_name")
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    let mut errors = FieldErrors::new();
+    if name.is_empty() || name.chars().count() > 60 {
+        errors.insert(
+            "template_name".into(),
+            "نام قالب را بنویسید (تا ۶۰ نویسه).".into(),
+        );
+    }
+    if let Err(problems) = message::parse_form(&fields) {
+        errors.extend(problems);
+    }
+    if !errors.is_empty() {
+        let notice = errors.get("template_name").cloned();
+        let page = compose_page(state, chat, &fields, &errors, notice, None).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
+    }
+    for transient in ["idempotency_key", "action", "template_name"] {
+        fields.remove(transient);
+    }
+    db::templates::create(
+        &state.db,
+        &chat.user_id,
+        &name,
+        &serde_json::to_string(&fields)?,
+    )
+    .await?;
+    Ok(Redirect::to("/compose?notice=template_saved").into_response())
+}
+
+async fn delete_template(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    if !db::templates::delete(&state.db, &id, &chat.user_id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(Redirect::to("/compose?notice=template_deleted"))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    sent: Option<String>,
+    duplicate: Option<String>,
+    failed: Option<String>,
+}
+
+fn status_label(row: &MessageRow) -> (&'static str, &'static str, Option<&'static str>) {
+    let reason = row.failure.as_deref().map(|f| match f {
+        "recipient_restricted" => "این شخص در این گفت‌وگو نمی‌تواند پیام دریافت کند.",
+        "reconsent" => "اجازهٔ دیوار دیگر معتبر نیست؛ دوباره اتصال دهید.",
+        "rate_limited" => "دیوار موقتاً پیام بیشتری نمی‌پذیرد.",
+        "unavailable" => "دیوار در دسترس نبود.",
+        _ => "دیوار پیام را نپذیرفت.",
+    });
+    match row.status.as_str() {
+        "sent" => ("فرستاده شد", "success", None),
+        "failed" => ("فرستاده نشد", "blocked", reason),
+        _ => ("در حال ارسال", "", None),
+    }
+}
+
+async fn show_history(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response> {
+    let rows = db::messages::list_for_conversation(&state.db, &chat.conversation_id, 100).await?;
+    let rows: Vec<HistoryRow> = rows
+        .into_iter()
+        .filter(|r| r.user_id == chat.user_id)
+        .map(|r| {
+            let (status, status_tone, reason) = status_label(&r);
+            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            HistoryRow {
+                text: body["message"].as_str().unwrap_or_default().to_string(),
+                can_resend: r.status == "failed" && r.failure.as_deref() != Some("reconsent"),
+                time: tehran_time(r.updated_at),
+                message_id: r.message_id,
+                status,
+                status_tone,
+                reason,
+            }
+        })
+        .collect();
+    let (notice, notice_tone) = if query.sent.is_some() {
+        (Some("پیام در گفت‌وگو فرستاده شد.".to_string()), "success")
+    } else if query.duplicate.is_some() {
+        (
+            Some("این فرم قبلاً فرستاده شده بود؛ پیام دوباره فرستاده نشد.".to_string()),
+            "",
+        )
+    } else if let Some(id) = query.failed {
+        let reason = rows
+            .iter()
+            .find(|r| r.message_id == id)
+            .and_then(|r| r.reason);
+        (
+            Some(reason.unwrap_or("پیام فرستاده نشد.").to_string()),
+            "error",
+        )
+    } else {
+        (None, "")
+    };
+    Ok(render_page(&HistoryPage {
+        asset_version: ASSET_VERSION,
+        rows,
+        notice,
+        notice_tone,
+    }))
+}
+
+async fn resend_message(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let row = db::messages::find(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.conversation_id != chat.conversation_id || row.user_id != chat.user_id {
+        return Err(AppError::NotFound);
+    }
+    match state.messaging.resend(&id, &chat.user_id).await? {
+        Some(outcome) => Ok(Redirect::to(&after_send(&outcome)).into_response()),
+        // Already sent or being sent: nothing to do.
+        None => Ok(Redirect::to("/history").into_response()),
+    }
+}
+
+/// Where one of our `open_server_link` buttons leads: the message it was sent with. Both sides
+/// of the conversation may open it.
+async fn show_message(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let row = db::messages::find(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.conversation_id != chat.conversation_id {
+        return Err(AppError::NotFound);
+    }
+    let body: Value = serde_json::from_str(&row.body)?;
+    let clicked = chat
+        .visit
+        .extra_data
+        .iter()
+        .filter(|(k, _)| !k.starts_with("kc_"))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    let (status, _, _) = status_label(&row);
+    Ok(render_page(&MessagePage {
+        asset_version: ASSET_VERSION,
+        text: body["message"].as_str().unwrap_or_default().to_string(),
+        status,
+        time: tehran_time(row.created_at),
+        clicked,
+        preview: preview_of_body(&body),
+    }))
+}

@@ -1,0 +1,160 @@
+//! Asking Divar for the person's permission (spec §3): start, and the callback.
+
+use axum::{
+    Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::{
+    db::grants::Subject,
+    error::Result,
+    kenar::oauth::TokenError,
+    state::AppState,
+    web::{
+        ASSET_VERSION,
+        pages::{NoticePage, PageAction, render_page},
+        session::{ChatVisit, PendingConsent, TypedSession},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/start", post(oauth_start))
+        .route("/oauth/callback", get(oauth_callback))
+}
+
+/// The scope that lets the add-on send in one conversation, renewable without asking again.
+fn conversation_scopes(conversation_id: &str) -> Vec<String> {
+    vec![
+        format!("CONVERSATION_SEND_MESSAGE.{conversation_id}"),
+        "offline_access".into(),
+    ]
+}
+
+/// Sends the person to Divar's consent page; `state` and the PKCE verifier stay in the session.
+async fn oauth_start(
+    State(state): State<AppState>,
+    session: TypedSession,
+    chat: ChatVisit,
+) -> Result<Redirect> {
+    let scopes = conversation_scopes(&chat.conversation_id);
+    let start = state.oauth.authorize(&scopes);
+    session
+        .set_pending_consent(PendingConsent {
+            state: start.state,
+            pkce_verifier: start.pkce_verifier,
+            conversation_id: chat.conversation_id,
+            user_id: chat.user_id,
+            scope: scopes.join(" "),
+        })
+        .await?;
+    Ok(Redirect::to(start.url.as_str()))
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+fn notice(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    tone: &'static str,
+    actions: Vec<PageAction>,
+) -> Response {
+    let page = NoticePage {
+        asset_version: ASSET_VERSION,
+        title: title.into(),
+        message: message.into(),
+        tone,
+        actions,
+    };
+    (status, render_page(&page)).into_response()
+}
+
+fn try_again_actions() -> Vec<PageAction> {
+    vec![
+        PageAction::post("دوباره امتحان کنید", "/oauth/start"),
+        PageAction::link("بازگشت به دیوار", "/back"),
+    ]
+}
+
+/// Divar sends the person back here with `code` and `state` (or only `state` on refusal).
+async fn oauth_callback(
+    State(state): State<AppState>,
+    session: TypedSession,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response> {
+    let Some(pending) = session.take_pending_consent().await? else {
+        return Ok(notice(
+            StatusCode::BAD_REQUEST,
+            "درخواست اجازه پیدا نشد",
+            "این پاسخ به درخواستی از این مرورگر تعلق ندارد یا نشست شما تمام شده است. افزونه را دوباره از دیوار باز کنید.",
+            "error",
+            vec![PageAction::link("بازگشت به دیوار", "/back")],
+        ));
+    };
+    let state_matches = query.state.as_deref().is_some_and(|s| {
+        use subtle::ConstantTimeEq;
+        bool::from(s.as_bytes().ct_eq(pending.state.as_bytes()))
+    });
+    if !state_matches {
+        tracing::warn!("OAuth callback with a state that does not match the session");
+        return Ok(notice(
+            StatusCode::BAD_REQUEST,
+            "پاسخ نامعتبر",
+            "پاسخی که از دیوار رسید با درخواست شما جور نیست، پس آن را نپذیرفتیم. دوباره امتحان کنید.",
+            "error",
+            try_again_actions(),
+        ));
+    }
+    let Some(code) = query.code.filter(|c| !c.is_empty()) else {
+        return Ok(notice(
+            StatusCode::OK,
+            "اجازه داده نشد",
+            "بدون اجازهٔ شما پیامی نمی‌فرستیم. اگر نظرتان عوض شد، دوباره امتحان کنید.",
+            "",
+            try_again_actions(),
+        ));
+    };
+    match state.oauth.exchange(&code, &pending.pkce_verifier).await {
+        Ok(issued) => {
+            state
+                .vault
+                .store(
+                    Subject::Conversation,
+                    &pending.conversation_id,
+                    &pending.user_id,
+                    &pending.scope,
+                    &issued,
+                )
+                .await?;
+            session.renew().await?;
+            tracing::info!("a user connected a conversation");
+            Ok(Redirect::to("/compose").into_response())
+        }
+        Err(error) => {
+            // The error names no secret (see `kenar::oauth::classify`).
+            tracing::error!(%error, "exchanging the OAuth code failed");
+            let message = match error {
+                TokenError::Refused(_) => "دیوار این اجازه را نپذیرفت. دوباره امتحان کنید.",
+                TokenError::Unavailable(_) => {
+                    "اتصال به دیوار برقرار نشد. چند لحظهٔ دیگر دوباره امتحان کنید."
+                }
+            };
+            Ok(notice(
+                StatusCode::BAD_GATEWAY,
+                "اتصال ناموفق بود",
+                message,
+                "error",
+                try_again_actions(),
+            ))
+        }
+    }
+}

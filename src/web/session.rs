@@ -1,0 +1,123 @@
+//! Typed access to the server-side session: what Divar told us about the visit, and an OAuth
+//! consent in progress. No raw string keys outside this file.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tower_sessions::Session;
+
+use crate::error::AppError;
+
+const VISIT: &str = "visit";
+const PENDING_CONSENT: &str = "pending_consent";
+
+/// The click that opened the add-on, bound to this browser by the one-time link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Visit {
+    pub session_init_id: String,
+    pub conversation_id: Option<String>,
+    pub post_token: Option<String>,
+    pub user_id: Option<String>,
+    pub user_side: Option<String>,
+    pub callback_url: Option<String>,
+    pub extra_data: Map<String, Value>,
+}
+
+/// Remembered between sending the person to Divar's consent page and their return.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub state: String,
+    pub pkce_verifier: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub scope: String,
+}
+
+pub struct TypedSession(pub Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for TypedSession {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Session::from_request_parts(parts, state)
+            .await
+            .map(TypedSession)
+            .map_err(|(_, message)| {
+                AppError::Unexpected(anyhow::anyhow!("session layer missing: {message}"))
+            })
+    }
+}
+
+fn store_error(e: tower_sessions::session::Error) -> AppError {
+    AppError::Unexpected(anyhow::Error::new(e).context("session store"))
+}
+
+impl TypedSession {
+    pub async fn visit(&self) -> Result<Option<Visit>, AppError> {
+        self.0.get(VISIT).await.map_err(store_error)
+    }
+
+    /// Starts a new visit under a fresh session id, dropping whatever the session held.
+    pub async fn begin_visit(&self, visit: Visit) -> Result<(), AppError> {
+        self.0.clear().await;
+        self.0.cycle_id().await.map_err(store_error)?;
+        self.0.insert(VISIT, visit).await.map_err(store_error)
+    }
+
+    pub async fn set_pending_consent(&self, pending: PendingConsent) -> Result<(), AppError> {
+        self.0
+            .insert(PENDING_CONSENT, pending)
+            .await
+            .map_err(store_error)
+    }
+
+    pub async fn take_pending_consent(&self) -> Result<Option<PendingConsent>, AppError> {
+        self.0.remove(PENDING_CONSENT).await.map_err(store_error)
+    }
+
+    /// A fresh session id after a privilege change (a grant was stored).
+    pub async fn renew(&self) -> Result<(), AppError> {
+        self.0.cycle_id().await.map_err(store_error)
+    }
+}
+
+/// The current visit; without one the person is told to open the add-on from Divar again.
+pub struct CurrentVisit(pub Visit);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentVisit {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = TypedSession::from_request_parts(parts, state).await?;
+        session
+            .visit()
+            .await?
+            .map(CurrentVisit)
+            .ok_or(AppError::NoVisit)
+    }
+}
+
+/// A visit from a chat by a signed-in user: what sending to one conversation needs.
+pub struct ChatVisit {
+    pub visit: Visit,
+    pub conversation_id: String,
+    pub user_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
+        let conversation_id = visit
+            .conversation_id
+            .clone()
+            .ok_or(AppError::NoConversation)?;
+        let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
+        Ok(Self {
+            visit,
+            conversation_id,
+            user_id,
+        })
+    }
+}
