@@ -124,8 +124,12 @@ async fn update_settings(
     Json(update): Json<KnobsUpdate>,
 ) -> Response {
     let mut world = sandbox.world();
+    let scripted = update.fail_next.clone();
     match world.knobs.apply(update) {
-        Ok(()) => Json(json!(world.knobs)).into_response(),
+        Ok(()) => {
+            world.scripted_faults.extend(scripted);
+            Json(json!(world.knobs)).into_response()
+        }
         Err(reason) => (StatusCode::BAD_REQUEST, Json(json!({ "error": reason }))).into_response(),
     }
 }

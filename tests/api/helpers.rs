@@ -1,10 +1,14 @@
-use std::{str::FromStr, sync::LazyLock, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use kenar_chat::{
     config::Settings,
     db::Db,
-    sandbox::{Sandbox, SandboxOptions, launch},
+    sandbox::{Sandbox, SandboxOptions, launch_with},
 };
 use reqwest::{StatusCode, header::LOCATION};
 use serde_json::{Value, json};
@@ -13,12 +17,41 @@ use sqlx::{Connection, Executor, postgres::PgConnection};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-/// Logs stay quiet unless `TEST_LOG` is set.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var("TEST_LOG").is_ok() {
-        kenar_chat::telemetry::init(kenar_chat::config::LogFormat::Pretty);
+/// Every log line of the test binary, at debug level, so a test can search them for secrets.
+/// They are printed too when `TEST_LOG` is set.
+pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(Default::default);
+
+#[derive(Clone)]
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        if std::env::var("TEST_LOG").is_ok() {
+            std::io::stdout().write_all(buf)?;
+        }
+        Ok(buf.len())
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+    let filter = EnvFilter::new("debug,hyper=info,hyper_util=info,h2=info,rustls=info");
+    let layer = fmt::layer().with_ansi(false).with_writer(|| LogSink);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
 });
+
+/// Everything logged so far, as text.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -89,12 +122,20 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
 }
 
 pub async fn spawn_app_with(engine: Engine, options: SandboxOptions) -> TestApp {
+    spawn_app_customized(engine, options, |_| {}).await
+}
+
+pub async fn spawn_app_customized(
+    engine: Engine,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
     LazyLock::force(&TRACING);
     let test_db = test_db(engine).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a port");
-    let launched = launch(listener, &test_db.url, options)
+    let launched = launch_with(listener, &test_db.url, options, customize)
         .await
         .expect("launching the app");
     let db = launched.app.db().clone();

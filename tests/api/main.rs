@@ -1,6 +1,7 @@
 //! Black-box tests over real HTTP on loopback: the add-on and the simulated Divar in one
 //! process, on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
 
+mod addon_flow;
 mod cli;
 mod health;
 mod helpers;

@@ -1,0 +1,862 @@
+//! The conversation add-on end to end, driven like Divar and a person would drive it.
+
+use std::time::Duration;
+
+use kenar_chat::sandbox::SandboxOptions;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Row;
+use url::Url;
+
+use crate::helpers::*;
+
+/// Opens the add-on from a sandbox chat as `side` and follows the one-time link. Returns where
+/// the link led.
+pub async fn enter_from_chat(app: &TestApp, conv: &str, side: &str) -> String {
+    let opened = app
+        .client
+        .post(app.url(&format!("/sandbox/chats/{conv}/open-addon")))
+        .form(&[("as", side)])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&opened);
+    assert!(link.starts_with(&app.url("/s/")), "{link}");
+    assert_redirect(&app.client.get(&link).send().await.unwrap())
+}
+
+/// Starts consent and answers Divar's consent page as `user` with `decision`. Returns the
+/// add-on's answer to the callback.
+pub async fn consent(app: &TestApp, user: &str, decision: &str) -> reqwest::Response {
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    assert!(authorize.path().ends_with("/sandbox/oauth2/auth"));
+    let query: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let scope = &query.iter().find(|(k, _)| k == "scope").unwrap().1;
+    assert!(
+        scope.starts_with("CONVERSATION_SEND_MESSAGE.") && scope.ends_with(" offline_access"),
+        "{scope}"
+    );
+    assert!(
+        query
+            .iter()
+            .any(|(k, v)| k == "code_challenge_method" && v == "S256")
+    );
+    let page = app.client.get(authorize.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let mut form = query;
+    form.push(("user_id".into(), user.into()));
+    form.push(("decision".into(), decision.into()));
+    let decided = app
+        .client
+        .post(app.url("/sandbox/oauth2/auth"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = assert_redirect(&decided);
+    assert!(
+        callback.starts_with(&app.url("/oauth/callback")),
+        "{callback}"
+    );
+    app.client.get(callback).send().await.unwrap()
+}
+
+/// Enters from the chat as the buyer of `conv` and connects. Ends on the composer.
+pub async fn connected(app: &TestApp, conv: &str, side: &str, user: &str) {
+    assert_eq!(enter_from_chat(app, conv, side).await, "/start");
+    let landing = app
+        .client
+        .get(app.url("/start"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(landing.contains("اتصال به دیوار"));
+    let callback = consent(app, user, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/compose");
+}
+
+pub async fn idempotency_key(app: &TestApp) -> String {
+    let html = app
+        .client
+        .get(app.url("/compose"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="idempotency_key" value=""#;
+    let start = html
+        .find(marker)
+        .expect("the composer has an idempotency key")
+        + marker.len();
+    html[start..start + 36].to_string()
+}
+
+pub async fn post_compose(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/compose"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn bot_messages(app: &TestApp, conv: &str) -> Value {
+    app.inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
+        .await
+}
+
+async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+
+    let compose = app.client.get(app.url("/compose")).send().await.unwrap();
+    assert_eq!(compose.status(), StatusCode::OK);
+    assert_eq!(compose.headers()["cache-control"], "no-store, max-age=0");
+    assert!(
+        compose.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let key = idempotency_key(&app).await;
+    let sent = post_compose(
+        &app,
+        &[
+            ("idempotency_key", &key),
+            ("action", "send"),
+            ("text", "سلام، فردا ساعت ۵ برای بازدید می‌آیم."),
+            ("s00_caption", "مسیر"),
+            ("s00_icon", "SEND"),
+            ("s00_kind", "link"),
+            ("s00_link", "https://example.com/route"),
+            ("r00_caption", "تأیید بازدید"),
+            ("r00_icon", "CHECKED"),
+            ("r00_kind", "server"),
+            ("r00_data", "visit=friday"),
+        ],
+    )
+    .await;
+    let location = assert_redirect(&sent);
+    assert!(location.starts_with("/history?sent="), "{location}");
+
+    let seen = bot_messages(&app, &conv).await;
+    assert_eq!(seen["count"], 1);
+    let message = &seen["messages"][0];
+    assert_eq!(message["sender_side"], "buyer");
+    assert_eq!(message["idempotency_key"], key.as_str());
+    assert_eq!(
+        message["sender_buttons"]["rows"][0]["buttons"][0]["caption"],
+        "مسیر"
+    );
+    let data =
+        &message["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]["data"];
+    assert_eq!(data["visit"], "friday");
+
+    // Each side sees its own buttons in the chat.
+    let buyer = app
+        .client
+        .get(app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(buyer.contains("مسیر") && !buyer.contains("تأیید بازدید"));
+    let seller = app
+        .client
+        .get(app.url(&format!("/sandbox/chats/{conv}?as=seller")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(seller.contains("تأیید بازدید") && !seller.contains(">مسیر"));
+
+    let history = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("فرستاده شد") && history.contains("فردا ساعت ۵"));
+
+    // The seller clicks the server-link button: session init routes them to the message page.
+    let message_id = data["kc_message"].as_str().unwrap().to_string();
+    let seller_client = browser();
+    let clicked = seller_client
+        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
+        .form(&[
+            ("as", "seller"),
+            ("message_id", message["id"].as_str().unwrap()),
+            ("row", "0"),
+            ("col", "0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&clicked);
+    let entered = seller_client.get(&link).send().await.unwrap();
+    assert_eq!(assert_redirect(&entered), format!("/messages/{message_id}"));
+    let page = seller_client
+        .get(app.url(&format!("/messages/{message_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("فردا ساعت ۵") && html.contains("friday"));
+}
+crate::both_engines!(
+    whole_flow,
+    the_whole_flow_delivers_a_message_with_both_grids
+);
+
+#[tokio::test]
+async fn a_connected_user_goes_straight_to_the_composer() {
+    let mut app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    connected(&app, &conv, "buyer", BUYER_2).await;
+    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/compose");
+    // The other side of the same chat, in another browser, has its own grant to make.
+    app.client = browser();
+    assert_eq!(enter_from_chat(&app, &conv, "seller").await, "/start");
+}
+
+#[tokio::test]
+async fn denied_consent_gets_a_friendly_page_with_next_steps() {
+    let app = spawn_app(Engine::Sqlite).await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let callback = consent(&app, BUYER_1, "deny").await;
+    assert_eq!(callback.status(), StatusCode::OK);
+    let html = callback.text().await.unwrap();
+    assert!(html.contains("اجازه داده نشد"));
+    assert!(html.contains(r#"action="/oauth/start""#) && html.contains(r#"href="/back""#));
+    let compose = app.client.get(app.url("/compose")).send().await.unwrap();
+    assert_eq!(assert_redirect(&compose), "/start", "no grant, no composer");
+}
+
+#[tokio::test]
+async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
+    let app = spawn_app(Engine::Sqlite).await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_redirect(&started);
+    let tampered = app
+        .client
+        .get(app.url("/oauth/callback?code=abc&state=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), StatusCode::BAD_REQUEST);
+    assert!(tampered.text().await.unwrap().contains("پاسخ نامعتبر"));
+    let stranger = browser()
+        .get(app.url("/oauth/callback?code=abc&state=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        stranger
+            .text()
+            .await
+            .unwrap()
+            .contains("درخواست اجازه پیدا نشد")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_token_exchange_offers_a_retry() {
+    let app = spawn_app(Engine::Sqlite).await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    // A code the sandbox never issued: the token endpoint refuses it.
+    let callback = app
+        .client
+        .get(app.url(&format!("/oauth/callback?code=ory_ac_forged&state={state}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), StatusCode::BAD_GATEWAY);
+    let html = callback.text().await.unwrap();
+    assert!(html.contains("اتصال ناموفق بود") && html.contains(r#"action="/oauth/start""#));
+}
+
+#[tokio::test]
+async fn expired_and_replayed_links_are_refused() {
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |s| {
+        s.entry_link_ttl = Duration::from_millis(300);
+    })
+    .await;
+    let opened = app
+        .client
+        .post(app.url(&format!("/sandbox/chats/{}/open-addon", conversation(1, 1))))
+        .form(&[("as", "buyer")])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&opened);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = app.client.get(&link).send().await.unwrap();
+    assert_eq!(expired.status(), StatusCode::GONE);
+    assert!(expired.text().await.unwrap().contains("منقضی"));
+    let unknown = app
+        .client
+        .get(app.url(&format!("/s/{}", "A".repeat(43))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let no_session = browser().get(app.url("/compose")).send().await.unwrap();
+    assert_eq!(no_session.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        no_session
+            .text()
+            .await
+            .unwrap()
+            .contains("دوباره از داخل گفت‌وگو")
+    );
+}
+
+async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
+    let app = spawn_app_with(
+        engine,
+        SandboxOptions {
+            access_token_ttl: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conv = conversation(2, 1);
+    connected(&app, &conv, "buyer", "u-sara").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let key = idempotency_key(&app).await;
+    assert_redirect(
+        &post_compose(
+            &app,
+            &[("idempotency_key", &key), ("text", "بعد از تازه‌سازی")],
+        )
+        .await,
+    );
+
+    let issued = app.inspect("tokens").await;
+    let mut secrets: Vec<String> = Vec::new();
+    for kind in ["access_tokens", "refresh_tokens"] {
+        for token in issued[kind].as_array().unwrap() {
+            secrets.push(token["token"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        secrets.len() >= 4,
+        "the first pair and the refreshed pair: {secrets:?}"
+    );
+    let mut stored = String::new();
+    for (table, columns) in [
+        ("grants", "access_token, refresh_token, scope"),
+        ("web_sessions", "data"),
+        ("messages", "body"),
+        ("session_inits", "extra_data"),
+        ("entry_links", "link_hash"),
+    ] {
+        let rows = sqlx::query(&format!("select {columns} from {table}"))
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+        for row in rows {
+            for i in 0..row.len() {
+                let value: Option<String> = row.try_get(i).unwrap();
+                stored.push_str(&value.unwrap_or_default());
+                stored.push('\n');
+            }
+        }
+    }
+    assert!(stored.contains("kenar-chat") || !stored.is_empty());
+    for secret in &secrets {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "a token is stored in plain text"
+        );
+        // Not even its random halves.
+        for part in secret
+            .trim_start_matches("ory_at_")
+            .trim_start_matches("ory_rt_")
+            .split('.')
+        {
+            assert!(!stored.contains(part));
+        }
+    }
+}
+crate::both_engines!(tokens_sealed, no_issued_token_is_stored_in_plain_text);
+
+async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(engine: Engine) {
+    let app = spawn_app_with(
+        engine,
+        SandboxOptions {
+            access_token_ttl: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conv = conversation(1, 3);
+    connected(&app, &conv, "buyer", "u-neda").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let key = idempotency_key(&app).await;
+    assert!(
+        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "یک")]).await)
+            .contains("sent=")
+    );
+    assert_eq!(
+        app.inspect("refreshes").await["count"],
+        1,
+        "a send after expiry refreshes once"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let client = app.client.clone();
+        let url = app.url("/compose");
+        sends.spawn(async move {
+            let key = uuid::Uuid::new_v4().to_string();
+            let text = format!("پیام {i}");
+            client
+                .post(url)
+                .form(&[("idempotency_key", key.as_str()), ("text", text.as_str())])
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(response) = sends.join_next().await {
+        let location = assert_redirect(&response.unwrap());
+        assert!(location.contains("sent="), "{location}");
+    }
+    let refreshes = app.inspect("refreshes").await;
+    assert_eq!(
+        refreshes["count"], 2,
+        "twenty concurrent sends after expiry cause one refresh: {refreshes}"
+    );
+    assert_eq!(bot_messages(&app, &conv).await["count"], 21);
+}
+crate::both_engines!(
+    refresh_once,
+    an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends
+);
+
+#[tokio::test]
+async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(3, 1);
+    connected(&app, &conv, "buyer", "u-sara").await;
+    app.block(&conv, true).await;
+    let key = idempotency_key(&app).await;
+    let location =
+        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "سلام")]).await);
+    assert!(location.starts_with("/history?failed="), "{location}");
+    let history = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("نمی‌تواند پیام دریافت کند"));
+    let calls = app.inspect("api-calls").await;
+    assert_eq!(calls["count"], 1, "a 412 is not retried");
+    assert_eq!(calls["calls"][0]["status"], 412);
+
+    // Once unblocked, "send again" delivers it under the same idempotency key.
+    app.block(&conv, false).await;
+    let message_id = location.trim_start_matches("/history?failed=");
+    let resent = app
+        .client
+        .post(app.url(&format!("/messages/{message_id}/resend")))
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_redirect(&resent).contains("sent="));
+    let seen = bot_messages(&app, &conv).await;
+    assert_eq!(seen["count"], 1);
+    assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
+}
+
+async fn retried_after(app: &TestApp, statuses: Value) -> Value {
+    let conv = conversation(2, 2);
+    connected(app, &conv, "buyer", BUYER_2).await;
+    app.control(json!({ "fail_next": statuses })).await;
+    let key = idempotency_key(app).await;
+    let location =
+        assert_redirect(&post_compose(app, &[("idempotency_key", &key), ("text", "دوباره")]).await);
+    assert!(location.contains("sent="), "{location}");
+    assert_eq!(bot_messages(app, &conv).await["count"], 1);
+    app.inspect("api-calls").await
+}
+
+#[tokio::test]
+async fn a_429_then_success_is_retried_and_delivered_once() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let calls = retried_after(&app, json!([429])).await;
+    let statuses: Vec<_> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(429), json!(200)]);
+}
+
+#[tokio::test]
+async fn a_5xx_then_success_is_retried_and_delivered_once() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let calls = retried_after(&app, json!([503, 500])).await;
+    let statuses: Vec<_> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(503), json!(500), json!(200)]);
+}
+
+#[tokio::test]
+async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(2, 3);
+    connected(&app, &conv, "buyer", "u-neda").await;
+    app.control(json!({ "fail_next": [503, 503, 503, 503] }))
+        .await;
+    let key = idempotency_key(&app).await;
+    let location =
+        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
+    assert!(location.starts_with("/history?failed="));
+    assert_eq!(app.inspect("api-calls").await["count"], 4);
+    let history = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("ارسال دوباره") && history.contains("در دسترس نبود"));
+}
+
+#[tokio::test]
+async fn a_revoked_token_leads_back_to_consent() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    let revoked = app
+        .client
+        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
+        .send()
+        .await
+        .unwrap();
+    assert_redirect(&revoked);
+    let key = idempotency_key(&app).await;
+    let location =
+        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
+    assert_eq!(location, "/start?reconnect=1");
+    let landing = app
+        .client
+        .get(app.url("/start"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        landing.contains("اتصال به دیوار"),
+        "the grant was dropped, so consent is asked again"
+    );
+    let callback = consent(&app, BUYER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/compose");
+}
+
+#[tokio::test]
+async fn a_double_submitted_form_delivers_one_message() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    connected(&app, &conv, "buyer", BUYER_2).await;
+    let key = idempotency_key(&app).await;
+    let fields = [("idempotency_key", key.as_str()), ("text", "فقط یک بار")];
+    let (first, second) = tokio::join!(post_compose(&app, &fields), post_compose(&app, &fields));
+    let mut locations = [assert_redirect(&first), assert_redirect(&second)];
+    locations.sort();
+    assert!(
+        locations[0].starts_with("/history?duplicate="),
+        "{locations:?}"
+    );
+    assert!(locations[1].starts_with("/history?sent="), "{locations:?}");
+    assert_eq!(bot_messages(&app, &conv).await["count"], 1);
+}
+
+#[tokio::test]
+async fn composer_problems_are_shown_in_persian_beside_each_field() {
+    let app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let key = idempotency_key(&app).await;
+    let response = post_compose(
+        &app,
+        &[
+            ("idempotency_key", &key),
+            ("text", ""),
+            ("s00_caption", "x"),
+            ("s00_icon", "REAL_STATE"),
+            ("s00_kind", "link"),
+            ("s00_link", "ftp://x"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.unwrap();
+    for message in [
+        "متن پیام را بنویسید",
+        "یکی از نمادهای دیوار",
+        "http:// یا https://",
+    ] {
+        assert!(html.contains(message), "{message}");
+    }
+    assert!(
+        html.contains(&key),
+        "the same form keeps its idempotency key"
+    );
+    assert_eq!(app.inspect("api-calls").await["count"], 0);
+    let preview = post_compose(
+        &app,
+        &[
+            ("idempotency_key", &key),
+            ("action", "preview"),
+            ("text", "پیش‌نمایش من"),
+            ("r10_caption", "دکمه"),
+            ("r10_icon", "SEND"),
+            ("r10_kind", "server"),
+        ],
+    )
+    .await;
+    let html = preview.text().await.unwrap();
+    assert!(html.contains("آنچه طرف مقابل می‌بیند") && html.contains("پیش‌نمایش من"));
+    assert_eq!(
+        app.inspect("api-calls").await["count"],
+        0,
+        "a preview sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn templates_are_saved_used_and_deleted_per_user() {
+    let mut app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let key = idempotency_key(&app).await;
+    let saved = post_compose(
+        &app,
+        &[
+            ("idempotency_key", &key),
+            ("action", "save_template"),
+            ("template_name", "قیمت نهایی"),
+            ("text", "قیمت نهایی ۴۵۰ است"),
+            ("s00_caption", "تماس"),
+            ("s00_icon", "CALL"),
+            ("s00_kind", "link"),
+            ("s00_link", "https://example.com/call"),
+        ],
+    )
+    .await;
+    assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
+    let html = app
+        .client
+        .get(app.url("/compose"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "/compose?template=";
+    let start = html.find(marker).unwrap() + marker.len();
+    let id = html[start..start + 36].to_string();
+    let used = app
+        .client
+        .get(app.url(&format!("/compose?template={id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(used.contains("قیمت نهایی ۴۵۰ است") && used.contains("https://example.com/call"));
+    // Another user, in another browser, can neither use nor delete it.
+    let owner = std::mem::replace(&mut app.client, browser());
+    connected(&app, &conversation(1, 1), "seller", SELLER_1).await;
+    assert_eq!(
+        app.client
+            .get(app.url(&format!("/compose?template={id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.client
+            .post(app.url(&format!("/templates/{id}/delete")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let deleted = owner
+        .post(app.url(&format!("/templates/{id}/delete")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        assert_redirect(&deleted),
+        "/compose?notice=template_deleted"
+    );
+}
+
+#[tokio::test]
+async fn disconnect_deletes_the_tokens() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    let done = app
+        .client
+        .post(app.url("/disconnect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&done), "/start");
+    let rows = sqlx::query("select grant_id from grants")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+}
+
+#[tokio::test]
+async fn back_to_divar_follows_an_allowed_callback_url_only() {
+    let app = spawn_app(Engine::Sqlite).await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let back = app.client.get(app.url("/back")).send().await.unwrap();
+    assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
+
+    app.control(json!({ "session_init_revision": "original" }))
+        .await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let back = app.client.get(app.url("/back")).send().await.unwrap();
+    assert!(
+        assert_redirect(&back).contains("/sandbox/chats/"),
+        "the original revision's callback_url"
+    );
+
+    // A callback URL on another host is not followed.
+    let key = app.sandbox.app().identification_key.clone();
+    let body = json!({ "extra_data": {}, "callback_url": "https://evil.example/phish", "post_token": POST_1,
+        "user_id": BUYER_1, "peer_id": SELLER_1, "supplier": { "id": SELLER_1 }, "demand": { "id": BUYER_1 },
+        "conversation_id": conversation(1, 1) });
+    let reply: Value = app
+        .client
+        .post(app.url("/divar/session-init"))
+        .header("authorization", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = browser();
+    fresh
+        .get(reply["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let back = fresh.get(app.url("/back")).send().await.unwrap();
+    assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
+}
+
+#[tokio::test]
+async fn logs_never_contain_a_token_secret_or_key() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        SandboxOptions {
+            access_token_ttl: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conv = conversation(3, 2);
+    connected(&app, &conv, "buyer", BUYER_2).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let key = idempotency_key(&app).await;
+    assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "ثبت لاگ")]).await);
+    app.control(json!({ "fail_next": [429] })).await;
+    let key = idempotency_key(&app).await;
+    assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "دوم")]).await);
+
+    let logs = captured_logs();
+    assert!(
+        logs.contains("access token refreshed"),
+        "the run was logged"
+    );
+    let registration = app.sandbox.app();
+    let mut secrets = vec![
+        registration.api_key.clone(),
+        registration.oauth_secret.clone(),
+        registration.identification_key.clone(),
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            app.settings.token_key.expose(),
+        ),
+    ];
+    let issued = app.inspect("tokens").await;
+    for kind in ["access_tokens", "refresh_tokens"] {
+        for token in issued[kind].as_array().unwrap() {
+            secrets.push(token["token"].as_str().unwrap().to_string());
+        }
+    }
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a secret was logged");
+    }
+}
