@@ -1,0 +1,250 @@
+//! The conversation flow in headless Chromium at a phone's size, by clicking, as a person would.
+//! Screenshots go to `test-artifacts/`.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(env: &str, names: &[&str]) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
+        return PathBuf::from(path);
+    }
+    for name in names {
+        for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
+            let path = PathBuf::from(dir).join(name);
+            if path.exists() {
+                return path;
+            }
+        }
+    }
+    panic!(
+        "{} not found: `bash .ci/test` installs Chromium and ChromeDriver (or set {env})",
+        names[0]
+    );
+}
+
+async fn start_driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(find_program("CHROMEDRIVER_PATH", &["chromedriver"]))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver");
+    let driver = Driver { child, port };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn phone(driver: &Driver, profile: &std::path::Path) -> Client {
+    let chromium = find_program(
+        "CHROMIUM_PATH",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=390,844", "--lang=fa",
+                format!("--user-data-dir={}", profile.display())
+            ],
+            "mobileEmulation": { "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0 } }
+        }
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    // Plain HTTP to the local driver: no TLS stack needed.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn click_text(client: &Client, tag: &str, text: &str) {
+    let xpath = format!("//{tag}[contains(normalize-space(.), '{text}')]");
+    client
+        .find(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|_| panic!("no {tag} with “{text}”"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for the navigation a click started to land on a path ending with `suffix`.
+async fn wait_for_path(client: &Client, suffix: &str) {
+    for _ in 0..100 {
+        let here = client.current_url().await.unwrap();
+        let ready = client
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        if here.path().ends_with(suffix) && ready == "complete" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let here = client.current_url().await.unwrap();
+    let text: String = client.source().await.unwrap().chars().take(800).collect();
+    panic!("expected a page ending in {suffix}, still at {here}: {text}");
+}
+
+async fn assert_persian_rtl(client: &Client) {
+    let html = client.find(Locator::Css("html")).await.unwrap();
+    assert_eq!(html.attr("dir").await.unwrap().as_deref(), Some("rtl"));
+    assert_eq!(html.attr("lang").await.unwrap().as_deref(), Some("fa"));
+    // Nothing wider than the phone: no sideways scrolling.
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 0,
+        "the page scrolls sideways by {overflow}px"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_and_sends_from_a_phone() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    let conv = conversation(1, 1);
+
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .await
+        .unwrap();
+    screenshot(&client, "01-sandbox-chat").await;
+    click_text(&client, "button", "گفت‌وگو یار").await;
+
+    wait_for_path(&client, "/start").await;
+    assert_persian_rtl(&client).await;
+    let landing = client.source().await.unwrap();
+    assert!(landing.contains("پیام‌های کاربردی در همین گفت‌وگو"));
+    screenshot(&client, "02-landing").await;
+
+    click_text(&client, "button", "اتصال به دیوار").await;
+    wait_for_path(&client, "/sandbox/oauth2/auth").await;
+    assert_persian_rtl(&client).await;
+    screenshot(&client, "03-consent").await;
+    click_text(&client, "button", "اجازه می‌دهم").await;
+
+    wait_for_path(&client, "/compose").await;
+    assert_persian_rtl(&client).await;
+    client
+        .find(Locator::Id("text"))
+        .await
+        .unwrap()
+        .send_keys("سلام! جمعه ساعت ۱۰ برای بازدید می‌آیم.")
+        .await
+        .unwrap();
+    click_text(&client, "summary", "دکمه‌هایی که طرف مقابل می‌بیند").await;
+    // Open the first button slot of the receiver's grid.
+    client
+        .find(Locator::XPath(
+            "//input[@id='r00_caption']/ancestor::details[1]/summary",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("r00_caption"))
+        .await
+        .unwrap()
+        .send_keys("تأیید بازدید")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("r00_icon"))
+        .await
+        .unwrap()
+        .send_keys("CHECKED")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("r00_kind"))
+        .await
+        .unwrap()
+        .select_by_value("server")
+        .await
+        .unwrap();
+    let preview = client
+        .find(Locator::Id("preview"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        preview.contains("تأیید بازدید") && preview.contains("جمعه ساعت ۱۰"),
+        "live preview: {preview}"
+    );
+    screenshot(&client, "04-composer").await;
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+
+    wait_for_path(&client, "/history").await;
+    let history = client.source().await.unwrap();
+    assert!(history.contains("پیام در گفت‌وگو فرستاده شد"));
+    screenshot(&client, "05-history").await;
+
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=seller")))
+        .await
+        .unwrap();
+    let chat = client.source().await.unwrap();
+    assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("تأیید بازدید"));
+    screenshot(&client, "06-seller-sees-the-button").await;
+    client.close().await.unwrap();
+    assert_eq!(app.inspect("messages?sender_type=BOT").await["count"], 1);
+}
