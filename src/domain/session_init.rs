@@ -101,7 +101,10 @@ impl SessionInit {
     }
 
     fn from_v2(body: V2Body) -> Result<Self, String> {
-        let source = body.source.unwrap_or_else(|| "UNKNOWN".into());
+        let source = body
+            .source
+            .filter(|s| !s.is_empty())
+            .ok_or("source is missing")?;
         if source.chars().count() > MAX_SOURCE_LEN {
             return Err(format!("source is longer than {MAX_SOURCE_LEN} characters"));
         }
@@ -133,6 +136,15 @@ impl SessionInit {
     }
 
     fn from_original(body: OriginalBody) -> Result<Self, String> {
+        if body
+            .conversation_id
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+            && body.post_token.as_deref().unwrap_or_default().is_empty()
+        {
+            return Err("conversation_id and post_token are both missing".into());
+        }
         let user_id = optional(body.user_id, UserId::parse)?;
         let seller_id = optional(body.supplier.and_then(|p| p.id), UserId::parse)?;
         let buyer_id = optional(body.demand.and_then(|p| p.id), UserId::parse)?;
@@ -242,5 +254,16 @@ mod tests {
             assert!(err.contains(expected), "{err:?} should mention {expected}");
         }
         assert!(SessionInit::parse(b"{}", Some("3")).is_err());
+        assert!(
+            SessionInit::parse(b"{}", None)
+                .unwrap_err()
+                .contains("source is missing")
+        );
+        let no_ids = br#"{"callback_url": "https://divar.ir", "supplier": {"id": "s"}}"#;
+        assert!(
+            SessionInit::parse(no_ids, None)
+                .unwrap_err()
+                .contains("both missing")
+        );
     }
 }

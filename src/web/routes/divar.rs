@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    body::Bytes,
+    body::Body,
     extract::{DefaultBodyLimit, State},
     http::HeaderMap,
     routing::post,
@@ -28,7 +28,8 @@ const MAX_SESSION_INIT_BODY: usize = 16 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new().route(
         "/divar/session-init",
-        post(session_init).layer(DefaultBodyLimit::max(MAX_SESSION_INIT_BODY)),
+        // The handler enforces the limit itself, to answer 400 with a reason instead of 413.
+        post(session_init).layer(DefaultBodyLimit::disable()),
     )
 }
 
@@ -45,9 +46,16 @@ struct SessionInitReply {
 async fn session_init(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<SessionInitReply>, ApiError> {
     verify_divar(&headers, &state.settings.identification_key)?;
+    let body = axum::body::to_bytes(body, MAX_SESSION_INIT_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "the body is larger than {MAX_SESSION_INIT_BODY} bytes"
+            ))
+        })?;
     let api_version = headers
         .get("api-version")
         .or_else(|| headers.get("api_version"))
