@@ -13,6 +13,8 @@ pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8080";
 /// Where Divar wants people sent when a flow ends (spec §8).
 pub const DEFAULT_COMPLETION_URL: &str = "https://open-platform-redirect.divar.ir/completion";
 pub const DEFAULT_RETURN_HOSTS: &str = "divar.ir";
+/// Divar does not publish its per-app limit (it is shown in the panel); set yours.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: &str = "300";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -39,6 +41,9 @@ pub struct Settings {
     /// How long the link session initialization hands out stays usable.
     pub entry_link_ttl: Duration,
     pub send_retry: crate::services::messaging::RetryPolicy,
+    /// Sends per minute this instance may make to Divar, all kinds together; 0 = unlimited.
+    pub rate_limit_per_minute: u32,
+    pub outbox: crate::worker::outbox::OutboxSettings,
 }
 
 /// The 32-byte AES-256 key that seals stored OAuth tokens.
@@ -159,6 +164,9 @@ impl Settings {
         let bind_addr = optional("BIND_ADDR", DEFAULT_BIND_ADDR);
         let log_format = optional("LOG_FORMAT", "pretty");
         let completion_url = optional("KENAR_COMPLETION_URL", DEFAULT_COMPLETION_URL);
+        let rate_limit = optional("KENAR_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE);
+        let outbox_workers = optional("KENAR_OUTBOX_WORKERS", "4");
+        let outbox_attempts = optional("KENAR_OUTBOX_MAX_ATTEMPTS", "8");
         let return_hosts = optional("DIVAR_RETURN_HOSTS", DEFAULT_RETURN_HOSTS);
 
         let mut check = |name: &str, result: Result<(), String>| {
@@ -221,6 +229,29 @@ impl Settings {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        let number = |name: &str, value: &str, min: u32, max: u32| -> Result<u32, String> {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
+                .inspect_err(|_| tracing::debug!(name, "invalid number"))
+        };
+        let rate_limit = number("KENAR_RATE_LIMIT_PER_MINUTE", &rate_limit, 0, 1_000_000);
+        check(
+            "KENAR_RATE_LIMIT_PER_MINUTE",
+            rate_limit.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let outbox_workers = number("KENAR_OUTBOX_WORKERS", &outbox_workers, 1, 64);
+        check(
+            "KENAR_OUTBOX_WORKERS",
+            outbox_workers.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let outbox_attempts = number("KENAR_OUTBOX_MAX_ATTEMPTS", &outbox_attempts, 1, 100);
+        check(
+            "KENAR_OUTBOX_MAX_ATTEMPTS",
+            outbox_attempts.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -243,6 +274,9 @@ impl Settings {
             Ok(bind_addr),
             Ok(log_format),
             Ok(completion_url),
+            Ok(rate_limit_per_minute),
+            Ok(outbox_workers),
+            Ok(outbox_attempts),
         ) = (
             app_slug,
             api_key,
@@ -255,6 +289,9 @@ impl Settings {
             bind_addr,
             log_format,
             completion_url,
+            rate_limit,
+            outbox_workers,
+            outbox_attempts,
         )
         else {
             unreachable!("every invalid value was recorded as a problem");
@@ -276,6 +313,15 @@ impl Settings {
             return_hosts,
             entry_link_ttl: Duration::from_secs(5 * 60),
             send_retry: Default::default(),
+            rate_limit_per_minute,
+            outbox: crate::worker::outbox::OutboxSettings {
+                workers: outbox_workers as usize,
+                retry: crate::services::messaging::RetryPolicy {
+                    max_attempts: outbox_attempts,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         })
     }
 

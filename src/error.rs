@@ -27,6 +27,8 @@ pub enum AppError {
     NoConversation,
     #[error("the visitor is not signed in to Divar")]
     NotSignedIn,
+    #[error("only the post's owner may do this")]
+    NotPostOwner,
     #[error("the entry link was already used")]
     LinkUsed,
     #[error("the entry link has expired")]
@@ -74,6 +76,13 @@ impl IntoResponse for AppError {
                 ErrorPage::new(
                     "وارد حساب دیوار نشده‌اید",
                     "اول وارد حساب دیوار شوید، سپس افزونه را دوباره باز کنید.",
+                ),
+            ),
+            AppError::NotPostOwner => (
+                StatusCode::FORBIDDEN,
+                ErrorPage::new(
+                    "فقط صاحب آگهی",
+                    "پیام دادن به همهٔ گفت‌وگوهای یک آگهی فقط برای صاحب همان آگهی است. شما می‌توانید در گفت‌وگوی خودتان پیام بفرستید.",
                 ),
             ),
             AppError::LinkUsed => (

@@ -12,15 +12,17 @@ use crate::{
     crypto::TokenCipher,
     db::Db,
     kenar::{self, api::KenarApi, oauth::KenarOAuth},
-    services::{messaging::Messaging, vault::Vault},
+    services::{messaging::Messaging, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
+    worker::outbox::OutboxWorker,
 };
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Db,
+    outbox: OutboxWorker,
 }
 
 impl Application {
@@ -46,13 +48,28 @@ impl Application {
             settings.kenar_api_base_url.clone(),
             settings.api_key.clone(),
         );
-        let messaging = Messaging::new(db.clone(), vault.clone(), api, settings.send_retry);
+        let pacer = Pacer::per_minute(settings.rate_limit_per_minute);
+        let outbox = OutboxWorker::new(
+            db.clone(),
+            vault.clone(),
+            api.clone(),
+            pacer.clone(),
+            settings.outbox,
+        );
+        let messaging = Messaging::new(
+            db.clone(),
+            vault.clone(),
+            api.clone(),
+            settings.send_retry,
+            pacer,
+        );
         let state = AppState {
             db: db.clone(),
             settings: Arc::new(settings),
             oauth,
             vault,
             messaging,
+            api,
         };
         let mut router = web::router(state);
         if let Some(extra) = extra {
@@ -62,6 +79,7 @@ impl Application {
             listener,
             router: web::with_common_layers(router),
             db,
+            outbox,
         })
     }
 
@@ -74,13 +92,24 @@ impl Application {
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    pub fn outbox(&self) -> &OutboxWorker {
+        &self.outbox
+    }
+
+    /// Serves and runs the outbox workers until `shutdown` is cancelled, then lets in-flight
+    /// requests and sends finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+        let workers = self.outbox.spawn_pool(shutdown.clone());
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
-            .context("serving HTTP")?;
+            .context("serving HTTP");
+        shutdown.cancel();
+        for worker in workers {
+            let _ = worker.await;
+        }
         self.db.close().await;
-        Ok(())
+        served
     }
 }
 

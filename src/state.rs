@@ -5,7 +5,7 @@ use axum::extract::FromRef;
 use crate::{
     config::Settings,
     db::Db,
-    kenar::oauth::KenarOAuth,
+    kenar::{api::KenarApi, oauth::KenarOAuth},
     services::{messaging::Messaging, vault::Vault},
 };
 
@@ -17,6 +17,7 @@ pub struct AppState {
     pub oauth: KenarOAuth,
     pub vault: Vault,
     pub messaging: Messaging,
+    pub api: KenarApi,
 }
 
 impl FromRef<AppState> for Db {

@@ -156,3 +156,19 @@ fn conversation_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Conversation> 
         updated_at: r.try_get("updated_at")?,
     })
 }
+
+/// Links a conversation to its post (from a webhook); refreshes its last activity.
+pub async fn record_seen(db: &Db, conversation_id: &str, post_token: &str) -> anyhow::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+         values ($1, $2, null, null, $3, $3)
+         on conflict (conversation_id) do update set post_token = excluded.post_token, updated_at = excluded.updated_at",
+    )
+    .bind(conversation_id)
+    .bind(post_token)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}

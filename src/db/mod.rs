@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod entry_links;
 pub mod grants;
 pub mod messages;
+pub mod outbox;
 pub mod sessions;
 pub mod templates;
 

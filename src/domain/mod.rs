@@ -1,6 +1,7 @@
 //! Validated value types. A value of one of these types has passed its checks at the edge.
 
 pub mod entry_link;
+pub mod event;
 pub mod icons;
 pub mod ids;
 pub mod message;

@@ -144,3 +144,32 @@ impl KenarApi {
         })
     }
 }
+
+impl KenarApi {
+    /// POST /v1/open-platform/events/subscriptions: new messages in the chats of `post_token`
+    /// (spec §9). A subscription lives as long as the token that made it.
+    pub async fn subscribe_new_messages(
+        &self,
+        access_token: &SecretString,
+        post_token: &str,
+    ) -> anyhow::Result<()> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| anyhow::anyhow!("bad API base URL"))?
+            .pop_if_empty()
+            .extend(["v1", "open-platform", "events", "subscriptions"]);
+        let response = self
+            .http
+            .post(url)
+            .header("x-api-key", self.api_key.expose_secret())
+            .header(header::AUTHORIZATION, format!("Bearer {}", access_token.expose_secret()))
+            .json(&serde_json::json!({ "event_type": "NEW_MESSAGE_ON_POST", "event_resource_id": post_token }))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("subscribing to NEW_MESSAGE_ON_POST answered HTTP {status}");
+        }
+        Ok(())
+    }
+}

@@ -198,6 +198,13 @@ async fn send_message(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let seen_before = idempotency_key.as_ref().is_some_and(|key| {
+        sandbox
+            .world()
+            .messages
+            .iter()
+            .any(|m| m.idempotency_key.as_ref() == Some(key))
+    });
     let response = match injected_fault(&sandbox).await {
         Some(fault) => fault.into_response(),
         None => accept_message(
@@ -215,6 +222,7 @@ async fn send_message(
         path: format!("/v2/open-platform/conversations/{conversation_id}/messages"),
         status: response.status().as_u16(),
         idempotency_key,
+        duplicate: seen_before && response.status().is_success(),
     });
     response
 }
@@ -257,6 +265,16 @@ fn accept_message(
             "message delivery failed due to recipient's restriction",
         ));
     }
+    // The sandbox honours Idempotency-Key: a retry of a delivered message is acknowledged, not
+    // delivered again. (Divar's docs do not say whether Divar does.)
+    let delivered = idempotency_key.as_ref().is_some_and(|key| {
+        world.messages.iter().any(|m| {
+            m.conversation_id == conversation.id && m.idempotency_key.as_ref() == Some(key)
+        })
+    });
+    if delivered {
+        return Ok(Json(json!({ "status": 200, "message": "message sent" })));
+    }
     world.messages.push(ChatMessage {
         id: random_id(),
         conversation_id: conversation.id.clone(),
@@ -290,6 +308,7 @@ async fn subscribe(State(sandbox): State<Sandbox>, headers: HeaderMap, body: Byt
         path: "/v1/open-platform/events/subscriptions".into(),
         status: response.status().as_u16(),
         idempotency_key: None,
+        duplicate: false,
     });
     response
 }

@@ -29,6 +29,10 @@ pub fn router() -> Router<Sandbox> {
             "/_control/conversations/{conversation_id}",
             post(update_conversation),
         )
+        .route(
+            "/_control/posts/{post_token}/conversations",
+            post(add_conversations),
+        )
 }
 
 #[derive(Deserialize)]
@@ -155,4 +159,47 @@ async fn update_conversation(
         )
             .into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct NewConversations {
+    count: usize,
+    /// Each new buyer writes a first message, which subscribed apps hear of.
+    #[serde(default)]
+    announce: bool,
+}
+
+/// Adds `count` buyers, each with a new conversation about the post, for large broadcasts.
+async fn add_conversations(
+    State(sandbox): State<Sandbox>,
+    Path(post_token): Path<String>,
+    Json(request): Json<NewConversations>,
+) -> Response {
+    if request.count > 5000 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "at most 5000 at a time" })),
+        )
+            .into_response();
+    }
+    let created = {
+        let mut world = sandbox.world();
+        match world.add_conversations(&post_token, request.count) {
+            Some(created) => created,
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({ "error": "post not found" })),
+                )
+                    .into_response();
+            }
+        }
+    };
+    if request.announce {
+        for (conversation, message) in &created {
+            super::outbound::new_message(&sandbox, conversation, message).await;
+        }
+    }
+    let ids: Vec<_> = created.iter().map(|(c, _)| c.id.clone()).collect();
+    Json(json!({ "conversation_ids": ids })).into_response()
 }

@@ -221,6 +221,8 @@ pub async fn launch_with(
         return_hosts: vec!["divar.ir".into(), host.clone()],
         entry_link_ttl: Duration::from_secs(5 * 60),
         send_retry: Default::default(),
+        rate_limit_per_minute: 0,
+        outbox: Default::default(),
     };
     customize(&mut settings);
     let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;

@@ -131,6 +131,8 @@ pub struct ApiCall {
     pub path: String,
     pub status: u16,
     pub idempotency_key: Option<String>,
+    /// A 200 for a key already delivered: acknowledged, not delivered again.
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -405,6 +407,48 @@ impl World {
         self.messages
             .iter()
             .filter(move |m| m.conversation_id == conversation_id)
+    }
+
+    /// New buyers, each with a conversation about `post_token` opened by a first message.
+    pub fn add_conversations(
+        &mut self,
+        post_token: &str,
+        count: usize,
+    ) -> Option<Vec<(Conversation, ChatMessage)>> {
+        let seller_id = self.post(post_token)?.seller_id.clone();
+        let mut created = Vec::with_capacity(count);
+        for _ in 0..count {
+            let n = self.users.len() + 1;
+            let buyer = format!("u-buyer-{n}");
+            self.users.push(User {
+                id: buyer.clone(),
+                name: format!("خریدار {n}"),
+            });
+            let conversation = Conversation {
+                id: format!("c0ffee00-0000-4000-8001-{n:012}"),
+                post_token: post_token.to_string(),
+                seller_id: seller_id.clone(),
+                buyer_id: buyer.clone(),
+                blocked: false,
+            };
+            let message = ChatMessage {
+                id: random_id(),
+                conversation_id: conversation.id.clone(),
+                sender_side: UserSide::Buyer,
+                sender_id: buyer,
+                sender_type: "HUMAN",
+                text: "سلام، این آگهی هنوز موجود است؟".into(),
+                sender_buttons: None,
+                receiver_buttons: None,
+                idempotency_key: None,
+                token_header: None,
+                sent_at: now_ms(),
+            };
+            self.conversations.push(conversation.clone());
+            self.messages.push(message.clone());
+            created.push((conversation, message));
+        }
+        Some(created)
     }
 
     pub fn issue_code(&mut self, code: AuthCode) -> String {

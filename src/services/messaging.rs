@@ -12,7 +12,10 @@ use crate::{
     },
     domain::message::OutgoingMessage,
     kenar::api::{KenarApi, SendError},
-    services::vault::{Vault, VaultError},
+    services::{
+        pacing::Pacer,
+        vault::{Vault, VaultError},
+    },
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -75,15 +78,18 @@ pub struct Messaging {
     vault: Vault,
     api: KenarApi,
     retry: RetryPolicy,
+    /// Shared with the outbox workers: one budget for all of this instance's sends.
+    pacer: Pacer,
 }
 
 impl Messaging {
-    pub fn new(db: Db, vault: Vault, api: KenarApi, retry: RetryPolicy) -> Self {
+    pub fn new(db: Db, vault: Vault, api: KenarApi, retry: RetryPolicy, pacer: Pacer) -> Self {
         Self {
             db,
             vault,
             api,
             retry,
+            pacer,
         }
     }
 
@@ -156,9 +162,15 @@ impl Messaging {
                 }
                 Err(VaultError::Store(e)) => return Err(e),
             };
+            self.pacer.ready().await;
             match self
                 .api
-                .send_message(&row.conversation_id, &token, &body, &row.idempotency_key)
+                .send_message(
+                    &row.conversation_id,
+                    &token.secret,
+                    &body,
+                    &row.idempotency_key,
+                )
                 .await
             {
                 Ok(()) => break Ok(()),

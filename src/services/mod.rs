@@ -1,4 +1,5 @@
 //! Use cases joining the store and the Kenar client. Nothing here knows about HTTP handlers.
 
 pub mod messaging;
+pub mod pacing;
 pub mod vault;

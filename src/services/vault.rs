@@ -38,6 +38,13 @@ pub enum VaultError {
     Store(#[from] anyhow::Error),
 }
 
+/// A usable access token; `refreshed` says a refresh just replaced it (post subscriptions die
+/// with the old token and must be made again).
+pub struct AccessToken {
+    pub secret: SecretString,
+    pub refreshed: bool,
+}
+
 #[derive(Clone)]
 pub struct Vault {
     db: Db,
@@ -125,14 +132,19 @@ impl Vault {
         subject: Subject,
         subject_id: &str,
         user_id: &str,
-    ) -> Result<SecretString, VaultError> {
+    ) -> Result<AccessToken, VaultError> {
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         loop {
             let grant = grants::find(&self.db, subject, subject_id, user_id)
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
-                return self.open(&grant, "access", &grant.access_token);
+                return self
+                    .open(&grant, "access", &grant.access_token)
+                    .map(|secret| AccessToken {
+                        secret,
+                        refreshed: false,
+                    });
             }
             let lock = self.lock_for(&grant.grant_id);
             let _guard = lock.lock().await;
@@ -141,7 +153,12 @@ impl Vault {
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
-                return self.open(&grant, "access", &grant.access_token);
+                return self
+                    .open(&grant, "access", &grant.access_token)
+                    .map(|secret| AccessToken {
+                        secret,
+                        refreshed: false,
+                    });
             }
             let Some(sealed_refresh) = grant.refresh_token.clone() else {
                 return Err(VaultError::Reconsent);
@@ -160,7 +177,13 @@ impl Vault {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            return self.refresh(&grant, &sealed_refresh).await;
+            return self
+                .refresh(&grant, &sealed_refresh)
+                .await
+                .map(|secret| AccessToken {
+                    secret,
+                    refreshed: true,
+                });
         }
     }
 

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::webview::router())
         .merge(routes::consent::router())
         .merge(routes::compose::router())
+        .merge(routes::broadcast::router())
         .layer(page_headers(&state.settings))
         .layer(session_layer(&state));
     Router::new()

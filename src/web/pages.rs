@@ -95,6 +95,8 @@ pub struct LandingPage {
     pub post_token: Option<String>,
     pub side: Option<String>,
     pub connected: bool,
+    /// The post's owner may also message every conversation of the post.
+    pub seller: bool,
 }
 
 pub struct SlotView {
@@ -149,6 +151,9 @@ pub struct ComposePage {
     pub has_errors: bool,
     pub preview: Option<PreviewView>,
     pub app_title: &'static str,
+    /// Composing for every conversation of a post: the send button leads to a confirm step.
+    pub broadcast: bool,
+    pub form_action: &'static str,
 }
 
 pub struct HistoryRow {
@@ -196,4 +201,52 @@ pub fn persian_digits(text: &str) -> String {
                 .unwrap_or(c)
         })
         .collect()
+}
+
+pub struct BroadcastRow {
+    pub broadcast_id: String,
+    pub text: String,
+    pub status: &'static str,
+    pub sent: i64,
+    pub failed: i64,
+    pub total: i64,
+    pub time: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/post.html")]
+pub struct PostPage {
+    pub asset_version: &'static str,
+    pub post_token: String,
+    pub connected: bool,
+    pub conversation_count: usize,
+    pub last_activity: Option<String>,
+    pub broadcasts: Vec<BroadcastRow>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/broadcast_confirm.html")]
+pub struct BroadcastConfirmPage {
+    pub asset_version: &'static str,
+    pub recipients: usize,
+    /// The composer's fields, carried to the confirm form.
+    pub hidden: Vec<(String, String)>,
+    pub preview: PreviewView,
+    pub app_title: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/broadcast.html")]
+pub struct BroadcastPage {
+    pub asset_version: &'static str,
+    pub broadcast_id: String,
+    pub text: String,
+    pub status: String,
+    pub status_label: &'static str,
+    pub total: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub done: i64,
+    pub failures: Vec<(String, &'static str)>,
 }

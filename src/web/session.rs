@@ -28,7 +28,11 @@ pub struct Visit {
 pub struct PendingConsent {
     pub state: String,
     pub pkce_verifier: String,
+    /// The conversation for a conversation grant; empty for a post grant.
     pub conversation_id: String,
+    /// Set for a post-wide grant.
+    #[serde(default)]
+    pub post_token: Option<String>,
     pub user_id: String,
     pub scope: String,
 }
@@ -117,6 +121,32 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
         Ok(Self {
             visit,
             conversation_id,
+            user_id,
+        })
+    }
+}
+
+/// A visit by the owner of a post: what messaging every conversation of that post needs.
+pub struct SellerVisit {
+    pub visit: Visit,
+    pub post_token: String,
+    pub user_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
+        let post_token = visit.post_token.clone().ok_or(AppError::NoConversation)?;
+        let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
+        // Divar tells us the side: `Supply` in v2, `supplier.id` in the original revision.
+        if visit.user_side.as_deref() != Some("seller") {
+            return Err(AppError::NotPostOwner);
+        }
+        Ok(Self {
+            visit,
+            post_token,
             user_id,
         })
     }

@@ -80,13 +80,30 @@ async fn show_compose(
         Some("template_deleted") => Some("قالب حذف شد.".to_string()),
         _ => None,
     };
-    let page = compose_page(&state, &chat, &fields, &FieldErrors::new(), notice, None).await?;
+    let page = compose_page(
+        &state,
+        &chat.user_id,
+        ComposeMode::Conversation,
+        &fields,
+        &FieldErrors::new(),
+        notice,
+        None,
+    )
+    .await?;
     Ok(render_page(&page))
 }
 
-async fn compose_page(
+/// Where the composer's form goes: one conversation, or every conversation of a post.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ComposeMode {
+    Conversation,
+    Broadcast,
+}
+
+pub async fn compose_page(
     state: &AppState,
-    chat: &ChatVisit,
+    user_id: &str,
+    mode: ComposeMode,
     fields: &HashMap<String, String>,
     errors: &FieldErrors,
     notice: Option<String>,
@@ -128,7 +145,7 @@ async fn compose_page(
             open,
         }
     };
-    let templates = db::templates::list(&state.db, &chat.user_id)
+    let templates = db::templates::list(&state.db, user_id)
         .await?
         .into_iter()
         .map(|t| TemplateView {
@@ -165,6 +182,11 @@ async fn compose_page(
         has_errors: !errors.is_empty(),
         preview,
         app_title: APP_TITLE,
+        broadcast: mode == ComposeMode::Broadcast,
+        form_action: match mode {
+            ComposeMode::Conversation => "/compose",
+            ComposeMode::Broadcast => "/broadcasts/new",
+        },
     })
 }
 
@@ -240,14 +262,24 @@ async fn submit_compose(
     let message = match message::parse_form(&fields) {
         Ok(message) => message,
         Err(errors) => {
-            let page = compose_page(&state, &chat, &fields, &errors, None, None).await?;
+            let page = compose_page(
+                &state,
+                &chat.user_id,
+                ComposeMode::Conversation,
+                &fields,
+                &errors,
+                None,
+                None,
+            )
+            .await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
         }
     };
     if action == "preview" {
         let page = compose_page(
             &state,
-            &chat,
+            &chat.user_id,
+            ComposeMode::Conversation,
             &fields,
             &FieldErrors::new(),
             None,
@@ -303,7 +335,16 @@ async fn save_template(
     }
     if !errors.is_empty() {
         let notice = errors.get("template_name").cloned();
-        let page = compose_page(state, chat, &fields, &errors, notice, None).await?;
+        let page = compose_page(
+            state,
+            &chat.user_id,
+            ComposeMode::Conversation,
+            &fields,
+            &errors,
+            notice,
+            None,
+        )
+        .await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
     }
     for transient in ["idempotency_key", "action", "template_name"] {

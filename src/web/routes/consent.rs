@@ -9,15 +9,17 @@ use axum::{
 };
 use serde::Deserialize;
 
+use axum::extract::FromRequestParts;
+
 use crate::{
-    db::grants::Subject,
+    db::{self, grants::Subject},
     error::Result,
     kenar::oauth::TokenError,
     state::AppState,
     web::{
         ASSET_VERSION,
         pages::{NoticePage, PageAction, render_page},
-        session::{ChatVisit, PendingConsent, TypedSession},
+        session::{ChatVisit, PendingConsent, SellerVisit, TypedSession},
     },
 };
 
@@ -35,20 +37,57 @@ fn conversation_scopes(conversation_id: &str) -> Vec<String> {
     ]
 }
 
+/// The scopes that let the add-on message every conversation of a post and hear of new ones
+/// (post owner only).
+fn post_scopes(post_token: &str) -> Vec<String> {
+    vec![
+        format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{post_token}"),
+        format!("CHAT_POST_CONVERSATIONS_READ.{post_token}"),
+        "offline_access".into(),
+    ]
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    #[serde(rename = "for")]
+    target: Option<String>,
+}
+
 /// Sends the person to Divar's consent page; `state` and the PKCE verifier stay in the session.
+/// `?for=post` asks for the post-wide scopes, which only the post's owner may grant.
 async fn oauth_start(
     State(state): State<AppState>,
     session: TypedSession,
-    chat: ChatVisit,
+    Query(query): Query<StartQuery>,
+    request: axum::extract::Request,
 ) -> Result<Redirect> {
-    let scopes = conversation_scopes(&chat.conversation_id);
+    let (mut parts, _) = request.into_parts();
+    let (scopes, conversation_id, post_token, user_id) = if query.target.as_deref() == Some("post")
+    {
+        let seller = SellerVisit::from_request_parts(&mut parts, &state).await?;
+        (
+            post_scopes(&seller.post_token),
+            String::new(),
+            Some(seller.post_token),
+            seller.user_id,
+        )
+    } else {
+        let chat = ChatVisit::from_request_parts(&mut parts, &state).await?;
+        (
+            conversation_scopes(&chat.conversation_id),
+            chat.conversation_id,
+            None,
+            chat.user_id,
+        )
+    };
     let start = state.oauth.authorize(&scopes);
     session
         .set_pending_consent(PendingConsent {
             state: start.state,
             pkce_verifier: start.pkce_verifier,
-            conversation_id: chat.conversation_id,
-            user_id: chat.user_id,
+            conversation_id,
+            post_token,
+            user_id,
             scope: scopes.join(" "),
         })
         .await?;
@@ -125,6 +164,33 @@ async fn oauth_callback(
     };
     match state.oauth.exchange(&code, &pending.pkce_verifier).await {
         Ok(issued) => {
+            session.renew().await?;
+            if let Some(post_token) = &pending.post_token {
+                state
+                    .vault
+                    .store(
+                        Subject::Post,
+                        post_token,
+                        &pending.user_id,
+                        &pending.scope,
+                        &issued,
+                    )
+                    .await?;
+                // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
+                if let Err(error) = state
+                    .api
+                    .subscribe_new_messages(&issued.access_token, post_token)
+                    .await
+                {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "subscribing to the post's messages failed"
+                    );
+                }
+                db::outbox::resume_for_grant(&state.db, post_token, &pending.user_id).await?;
+                tracing::info!("a seller connected a post");
+                return Ok(Redirect::to("/post").into_response());
+            }
             state
                 .vault
                 .store(
@@ -135,7 +201,6 @@ async fn oauth_callback(
                     &issued,
                 )
                 .await?;
-            session.renew().await?;
             tracing::info!("a user connected a conversation");
             Ok(Redirect::to("/compose").into_response())
         }

@@ -17,20 +17,26 @@ use subtle::ConstantTimeEq;
 use crate::{
     config::Settings,
     db::{self, conversations::NewEntryLink},
-    domain::{SessionInit, entry_link::EntryLinkToken},
+    domain::{SessionInit, entry_link::EntryLinkToken, event::DivarEvent},
     error::ApiError,
     state::AppState,
 };
 
 /// Session-init bodies are a few hundred bytes; anything near this is not from Divar.
 const MAX_SESSION_INIT_BODY: usize = 16 * 1024;
+const MAX_EVENT_BODY: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/divar/session-init",
-        // The handler enforces the limit itself, to answer 400 with a reason instead of 413.
-        post(session_init).layer(DefaultBodyLimit::disable()),
-    )
+    Router::new()
+        .route(
+            "/divar/events",
+            post(receive_event).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/divar/session-init",
+            // The handler enforces the limit itself, to answer 400 with a reason instead of 413.
+            post(session_init).layer(DefaultBodyLimit::disable()),
+        )
 }
 
 /// A superset of both revisions' answers: v2 reads `url`, the original also `status`/`message`.
@@ -84,6 +90,41 @@ async fn session_init(
 /// The one-time link into the webview; opening it binds the click to a session.
 fn entry_url(settings: &Arc<Settings>, link: &EntryLinkToken) -> String {
     settings.url(&format!("/s/{}", link.as_str())).to_string()
+}
+
+/// Event webhooks (spec §9): `NEW_MESSAGE` links a conversation to its post,
+/// `USER_ACCESS_REVOCATION` deletes the user's tokens. Other types are acknowledged and ignored.
+/// Every effect is an upsert or a delete, so a redelivered event changes nothing.
+async fn receive_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    verify_divar(&headers, &state.settings.identification_key)?;
+    let body = axum::body::to_bytes(body, MAX_EVENT_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::BadRequest(format!("the body is larger than {MAX_EVENT_BODY} bytes"))
+        })?;
+    match DivarEvent::parse(&body).map_err(ApiError::BadRequest)? {
+        DivarEvent::NewMessage {
+            conversation_id,
+            post_token,
+        } => {
+            db::conversations::record_seen(
+                &state.db,
+                conversation_id.as_str(),
+                post_token.as_str(),
+            )
+            .await?;
+        }
+        DivarEvent::AccessRevoked { user_id } => {
+            let deleted = db::grants::delete_for_user(&state.db, user_id.as_str()).await?;
+            tracing::info!(deleted, "a user revoked the app's access");
+        }
+        DivarEvent::Other(kind) => tracing::debug!(%kind, "ignoring an event type we do not use"),
+    }
+    Ok(Json(serde_json::json!({})))
 }
 
 /// Divar authenticates itself with the identification key, sent bare in `Authorization`.

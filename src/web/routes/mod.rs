@@ -1,3 +1,4 @@
+pub mod broadcast;
 pub mod compose;
 pub mod consent;
 pub mod divar;

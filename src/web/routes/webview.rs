@@ -95,6 +95,10 @@ async fn next_page(state: &AppState, visit: &Visit) -> Result<String> {
             url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
         ));
     }
+    // From a post (no conversation): the post-wide page, which only the owner may use.
+    if visit.conversation_id.is_none() && visit.post_token.is_some() {
+        return Ok("/post".into());
+    }
     if let (Some(conversation), Some(user)) = (&visit.conversation_id, &visit.user_id)
         && state
             .vault
@@ -114,6 +118,8 @@ async fn show_landing(State(state): State<AppState>, chat: ChatVisit) -> Result<
     Ok(render_page(&LandingPage {
         asset_version: ASSET_VERSION,
         conversation_id: chat.conversation_id,
+        seller: chat.visit.user_side.as_deref() == Some("seller")
+            && chat.visit.post_token.is_some(),
         post_token: chat.visit.post_token,
         side: chat.visit.user_side,
         connected,

@@ -1,0 +1,360 @@
+//! Broadcasts and their outbox: one row per conversation, claimed by workers under a lease.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, Db, now_ms};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    pub broadcast_id: String,
+    pub post_token: String,
+    pub user_id: String,
+    pub body: String,
+    pub status: String,
+    pub paused_reason: Option<String>,
+    pub total: i64,
+    pub created_at: i64,
+}
+
+/// A row a worker has claimed and must finish, reschedule or release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub outbox_id: String,
+    pub broadcast_id: String,
+    pub conversation_id: String,
+    pub idempotency_key: String,
+    /// Including the attempt just claimed.
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+pub enum Created {
+    New(String),
+    /// The confirm form was submitted before: that broadcast.
+    Existing(String),
+}
+
+/// Writes a broadcast and its outbox rows in one transaction.
+pub async fn create_broadcast(
+    db: &Db,
+    idempotency_key: &str,
+    post_token: &str,
+    user_id: &str,
+    body: &str,
+    conversation_ids: &[String],
+) -> anyhow::Result<Created> {
+    let now = now_ms();
+    let broadcast_id = uuid::Uuid::new_v4().to_string();
+    let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
+    let inserted = sqlx::query(
+        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, paused_reason,
+             total, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, 'running', null, $6, $7, $7)
+         on conflict (idempotency_key) do nothing",
+    )
+    .bind(&broadcast_id)
+    .bind(idempotency_key)
+    .bind(post_token)
+    .bind(user_id)
+    .bind(body)
+    .bind(conversation_ids.len() as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        let existing: String =
+            sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
+                .bind(idempotency_key)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("broadcast_id")?;
+        return Ok(Created::Existing(existing));
+    }
+    for conversation_id in conversation_ids {
+        sqlx::query(
+            "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure, attempts,
+                 next_attempt_at, locked_until, locked_by, created_at, updated_at)
+             values ($1, $2, $3, $4, 'pending', null, 0, $5, null, null, $5, $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&broadcast_id)
+        .bind(conversation_id)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Created::New(broadcast_id))
+}
+
+/// Claims the next due row of a running broadcast for `lease_ms`. Two workers never get the
+/// same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a time,
+/// and the outer `where` repeats the lease condition, so a racing claim updates nothing.
+pub async fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> anyhow::Result<Option<Claimed>> {
+    let now = now_ms();
+    // The one dialect switch of the outbox: only PostgreSQL has SKIP LOCKED.
+    let lock_clause = match db.backend() {
+        Backend::Postgres => "for update of o skip locked",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
+         where outbox_id = (
+             select o.outbox_id from outbox o join broadcasts b on b.broadcast_id = o.broadcast_id
+             where o.status = 'pending' and o.next_attempt_at <= $3
+               and (o.locked_until is null or o.locked_until < $3) and b.status = 'running'
+             order by o.next_attempt_at, o.outbox_id
+             limit 1 {lock_clause})
+           and status = 'pending' and (locked_until is null or locked_until < $3)
+         returning outbox_id, broadcast_id, conversation_id, idempotency_key, attempts"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now + lease_ms)
+        .bind(worker)
+        .bind(now)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| -> anyhow::Result<Claimed> {
+        Ok(Claimed {
+            outbox_id: r.try_get("outbox_id")?,
+            broadcast_id: r.try_get("broadcast_id")?,
+            conversation_id: r.try_get("conversation_id")?,
+            idempotency_key: r.try_get("idempotency_key")?,
+            attempts: r.try_get("attempts")?,
+        })
+    })
+    .transpose()
+}
+
+/// Records a final outcome for a row this worker holds. Returns false when the lease was lost.
+pub async fn finish(
+    db: &Db,
+    outbox_id: &str,
+    worker: &str,
+    status: &str,
+    failure: Option<&str>,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
+         where outbox_id = $4 and locked_by = $5 and status = 'pending'",
+    )
+    .bind(status)
+    .bind(failure)
+    .bind(now_ms())
+    .bind(outbox_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Puts a row back for a later attempt (or, with `refund`, as if it was never tried).
+pub async fn reschedule(
+    db: &Db,
+    outbox_id: &str,
+    worker: &str,
+    at: i64,
+    failure: Option<&str>,
+    refund: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update outbox set next_attempt_at = $1, failure = $2, locked_until = null, locked_by = null,
+             attempts = attempts - $3, updated_at = $4
+         where outbox_id = $5 and locked_by = $6 and status = 'pending'",
+    )
+    .bind(at)
+    .bind(failure)
+    .bind(if refund { 1i64 } else { 0 })
+    .bind(now_ms())
+    .bind(outbox_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Option<Broadcast>> {
+    let row = sqlx::query(&format!("{BROADCAST} where broadcast_id = $1"))
+        .bind(broadcast_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(broadcast_from_row).transpose()
+}
+
+pub async fn list_broadcasts(
+    db: &Db,
+    post_token: &str,
+    user_id: &str,
+) -> anyhow::Result<Vec<Broadcast>> {
+    let rows = sqlx::query(&format!(
+        "{BROADCAST} where post_token = $1 and user_id = $2 order by created_at desc limit 50"
+    ))
+    .bind(post_token)
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(broadcast_from_row).collect()
+}
+
+pub async fn set_broadcast_status(
+    db: &Db,
+    broadcast_id: &str,
+    from: &[&str],
+    to: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<bool> {
+    let allowed = from
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let done = sqlx::query(&format!(
+        "update broadcasts set status = $1, paused_reason = $2, updated_at = $3
+         where broadcast_id = $4 and status in ({allowed})"
+    ))
+    .bind(to)
+    .bind(reason)
+    .bind(now_ms())
+    .bind(broadcast_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Pauses every running broadcast of a seller's post (their token stopped working).
+pub async fn pause_for_grant(
+    db: &Db,
+    post_token: &str,
+    user_id: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update broadcasts set status = 'paused', paused_reason = $1, updated_at = $2
+         where post_token = $3 and user_id = $4 and status = 'running'",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(post_token)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Resumes a seller's paused broadcasts after they reconnect.
+pub async fn resume_for_grant(db: &Db, post_token: &str, user_id: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "update broadcasts set status = 'running', paused_reason = null, updated_at = $1
+         where post_token = $2 and user_id = $3 and status = 'paused'",
+    )
+    .bind(now_ms())
+    .bind(post_token)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Cancels a broadcast: its pending rows are never sent.
+pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
+    let mut tx = db.pool().begin().await?;
+    let now = now_ms();
+    let changed = sqlx::query(
+        "update broadcasts set status = 'cancelled', updated_at = $1
+         where broadcast_id = $2 and status in ('running', 'paused')",
+    )
+    .bind(now)
+    .bind(broadcast_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update outbox set status = 'cancelled', updated_at = $1
+         where broadcast_id = $2 and status = 'pending' and (locked_until is null or locked_until < $1)",
+    )
+    .bind(now)
+    .bind(broadcast_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(changed.rows_affected() == 1)
+}
+
+/// Marks a running broadcast done once nothing of it is pending.
+pub async fn complete_if_done(db: &Db, broadcast_id: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "update broadcasts set status = 'done', updated_at = $1
+         where broadcast_id = $2 and status in ('running', 'cancelled')
+           and not exists (select 1 from outbox where broadcast_id = $2 and status = 'pending')",
+    )
+    .bind(now_ms())
+    .bind(broadcast_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
+    let rows = sqlx::query(
+        "select status, count(*) as n from outbox where broadcast_id = $1 group by status",
+    )
+    .bind(broadcast_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut progress = Progress::default();
+    for row in rows {
+        let status: String = row.try_get("status")?;
+        let n: i64 = row.try_get("n")?;
+        match status.as_str() {
+            "pending" => progress.pending = n,
+            "sent" => progress.sent = n,
+            "failed" => progress.failed = n,
+            _ => progress.cancelled = n,
+        }
+    }
+    Ok(progress)
+}
+
+/// Conversations whose delivery failed, with why.
+pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "select conversation_id, failure from outbox where broadcast_id = $1 and status = 'failed'
+         order by conversation_id limit 500",
+    )
+    .bind(broadcast_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("conversation_id")?,
+                r.try_get::<Option<String>, _>("failure")?
+                    .unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+const BROADCAST: &str =
+    "select broadcast_id, post_token, user_id, body, status, paused_reason, total, created_at
+    from broadcasts";
+
+fn broadcast_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Broadcast> {
+    Ok(Broadcast {
+        broadcast_id: r.try_get("broadcast_id")?,
+        post_token: r.try_get("post_token")?,
+        user_id: r.try_get("user_id")?,
+        body: r.try_get("body")?,
+        status: r.try_get("status")?,
+        paused_reason: r.try_get("paused_reason")?,
+        total: r.try_get("total")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
