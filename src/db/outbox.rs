@@ -291,7 +291,7 @@ pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 pub async fn complete_if_done(db: &Db, broadcast_id: &str) -> anyhow::Result<()> {
     sqlx::query(
         "update broadcasts set status = 'done', updated_at = $1
-         where broadcast_id = $2 and status in ('running', 'cancelled')
+         where broadcast_id = $2 and status = 'running'
            and not exists (select 1 from outbox where broadcast_id = $2 and status = 'pending')",
     )
     .bind(now_ms())

@@ -238,6 +238,11 @@ impl OutboxWorker {
         retry_after: Option<Duration>,
         failure: Failure,
     ) -> anyhow::Result<()> {
+        // A cancelled broadcast starts no new attempt.
+        let broadcast = outbox::find_broadcast(&self.db, &row.broadcast_id).await?;
+        if broadcast.is_some_and(|b| b.status == "cancelled") {
+            return self.finish(row, "cancelled", None).await;
+        }
         let retry = self.settings.retry;
         if row.attempts >= i64::from(retry.max_attempts) {
             return self.finish(row, "failed", Some(failure)).await;

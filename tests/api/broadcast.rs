@@ -1,0 +1,449 @@
+//! Post-wide messaging: seller consent, conversation discovery, broadcasts on the outbox.
+
+use std::time::Duration;
+
+use kenar_chat::{sandbox::SandboxOptions, services::messaging::RetryPolicy};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{addon_flow::consent_as, helpers::*};
+
+/// Opens the add-on from the post's page as `user`, follows the one-time link.
+async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
+    let opened = app
+        .client
+        .post(app.url(&format!("/sandbox/posts/{post}/open-addon")))
+        .form(&[("user_id", user)])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&opened);
+    assert_redirect(&app.client.get(&link).send().await.unwrap())
+}
+
+/// The seller opens the add-on from their post and grants the post-wide scopes.
+async fn seller_connects(app: &TestApp, post: &str, seller: &str) {
+    assert_eq!(enter_from_post(app, post, seller).await, "/post");
+    let page = app
+        .client
+        .get(app.url("/post"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("اتصال آگهی به دیوار"));
+    let callback = consent_as(app, "/oauth/start?for=post", seller, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/post");
+}
+
+/// New buyers write in the post's chats; the sandbox tells the add-on through webhooks.
+async fn buyers_write(app: &TestApp, post: &str, count: usize) -> Vec<String> {
+    let created: Value = app
+        .client
+        .post(app.url(&format!("/sandbox/_control/posts/{post}/conversations")))
+        .json(&json!({ "count": count, "announce": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["conversation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Composes, confirms (checking the count shown), and returns the broadcast's page path.
+async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> String {
+    let html = app
+        .client
+        .get(app.url("/broadcasts/new"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="idempotency_key" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let key = html[start..start + 36].to_string();
+    let fields = [
+        ("idempotency_key", key.as_str()),
+        ("text", text),
+        ("action", "send"),
+    ];
+    let confirm = app
+        .client
+        .post(app.url("/broadcasts/new"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let html = confirm.text().await.unwrap();
+    assert!(
+        html.contains(&format!("این پیام برای {expected_recipients} نفر")),
+        "the confirm step shows the count"
+    );
+    let created = app
+        .client
+        .post(app.url("/broadcasts"))
+        .form(&[("idempotency_key", key.as_str()), ("text", text)])
+        .send()
+        .await
+        .unwrap();
+    assert_redirect(&created)
+}
+
+async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
+    for _ in 0..1200 {
+        let progress: Value = app
+            .client
+            .get(app.url(&format!("{page}/progress")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if progress["status"] != "running" {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the broadcast did not finish in 120 s");
+}
+
+/// Messages the sandbox delivered for `conversations`, and whether any key was accepted twice.
+async fn delivered(app: &TestApp, conversations: &[String]) -> (usize, usize) {
+    let messages = app.inspect("messages?sender_type=BOT").await;
+    let count = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            conversations
+                .iter()
+                .any(|c| *c == m["conversation_id"].as_str().unwrap())
+        })
+        .count();
+    let calls = app.inspect("api-calls").await;
+    let duplicates = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["duplicate"] == true)
+        .count();
+    (count, duplicates)
+}
+
+fn fast_outbox(settings: &mut kenar_chat::config::Settings) {
+    settings.outbox.retry = RetryPolicy {
+        max_attempts: 15,
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
+    settings.outbox.idle = Duration::from_millis(50);
+}
+
+async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let subscriptions = app.inspect("subscriptions").await;
+    assert_eq!(
+        subscriptions["subscriptions"][0]["event_resource_id"], POST_1,
+        "subscribed after consent"
+    );
+    let conversations = buyers_write(&app, POST_1, 200).await;
+    let post_page = app
+        .client
+        .get(app.url("/post"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        post_page.contains(r#"<dd id="conversation-count">200</dd>"#),
+        "all 200 were discovered"
+    );
+
+    let page = broadcast(&app, "فروخته شد؛ ممنون از پیگیری شما", 200).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(progress["status"], "done");
+    assert_eq!(progress["sent"], 200);
+    let (count, duplicates) = delivered(&app, &conversations).await;
+    assert_eq!((count, duplicates), (200, 0));
+    let messages = app.inspect("messages?sender_type=BOT").await;
+    assert_eq!(messages["distinct_idempotency_keys"], 200);
+    assert!(
+        messages["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["sender_side"] == "seller")
+    );
+}
+crate::both_engines!(
+    broadcast_200,
+    a_broadcast_to_200_conversations_delivers_exactly_200
+);
+
+async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 200).await;
+    for blocked in &conversations[..3] {
+        app.block(blocked, true).await;
+    }
+    app.control(json!({ "fail_5xx_percent": 20, "fail_429_percent": 10 }))
+        .await;
+    let page = broadcast(&app, "قیمت تغییر کرد", 200).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(
+        (progress["sent"].as_i64(), progress["failed"].as_i64()),
+        (Some(197), Some(3)),
+        "{progress}"
+    );
+    let (count, duplicates) = delivered(&app, &conversations).await;
+    assert_eq!((count, duplicates), (197, 0));
+    let calls = app.inspect("api-calls").await;
+    let faults = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == 503 || c["status"] == 429)
+        .count();
+    assert!(faults > 0, "faults were injected and retried");
+    let html = app
+        .client
+        .get(app.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("نمی‌تواند پیام دریافت کند").count(), 3);
+    for blocked in &conversations[..3] {
+        assert!(html.contains(blocked.as_str()));
+    }
+}
+crate::both_engines!(
+    broadcast_faults,
+    faults_are_retried_and_blocked_chats_fail_with_the_reason
+);
+
+#[tokio::test]
+async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
+    let app = spawn_app(Engine::Sqlite).await;
+    assert_eq!(enter_from_post(&app, POST_1, BUYER_1).await, "/post");
+    let page = app.client.get(app.url("/post")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(page.text().await.unwrap().contains("فقط صاحب آگهی"));
+    let start = app
+        .client
+        .post(app.url("/oauth/start?for=post"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.client
+            .get(app.url("/broadcasts/new"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The seller of post 1 opening post 2 (not theirs) is not its owner either.
+    let mut app = app;
+    app.client = browser();
+    assert_eq!(enter_from_post(&app, POST_2, SELLER_1).await, "/post");
+    assert_eq!(
+        app.client
+            .get(app.url("/post"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // And a buyer-granted post scope is useless at Divar anyway (see sandbox_api).
+
+    // A seller's broadcast reaches only their post's conversations.
+    app.client = browser();
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let mine = buyers_write(&app, POST_1, 3).await;
+    let theirs = buyers_write(&app, POST_2, 3).await;
+    let page = broadcast(&app, "فقط آگهی من", 3).await;
+    wait_until_finished(&app, &page).await;
+    assert_eq!(delivered(&app, &mine).await.0, 3);
+    assert_eq!(delivered(&app, &theirs).await.0, 0);
+}
+
+async fn post_event(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/divar/events"))
+        .header("authorization", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    let key = app.sandbox.app().identification_key.clone();
+    let event = json!({ "type": "NEW_MESSAGE", "metadata": {}, "new_message": { "id": "m1",
+        "conversation": { "id": "conv-from-webhook", "type": "POST", "post_token": POST_1 },
+        "sender": { "side": "BUYER", "type": "HUMAN" }, "type": "TEXT", "sent_at": 1, "text": "hi" } });
+    assert_eq!(
+        post_event(&app, "wrong", &event).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let unsigned = app
+        .client
+        .post(app.url("/divar/events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        let response = post_event(&app, &key, &event).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let known = kenar_chat::db::conversations::list_for_post(&app.db, POST_1)
+        .await
+        .unwrap();
+    assert_eq!(known.len(), 1, "a redelivered event is recorded once");
+    assert_eq!(
+        post_event(
+            &app,
+            &key,
+            &json!({ "type": "POST_UPDATE", "post_update": {} })
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_event(&app, &key, &json!({ "no": "type" }))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let bad = app
+        .client
+        .post(app.url("/divar/events"))
+        .header("authorization", &key)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Revocation deletes the seller's tokens: the post page asks for consent again.
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let revoke = json!({ "type": "USER_ACCESS_REVOCATION", "user_access_revocation": { "user_id": SELLER_1 } });
+    assert_eq!(
+        post_event(&app, &key, &revoke).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_event(&app, &key, &revoke).await.status(),
+        StatusCode::OK,
+        "redelivery is harmless"
+    );
+    let page = app
+        .client
+        .get(app.url("/post"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("اتصال آگهی به دیوار"));
+}
+crate::both_engines!(
+    webhook,
+    the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation
+);
+
+#[tokio::test]
+async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 5).await;
+    // Divar-side revocation without a webhook: the next send gets 401.
+    app.sandbox.world().revoke_user(SELLER_1);
+    let page = broadcast(&app, "مکث و ادامه", 5).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(progress["status"], "paused");
+    let html = app
+        .client
+        .get(app.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("اتصال دوباره"));
+    let callback = consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/post");
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(progress["status"], "done");
+    assert_eq!(delivered(&app, &conversations).await, (5, 0));
+}
+
+#[tokio::test]
+async fn a_running_broadcast_can_be_cancelled() {
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    buyers_write(&app, POST_1, 30).await;
+    app.control(json!({ "slow_percent": 100, "slow_ms": 200 }))
+        .await;
+    let page = broadcast(&app, "لغو می‌شود", 30).await;
+    let cancelled = app
+        .client
+        .post(app.url(&format!("{page}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&cancelled), page);
+    // Sends already in flight finish; nothing new starts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let progress: Value = app
+        .client
+        .get(app.url(&format!("{page}/progress")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["status"], "cancelled");
+    let (sent, cancelled) = (
+        progress["sent"].as_i64().unwrap(),
+        progress["cancelled"].as_i64().unwrap(),
+    );
+    assert!(cancelled > 0 && sent < 30, "{progress}");
+    assert_eq!(sent + cancelled, 30, "{progress}");
+    let messages = app.inspect("messages?sender_type=BOT").await;
+    assert_eq!(
+        messages["count"].as_i64(),
+        Some(sent),
+        "what the page counts as sent is what Divar got"
+    );
+}
