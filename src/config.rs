@@ -167,6 +167,7 @@ impl Settings {
         let rate_limit = optional("KENAR_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE);
         let outbox_workers = optional("KENAR_OUTBOX_WORKERS", "4");
         let outbox_attempts = optional("KENAR_OUTBOX_MAX_ATTEMPTS", "8");
+        let outbox_lease = optional("KENAR_OUTBOX_LEASE_SECS", "30");
         let return_hosts = optional("DIVAR_RETURN_HOSTS", DEFAULT_RETURN_HOSTS);
 
         let mut check = |name: &str, result: Result<(), String>| {
@@ -252,6 +253,11 @@ impl Settings {
             "KENAR_OUTBOX_MAX_ATTEMPTS",
             outbox_attempts.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let outbox_lease = number("KENAR_OUTBOX_LEASE_SECS", &outbox_lease, 1, 3600);
+        check(
+            "KENAR_OUTBOX_LEASE_SECS",
+            outbox_lease.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -277,6 +283,7 @@ impl Settings {
             Ok(rate_limit_per_minute),
             Ok(outbox_workers),
             Ok(outbox_attempts),
+            Ok(outbox_lease),
         ) = (
             app_slug,
             api_key,
@@ -292,6 +299,7 @@ impl Settings {
             rate_limit,
             outbox_workers,
             outbox_attempts,
+            outbox_lease,
         )
         else {
             unreachable!("every invalid value was recorded as a problem");
@@ -316,6 +324,7 @@ impl Settings {
             rate_limit_per_minute,
             outbox: crate::worker::outbox::OutboxSettings {
                 workers: outbox_workers as usize,
+                lease: Duration::from_secs(outbox_lease.into()),
                 retry: crate::services::messaging::RetryPolicy {
                     max_attempts: outbox_attempts,
                     ..Default::default()

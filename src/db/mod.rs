@@ -46,7 +46,9 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Postgres => 10,
-                Backend::Sqlite => 5,
+                // One writer at a time is all SQLite allows; a single connection queues
+                // writers in the pool instead of in SQLite's sleeping busy handler.
+                Backend::Sqlite => 1,
             })
             .acquire_timeout(Duration::from_secs(3))
             .after_connect(move |conn, _meta| {

@@ -95,65 +95,118 @@ pub async fn create_broadcast(
     Ok(Created::New(broadcast_id))
 }
 
-/// Claims the next due row of a running broadcast for `lease_ms`. Two workers never get the
-/// same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a time,
-/// and the outer `where` repeats the lease condition, so a racing claim updates nothing.
-pub async fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> anyhow::Result<Option<Claimed>> {
+/// A transaction for outbox bookkeeping. On PostgreSQL its commit does not wait for the WAL
+/// flush: should the database server itself crash right after, a claim, an outcome or a
+/// completion is lost, which only means a row is claimed and sent again under the same
+/// idempotency key. Waiting would cost a disk flush per batch.
+async fn bookkeeping(db: &Db) -> anyhow::Result<Transaction<'static, Any>> {
+    let mut tx = db.pool().begin().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Claims up to `limit` due rows of running broadcasts for `lease_ms`. Two workers never get
+/// the same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a
+/// time, and the outer `where` repeats the lease condition, so a racing claim updates nothing.
+pub async fn claim_batch(
+    db: &Db,
+    worker: &str,
+    lease_ms: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<Claimed>> {
     let now = now_ms();
     // The one dialect switch of the outbox: only PostgreSQL has SKIP LOCKED.
     let lock_clause = match db.backend() {
         Backend::Postgres => "for update of o skip locked",
         Backend::Sqlite => "",
     };
+    // The pick is a CTE: PostgreSQL evaluates it once, so LIMIT bounds the claim (a plain
+    // `IN (subquery)` may be re-run and claim more rows than asked for).
     let sql = format!(
-        "update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
-         where outbox_id = (
+        "with picked as (
              select o.outbox_id from outbox o join broadcasts b on b.broadcast_id = o.broadcast_id
              where o.status = 'pending' and o.next_attempt_at <= $3
                and (o.locked_until is null or o.locked_until < $3) and b.status = 'running'
              order by o.next_attempt_at, o.outbox_id
-             limit 1 {lock_clause})
-           and status = 'pending' and (locked_until is null or locked_until < $3)
-         returning outbox_id, broadcast_id, conversation_id, idempotency_key, attempts"
+             limit $4 {lock_clause})
+         update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
+         from picked
+         where outbox.outbox_id = picked.outbox_id
+           and outbox.status = 'pending' and (outbox.locked_until is null or outbox.locked_until < $3)
+         returning outbox.outbox_id, outbox.broadcast_id, outbox.conversation_id, outbox.idempotency_key,
+             outbox.attempts"
     );
-    let row = sqlx::query(&sql)
+    let mut tx = bookkeeping(db).await?;
+    let rows = sqlx::query(&sql)
         .bind(now + lease_ms)
         .bind(worker)
         .bind(now)
-        .fetch_optional(db.pool())
+        .bind(limit)
+        .fetch_all(&mut *tx)
         .await?;
-    row.map(|r| -> anyhow::Result<Claimed> {
-        Ok(Claimed {
-            outbox_id: r.try_get("outbox_id")?,
-            broadcast_id: r.try_get("broadcast_id")?,
-            conversation_id: r.try_get("conversation_id")?,
-            idempotency_key: r.try_get("idempotency_key")?,
-            attempts: r.try_get("attempts")?,
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| -> anyhow::Result<Claimed> {
+            Ok(Claimed {
+                outbox_id: r.try_get("outbox_id")?,
+                broadcast_id: r.try_get("broadcast_id")?,
+                conversation_id: r.try_get("conversation_id")?,
+                idempotency_key: r.try_get("idempotency_key")?,
+                attempts: r.try_get("attempts")?,
+            })
         })
-    })
-    .transpose()
+        .collect()
 }
 
-/// Records a final outcome for a row this worker holds. Returns false when the lease was lost.
-pub async fn finish(
-    db: &Db,
-    outbox_id: &str,
-    worker: &str,
-    status: &str,
-    failure: Option<&str>,
-) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
-         where outbox_id = $4 and locked_by = $5 and status = 'pending'",
-    )
-    .bind(status)
-    .bind(failure)
-    .bind(now_ms())
-    .bind(outbox_id)
-    .bind(worker)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// A final outcome for a row a worker holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub outbox_id: String,
+    /// `sent`, `failed` or `cancelled`.
+    pub status: &'static str,
+    pub failure: Option<&'static str>,
+}
+
+/// Records final outcomes for rows this worker holds, one statement per distinct outcome, in
+/// one transaction. Returns false when some lease was lost (another worker took the row over).
+pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow::Result<bool> {
+    if outcomes.is_empty() {
+        return Ok(true);
+    }
+    type Outcome<'a> = (&'a str, Option<&'a str>);
+    let mut groups: Vec<(Outcome, Vec<&str>)> = Vec::new();
+    for outcome in outcomes {
+        let key = (outcome.status, outcome.failure);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ids)) => ids.push(&outcome.outbox_id),
+            None => groups.push((key, vec![&outcome.outbox_id])),
+        }
+    }
+    let mut tx = bookkeeping(db).await?;
+    let mut updated = 0;
+    for ((status, failure), ids) in groups {
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+        let sql = format!(
+            "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
+             where locked_by = $4 and status = 'pending' and outbox_id in ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(status)
+            .bind(failure)
+            .bind(now_ms())
+            .bind(worker);
+        for id in ids {
+            query = query.bind(id);
+        }
+        updated += query.execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(updated == outcomes.len() as u64)
 }
 
 /// Puts a row back for a later attempt (or, with `refund`, as if it was never tried).
@@ -289,6 +342,7 @@ pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 
 /// Marks a running broadcast done once nothing of it is pending.
 pub async fn complete_if_done(db: &Db, broadcast_id: &str) -> anyhow::Result<()> {
+    let mut tx = bookkeeping(db).await?;
     sqlx::query(
         "update broadcasts set status = 'done', updated_at = $1
          where broadcast_id = $2 and status = 'running'
@@ -296,8 +350,9 @@ pub async fn complete_if_done(db: &Db, broadcast_id: &str) -> anyhow::Result<()>
     )
     .bind(now_ms())
     .bind(broadcast_id)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

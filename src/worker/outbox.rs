@@ -2,7 +2,7 @@
 //! A row recorded as sent is never sent again; a crashed worker's lease expires and another
 //! takes the row over, with the same idempotency key.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
@@ -28,9 +28,21 @@ pub enum ExecutionOutcome {
     EmptyQueue,
 }
 
+pub use outbox::Finished;
+
+/// What sending for one broadcast needs, looked up once per batch.
+struct Sender {
+    body: serde_json::Value,
+    token: secrecy::SecretString,
+    post_token: String,
+    user_id: String,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxSettings {
     pub workers: usize,
+    /// Rows one worker claims at a time (one claim, one token lookup for all of them).
+    pub batch: usize,
     /// How long a claimed row stays with its worker before others may take it over.
     pub lease: Duration,
     pub retry: RetryPolicy,
@@ -42,6 +54,7 @@ impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
             workers: 4,
+            batch: 16,
             lease: Duration::from_secs(30),
             retry: RetryPolicy {
                 max_attempts: 8,
@@ -69,8 +82,15 @@ impl OutboxWorker {
         vault: Vault,
         api: KenarApi,
         pacer: Pacer,
-        settings: OutboxSettings,
+        mut settings: OutboxSettings,
     ) -> Self {
+        // A claimed row waits its turn at the pacer; keep batches small enough that every row
+        // of one is sent well within its lease, even with all workers sharing the budget.
+        if let Some(per_minute) = pacer.limit_per_minute() {
+            let per_lease = u64::from(per_minute) * settings.lease.as_secs() / 60;
+            let fits = per_lease / 2 / settings.workers.max(1) as u64;
+            settings.batch = settings.batch.min(fits.max(1) as usize);
+        }
         Self {
             db,
             vault,
@@ -116,14 +136,55 @@ impl OutboxWorker {
         }
     }
 
-    /// Claims and handles one row. Public so tests can drain the queue step by step.
+    /// Claims a batch of due rows and handles each. Public so tests and the benchmark can drain
+    /// the queue step by step.
     pub async fn try_execute_task(&self) -> anyhow::Result<ExecutionOutcome> {
         let lease_ms = self.settings.lease.as_millis() as i64;
-        let Some(row) = outbox::claim_next(&self.db, &self.id, lease_ms).await? else {
+        let rows =
+            outbox::claim_batch(&self.db, &self.id, lease_ms, self.settings.batch as i64).await?;
+        if rows.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
-        };
-        let Some(broadcast) = outbox::find_broadcast(&self.db, &row.broadcast_id).await? else {
-            anyhow::bail!("outbox row {} without its broadcast", row.outbox_id);
+        }
+        // One broadcast and one token per broadcast in the batch, not per row.
+        let mut senders: HashMap<String, Option<Sender>> = HashMap::new();
+        let mut done = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if !senders.contains_key(&row.broadcast_id) {
+                let sender = self.sender_for(&row.broadcast_id).await?;
+                senders.insert(row.broadcast_id.clone(), sender);
+            }
+            match &senders[&row.broadcast_id] {
+                Some(sender) => self.deliver(row, sender, &mut done).await?,
+                // The seller must reconnect (or Divar is unreachable); the row waits a little.
+                None => {
+                    outbox::reschedule(
+                        &self.db,
+                        &row.outbox_id,
+                        &self.id,
+                        now_ms() + 2000,
+                        None,
+                        true,
+                    )
+                    .await?
+                }
+            }
+        }
+        // One write for the batch's outcomes. Should this process die before it, those rows'
+        // leases expire and they are sent again under the same idempotency keys.
+        if !outbox::finish_many(&self.db, &self.id, &done).await? {
+            tracing::warn!("lost a lease before recording a batch's outcomes");
+        }
+        for broadcast_id in senders.keys() {
+            outbox::complete_if_done(&self.db, broadcast_id).await?;
+        }
+        Ok(ExecutionOutcome::TaskCompleted)
+    }
+
+    /// What sending for a broadcast needs, or `None` when its seller's token cannot be had now
+    /// (the broadcast is then paused, or retried later).
+    async fn sender_for(&self, broadcast_id: &str) -> anyhow::Result<Option<Sender>> {
+        let Some(broadcast) = outbox::find_broadcast(&self.db, broadcast_id).await? else {
+            anyhow::bail!("outbox rows without their broadcast {broadcast_id}");
         };
         let token = match self
             .vault
@@ -132,7 +193,6 @@ impl OutboxWorker {
         {
             Ok(token) => token,
             Err(VaultError::NoGrant | VaultError::Reconsent) => {
-                // The seller must reconnect; the row waits, its attempt not counted.
                 outbox::pause_for_grant(
                     &self.db,
                     &broadcast.post_token,
@@ -140,14 +200,11 @@ impl OutboxWorker {
                     "reconsent",
                 )
                 .await?;
-                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true)
-                    .await?;
-                return Ok(ExecutionOutcome::TaskCompleted);
+                return Ok(None);
             }
             Err(VaultError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "token refresh unavailable; retrying later");
-                self.retry_later(&row, None, Failure::Unavailable).await?;
-                return Ok(ExecutionOutcome::TaskCompleted);
+                return Ok(None);
             }
             Err(VaultError::Store(e)) => return Err(e),
         };
@@ -164,40 +221,47 @@ impl OutboxWorker {
                 );
             }
         }
-        let body: serde_json::Value = serde_json::from_str(&broadcast.body)?;
+        let body = serde_json::from_str(&broadcast.body)?;
+        Ok(Some(Sender {
+            body,
+            token: token.secret,
+            post_token: broadcast.post_token,
+            user_id: broadcast.user_id,
+        }))
+    }
+
+    async fn deliver(
+        &self,
+        row: &Claimed,
+        sender: &Sender,
+        done: &mut Vec<Finished>,
+    ) -> anyhow::Result<()> {
         self.pacer.ready().await;
-        match self
+        let result = self
             .api
             .send_message(
                 &row.conversation_id,
-                &token.secret,
-                &body,
+                &sender.token,
+                &sender.body,
                 &row.idempotency_key,
             )
-            .await
-        {
-            Ok(()) => self.finish(&row, "sent", None).await?,
+            .await;
+        match result {
+            Ok(()) => self.finish(row, "sent", None, done),
             Err(SendError::RecipientRestricted) => {
-                self.finish(&row, "failed", Some(Failure::RecipientRestricted))
-                    .await?
+                self.finish(row, "failed", Some(Failure::RecipientRestricted), done)
             }
             Err(SendError::Unauthorized { .. }) => {
                 self.vault
-                    .forget(Subject::Post, &broadcast.post_token, &broadcast.user_id)
+                    .forget(Subject::Post, &sender.post_token, &sender.user_id)
                     .await?;
-                outbox::pause_for_grant(
-                    &self.db,
-                    &broadcast.post_token,
-                    &broadcast.user_id,
-                    "reconsent",
-                )
-                .await?;
-                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true)
+                outbox::pause_for_grant(&self.db, &sender.post_token, &sender.user_id, "reconsent")
                     .await?;
+                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true).await
             }
             Err(SendError::Rejected { status, message }) => {
                 tracing::warn!(status, %message, "Divar rejected a broadcast message");
-                self.finish(&row, "failed", Some(Failure::Rejected)).await?;
+                self.finish(row, "failed", Some(Failure::Rejected), done)
             }
             Err(error @ (SendError::Throttled { .. } | SendError::Unavailable { .. })) => {
                 let failure = if matches!(error, SendError::Throttled { .. }) {
@@ -205,30 +269,26 @@ impl OutboxWorker {
                 } else {
                     Failure::Unavailable
                 };
-                self.retry_later(&row, error.retry_after(), failure).await?;
+                self.retry_later(row, error.retry_after(), failure, done)
+                    .await
             }
         }
-        Ok(ExecutionOutcome::TaskCompleted)
     }
 
-    async fn finish(
+    /// Notes a final outcome; the batch writes all of them in one statement at its end.
+    fn finish(
         &self,
         row: &Claimed,
-        status: &str,
+        status: &'static str,
         failure: Option<Failure>,
+        done: &mut Vec<Finished>,
     ) -> anyhow::Result<()> {
-        if !outbox::finish(
-            &self.db,
-            &row.outbox_id,
-            &self.id,
+        done.push(Finished {
+            outbox_id: row.outbox_id.clone(),
             status,
-            failure.map(Failure::as_str),
-        )
-        .await?
-        {
-            tracing::warn!(outbox_id = %row.outbox_id, "lost the lease before recording the outcome");
-        }
-        outbox::complete_if_done(&self.db, &row.broadcast_id).await
+            failure: failure.map(Failure::as_str),
+        });
+        Ok(())
     }
 
     /// Backs off (or honours Retry-After), or gives up after the last attempt.
@@ -237,15 +297,16 @@ impl OutboxWorker {
         row: &Claimed,
         retry_after: Option<Duration>,
         failure: Failure,
+        done: &mut Vec<Finished>,
     ) -> anyhow::Result<()> {
         // A cancelled broadcast starts no new attempt.
         let broadcast = outbox::find_broadcast(&self.db, &row.broadcast_id).await?;
         if broadcast.is_some_and(|b| b.status == "cancelled") {
-            return self.finish(row, "cancelled", None).await;
+            return self.finish(row, "cancelled", None, done);
         }
         let retry = self.settings.retry;
         if row.attempts >= i64::from(retry.max_attempts) {
-            return self.finish(row, "failed", Some(failure)).await;
+            return self.finish(row, "failed", Some(failure), done);
         }
         let backoff = ExponentialBuilder::default()
             .with_min_delay(retry.min_delay)

@@ -447,3 +447,47 @@ async fn a_running_broadcast_can_be_cancelled() {
         "what the page counts as sent is what Divar got"
     );
 }
+
+/// Takes about a minute: the limit can only be seen over a 60-second window.
+async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.rate_limit_per_minute = 60;
+    })
+    .await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 63).await;
+    let page = broadcast(&app, "محدودیت دیوار رعایت می‌شود", 63).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(progress["sent"], 63);
+    assert_eq!(delivered(&app, &conversations).await, (63, 0));
+    let calls = app.inspect("api-calls").await;
+    let times: Vec<i64> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["path"].as_str().unwrap().ends_with("/messages"))
+        .map(|c| c["at"].as_i64().unwrap())
+        .collect();
+    let busiest = times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < start + 60_000)
+                .count()
+        })
+        .max();
+    assert!(
+        busiest.unwrap() <= 60,
+        "{busiest:?} sends in one 60-second window"
+    );
+    assert!(
+        times.last().unwrap() - times.first().unwrap() >= 60_000,
+        "the 63 sends were spread over a minute"
+    );
+}
+crate::both_engines!(
+    rate_limit,
+    sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute
+);

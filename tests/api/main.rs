@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod health;
 mod helpers;
+mod outbox_processes;
 mod sandbox_api;
 mod sandbox_oauth;
 mod sandbox_screens;

@@ -1,0 +1,250 @@
+//! `cargo bench --bench outbox`: a broadcast of 2,000 conversations through the outbox against
+//! the simulated Divar (its rate limit off), compared in the same run with a bare loop of 2,000
+//! reqwest calls to the same endpoint. Prints both rates and their ratio.
+//!
+//! Options (environment): BENCH_CONVERSATIONS (default 2000), BENCH_DATABASE_URL (default a
+//! temporary SQLite file), BENCH_WORKERS (default 4).
+
+use std::time::{Duration, Instant};
+
+use kenar_chat::{
+    config::{Settings, TokenKey},
+    crypto::TokenCipher,
+    db::{self, Db, grants::Subject},
+    kenar::{
+        self,
+        api::KenarApi,
+        oauth::{IssuedTokens, KenarOAuth},
+    },
+    sandbox::{AppRegistration, Sandbox, SandboxOptions},
+    services::{pacing::Pacer, vault::Vault},
+    worker::outbox::{ExecutionOutcome, OutboxSettings, OutboxWorker},
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use url::Url;
+
+const POST: &str = "gZd7omnS";
+const SELLER: &str = "u-ali";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let count: usize = std::env::var("BENCH_CONVERSATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let dir = tempfile::tempdir()?;
+    let database_url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
+
+    // The simulated Divar on its own port, with no rate limit.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let sandbox = Sandbox::new(
+        AppRegistration::generate(&Url::parse("http://127.0.0.1:9/")?),
+        Url::parse(&format!("{base}/"))?,
+        SandboxOptions {
+            rate_limit_per_minute: u32::MAX,
+            ..SandboxOptions::default()
+        },
+    );
+    let router = sandbox.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = sandbox.app().clone();
+    let http = reqwest::Client::new();
+
+    // A seller's token for the post, and `count` conversations about it.
+    let scope = format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access");
+    let decided = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{base}/sandbox/oauth2/auth"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", &app.slug),
+            ("redirect_uri", &app.redirect_uris[0]),
+            ("scope", &scope),
+            ("state", "s"),
+            ("user_id", SELLER),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await?;
+    let location = Url::parse(decided.headers()["location"].to_str()?)?;
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let tokens: Value = http
+        .post(format!("{base}/sandbox/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &app.redirect_uris[0]),
+            ("client_id", &app.slug),
+            ("client_secret", &app.oauth_secret),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let created: Value = http
+        .post(format!(
+            "{base}/sandbox/_control/posts/{POST}/conversations"
+        ))
+        .json(&json!({ "count": count }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let conversations: Vec<String> = created["conversation_ids"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = json!({ "type": "TEXT", "message": "benchmark" });
+
+    // 1. The bare loop: one reqwest call after another.
+    let started = Instant::now();
+    for conversation in &conversations {
+        let response = http
+            .post(format!(
+                "{base}/sandbox/v2/open-platform/conversations/{conversation}/messages"
+            ))
+            .header("x-api-key", &app.api_key)
+            .bearer_auth(&access)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "bare loop: HTTP {}",
+            response.status()
+        );
+    }
+    let bare = started.elapsed();
+
+    // 2. The outbox: a broadcast written in one transaction, drained by the worker pool.
+    let key = TokenKey::generate();
+    let env = |name: &str| -> Option<String> {
+        Some(match name {
+            "KENAR_APP_SLUG" => app.slug.clone(),
+            "KENAR_API_KEY" => app.api_key.clone(),
+            "KENAR_OAUTH_SECRET" => app.oauth_secret.clone(),
+            "DIVAR_IDENTIFICATION_KEY" => app.identification_key.clone(),
+            "APP_BASE_URL" => "http://127.0.0.1:9".into(),
+            "TOKEN_ENCRYPTION_KEY" => {
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.expose())
+            }
+            "DATABASE_URL" => database_url.clone(),
+            "KENAR_API_BASE_URL" | "KENAR_OAUTH_BASE_URL" => format!("{base}/sandbox"),
+            _ => return None,
+        })
+    };
+    let settings = Settings::from_lookup(env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = Db::connect(&database_url).await?;
+    db.migrate().await?;
+    let client = kenar::http_client(Duration::from_secs(10))?;
+    let oauth = KenarOAuth::new(&settings, client.clone())?;
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let issued = IssuedTokens {
+        access_token: SecretString::from(access.clone()),
+        refresh_token: None,
+        expires_in: Duration::from_secs(3600),
+        scope: Some(scope.clone()),
+    };
+    vault
+        .store(Subject::Post, POST, SELLER, &scope, &issued)
+        .await?;
+    for conversation in &conversations {
+        db::conversations::record_seen(&db, conversation, POST).await?;
+    }
+    let api = KenarApi::new(
+        client,
+        settings.kenar_api_base_url.clone(),
+        settings.api_key.clone(),
+    );
+    let outbox_settings = OutboxSettings {
+        workers,
+        idle: Duration::from_millis(5),
+        ..OutboxSettings::default()
+    };
+    let worker = OutboxWorker::new(
+        db.clone(),
+        vault,
+        api,
+        Pacer::per_minute(0),
+        outbox_settings,
+    );
+
+    let started = Instant::now();
+    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+        &db,
+        &uuid::Uuid::new_v4().to_string(),
+        POST,
+        SELLER,
+        &body.to_string(),
+        &conversations,
+    )
+    .await?
+    else {
+        anyhow::bail!("expected a new broadcast");
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let worker = worker.clone();
+        tasks.push(tokio::spawn(async move {
+            while worker.try_execute_task().await? == ExecutionOutcome::TaskCompleted {}
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let outbox = started.elapsed();
+    let progress = db::outbox::progress(&db, &id).await?;
+    anyhow::ensure!(
+        progress.sent as usize == count,
+        "outbox sent {} of {count}",
+        progress.sent
+    );
+
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    println!("conversations:   {count}");
+    println!(
+        "database:        {}",
+        if database_url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    );
+    println!(
+        "bare reqwest loop: {:>8.1} ms  {:>8.1} msg/s",
+        bare.as_secs_f64() * 1e3,
+        rate(bare)
+    );
+    println!(
+        "outbox ({workers} workers): {:>8.1} ms  {:>8.1} msg/s",
+        outbox.as_secs_f64() * 1e3,
+        rate(outbox)
+    );
+    println!(
+        "ratio (outbox / bare loop throughput): {:.2}",
+        rate(outbox) / rate(bare)
+    );
+    Ok(())
+}

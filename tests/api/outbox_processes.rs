@@ -1,0 +1,257 @@
+//! The outbox across real processes: the test runs the simulated Divar and spawns
+//! `kenar-chat serve` against it, kills it mid-broadcast, and runs two at once.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use kenar_chat::{
+    config::{Settings, TokenKey},
+    crypto::TokenCipher,
+    db::{self, Db, grants::Subject},
+    kenar::{
+        self,
+        oauth::{IssuedTokens, KenarOAuth},
+    },
+    sandbox::{AppRegistration, Sandbox, SandboxOptions, scopes::Scope},
+    services::vault::Vault,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::helpers::*;
+
+struct Divar {
+    base: String,
+    sandbox: Sandbox,
+}
+
+/// The simulated Divar alone, on its own port, for add-on processes to call.
+async fn divar() -> Divar {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    // The add-on processes are never called back in these tests.
+    let addon = Url::parse("http://127.0.0.1:9/").unwrap();
+    let sandbox = Sandbox::new(
+        AppRegistration::generate(&addon),
+        base.clone(),
+        SandboxOptions::default(),
+    );
+    let router = sandbox.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Divar {
+        base: base.as_str().trim_end_matches('/').to_string(),
+        sandbox,
+    }
+}
+
+/// The environment a `kenar-chat serve` process gets.
+fn env(divar: &Divar, key: &TokenKey, database_url: &str) -> HashMap<&'static str, String> {
+    let app = divar.sandbox.app();
+    HashMap::from([
+        ("KENAR_APP_SLUG", app.slug.clone()),
+        ("KENAR_API_KEY", app.api_key.clone()),
+        ("KENAR_OAUTH_SECRET", app.oauth_secret.clone()),
+        ("DIVAR_IDENTIFICATION_KEY", app.identification_key.clone()),
+        ("APP_BASE_URL", "http://127.0.0.1:9".to_string()),
+        ("TOKEN_ENCRYPTION_KEY", B64.encode(key.expose())),
+        ("DATABASE_URL", database_url.to_string()),
+        ("KENAR_API_BASE_URL", format!("{}/sandbox", divar.base)),
+        ("KENAR_OAUTH_BASE_URL", format!("{}/sandbox", divar.base)),
+        ("BIND_ADDR", "127.0.0.1:0".to_string()),
+        ("KENAR_RATE_LIMIT_PER_MINUTE", "0".to_string()),
+        ("KENAR_OUTBOX_WORKERS", "4".to_string()),
+        ("KENAR_OUTBOX_LEASE_SECS", "2".to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ])
+}
+
+fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning kenar-chat serve")
+}
+
+/// A seller's real tokens from the simulated Divar, sealed into the database the processes
+/// share, `count` conversations known, and a broadcast to them written to the outbox.
+async fn seeded_broadcast(
+    divar: &Divar,
+    env: &HashMap<&'static str, String>,
+    count: usize,
+) -> (Db, String, Vec<String>) {
+    let client = browser();
+    let scope = format!(
+        "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} offline_access"
+    );
+    // The seller's grant, issued by the simulated Divar without its consent screen.
+    let (access, refresh) = divar
+        .sandbox
+        .world()
+        .issue_tokens(SELLER_1, Scope::parse_list(&scope).unwrap());
+    let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let db = Db::connect(&env["DATABASE_URL"]).await.unwrap();
+    db.migrate().await.unwrap();
+    let oauth = KenarOAuth::new(
+        &settings,
+        kenar::http_client(Duration::from_secs(5)).unwrap(),
+    )
+    .unwrap();
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let issued = IssuedTokens {
+        access_token: SecretString::from(access.token),
+        refresh_token: refresh.map(|r| SecretString::from(r.token)),
+        expires_in: Duration::from_secs(3600),
+        scope: Some(scope.clone()),
+    };
+    vault
+        .store(Subject::Post, POST_1, SELLER_1, &scope, &issued)
+        .await
+        .unwrap();
+
+    let created: Value = client
+        .post(format!(
+            "{}/sandbox/_control/posts/{POST_1}/conversations",
+            divar.base
+        ))
+        .json(&json!({ "count": count }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversations: Vec<String> = created["conversation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for conversation in &conversations {
+        db::conversations::record_seen(&db, conversation, POST_1)
+            .await
+            .unwrap();
+    }
+    let body = json!({ "type": "TEXT", "message": "این آگهی فروخته شد" }).to_string();
+    let key = uuid::Uuid::new_v4().to_string();
+    let db::outbox::Created::New(id) =
+        db::outbox::create_broadcast(&db, &key, POST_1, SELLER_1, &body, &conversations)
+            .await
+            .unwrap()
+    else {
+        panic!("a new broadcast")
+    };
+    (db, id, conversations)
+}
+
+fn delivered_to(sandbox: &Sandbox, conversations: &[String]) -> HashMap<String, usize> {
+    let world = sandbox.world();
+    let mut per_conversation = HashMap::new();
+    for message in world.messages.iter().filter(|m| m.sender_type == "BOT") {
+        if conversations.contains(&message.conversation_id) {
+            *per_conversation
+                .entry(message.conversation_id.clone())
+                .or_insert(0) += 1;
+        }
+    }
+    per_conversation
+}
+
+async fn wait_for_done(db: &Db, id: &str) {
+    for _ in 0..600 {
+        let broadcast = db::outbox::find_broadcast(db, id).await.unwrap().unwrap();
+        if broadcast.status == "done" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the broadcast did not finish in 60 s: {:?}",
+        db::outbox::progress(db, id).await.unwrap()
+    );
+}
+
+async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates(engine: Engine) {
+    let divar = divar().await;
+    divar.sandbox.world().knobs.slow_percent = 100;
+    divar.sandbox.world().knobs.slow_ms = 25;
+    let test_db = test_db(engine).await;
+    let key = TokenKey::generate();
+    let env = env(&divar, &key, &test_db.url);
+    let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
+
+    let mut first = spawn_serve(&env);
+    let mut waited = 0;
+    while delivered_to(&divar.sandbox, &conversations).len() < 100 {
+        assert!(waited < 600, "the first process delivered too little");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    first.kill().unwrap(); // SIGKILL: no cleanup, leases left behind.
+    first.wait().unwrap();
+    let before_restart = delivered_to(&divar.sandbox, &conversations).len();
+    assert!(before_restart < 300, "killed mid-broadcast");
+
+    let mut second = spawn_serve(&env);
+    wait_for_done(&db, &id).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let delivered = delivered_to(&divar.sandbox, &conversations);
+    assert_eq!(delivered.len(), 300, "no loss");
+    assert!(
+        delivered.values().all(|n| *n == 1),
+        "no conversation got the message twice"
+    );
+    let progress = db::outbox::progress(&db, &id).await.unwrap();
+    assert_eq!(
+        (progress.sent, progress.pending, progress.failed),
+        (300, 0, 0)
+    );
+}
+crate::both_engines!(
+    crash,
+    a_killed_server_finishes_the_broadcast_after_restart_without_duplicates
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_share_a_broadcast_without_duplicates() {
+    let divar = divar().await;
+    divar.sandbox.world().knobs.slow_percent = 100;
+    divar.sandbox.world().knobs.slow_ms = 10;
+    let test_db = test_db(Engine::Postgres).await;
+    let key = TokenKey::generate();
+    let env = env(&divar, &key, &test_db.url);
+    let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
+    let mut a = spawn_serve(&env);
+    let mut b = spawn_serve(&env);
+    wait_for_done(&db, &id).await;
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let delivered = delivered_to(&divar.sandbox, &conversations);
+    assert_eq!(delivered.len(), 300);
+    assert!(delivered.values().all(|n| *n == 1));
+    let world = divar.sandbox.world();
+    let accepted_twice = world.api_calls.iter().filter(|c| c.duplicate).count();
+    assert_eq!(accepted_twice, 0, "no row was sent by both servers");
+    let per_worker: std::collections::HashSet<_> = world
+        .api_calls
+        .iter()
+        .filter_map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(per_worker.len(), 300);
+}
