@@ -3,7 +3,7 @@
 //! reqwest calls to the same endpoint. Prints both rates and their ratio.
 //!
 //! Options (environment): BENCH_CONVERSATIONS (default 2000), BENCH_DATABASE_URL (default a
-//! temporary SQLite file), BENCH_WORKERS (default 4).
+//! temporary SQLite file), BENCH_WORKERS (default 4), BENCH_BATCH (rows per claim, default 16).
 
 use std::time::{Duration, Instant};
 

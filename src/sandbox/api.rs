@@ -201,9 +201,8 @@ async fn send_message(
     let seen_before = idempotency_key.as_ref().is_some_and(|key| {
         sandbox
             .world()
-            .messages
-            .iter()
-            .any(|m| m.idempotency_key.as_ref() == Some(key))
+            .delivered_keys
+            .contains(&(conversation_id.clone(), key.clone()))
     });
     let response = match injected_fault(&sandbox).await {
         Some(fault) => fault.into_response(),
@@ -267,12 +266,11 @@ fn accept_message(
     }
     // The sandbox honours Idempotency-Key: a retry of a delivered message is acknowledged, not
     // delivered again. (Divar's docs do not say whether Divar does.)
-    let delivered = idempotency_key.as_ref().is_some_and(|key| {
-        world.messages.iter().any(|m| {
-            m.conversation_id == conversation.id && m.idempotency_key.as_ref() == Some(key)
-        })
-    });
-    if delivered {
+    if let Some(key) = &idempotency_key
+        && !world
+            .delivered_keys
+            .insert((conversation.id.clone(), key.clone()))
+    {
         return Ok(Json(json!({ "status": 200, "message": "message sent" })));
     }
     world.messages.push(ChatMessage {

@@ -257,6 +257,8 @@ pub struct World {
     pub recent_sends: VecDeque<i64>,
     /// Faults scripted with `fail_next`, answered before anything else.
     pub scripted_faults: VecDeque<u16>,
+    /// (conversation, Idempotency-Key) of every delivered app message.
+    pub delivered_keys: std::collections::HashSet<(String, String)>,
 }
 
 /// Why a token could not be used.
@@ -374,6 +376,7 @@ impl World {
             knobs,
             recent_sends: VecDeque::new(),
             scripted_faults: VecDeque::new(),
+            delivered_keys: Default::default(),
         }
     }
 
