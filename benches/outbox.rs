@@ -16,7 +16,7 @@ use kenar_chat::{
         api::KenarApi,
         oauth::{IssuedTokens, KenarOAuth},
     },
-    sandbox::{AppRegistration, Sandbox, SandboxOptions},
+    sandbox::{AppRegistration, Sandbox, SandboxOptions, scopes::Scope},
     services::{pacing::Pacer, vault::Vault},
     worker::outbox::{ExecutionOutcome, OutboxSettings, OutboxWorker},
 };
@@ -57,46 +57,14 @@ async fn main() -> anyhow::Result<()> {
     let app = sandbox.app().clone();
     let http = reqwest::Client::new();
 
-    // A seller's token for the post, and `count` conversations about it.
+    // A seller's token for the post (issued without the consent screen), and `count`
+    // conversations about it.
     let scope = format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access");
-    let decided = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?
-        .post(format!("{base}/sandbox/oauth2/auth"))
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", &app.slug),
-            ("redirect_uri", &app.redirect_uris[0]),
-            ("scope", &scope),
-            ("state", "s"),
-            ("user_id", SELLER),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await?;
-    let location = Url::parse(decided.headers()["location"].to_str()?)?;
-    let code = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let tokens: Value = http
-        .post(format!("{base}/sandbox/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &app.redirect_uris[0]),
-            ("client_id", &app.slug),
-            ("client_secret", &app.oauth_secret),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let access = tokens["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (token, _) = sandbox.world().issue_tokens(
+        SELLER,
+        Scope::parse_list(&scope).map_err(anyhow::Error::msg)?,
+    );
+    let access = token.token;
     let created: Value = http
         .post(format!(
             "{base}/sandbox/_control/posts/{POST}/conversations"

@@ -72,30 +72,14 @@ pub async fn consent_as(
 /// Enters from the chat as the buyer of `conv` and connects. Ends on the composer.
 pub async fn connected(app: &TestApp, conv: &str, side: &str, user: &str) {
     assert_eq!(enter_from_chat(app, conv, side).await, "/start");
-    let landing = app
-        .client
-        .get(app.url("/start"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let landing = app.get_html("/start").await;
     assert!(landing.contains("اتصال به دیوار"));
     let callback = consent(app, user, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
 }
 
 pub async fn idempotency_key(app: &TestApp) -> String {
-    let html = app
-        .client
-        .get(app.url("/compose"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html("/compose").await;
     let marker = r#"name="idempotency_key" value=""#;
     let start = html
         .find(marker)
@@ -123,7 +107,7 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
     let conv = conversation(1, 1);
     connected(&app, &conv, "buyer", BUYER_1).await;
 
-    let compose = app.client.get(app.url("/compose")).send().await.unwrap();
+    let compose = app.get("/compose").await;
     assert_eq!(compose.status(), StatusCode::OK);
     assert_eq!(compose.headers()["cache-control"], "no-store, max-age=0");
     assert!(
@@ -168,35 +152,15 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
 
     // Each side sees its own buttons in the chat.
     let buyer = app
-        .client
-        .get(app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html(&format!("/sandbox/chats/{conv}?as=buyer"))
+        .await;
     assert!(buyer.contains("مسیر") && !buyer.contains("تأیید بازدید"));
     let seller = app
-        .client
-        .get(app.url(&format!("/sandbox/chats/{conv}?as=seller")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html(&format!("/sandbox/chats/{conv}?as=seller"))
+        .await;
     assert!(seller.contains("تأیید بازدید") && !seller.contains(">مسیر"));
 
-    let history = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = app.get_html(&location).await;
     assert!(history.contains("فرستاده شد") && history.contains("فردا ساعت ۵"));
 
     // The seller clicks the server-link button: session init routes them to the message page.
@@ -250,7 +214,7 @@ async fn denied_consent_gets_a_friendly_page_with_next_steps() {
     let html = callback.text().await.unwrap();
     assert!(html.contains("اجازه داده نشد"));
     assert!(html.contains(r#"action="/oauth/start""#) && html.contains(r#"href="/back""#));
-    let compose = app.client.get(app.url("/compose")).send().await.unwrap();
+    let compose = app.get("/compose").await;
     assert_eq!(assert_redirect(&compose), "/start", "no grant, no composer");
 }
 
@@ -265,12 +229,7 @@ async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
         .await
         .unwrap();
     assert_redirect(&started);
-    let tampered = app
-        .client
-        .get(app.url("/oauth/callback?code=abc&state=forged"))
-        .send()
-        .await
-        .unwrap();
+    let tampered = app.get("/oauth/callback?code=abc&state=forged").await;
     assert_eq!(tampered.status(), StatusCode::BAD_REQUEST);
     assert!(tampered.text().await.unwrap().contains("پاسخ نامعتبر"));
     let stranger = browser()
@@ -307,11 +266,8 @@ async fn a_failed_token_exchange_offers_a_retry() {
         .into_owned();
     // A code the sandbox never issued: the token endpoint refuses it.
     let callback = app
-        .client
-        .get(app.url(&format!("/oauth/callback?code=ory_ac_forged&state={state}")))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/oauth/callback?code=ory_ac_forged&state={state}"))
+        .await;
     assert_eq!(callback.status(), StatusCode::BAD_GATEWAY);
     let html = callback.text().await.unwrap();
     assert!(html.contains("اتصال ناموفق بود") && html.contains(r#"action="/oauth/start""#));
@@ -489,15 +445,7 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     let location =
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "سلام")]).await);
     assert!(location.starts_with("/history?failed="), "{location}");
-    let history = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = app.get_html(&location).await;
     assert!(history.contains("نمی‌تواند پیام دریافت کند"));
     let calls = app.inspect("api-calls").await;
     assert_eq!(calls["count"], 1, "a 412 is not retried");
@@ -568,15 +516,7 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
     assert!(location.starts_with("/history?failed="));
     assert_eq!(app.inspect("api-calls").await["count"], 4);
-    let history = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = app.get_html(&location).await;
     assert!(history.contains("ارسال دوباره") && history.contains("در دسترس نبود"));
 }
 
@@ -596,15 +536,7 @@ async fn a_revoked_token_leads_back_to_consent() {
     let location =
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
     assert_eq!(location, "/start?reconnect=1");
-    let landing = app
-        .client
-        .get(app.url("/start"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let landing = app.get_html("/start").await;
     assert!(
         landing.contains("اتصال به دیوار"),
         "the grant was dropped, so consent is asked again"
@@ -703,38 +635,17 @@ async fn templates_are_saved_used_and_deleted_per_user() {
     )
     .await;
     assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
-    let html = app
-        .client
-        .get(app.url("/compose"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html("/compose").await;
     let marker = "/compose?template=";
     let start = html.find(marker).unwrap() + marker.len();
     let id = html[start..start + 36].to_string();
-    let used = app
-        .client
-        .get(app.url(&format!("/compose?template={id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let used = app.get_html(&format!("/compose?template={id}")).await;
     assert!(used.contains("قیمت نهایی ۴۵۰ است") && used.contains("https://example.com/call"));
     // Another user, in another browser, can neither use nor delete it.
     let owner = std::mem::replace(&mut app.client, browser());
     connected(&app, &conversation(1, 1), "seller", SELLER_1).await;
     assert_eq!(
-        app.client
-            .get(app.url(&format!("/compose?template={id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get(&format!("/compose?template={id}")).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -780,13 +691,13 @@ async fn disconnect_deletes_the_tokens() {
 async fn back_to_divar_follows_an_allowed_callback_url_only() {
     let app = spawn_app(Engine::Sqlite).await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let back = app.client.get(app.url("/back")).send().await.unwrap();
+    let back = app.get("/back").await;
     assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
 
     app.control(json!({ "session_init_revision": "original" }))
         .await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let back = app.client.get(app.url("/back")).send().await.unwrap();
+    let back = app.get("/back").await;
     assert!(
         assert_redirect(&back).contains("/sandbox/chats/"),
         "the original revision's callback_url"

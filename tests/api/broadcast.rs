@@ -24,15 +24,7 @@ async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
 /// The seller opens the add-on from their post and grants the post-wide scopes.
 async fn seller_connects(app: &TestApp, post: &str, seller: &str) {
     assert_eq!(enter_from_post(app, post, seller).await, "/post");
-    let page = app
-        .client
-        .get(app.url("/post"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_html("/post").await;
     assert!(page.contains("اتصال آگهی به دیوار"));
     let callback = consent_as(app, "/oauth/start?for=post", seller, "approve").await;
     assert_eq!(assert_redirect(&callback), "/post");
@@ -60,15 +52,7 @@ async fn buyers_write(app: &TestApp, post: &str, count: usize) -> Vec<String> {
 
 /// Composes, confirms (checking the count shown), and returns the broadcast's page path.
 async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> String {
-    let html = app
-        .client
-        .get(app.url("/broadcasts/new"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html("/broadcasts/new").await;
     let marker = r#"name="idempotency_key" value=""#;
     let start = html.find(marker).unwrap() + marker.len();
     let key = html[start..start + 36].to_string();
@@ -103,11 +87,8 @@ async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> Str
 async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
     for _ in 0..1200 {
         let progress: Value = app
-            .client
-            .get(app.url(&format!("{page}/progress")))
-            .send()
+            .get(&format!("{page}/progress"))
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -160,15 +141,7 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
         "subscribed after consent"
     );
     let conversations = buyers_write(&app, POST_1, 200).await;
-    let post_page = app
-        .client
-        .get(app.url("/post"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let post_page = app.get_html("/post").await;
     assert!(
         post_page.contains(r#"<dd id="conversation-count">200</dd>"#),
         "all 200 were discovered"
@@ -221,15 +194,7 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
         .filter(|c| c["status"] == 503 || c["status"] == 429)
         .count();
     assert!(faults > 0, "faults were injected and retried");
-    let html = app
-        .client
-        .get(app.url(&page))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html(&page).await;
     assert_eq!(html.matches("نمی‌تواند پیام دریافت کند").count(), 3);
     for blocked in &conversations[..3] {
         assert!(html.contains(blocked.as_str()));
@@ -244,7 +209,7 @@ crate::both_engines!(
 async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     let app = spawn_app(Engine::Sqlite).await;
     assert_eq!(enter_from_post(&app, POST_1, BUYER_1).await, "/post");
-    let page = app.client.get(app.url("/post")).send().await.unwrap();
+    let page = app.get("/post").await;
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     assert!(page.text().await.unwrap().contains("فقط صاحب آگهی"));
     let start = app
@@ -255,12 +220,7 @@ async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
         .unwrap();
     assert_eq!(start.status(), StatusCode::FORBIDDEN);
     assert_eq!(
-        app.client
-            .get(app.url("/broadcasts/new"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get("/broadcasts/new").await.status(),
         StatusCode::FORBIDDEN
     );
 
@@ -268,15 +228,7 @@ async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     let mut app = app;
     app.client = browser();
     assert_eq!(enter_from_post(&app, POST_2, SELLER_1).await, "/post");
-    assert_eq!(
-        app.client
-            .get(app.url("/post"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(app.get("/post").await.status(), StatusCode::FORBIDDEN);
     // And a buyer-granted post scope is useless at Divar anyway (see sandbox_api).
 
     // A seller's broadcast reaches only their post's conversations.
@@ -364,15 +316,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         StatusCode::OK,
         "redelivery is harmless"
     );
-    let page = app
-        .client
-        .get(app.url("/post"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_html("/post").await;
     assert!(page.contains("اتصال آگهی به دیوار"));
 }
 crate::both_engines!(
@@ -390,15 +334,7 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
     let page = broadcast(&app, "مکث و ادامه", 5).await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["status"], "paused");
-    let html = app
-        .client
-        .get(app.url(&page))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html(&page).await;
     assert!(html.contains("اتصال دوباره"));
     let callback = consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/post");
@@ -425,11 +361,8 @@ async fn a_running_broadcast_can_be_cancelled() {
     // Sends already in flight finish; nothing new starts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let progress: Value = app
-        .client
-        .get(app.url(&format!("{page}/progress")))
-        .send()
+        .get(&format!("{page}/progress"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -6,9 +6,9 @@ use crate::helpers::*;
 
 async fn health_and_readiness_answer(engine: Engine) {
     let app = spawn_app(engine).await;
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
 }
@@ -17,51 +17,30 @@ crate::both_engines!(health, health_and_readiness_answer);
 #[tokio::test]
 async fn readyz_is_503_when_postgres_goes_away() {
     let app = spawn_app(Engine::Postgres).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     let (admin, name) = app.test_db.postgres.clone().unwrap();
     let mut conn = PgConnection::connect(&admin).await.unwrap();
     conn.execute(format!(r#"drop database "{name}" with (force)"#).as_str())
         .await
         .unwrap();
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     // The process itself is still alive.
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn readyz_is_503_when_the_sqlite_pool_is_closed() {
     let app = spawn_app(Engine::Sqlite).await;
     app.db.close().await;
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
 async fn unknown_pages_are_a_persian_404() {
     let app = spawn_app(Engine::Sqlite).await;
-    let response = app
-        .client
-        .get(app.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/no/such/page").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let html = response.text().await.unwrap();
     assert!(html.contains("صفحه پیدا نشد") && html.contains(r#"dir="rtl""#));
@@ -70,12 +49,7 @@ async fn unknown_pages_are_a_persian_404() {
 #[tokio::test]
 async fn the_stylesheet_and_font_are_served_locally() {
     let app = spawn_app(Engine::Sqlite).await;
-    let css = app
-        .client
-        .get(app.url("/static/css/app.css"))
-        .send()
-        .await
-        .unwrap();
+    let css = app.get("/static/css/app.css").await;
     assert_eq!(css.status(), StatusCode::OK);
     assert!(
         css.text()
@@ -83,12 +57,7 @@ async fn the_stylesheet_and_font_are_served_locally() {
             .unwrap()
             .contains("/static/fonts/Vazirmatn-Variable.woff2")
     );
-    let font = app
-        .client
-        .get(app.url("/static/fonts/Vazirmatn-Variable.woff2"))
-        .send()
-        .await
-        .unwrap();
+    let font = app.get("/static/fonts/Vazirmatn-Variable.woff2").await;
     assert_eq!(font.status(), StatusCode::OK);
     assert!(font.bytes().await.unwrap().starts_with(b"wOF2"));
 }

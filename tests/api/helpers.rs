@@ -216,6 +216,16 @@ impl TestApp {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }
 
+    /// GET `path` on the app with this test's browser.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GET `path` and return the page's text.
+    pub async fn get_html(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
     pub fn redirect_uri(&self) -> String {
         self.settings.redirect_uri().to_string()
     }

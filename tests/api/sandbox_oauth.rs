@@ -297,11 +297,8 @@ async fn without_offline_access_there_is_no_refresh_token() {
 async fn the_documented_default_grace_is_two_minutes() {
     let app = spawn_app(Engine::Sqlite).await;
     let settings: Value = app
-        .client
-        .get(app.url("/sandbox/_control/settings"))
-        .send()
+        .get("/sandbox/_control/settings")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -13,13 +13,13 @@ use crate::helpers::*;
 #[tokio::test]
 async fn the_index_lists_posts_and_chats_in_persian() {
     let app = spawn_app(Engine::Sqlite).await;
-    let response = app.client.get(app.url("/sandbox/")).send().await.unwrap();
+    let response = app.get("/sandbox/").await;
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
     assert!(html.contains(r#"<html lang="fa" dir="rtl">"#));
     assert!(html.contains("پژو ۲۰۶"));
     assert!(html.contains(&conversation(2, 4)));
-    let bare = app.client.get(app.url("/sandbox")).send().await.unwrap();
+    let bare = app.get("/sandbox").await;
     assert_eq!(assert_redirect(&bare), "/sandbox/");
 }
 
@@ -41,14 +41,8 @@ async fn each_side_sees_its_own_buttons_under_an_app_message() {
     );
 
     let buyer = app
-        .client
-        .get(app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html(&format!("/sandbox/chats/{conv}?as=buyer"))
+        .await;
     assert!(
         buyer.contains("پیام برنامه") && buyer.contains("گفت‌وگو یار"),
         "the app's title above its message"
@@ -57,14 +51,8 @@ async fn each_side_sees_its_own_buttons_under_an_app_message() {
     assert!(buyer.contains(r#"href="https://example.com/mine""#));
 
     let seller = app
-        .client
-        .get(app.url(&format!("/sandbox/chats/{conv}?as=seller")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html(&format!("/sandbox/chats/{conv}?as=seller"))
+        .await;
     assert!(seller.contains("دکمهٔ گیرنده") && !seller.contains("دکمهٔ فرستنده"));
     assert!(seller.contains(&format!(r#"action="/sandbox/chats/{conv}/click""#)));
 }
@@ -73,7 +61,7 @@ async fn each_side_sees_its_own_buttons_under_an_app_message() {
 async fn unknown_chats_and_posts_get_a_persian_404() {
     let app = spawn_app(Engine::Sqlite).await;
     for path in ["/sandbox/chats/nope", "/sandbox/posts/nope"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(response.text().await.unwrap().contains("پیدا نشد"));
     }
@@ -97,15 +85,7 @@ async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
 
     let entered = app.client.get(&location).send().await.unwrap();
     assert_eq!(assert_redirect(&entered), "/start");
-    let html = app
-        .client
-        .get(app.url("/start"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_html("/start").await;
     assert!(html.contains(&conv) && html.contains("خریدار"));
 
     let calls = app.inspect("outbound").await;
@@ -211,12 +191,7 @@ async fn a_server_link_button_sends_its_data_back_through_session_init() {
 #[tokio::test]
 async fn the_post_addon_entry_point_sends_post_addon() {
     let app = spawn_app(Engine::Sqlite).await;
-    let page = app
-        .client
-        .get(app.url(&format!("/sandbox/posts/{POST_2}")))
-        .send()
-        .await
-        .unwrap();
+    let page = app.get(&format!("/sandbox/posts/{POST_2}")).await;
     assert_eq!(page.status(), StatusCode::OK);
     let response = app
         .client
@@ -247,14 +222,8 @@ async fn the_block_toggle_and_settings_forms_work() {
         .unwrap();
     assert_redirect(&response);
     let html = app
-        .client
-        .get(app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html(&format!("/sandbox/chats/{conv}?as=buyer"))
+        .await;
     assert!(html.contains("مسدود است"));
 
     let form = [
@@ -275,11 +244,8 @@ async fn the_block_toggle_and_settings_forms_work() {
         .unwrap();
     assert_redirect(&response);
     let knobs: Value = app
-        .client
-        .get(app.url("/sandbox/_control/settings"))
-        .send()
+        .get("/sandbox/_control/settings")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
