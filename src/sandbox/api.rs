@@ -234,6 +234,14 @@ fn accept_message(
     idempotency_key: Option<String>,
 ) -> Result<Json<Value>, RpcError> {
     check_api_key(sandbox, headers)?;
+    // Parse and validate before taking the world's lock (the schema check is the costly part);
+    // the outcome is reported in Divar's order below.
+    let parsed = serde_json::from_slice::<Value>(body)
+        .map_err(|_| invalid_argument("the body is not valid JSON"))
+        .and_then(|body| {
+            validate::send_message_body(&body).map_err(|problems| invalid_argument(&problems))?;
+            Ok(body)
+        });
     let mut world = sandbox.world();
     if let Err(retry_after) = world.admit_send(now_ms()) {
         return Err(RpcError {
@@ -254,9 +262,7 @@ fn accept_message(
             "the access token does not allow sending to this conversation (needs CONVERSATION_SEND_MESSAGE for it, or a post-wide scope granted by the post's owner)",
         ));
     };
-    let body: Value =
-        serde_json::from_slice(body).map_err(|_| invalid_argument("the body is not valid JSON"))?;
-    validate::send_message_body(&body).map_err(|problems| invalid_argument(&problems))?;
+    let body = parsed?;
     if conversation.blocked {
         return Err(status(
             StatusCode::PRECONDITION_FAILED,

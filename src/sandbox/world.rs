@@ -259,6 +259,8 @@ pub struct World {
     pub scripted_faults: VecDeque<u16>,
     /// (conversation, Idempotency-Key) of every delivered app message.
     pub delivered_keys: std::collections::HashSet<(String, String)>,
+    /// Position of each conversation in `conversations`, by id.
+    conversation_index: HashMap<String, usize>,
 }
 
 /// Why a token could not be used.
@@ -361,6 +363,11 @@ impl World {
                 });
             }
         }
+        let conversation_index = conversations
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
         Self {
             users,
             posts,
@@ -377,6 +384,7 @@ impl World {
             recent_sends: VecDeque::new(),
             scripted_faults: VecDeque::new(),
             delivered_keys: Default::default(),
+            conversation_index,
         }
     }
 
@@ -399,11 +407,21 @@ impl World {
     }
 
     pub fn conversation(&self, id: &str) -> Option<&Conversation> {
-        self.conversations.iter().find(|c| c.id == id)
+        self.conversation_index
+            .get(id)
+            .map(|&i| &self.conversations[i])
     }
 
     pub fn conversation_mut(&mut self, id: &str) -> Option<&mut Conversation> {
-        self.conversations.iter_mut().find(|c| c.id == id)
+        self.conversation_index
+            .get(id)
+            .map(|&i| &mut self.conversations[i])
+    }
+
+    fn add_conversation(&mut self, conversation: Conversation) {
+        self.conversation_index
+            .insert(conversation.id.clone(), self.conversations.len());
+        self.conversations.push(conversation);
     }
 
     pub fn messages_of(&self, conversation_id: &str) -> impl Iterator<Item = &ChatMessage> {
@@ -447,7 +465,7 @@ impl World {
                 token_header: None,
                 sent_at: now_ms(),
             };
-            self.conversations.push(conversation.clone());
+            self.add_conversation(conversation.clone());
             self.messages.push(message.clone());
             created.push((conversation, message));
         }
