@@ -1,6 +1,6 @@
 //! Broadcasts and their outbox: one row per conversation, claimed by workers under a lease.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db, now_ms};
 
@@ -41,6 +41,13 @@ pub enum Created {
     Existing(String),
 }
 
+/// Outbox rows per insert statement: 3 parameters each, well under both engines' limits
+/// (SQLite 32,766, PostgreSQL 65,535).
+const OUTBOX_INSERT_CHUNK: usize = 500;
+
+/// Broadcasts of at least this many rows refresh PostgreSQL's statistics (see below).
+const ANALYZE_AFTER_ROWS: usize = 200;
+
 /// Writes a broadcast and its outbox rows in one transaction.
 pub async fn create_broadcast(
     db: &Db,
@@ -77,41 +84,104 @@ pub async fn create_broadcast(
                 .try_get("broadcast_id")?;
         return Ok(Created::Existing(existing));
     }
-    for conversation_id in conversation_ids {
-        sqlx::query(
-            "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure, attempts,
-                 next_attempt_at, locked_until, locked_by, created_at, updated_at)
-             values ($1, $2, $3, $4, 'pending', null, 0, $5, null, null, $5, $5)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&broadcast_id)
-        .bind(conversation_id)
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    // Many rows per statement: one round trip per chunk instead of one per conversation.
+    for chunk in conversation_ids.chunks(OUTBOX_INSERT_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = 3 + 3 * i;
+                format!(
+                    "(${n}, $1, ${}, ${}, 'pending', null, 0, $2, null, null, $2, $2)",
+                    n + 1,
+                    n + 2
+                )
+            })
+            .collect();
+        let sql = format!(
+            "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure,
+                 attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+             values {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(&broadcast_id).bind(now);
+        // Time-ordered ids append to the indexes instead of landing all over them.
+        for conversation_id in chunk {
+            query = query
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(conversation_id)
+                .bind(uuid::Uuid::now_v7().to_string());
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    if db.backend() == Backend::Postgres && conversation_ids.len() >= ANALYZE_AFTER_ROWS {
+        // PostgreSQL plans by table statistics, and until autovacuum's next ANALYZE (up to a
+        // minute later) they still describe an outbox without these rows: claims then sort
+        // every pending row of the broadcast and outcome updates scan them all instead of
+        // using the primary key. Refresh them now, as the manual advises after a bulk load.
+        sqlx::query("analyze broadcasts, outbox")
+            .execute(db.pool())
+            .await?;
+    }
     Ok(Created::New(broadcast_id))
 }
 
-/// A transaction for outbox bookkeeping. On PostgreSQL its commit does not wait for the WAL
-/// flush: should the database server itself crash right after, a claim, an outcome or a
-/// completion is lost, which only means a row is claimed and sent again under the same
-/// idempotency key. Waiting would cost a disk flush per batch.
-async fn bookkeeping(db: &Db) -> anyhow::Result<Transaction<'static, Any>> {
-    let mut tx = db.pool().begin().await?;
-    if db.backend() == Backend::Postgres {
-        sqlx::query("set local synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(tx)
+/// Where outbox bookkeeping (claims, outcomes, completion) runs.
+///
+/// PostgreSQL: a transaction whose commit does not wait for the WAL flush. Should the database
+/// server itself crash right after, a claim, an outcome or a completion is lost, which only means
+/// a row is claimed and sent again under the same idempotency key; waiting would cost a disk
+/// flush per batch. SQLite: straight on the pool; each statement commits on its own and, in WAL
+/// mode with `synchronous = normal`, a commit does not wait for the disk either. A separate
+/// BEGIN and COMMIT would only add two round trips to SQLite's connection thread.
+enum Bookkeeping<'a> {
+    Postgres(Transaction<'static, Any>),
+    Sqlite(&'a sqlx::AnyPool),
 }
 
-/// Claims up to `limit` due rows of running broadcasts for `lease_ms`. Two workers never get
-/// the same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a
-/// time, and the outer `where` repeats the lease condition, so a racing claim updates nothing.
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+impl<'a> Bookkeeping<'a> {
+    async fn begin(db: &'a Db) -> anyhow::Result<Self> {
+        Ok(match db.backend() {
+            Backend::Postgres => {
+                // One round trip: the setting travels with BEGIN.
+                let tx = db
+                    .pool()
+                    .begin_with("begin; set local synchronous_commit = off")
+                    .await?;
+                Self::Postgres(tx)
+            }
+            Backend::Sqlite => Self::Sqlite(db.pool()),
+        })
+    }
+
+    async fn fetch_all(&mut self, query: AnyQuery<'_>) -> anyhow::Result<Vec<AnyRow>> {
+        Ok(match self {
+            Self::Postgres(tx) => query.fetch_all(&mut **tx).await?,
+            Self::Sqlite(pool) => query.fetch_all(*pool).await?,
+        })
+    }
+
+    async fn execute(&mut self, query: AnyQuery<'_>) -> anyhow::Result<u64> {
+        Ok(match self {
+            Self::Postgres(tx) => query.execute(&mut **tx).await?,
+            Self::Sqlite(pool) => query.execute(*pool).await?,
+        }
+        .rows_affected())
+    }
+
+    async fn commit(self) -> anyhow::Result<()> {
+        if let Self::Postgres(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Claims up to `limit` due rows of running broadcasts for `lease_ms`, with what sending them
+/// needs from their broadcast. Two workers never get the same row: PostgreSQL skips rows another
+/// transaction holds; SQLite runs one writer at a time, and the outer `where` repeats the lease
+/// condition, so a racing claim updates nothing.
 pub async fn claim_batch(
     db: &Db,
     worker: &str,
@@ -128,9 +198,11 @@ pub async fn claim_batch(
     // `IN (subquery)` may be re-run and claim more rows than asked for).
     let sql = format!(
         "with picked as (
-             select o.outbox_id from outbox o join broadcasts b on b.broadcast_id = o.broadcast_id
+             select o.outbox_id from outbox o
              where o.status = 'pending' and o.next_attempt_at <= $3
-               and (o.locked_until is null or o.locked_until < $3) and b.status = 'running'
+               and (o.locked_until is null or o.locked_until < $3)
+               and exists (select 1 from broadcasts b
+                           where b.broadcast_id = o.broadcast_id and b.status = 'running')
              order by o.next_attempt_at, o.outbox_id
              limit $4 {lock_clause})
          update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
@@ -140,15 +212,17 @@ pub async fn claim_batch(
          returning outbox.outbox_id, outbox.broadcast_id, outbox.conversation_id, outbox.idempotency_key,
              outbox.attempts"
     );
-    let mut tx = bookkeeping(db).await?;
-    let rows = sqlx::query(&sql)
-        .bind(now + lease_ms)
-        .bind(worker)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
+    let mut book = Bookkeeping::begin(db).await?;
+    let rows = book
+        .fetch_all(
+            sqlx::query(&sql)
+                .bind(now + lease_ms)
+                .bind(worker)
+                .bind(now)
+                .bind(limit),
+        )
         .await?;
-    tx.commit().await?;
+    book.commit().await?;
     rows.iter()
         .map(|r| -> anyhow::Result<Claimed> {
             Ok(Claimed {
@@ -171,8 +245,8 @@ pub struct Finished {
     pub failure: Option<&'static str>,
 }
 
-/// Records final outcomes for rows this worker holds, one statement per distinct outcome, in
-/// one transaction. Returns false when some lease was lost (another worker took the row over).
+/// Records final outcomes for rows this worker holds, one statement per distinct outcome.
+/// Returns false when some lease was lost (another worker took the row over).
 pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow::Result<bool> {
     if outcomes.is_empty() {
         return Ok(true);
@@ -186,7 +260,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             None => groups.push((key, vec![&outcome.outbox_id])),
         }
     }
-    let mut tx = bookkeeping(db).await?;
+    let mut book = Bookkeeping::begin(db).await?;
     let mut updated = 0;
     for ((status, failure), ids) in groups {
         let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
@@ -203,9 +277,9 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         for id in ids {
             query = query.bind(id);
         }
-        updated += query.execute(&mut *tx).await?.rows_affected();
+        updated += book.execute(query).await?;
     }
-    tx.commit().await?;
+    book.commit().await?;
     Ok(updated == outcomes.len() as u64)
 }
 
@@ -302,10 +376,15 @@ pub async fn pause_for_grant(
     Ok(())
 }
 
-/// Resumes a seller's paused broadcasts after they reconnect.
+/// Resumes a seller's paused broadcasts after they reconnect (one whose rows all ended while
+/// it was paused is done).
 pub async fn resume_for_grant(db: &Db, post_token: &str, user_id: &str) -> anyhow::Result<()> {
     sqlx::query(
-        "update broadcasts set status = 'running', paused_reason = null, updated_at = $1
+        "update broadcasts set paused_reason = null, updated_at = $1,
+             status = case when exists (select 1 from outbox
+                                        where outbox.broadcast_id = broadcasts.broadcast_id
+                                          and outbox.status = 'pending')
+                           then 'running' else 'done' end
          where post_token = $2 and user_id = $3 and status = 'paused'",
     )
     .bind(now_ms())
@@ -340,20 +419,24 @@ pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
     Ok(changed.rows_affected() == 1)
 }
 
-/// Marks a running broadcast done once nothing of it is pending.
-pub async fn complete_if_done(db: &Db, broadcast_id: &str) -> anyhow::Result<()> {
-    let mut tx = bookkeeping(db).await?;
-    sqlx::query(
-        "update broadcasts set status = 'done', updated_at = $1
-         where broadcast_id = $2 and status = 'running'
-           and not exists (select 1 from outbox where broadcast_id = $2 and status = 'pending')",
-    )
-    .bind(now_ms())
-    .bind(broadcast_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+/// Marks running broadcasts done once nothing of them is pending. Workers call it when the
+/// queue runs dry after they finished rows, not after every batch.
+pub async fn complete_finished(db: &Db) -> anyhow::Result<u64> {
+    let mut book = Bookkeeping::begin(db).await?;
+    let done = book
+        .execute(
+            sqlx::query(
+                "update broadcasts set status = 'done', updated_at = $1
+                 where status = 'running'
+                   and not exists (select 1 from outbox
+                                   where outbox.broadcast_id = broadcasts.broadcast_id
+                                     and outbox.status = 'pending')",
+            )
+            .bind(now_ms()),
+        )
+        .await?;
+    book.commit().await?;
+    Ok(done)
 }
 
 pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {

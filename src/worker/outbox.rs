@@ -2,7 +2,14 @@
 //! A row recorded as sent is never sent again; a crashed worker's lease expires and another
 //! takes the row over, with the same idempotency key.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
@@ -41,7 +48,8 @@ struct Sender {
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxSettings {
     pub workers: usize,
-    /// Rows one worker claims at a time (one claim, one token lookup for all of them).
+    /// Rows one worker claims at a time (one claim, one token lookup and one outcome write for
+    /// all of them) and sends together: at most `workers × batch` calls are in flight.
     pub batch: usize,
     /// How long a claimed row stays with its worker before others may take it over.
     pub lease: Duration,
@@ -74,6 +82,9 @@ pub struct OutboxWorker {
     settings: OutboxSettings,
     /// Names this worker's leases.
     id: String,
+    /// Set when a worker of this pool finished rows since the last completion check. Starts set,
+    /// so a restarted process completes broadcasts whose last rows an earlier one recorded.
+    finished_rows: Arc<AtomicBool>,
 }
 
 impl OutboxWorker {
@@ -98,6 +109,7 @@ impl OutboxWorker {
             pacer,
             settings,
             id: uuid::Uuid::new_v4().to_string(),
+            finished_rows: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -143,40 +155,60 @@ impl OutboxWorker {
         let rows =
             outbox::claim_batch(&self.db, &self.id, lease_ms, self.settings.batch as i64).await?;
         if rows.is_empty() {
+            // The queue ran dry: mark what this process finished as done, once.
+            if self.finished_rows.swap(false, Ordering::AcqRel) {
+                outbox::complete_finished(&self.db).await?;
+            }
             return Ok(ExecutionOutcome::EmptyQueue);
         }
         // One broadcast and one token per broadcast in the batch, not per row.
-        let mut senders: HashMap<String, Option<Sender>> = HashMap::new();
-        let mut done = Vec::with_capacity(rows.len());
+        let mut senders: HashMap<&str, Option<Sender>> = HashMap::new();
         for row in &rows {
-            if !senders.contains_key(&row.broadcast_id) {
+            if !senders.contains_key(row.broadcast_id.as_str()) {
                 let sender = self.sender_for(&row.broadcast_id).await?;
-                senders.insert(row.broadcast_id.clone(), sender);
+                senders.insert(&row.broadcast_id, sender);
             }
-            match &senders[&row.broadcast_id] {
-                Some(sender) => self.deliver(row, sender, &mut done).await?,
+        }
+        // The batch's rows go out together (still one at a time through the pacer): a batch
+        // lasts about as long as its slowest call, so a slow Divar does not keep claimed rows
+        // unrecorded, and off the progress page, for one round trip after another.
+        let outcomes = futures::future::join_all(rows.iter().map(|row| async {
+            match &senders[row.broadcast_id.as_str()] {
+                Some(sender) => self.deliver(row, sender).await,
                 // The seller must reconnect (or Divar is unreachable); the row waits a little.
-                None => {
-                    outbox::reschedule(
-                        &self.db,
-                        &row.outbox_id,
-                        &self.id,
-                        now_ms() + 2000,
-                        None,
-                        true,
-                    )
-                    .await?
+                None => outbox::reschedule(
+                    &self.db,
+                    &row.outbox_id,
+                    &self.id,
+                    now_ms() + 2000,
+                    None,
+                    true,
+                )
+                .await
+                .map(|()| None),
+            }
+        }))
+        .await;
+        let mut done = Vec::with_capacity(rows.len());
+        let mut failed = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(finished) => done.extend(finished),
+                Err(error) => {
+                    failed.get_or_insert(error);
                 }
             }
         }
-        // One write for the batch's outcomes. Should this process die before it, those rows'
-        // leases expire and they are sent again under the same idempotency keys.
+        // One write for the batch's outcomes, even when another row's bookkeeping failed.
+        // Should this process die before it, those rows' leases expire and they are sent again
+        // under the same idempotency keys.
         if !outbox::finish_many(&self.db, &self.id, &done).await? {
             tracing::warn!("lost a lease before recording a batch's outcomes");
         }
-        for broadcast_id in senders.keys() {
-            outbox::complete_if_done(&self.db, broadcast_id).await?;
+        if let Some(error) = failed {
+            return Err(error);
         }
+        self.finished_rows.store(true, Ordering::Release);
         Ok(ExecutionOutcome::TaskCompleted)
     }
 
@@ -230,12 +262,8 @@ impl OutboxWorker {
         }))
     }
 
-    async fn deliver(
-        &self,
-        row: &Claimed,
-        sender: &Sender,
-        done: &mut Vec<Finished>,
-    ) -> anyhow::Result<()> {
+    /// Sends one row; a final outcome comes back for the batch to record.
+    async fn deliver(&self, row: &Claimed, sender: &Sender) -> anyhow::Result<Option<Finished>> {
         self.pacer.ready().await;
         let result = self
             .api
@@ -247,21 +275,25 @@ impl OutboxWorker {
             )
             .await;
         match result {
-            Ok(()) => self.finish(row, "sent", None, done),
-            Err(SendError::RecipientRestricted) => {
-                self.finish(row, "failed", Some(Failure::RecipientRestricted), done)
-            }
+            Ok(()) => Ok(Some(finished(row, "sent", None))),
+            Err(SendError::RecipientRestricted) => Ok(Some(finished(
+                row,
+                "failed",
+                Some(Failure::RecipientRestricted),
+            ))),
             Err(SendError::Unauthorized { .. }) => {
                 self.vault
                     .forget(Subject::Post, &sender.post_token, &sender.user_id)
                     .await?;
                 outbox::pause_for_grant(&self.db, &sender.post_token, &sender.user_id, "reconsent")
                     .await?;
-                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true).await
+                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true)
+                    .await?;
+                Ok(None)
             }
             Err(SendError::Rejected { status, message }) => {
                 tracing::warn!(status, %message, "Divar rejected a broadcast message");
-                self.finish(row, "failed", Some(Failure::Rejected), done)
+                Ok(Some(finished(row, "failed", Some(Failure::Rejected))))
             }
             Err(error @ (SendError::Throttled { .. } | SendError::Unavailable { .. })) => {
                 let failure = if matches!(error, SendError::Throttled { .. }) {
@@ -269,26 +301,9 @@ impl OutboxWorker {
                 } else {
                     Failure::Unavailable
                 };
-                self.retry_later(row, error.retry_after(), failure, done)
-                    .await
+                self.retry_later(row, error.retry_after(), failure).await
             }
         }
-    }
-
-    /// Notes a final outcome; the batch writes all of them in one statement at its end.
-    fn finish(
-        &self,
-        row: &Claimed,
-        status: &'static str,
-        failure: Option<Failure>,
-        done: &mut Vec<Finished>,
-    ) -> anyhow::Result<()> {
-        done.push(Finished {
-            outbox_id: row.outbox_id.clone(),
-            status,
-            failure: failure.map(Failure::as_str),
-        });
-        Ok(())
     }
 
     /// Backs off (or honours Retry-After), or gives up after the last attempt.
@@ -297,16 +312,15 @@ impl OutboxWorker {
         row: &Claimed,
         retry_after: Option<Duration>,
         failure: Failure,
-        done: &mut Vec<Finished>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Finished>> {
         // A cancelled broadcast starts no new attempt.
         let broadcast = outbox::find_broadcast(&self.db, &row.broadcast_id).await?;
         if broadcast.is_some_and(|b| b.status == "cancelled") {
-            return self.finish(row, "cancelled", None, done);
+            return Ok(Some(finished(row, "cancelled", None)));
         }
         let retry = self.settings.retry;
         if row.attempts >= i64::from(retry.max_attempts) {
-            return self.finish(row, "failed", Some(failure), done);
+            return Ok(Some(finished(row, "failed", Some(failure))));
         }
         let backoff = ExponentialBuilder::default()
             .with_min_delay(retry.min_delay)
@@ -326,6 +340,16 @@ impl OutboxWorker {
             Some(failure.as_str()),
             false,
         )
-        .await
+        .await?;
+        Ok(None)
+    }
+}
+
+/// A final outcome; the batch writes all of them in one statement at its end.
+fn finished(row: &Claimed, status: &'static str, failure: Option<Failure>) -> Finished {
+    Finished {
+        outbox_id: row.outbox_id.clone(),
+        status,
+        failure: failure.map(Failure::as_str),
     }
 }

@@ -345,7 +345,13 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
 
 #[tokio::test]
 async fn a_running_broadcast_can_be_cancelled() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
+    // One worker claims at most one batch (16) before the cancel lands: the rest must be
+    // cancelled, never sent.
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.outbox.workers = 1;
+    })
+    .await;
     seller_connects(&app, POST_1, SELLER_1).await;
     buyers_write(&app, POST_1, 30).await;
     app.control(json!({ "slow_percent": 100, "slow_ms": 200 }))

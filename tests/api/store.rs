@@ -1,7 +1,7 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations},
+    db::{Db, conversations, outbox},
     domain::SessionInit,
 };
 
@@ -122,4 +122,127 @@ async fn original_payload_text_survives_a_round_trip(engine: Engine) {
 crate::both_engines!(
     original_round_trip,
     original_payload_text_survives_a_round_trip
+);
+
+fn conversation_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c-{i}")).collect()
+}
+
+async fn new_broadcast(db: &Db, conversations: &[String]) -> String {
+    match outbox::create_broadcast(
+        db,
+        &uuid::Uuid::new_v4().to_string(),
+        "P1",
+        "seller",
+        r#"{"type":"TEXT","message":"x"}"#,
+        conversations,
+    )
+    .await
+    .unwrap()
+    {
+        outbox::Created::New(id) => id,
+        outbox::Created::Existing(_) => panic!("expected a new broadcast"),
+    }
+}
+
+/// Claims every due row as `worker` and records `status` for all of them.
+async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
+    let mut total = 0;
+    loop {
+        let rows = outbox::claim_batch(db, worker, 30_000, 100).await.unwrap();
+        if rows.is_empty() {
+            return total;
+        }
+        total += rows.len();
+        let done: Vec<_> = rows
+            .iter()
+            .map(|r| outbox::Finished {
+                outbox_id: r.outbox_id.clone(),
+                status,
+                failure: None,
+            })
+            .collect();
+        assert!(outbox::finish_many(db, worker, &done).await.unwrap());
+    }
+}
+
+async fn a_large_broadcast_is_written_whole_with_distinct_keys(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    // More than two insert chunks, the last one partial.
+    let conversations = conversation_ids(1234);
+    let id = new_broadcast(&db, &conversations).await;
+    assert_eq!(outbox::progress(&db, &id).await.unwrap().pending, 1234);
+    let mut keys = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let rows = outbox::claim_batch(&db, "w", 30_000, 500).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            assert_eq!(row.broadcast_id, id);
+            assert_eq!(row.attempts, 1);
+            assert!(keys.insert(row.idempotency_key), "idempotency keys differ");
+            assert!(seen.insert(row.conversation_id), "one row per conversation");
+        }
+    }
+    assert_eq!(seen.len(), 1234);
+    assert!(seen.contains("c-0") && seen.contains("c-1233"));
+}
+crate::both_engines!(
+    large_broadcast_insert,
+    a_large_broadcast_is_written_whole_with_distinct_keys
+);
+
+async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let first = new_broadcast(&db, &conversation_ids(30)).await;
+    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 0);
+    assert_eq!(finish_all(&db, "w", "sent").await, 30);
+    // A second broadcast still waiting keeps running while the first is marked done.
+    let second = new_broadcast(&db, &conversation_ids(3)).await;
+    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 1);
+    let status = |id: String| {
+        let db = db.clone();
+        async move {
+            outbox::find_broadcast(&db, &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(status(first.clone()).await, "done");
+    assert_eq!(status(second.clone()).await, "running");
+    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 0);
+
+    // Paused with nothing left (its rows ended while it was paused): resuming finishes it.
+    outbox::pause_for_grant(&db, "P1", "seller", "reconsent")
+        .await
+        .unwrap();
+    assert_eq!(status(second.clone()).await, "paused");
+    assert!(
+        outbox::claim_batch(&db, "w", 30_000, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a paused broadcast's rows are not claimed"
+    );
+    outbox::resume_for_grant(&db, "P1", "seller").await.unwrap();
+    assert_eq!(
+        status(second.clone()).await,
+        "running",
+        "rows still pending"
+    );
+    assert_eq!(finish_all(&db, "w", "failed").await, 3);
+    outbox::pause_for_grant(&db, "P1", "seller", "reconsent")
+        .await
+        .unwrap();
+    outbox::resume_for_grant(&db, "P1", "seller").await.unwrap();
+    assert_eq!(status(second).await, "done");
+    assert_eq!(status(first).await, "done");
+}
+crate::both_engines!(
+    broadcast_completion,
+    broadcasts_are_done_only_when_nothing_is_pending
 );

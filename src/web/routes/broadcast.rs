@@ -307,6 +307,5 @@ async fn cancel_broadcast(
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
     db::outbox::cancel(&state.db, &id).await?;
-    db::outbox::complete_if_done(&state.db, &id).await?;
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }
