@@ -118,9 +118,13 @@ pub async fn create_broadcast(
         // minute later) they still describe an outbox without these rows: claims then sort
         // every pending row of the broadcast and outcome updates scan them all instead of
         // using the primary key. Refresh them now, as the manual advises after a bulk load.
-        sqlx::query("analyze broadcasts, outbox")
+        // The broadcast is already stored: a failure here only costs speed until autovacuum.
+        if let Err(error) = sqlx::query("analyze broadcasts, outbox")
             .execute(db.pool())
-            .await?;
+            .await
+        {
+            tracing::warn!(%error, "could not refresh the outbox statistics");
+        }
     }
     Ok(Created::New(broadcast_id))
 }
@@ -178,10 +182,9 @@ impl<'a> Bookkeeping<'a> {
     }
 }
 
-/// Claims up to `limit` due rows of running broadcasts for `lease_ms`, with what sending them
-/// needs from their broadcast. Two workers never get the same row: PostgreSQL skips rows another
-/// transaction holds; SQLite runs one writer at a time, and the outer `where` repeats the lease
-/// condition, so a racing claim updates nothing.
+/// Claims up to `limit` due rows of running broadcasts for `lease_ms`. Two workers never get
+/// the same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a
+/// time, and the outer `where` repeats the lease condition, so a racing claim updates nothing.
 pub async fn claim_batch(
     db: &Db,
     worker: &str,

@@ -156,8 +156,12 @@ impl OutboxWorker {
             outbox::claim_batch(&self.db, &self.id, lease_ms, self.settings.batch as i64).await?;
         if rows.is_empty() {
             // The queue ran dry: mark what this process finished as done, once.
-            if self.finished_rows.swap(false, Ordering::AcqRel) {
-                outbox::complete_finished(&self.db).await?;
+            if self.finished_rows.swap(false, Ordering::AcqRel)
+                && let Err(error) = outbox::complete_finished(&self.db).await
+            {
+                // Try again on the next dry run rather than leave a finished broadcast running.
+                self.finished_rows.store(true, Ordering::Release);
+                return Err(error);
             }
             return Ok(ExecutionOutcome::EmptyQueue);
         }
@@ -205,11 +209,11 @@ impl OutboxWorker {
         if !outbox::finish_many(&self.db, &self.id, &done).await? {
             tracing::warn!("lost a lease before recording a batch's outcomes");
         }
-        if let Some(error) = failed {
-            return Err(error);
-        }
         self.finished_rows.store(true, Ordering::Release);
-        Ok(ExecutionOutcome::TaskCompleted)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(ExecutionOutcome::TaskCompleted),
+        }
     }
 
     /// What sending for a broadcast needs, or `None` when its seller's token cannot be had now
