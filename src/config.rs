@@ -40,7 +40,6 @@ pub struct Settings {
     pub return_hosts: Vec<String>,
     /// How long the link session initialization hands out stays usable.
     pub entry_link_ttl: Duration,
-    pub send_retry: crate::services::messaging::RetryPolicy,
     /// Sends per minute this instance may make to Divar, all kinds together; 0 = unlimited.
     pub rate_limit_per_minute: u32,
     pub outbox: crate::worker::outbox::OutboxSettings,
@@ -320,12 +319,11 @@ impl Settings {
             completion_url,
             return_hosts,
             entry_link_ttl: Duration::from_secs(5 * 60),
-            send_retry: Default::default(),
             rate_limit_per_minute,
             outbox: crate::worker::outbox::OutboxSettings {
                 workers: outbox_workers as usize,
                 lease: Duration::from_secs(outbox_lease.into()),
-                retry: crate::services::messaging::RetryPolicy {
+                retry: crate::services::delivery::RetryPolicy {
                     max_attempts: outbox_attempts,
                     ..Default::default()
                 },

@@ -56,13 +56,7 @@ impl Application {
             pacer.clone(),
             settings.outbox,
         );
-        let messaging = Messaging::new(
-            db.clone(),
-            vault.clone(),
-            api.clone(),
-            settings.send_retry,
-            pacer,
-        );
+        let messaging = Messaging::new(db.clone(), outbox.wake_handle());
         let state = AppState {
             db: db.clone(),
             settings: Arc::new(settings),

@@ -172,3 +172,41 @@ pub async fn record_seen(db: &Db, conversation_id: &str, post_token: &str) -> an
     .await?;
     Ok(())
 }
+
+/// Who a broadcast of a post reaches: the post's conversations known at `as_of`, except those
+/// recorded with another seller (the seller's other account, or a post that changed hands).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipients {
+    pub conversation_ids: Vec<String>,
+    pub other_seller: usize,
+}
+
+/// The confirm step and the broadcast it confirms both ask with the same `as_of`, so the count
+/// the seller saw is the list that is sent to.
+pub async fn recipients_for_post(
+    db: &Db,
+    post_token: &str,
+    seller_id: &str,
+    as_of: i64,
+) -> anyhow::Result<Recipients> {
+    let rows = sqlx::query(
+        "select conversation_id, seller_id from conversations
+         where post_token = $1 and created_at <= $2 order by created_at, conversation_id",
+    )
+    .bind(post_token)
+    .bind(as_of)
+    .fetch_all(db.pool())
+    .await?;
+    let mut recipients = Recipients::default();
+    for row in rows {
+        let seller: Option<String> = row.try_get("seller_id")?;
+        if seller.is_some_and(|s| s != seller_id) {
+            recipients.other_seller += 1;
+        } else {
+            recipients
+                .conversation_ids
+                .push(row.try_get("conversation_id")?);
+        }
+    }
+    Ok(recipients)
+}

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, now_ms};
+use super::{Db, now_ms, outbox};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRow {
@@ -24,13 +24,15 @@ pub enum Inserted {
     Existing(MessageRow),
 }
 
-/// Records a message about to be sent, unless its idempotency key is already taken.
-pub async fn insert(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted> {
+/// Records a message and queues it for the outbox in one transaction, unless its idempotency
+/// key is already taken (a double submit): then nothing is written and the first is returned.
+pub async fn insert_queued(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted> {
     let now = now_ms();
+    let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status, failure,
              attempts, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, null, 0, $7, $7)
+         values ($1, $2, $3, $4, $5, 'sending', null, 0, $6, $6)
          on conflict (idempotency_key) do nothing",
     )
     .bind(&row.message_id)
@@ -38,53 +40,72 @@ pub async fn insert(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted> {
     .bind(&row.conversation_id)
     .bind(&row.user_id)
     .bind(&row.body)
-    .bind(&row.status)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() == 1 {
-        return Ok(Inserted::New);
+    if done.rows_affected() == 0 {
+        let existing = sqlx::query(&format!("{SELECT} where idempotency_key = $1"))
+            .bind(&row.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(Inserted::Existing(from_row(&existing)?));
     }
-    let existing = sqlx::query(&format!("{SELECT} where idempotency_key = $1"))
-        .bind(&row.idempotency_key)
-        .fetch_one(db.pool())
-        .await?;
-    Ok(Inserted::Existing(from_row(&existing)?))
+    outbox::enqueue_message(
+        &mut tx,
+        &row.message_id,
+        &row.conversation_id,
+        &row.idempotency_key,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Inserted::New)
 }
 
-/// Moves a message to `sending` for another try, unless it is already sending or sent.
-pub async fn claim_for_resend(db: &Db, message_id: &str, user_id: &str) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "update messages set status = 'sending', failure = null, updated_at = $1
-         where message_id = $2 and user_id = $3 and status = 'failed'",
-    )
-    .bind(now_ms())
-    .bind(message_id)
-    .bind(user_id)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Which failed messages to queue again.
+pub enum Requeue<'a> {
+    /// One message the person asked to send again (not a blocked chat's).
+    One(&'a str),
+    /// Every message of this conversation that failed for want of consent, now given again.
+    AfterReconsent { conversation_id: &'a str },
 }
 
-pub async fn record_outcome(
-    db: &Db,
-    message_id: &str,
-    status: &str,
-    failure: Option<&str>,
-    attempts: i64,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "update messages set status = $1, failure = $2, attempts = attempts + $3, updated_at = $4
-         where message_id = $5",
-    )
-    .bind(status)
-    .bind(failure)
-    .bind(attempts)
-    .bind(now_ms())
-    .bind(message_id)
-    .execute(db.pool())
-    .await?;
-    Ok(())
+/// Moves failed messages of `user_id` back to `sending` and their outbox rows back to the
+/// queue, under their original idempotency keys. Returns the ids of the messages queued.
+pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Result<Vec<String>> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let query = match which {
+        Requeue::One(message_id) => sqlx::query(
+            "update messages set status = 'sending', failure = null, updated_at = $1
+             where user_id = $2 and message_id = $3 and status = 'failed'
+               and (failure is null or failure <> 'recipient_restricted')
+             returning message_id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(message_id),
+        Requeue::AfterReconsent { conversation_id } => sqlx::query(
+            "update messages set status = 'sending', failure = null, updated_at = $1
+             where user_id = $2 and conversation_id = $3 and status = 'failed' and failure = 'reconsent'
+             returning message_id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(conversation_id),
+    };
+    let ids = query
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("message_id"))
+        .collect::<Result<Vec<String>, _>>()?;
+    for id in &ids {
+        outbox::requeue_message(&mut tx, id, now).await?;
+    }
+    tx.commit().await?;
+    Ok(ids)
 }
 
 pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow>> {

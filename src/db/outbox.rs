@@ -1,4 +1,5 @@
-//! Broadcasts and their outbox: one row per conversation, claimed by workers under a lease.
+//! The outbox: one row per message to deliver (a single send, or one conversation of a
+//! broadcast), claimed by workers under a lease.
 
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
@@ -16,16 +17,38 @@ pub struct Broadcast {
     pub created_at: i64,
 }
 
+/// What an outbox row delivers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// One conversation of a seller's broadcast.
+    Broadcast(String),
+    /// A message a person sent from the composer.
+    Message(String),
+}
+
 /// A row a worker has claimed and must finish, reschedule or release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub outbox_id: String,
-    pub broadcast_id: String,
+    pub source: Source,
     pub conversation_id: String,
     pub idempotency_key: String,
     /// Including the attempt just claimed.
     pub attempts: i64,
 }
+
+/// Which rows a worker takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// Single sends first, then broadcast rows.
+    All,
+    /// Single sends only: the express worker, which a person's send wakes.
+    InteractiveOnly,
+}
+
+/// `priority` of an outbox row: lower is claimed first.
+const PRIORITY_INTERACTIVE: i64 = 0;
+const PRIORITY_BULK: i64 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -88,21 +111,24 @@ pub async fn create_broadcast(
     for chunk in conversation_ids.chunks(OUTBOX_INSERT_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let n = 3 + 3 * i;
+                let n = 4 + 3 * i;
                 format!(
-                    "(${n}, $1, ${}, ${}, 'pending', null, 0, $2, null, null, $2, $2)",
+                    "(${n}, $1, null, ${}, ${}, $3, 'pending', null, 0, $2, null, null, $2, $2)",
                     n + 1,
                     n + 2
                 )
             })
             .collect();
         let sql = format!(
-            "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure,
-                 attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+            "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, idempotency_key, priority,
+                 status, failure, attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
              values {}",
             values.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(&broadcast_id).bind(now);
+        let mut query = sqlx::query(&sql)
+            .bind(&broadcast_id)
+            .bind(now)
+            .bind(PRIORITY_BULK);
         // Time-ordered ids append to the indexes instead of landing all over them.
         for conversation_id in chunk {
             query = query
@@ -127,6 +153,50 @@ pub async fn create_broadcast(
         }
     }
     Ok(Created::New(broadcast_id))
+}
+
+/// Queues a single send inside the caller's transaction (the one that records the message),
+/// due at once and ahead of broadcast rows.
+pub async fn enqueue_message(
+    tx: &mut Transaction<'_, Any>,
+    message_id: &str,
+    conversation_id: &str,
+    idempotency_key: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, idempotency_key, priority,
+             status, failure, attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+         values ($1, null, $2, $3, $4, $5, 'pending', null, 0, $6, null, null, $6, $6)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(message_id)
+    .bind(conversation_id)
+    .bind(idempotency_key)
+    .bind(PRIORITY_INTERACTIVE)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Puts a message's row back in the queue for a fresh series of attempts, inside the caller's
+/// transaction (the one that moves the message back to `sending`).
+pub async fn requeue_message(
+    tx: &mut Transaction<'_, Any>,
+    message_id: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update outbox set status = 'pending', failure = null, attempts = 0, next_attempt_at = $1,
+             locked_until = null, locked_by = null, updated_at = $1
+         where message_id = $2 and status = 'failed'",
+    )
+    .bind(now)
+    .bind(message_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Where outbox bookkeeping (claims, outcomes, completion) runs.
@@ -182,14 +252,16 @@ impl<'a> Bookkeeping<'a> {
     }
 }
 
-/// Claims up to `limit` due rows of running broadcasts for `lease_ms`. Two workers never get
-/// the same row: PostgreSQL skips rows another transaction holds; SQLite runs one writer at a
-/// time, and the outer `where` repeats the lease condition, so a racing claim updates nothing.
+/// Claims up to `limit` due rows for `lease_ms`: single sends first, then rows of running
+/// broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
+/// holds; SQLite runs one writer at a time, and the outer `where` repeats the lease condition,
+/// so a racing claim updates nothing.
 pub async fn claim_batch(
     db: &Db,
     worker: &str,
     lease_ms: i64,
     limit: i64,
+    lanes: Lanes,
 ) -> anyhow::Result<Vec<Claimed>> {
     let now = now_ms();
     // The one dialect switch of the outbox: only PostgreSQL has SKIP LOCKED.
@@ -197,23 +269,28 @@ pub async fn claim_batch(
         Backend::Postgres => "for update of o skip locked",
         Backend::Sqlite => "",
     };
+    let lane_clause = match lanes {
+        Lanes::All => "",
+        Lanes::InteractiveOnly => "and o.priority = 0",
+    };
     // The pick is a CTE: PostgreSQL evaluates it once, so LIMIT bounds the claim (a plain
     // `IN (subquery)` may be re-run and claim more rows than asked for).
     let sql = format!(
         "with picked as (
              select o.outbox_id from outbox o
-             where o.status = 'pending' and o.next_attempt_at <= $3
+             where o.status = 'pending' {lane_clause} and o.next_attempt_at <= $3
                and (o.locked_until is null or o.locked_until < $3)
-               and exists (select 1 from broadcasts b
-                           where b.broadcast_id = o.broadcast_id and b.status = 'running')
-             order by o.next_attempt_at, o.outbox_id
+               and (o.broadcast_id is null
+                    or exists (select 1 from broadcasts b
+                               where b.broadcast_id = o.broadcast_id and b.status = 'running'))
+             order by o.priority, o.next_attempt_at, o.outbox_id
              limit $4 {lock_clause})
          update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
          from picked
          where outbox.outbox_id = picked.outbox_id
            and outbox.status = 'pending' and (outbox.locked_until is null or outbox.locked_until < $3)
-         returning outbox.outbox_id, outbox.broadcast_id, outbox.conversation_id, outbox.idempotency_key,
-             outbox.attempts"
+         returning outbox.outbox_id, outbox.broadcast_id, outbox.message_id, outbox.conversation_id,
+             outbox.idempotency_key, outbox.attempts"
     );
     let mut book = Bookkeeping::begin(db).await?;
     let rows = book
@@ -228,9 +305,16 @@ pub async fn claim_batch(
     book.commit().await?;
     rows.iter()
         .map(|r| -> anyhow::Result<Claimed> {
+            let broadcast: Option<String> = r.try_get("broadcast_id")?;
+            let message: Option<String> = r.try_get("message_id")?;
+            let source = match (broadcast, message) {
+                (Some(b), None) => Source::Broadcast(b),
+                (None, Some(m)) => Source::Message(m),
+                _ => anyhow::bail!("an outbox row must belong to one broadcast or one message"),
+            };
             Ok(Claimed {
                 outbox_id: r.try_get("outbox_id")?,
-                broadcast_id: r.try_get("broadcast_id")?,
+                source,
                 conversation_id: r.try_get("conversation_id")?,
                 idempotency_key: r.try_get("idempotency_key")?,
                 attempts: r.try_get("attempts")?,
@@ -243,12 +327,15 @@ pub async fn claim_batch(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
     pub outbox_id: String,
+    /// Set for a single send: its message takes the same outcome.
+    pub message_id: Option<String>,
     /// `sent`, `failed` or `cancelled`.
     pub status: &'static str,
     pub failure: Option<&'static str>,
 }
 
-/// Records final outcomes for rows this worker holds, one statement per distinct outcome.
+/// Records final outcomes for rows this worker holds, one statement per distinct outcome, and
+/// the same outcome on the messages of single sends, in one transaction.
 /// Returns false when some lease was lost (another worker took the row over).
 pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow::Result<bool> {
     if outcomes.is_empty() {
@@ -281,6 +368,23 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             query = query.bind(id);
         }
         updated += book.execute(query).await?;
+    }
+    for outcome in outcomes {
+        let Some(message_id) = &outcome.message_id else {
+            continue;
+        };
+        book.execute(
+            sqlx::query(
+                "update messages set status = $1, failure = $2, updated_at = $3,
+                     attempts = (select o.attempts from outbox o where o.message_id = $4)
+                 where message_id = $4 and status = 'sending'",
+            )
+            .bind(outcome.status)
+            .bind(outcome.failure)
+            .bind(now_ms())
+            .bind(message_id),
+        )
+        .await?;
     }
     book.commit().await?;
     Ok(updated == outcomes.len() as u64)
@@ -332,31 +436,6 @@ pub async fn list_broadcasts(
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(broadcast_from_row).collect()
-}
-
-pub async fn set_broadcast_status(
-    db: &Db,
-    broadcast_id: &str,
-    from: &[&str],
-    to: &str,
-    reason: Option<&str>,
-) -> anyhow::Result<bool> {
-    let allowed = from
-        .iter()
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let done = sqlx::query(&format!(
-        "update broadcasts set status = $1, paused_reason = $2, updated_at = $3
-         where broadcast_id = $4 and status in ({allowed})"
-    ))
-    .bind(to)
-    .bind(reason)
-    .bind(now_ms())
-    .bind(broadcast_id)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Pauses every running broadcast of a seller's post (their token stopped working).
@@ -463,24 +542,87 @@ pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
     Ok(progress)
 }
 
-/// Conversations whose delivery failed, with why.
-pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// A conversation of a broadcast that did not get the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRecipient {
+    pub failure: Option<String>,
+    pub attempts: i64,
+    /// When the last attempt ended.
+    pub failed_at: i64,
+    /// When the add-on first learnt of the conversation (it has no other person-facing name).
+    pub conversation_seen_at: Option<i64>,
+}
+
+/// Conversations whose delivery failed, with why and when, oldest conversation first.
+pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedRecipient>> {
     let rows = sqlx::query(
-        "select conversation_id, failure from outbox where broadcast_id = $1 and status = 'failed'
-         order by conversation_id limit 500",
+        "select o.failure, o.attempts, o.updated_at, c.created_at as seen_at
+         from outbox o left join conversations c on c.conversation_id = o.conversation_id
+         where o.broadcast_id = $1 and o.status = 'failed'
+         order by c.created_at, o.conversation_id limit 500",
     )
     .bind(broadcast_id)
     .fetch_all(db.pool())
     .await?;
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get("conversation_id")?,
-                r.try_get::<Option<String>, _>("failure")?
-                    .unwrap_or_default(),
-            ))
+            Ok(FailedRecipient {
+                failure: r.try_get("failure")?,
+                attempts: r.try_get("attempts")?,
+                failed_at: r.try_get("updated_at")?,
+                conversation_seen_at: r.try_get("seen_at")?,
+            })
         })
         .collect()
+}
+
+/// Queues a finished broadcast's failed rows again, except the blocked chats (a 412 cannot
+/// change by retrying). Each row keeps its idempotency key, so a conversation Divar did reach
+/// despite the failure is not messaged twice. Returns how many rows were queued.
+pub async fn retry_failed(db: &Db, broadcast_id: &str) -> anyhow::Result<u64> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let reopened = sqlx::query(
+        "update broadcasts set status = 'running', updated_at = $1
+         where broadcast_id = $2 and status = 'done'",
+    )
+    .bind(now)
+    .bind(broadcast_id)
+    .execute(&mut *tx)
+    .await?;
+    if reopened.rows_affected() == 0 {
+        return Ok(0);
+    }
+    let queued = sqlx::query(
+        "update outbox set status = 'pending', failure = null, attempts = 0, next_attempt_at = $1,
+             locked_until = null, locked_by = null, updated_at = $1
+         where broadcast_id = $2 and status = 'failed'
+           and (failure is null or failure <> 'recipient_restricted')",
+    )
+    .bind(now)
+    .bind(broadcast_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if queued == 0 {
+        // Nothing worth retrying: leave the broadcast as it was.
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// Whether a broadcast was cancelled (a worker asks before a row that waited for its turn).
+pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
+    let row = sqlx::query("select status from broadcasts where broadcast_id = $1")
+        .bind(broadcast_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<String, _>("status")? == "cancelled",
+        None => false,
+    })
 }
 
 const BROADCAST: &str =

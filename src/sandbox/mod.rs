@@ -220,7 +220,6 @@ pub async fn launch_with(
         completion_url: Url::parse(&sandbox.url("/completion"))?,
         return_hosts: vec!["divar.ir".into(), host.clone()],
         entry_link_ttl: Duration::from_secs(5 * 60),
-        send_retry: Default::default(),
         rate_limit_per_minute: 0,
         outbox: Default::default(),
     };

@@ -1,17 +1,48 @@
-//! One token bucket for every message call this instance makes to Divar.
+//! One token bucket for every message call this instance makes to Divar, with a lane for sends a
+//! person is waiting for.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+
+/// Who is waiting for a send: a person (single sends) or nobody in particular (broadcasts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Interactive,
+    Bulk,
+}
 
 /// Paces outgoing sends to at most `per_minute` in any 60-second window; `None` is unlimited.
+/// Interactive sends take the next free turn ahead of every waiting bulk send.
 #[derive(Clone, Default)]
 pub struct Pacer {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     per_minute: u32,
-    /// Waiters take turns first-come first-served, so no sender starves (an outbox worker
-    /// holding leased rows must get its turn before the leases run out).
+    /// Waiters take turns first-come first-served within a lane, so no sender starves (an
+    /// outbox worker holding leased rows must get its turn before the leases run out).
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// Interactive sends waiting for a turn; bulk sends stand back while there are any.
+    interactive: Arc<AtomicUsize>,
+    interactive_done: Arc<Notify>,
+}
+
+/// Counts an interactive waiter for as long as it waits.
+struct Waiting<'a>(&'a Pacer);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.interactive.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.interactive_done.notify_waiters();
+        }
+    }
 }
 
 impl Pacer {
@@ -28,7 +59,7 @@ impl Pacer {
         Self {
             limiter: Some(Arc::new(RateLimiter::direct(quota))),
             per_minute,
-            turn: Arc::default(),
+            ..Self::default()
         }
     }
 
@@ -37,11 +68,85 @@ impl Pacer {
         self.limiter.as_ref().map(|_| self.per_minute)
     }
 
-    /// Waits for this instance's turn to send.
-    pub async fn ready(&self) {
-        if let Some(limiter) = &self.limiter {
-            let _turn = self.turn.lock().await;
-            limiter.until_ready().await;
+    /// Waits for this instance's turn to send; returns how long that took.
+    pub async fn ready(&self, lane: Lane) -> Duration {
+        let Some(limiter) = &self.limiter else {
+            return Duration::ZERO;
+        };
+        let started = Instant::now();
+        match lane {
+            Lane::Interactive => {
+                self.interactive.fetch_add(1, Ordering::AcqRel);
+                let _waiting = Waiting(self);
+                let _turn = self.turn.lock().await;
+                limiter.until_ready().await;
+            }
+            Lane::Bulk => loop {
+                self.interactive_gone().await;
+                let turn = self.turn.lock().await;
+                // An interactive send may have queued while this one waited for the lock.
+                if self.interactive.load(Ordering::Acquire) > 0 {
+                    drop(turn);
+                    continue;
+                }
+                limiter.until_ready().await;
+                break;
+            },
         }
+        started.elapsed()
+    }
+
+    async fn interactive_gone(&self) {
+        loop {
+            let notified = self.interactive_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.interactive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn interactive_sends_go_before_waiting_bulk_sends() {
+        // 600/min: one turn every ~102 ms.
+        let pacer = Pacer::per_minute(600);
+        pacer.ready(Lane::Bulk).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            tasks.spawn(async move {
+                pacer.ready(Lane::Bulk).await;
+                order.lock().unwrap().push(format!("bulk{i}"));
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..2 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            tasks.spawn(async move {
+                pacer.ready(Lane::Interactive).await;
+                order.lock().unwrap().push(format!("person{i}"));
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let order = order.lock().unwrap().clone();
+        // At most the bulk send already holding the turn goes first.
+        let first_person = order.iter().position(|o| o.starts_with("person")).unwrap();
+        assert!(first_person <= 1, "{order:?}");
+        assert!(order[first_person + 1].starts_with("person"), "{order:?}");
+    }
+
+    #[tokio::test]
+    async fn unpaced_sends_never_wait() {
+        let pacer = Pacer::per_minute(0);
+        assert_eq!(pacer.ready(Lane::Bulk).await, Duration::ZERO);
+        assert_eq!(pacer.limit_per_minute(), None);
     }
 }

@@ -163,7 +163,6 @@ pub struct HistoryRow {
     pub status_tone: &'static str,
     pub reason: Option<&'static str>,
     pub time: String,
-    pub can_resend: bool,
 }
 
 #[derive(Template)]
@@ -171,8 +170,24 @@ pub struct HistoryRow {
 pub struct HistoryPage {
     pub asset_version: &'static str,
     pub rows: Vec<HistoryRow>,
-    pub notice: Option<String>,
-    pub notice_tone: &'static str,
+}
+
+/// A message's live status, where every send leads.
+#[derive(Template)]
+#[template(path = "pages/message_status.html")]
+pub struct MessageStatusPage {
+    pub asset_version: &'static str,
+    pub message_id: String,
+    pub sending: bool,
+    pub label: &'static str,
+    pub tone: &'static str,
+    pub reason: Option<&'static str>,
+    pub can_resend: bool,
+    pub needs_reconnect: bool,
+    pub notice: Option<&'static str>,
+    pub time: String,
+    pub preview: PreviewView,
+    pub app_title: &'static str,
 }
 
 #[derive(Template)]
@@ -191,6 +206,19 @@ pub struct MessagePage {
 pub fn tehran_time(epoch_ms: i64) -> String {
     let seconds = (epoch_ms / 1000 + 12_600).rem_euclid(86_400);
     persian_digits(&format!("{:02}:{:02}", seconds / 3600, seconds % 3600 / 60))
+}
+
+/// When, relative to today in Tehran: «امروز ۱۴:۳۰», «دیروز ۰۹:۱۵», «۳ روز پیش ۱۸:۰۰»
+/// (no calendar to get wrong: Divar's users read Solar Hijri dates).
+pub fn tehran_date_time(epoch_ms: i64) -> String {
+    let day = |ms: i64| (ms / 1000 + 12_600).div_euclid(86_400);
+    let days_ago = day(crate::db::now_ms()) - day(epoch_ms);
+    let when = match days_ago {
+        ..=0 => "امروز".to_string(),
+        1 => "دیروز".to_string(),
+        n => persian_digits(&format!("{n} روز پیش")),
+    };
+    format!("{when} {}", tehran_time(epoch_ms))
 }
 
 pub fn persian_digits(text: &str) -> String {
@@ -228,7 +256,15 @@ pub struct PostPage {
 #[template(path = "pages/broadcast_confirm.html")]
 pub struct BroadcastConfirmPage {
     pub asset_version: &'static str,
-    pub recipients: usize,
+    /// The count, as the seller reads it.
+    pub recipients: String,
+    /// The same count and the moment it was taken: the confirm form carries both, and the
+    /// broadcast goes to exactly that list (or the seller is asked again).
+    pub expected: usize,
+    pub as_of: i64,
+    /// Known conversations of the post that will not get it, and why.
+    pub excluded: Option<String>,
+    pub notice: Option<&'static str>,
     /// The composer's fields, carried to the confirm form.
     pub hidden: Vec<(String, String)>,
     pub preview: PreviewView,
@@ -248,5 +284,13 @@ pub struct BroadcastPage {
     pub failed: i64,
     pub pending: i64,
     pub done: i64,
-    pub failures: Vec<(String, &'static str)>,
+    /// Counts may still change: the page keeps polling.
+    pub live: bool,
+    /// Once a cancelled broadcast has settled: who got it before the cancel.
+    pub cancelled_note: Option<String>,
+    /// Each conversation that did not get it: what happened, and when.
+    pub failures: Vec<String>,
+    /// The retry button's label, when some failed conversations may still be reached.
+    pub retry_offer: Option<String>,
+    pub restricted_note: Option<String>,
 }

@@ -1,6 +1,7 @@
-//! Delivers broadcasts: workers claim outbox rows under a lease, send, and record the outcome.
-//! A row recorded as sent is never sent again; a crashed worker's lease expires and another
-//! takes the row over, with the same idempotency key.
+//! Delivers everything the add-on sends: single messages and broadcasts. Workers claim outbox
+//! rows under a lease, send, and record the outcome. A row recorded as sent is never sent
+//! again; a crashed worker's lease expires and another takes the row over, with the same
+//! idempotency key.
 
 use std::{
     collections::HashMap,
@@ -11,20 +12,21 @@ use std::{
     time::Duration,
 };
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::SecretString;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     db::{
         Db,
         grants::Subject,
-        now_ms,
-        outbox::{self, Claimed},
+        messages, now_ms,
+        outbox::{self, Claimed, Lanes, Source},
     },
-    kenar::api::{KenarApi, SendError},
+    kenar::api::KenarApi,
     services::{
-        messaging::{Failure, RetryPolicy},
-        pacing::Pacer,
+        delivery::{self, Failure, RetryPolicy, Verdict},
+        pacing::{Lane, Pacer},
         vault::{Vault, VaultError},
     },
 };
@@ -37,24 +39,28 @@ pub enum ExecutionOutcome {
 
 pub use outbox::Finished;
 
-/// What sending for one broadcast needs, looked up once per batch.
-struct Sender {
-    body: serde_json::Value,
-    token: secrecy::SecretString,
-    post_token: String,
-    user_id: String,
-}
+/// A broadcast row that waited at least this long for its turn asks whether its broadcast was
+/// cancelled meanwhile; one sent at once needs no extra read.
+const CANCEL_CHECK_AFTER: Duration = Duration::from_millis(50);
+
+/// While a paced batch's rows wait for their turns, how often the batch looks for a cancel.
+const CANCEL_POLL: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxSettings {
+    /// Workers that take every kind of row; one more, the express worker, takes single sends
+    /// only, so a person's message never waits behind a broadcast's batch.
     pub workers: usize,
     /// Rows one worker claims at a time (one claim, one token lookup and one outcome write for
-    /// all of them) and sends together: at most `workers × batch` calls are in flight.
+    /// all of them) and sends together: at most `(workers + 1) × batch` calls are in flight.
     pub batch: usize,
     /// How long a claimed row stays with its worker before others may take it over.
     pub lease: Duration,
+    /// Broadcast rows: patient, nobody is watching each one.
     pub retry: RetryPolicy,
-    /// Sleep when there is nothing to do.
+    /// Single sends: a person is waiting, so fewer and shorter waits.
+    pub interactive_retry: RetryPolicy,
+    /// Sleep when there is nothing to do (a single send wakes a worker at once).
     pub idle: Duration,
 }
 
@@ -68,9 +74,32 @@ impl Default for OutboxSettings {
                 max_attempts: 8,
                 ..RetryPolicy::default()
             },
+            interactive_retry: RetryPolicy::default(),
             idle: Duration::from_millis(250),
         }
     }
+}
+
+/// What sending one kind of row needs, looked up once per batch.
+struct Sender {
+    body: serde_json::Value,
+    token: SecretString,
+    /// Whose grant the token is.
+    subject: Subject,
+    subject_id: String,
+    user_id: String,
+    lane: Lane,
+    retry: RetryPolicy,
+}
+
+/// A sender, or why the rows that need it cannot go now.
+enum Prepared {
+    Ready(Sender),
+    /// Put the rows back, as if never tried (the seller must reconnect, or Divar's OAuth
+    /// server is away).
+    Later,
+    /// A final outcome for the rows.
+    Fail(Failure),
 }
 
 #[derive(Clone)]
@@ -80,8 +109,11 @@ pub struct OutboxWorker {
     api: KenarApi,
     pacer: Pacer,
     settings: OutboxSettings,
+    lanes: Lanes,
     /// Names this worker's leases.
     id: String,
+    /// Notified when a single send is committed.
+    wake: Arc<Notify>,
     /// Set when a worker of this pool finished rows since the last completion check. Starts set,
     /// so a restarted process completes broadcasts whose last rows an earlier one recorded.
     finished_rows: Arc<AtomicBool>,
@@ -99,7 +131,7 @@ impl OutboxWorker {
         // of one is sent well within its lease, even with all workers sharing the budget.
         if let Some(per_minute) = pacer.limit_per_minute() {
             let per_lease = u64::from(per_minute) * settings.lease.as_secs() / 60;
-            let fits = per_lease / 2 / settings.workers.max(1) as u64;
+            let fits = per_lease / 2 / (settings.workers as u64 + 1);
             settings.batch = settings.batch.min(fits.max(1) as usize);
         }
         Self {
@@ -108,21 +140,37 @@ impl OutboxWorker {
             api,
             pacer,
             settings,
+            lanes: Lanes::All,
             id: uuid::Uuid::new_v4().to_string(),
+            wake: Arc::new(Notify::new()),
             finished_rows: Arc::new(AtomicBool::new(true)),
         }
     }
 
-    /// Runs `settings.workers` loops until `shutdown`; each finishes its current row first.
+    /// What the web side notifies when it commits a single send.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The express worker: single sends only.
+    pub fn express(&self) -> Self {
+        Self {
+            lanes: Lanes::InteractiveOnly,
+            id: uuid::Uuid::new_v4().to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Runs `settings.workers` loops and the express worker until `shutdown`; each finishes
+    /// its current batch first.
     pub fn spawn_pool(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.settings.workers)
-            .map(|_| {
-                let worker = Self {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    ..self.clone()
-                };
-                tokio::spawn(worker.run_until_stopped(shutdown.clone()))
-            })
+        let general = (0..self.settings.workers).map(|_| Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            ..self.clone()
+        });
+        std::iter::once(self.express())
+            .chain(general)
+            .map(|worker| tokio::spawn(worker.run_until_stopped(shutdown.clone())))
             .collect()
     }
 
@@ -142,6 +190,7 @@ impl OutboxWorker {
             if let Some(pause) = pause {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
+                    _ = self.wake.notified() => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
@@ -152,8 +201,14 @@ impl OutboxWorker {
     /// the queue step by step.
     pub async fn try_execute_task(&self) -> anyhow::Result<ExecutionOutcome> {
         let lease_ms = self.settings.lease.as_millis() as i64;
-        let rows =
-            outbox::claim_batch(&self.db, &self.id, lease_ms, self.settings.batch as i64).await?;
+        let rows = outbox::claim_batch(
+            &self.db,
+            &self.id,
+            lease_ms,
+            self.settings.batch as i64,
+            self.lanes,
+        )
+        .await?;
         if rows.is_empty() {
             // The queue ran dry: mark what this process finished as done, once.
             if self.finished_rows.swap(false, Ordering::AcqRel)
@@ -165,22 +220,48 @@ impl OutboxWorker {
             }
             return Ok(ExecutionOutcome::EmptyQueue);
         }
-        // One broadcast and one token per broadcast in the batch, not per row.
-        let mut senders: HashMap<&str, Option<Sender>> = HashMap::new();
+        // One lookup (and one token) per broadcast or message in the batch, not per row.
+        let mut senders: HashMap<&Source, Prepared> = HashMap::new();
         for row in &rows {
-            if !senders.contains_key(row.broadcast_id.as_str()) {
-                let sender = self.sender_for(&row.broadcast_id).await?;
-                senders.insert(&row.broadcast_id, sender);
+            if !senders.contains_key(&row.source) {
+                let prepared = self.prepare(&row.source).await?;
+                senders.insert(&row.source, prepared);
             }
         }
         // The batch's rows go out together (still one at a time through the pacer): a batch
         // lasts about as long as its slowest call, so a slow Divar does not keep claimed rows
         // unrecorded, and off the progress page, for one round trip after another.
-        let outcomes = futures::future::join_all(rows.iter().map(|row| async {
-            match &senders[row.broadcast_id.as_str()] {
-                Some(sender) => self.deliver(row, sender).await,
-                // The seller must reconnect (or Divar is unreachable); the row waits a little.
-                None => outbox::reschedule(
+        // Paced rows may wait long for their turns: a cancel stops the waiting ones.
+        let cancels: HashMap<&Source, CancellationToken> = rows
+            .iter()
+            .filter(|row| matches!(row.source, Source::Broadcast(_)))
+            .map(|row| (&row.source, CancellationToken::new()))
+            .collect();
+        let watch = async {
+            if self.pacer.limit_per_minute().is_none() || cancels.is_empty() {
+                return std::future::pending().await;
+            }
+            loop {
+                tokio::time::sleep(CANCEL_POLL).await;
+                for (source, token) in &cancels {
+                    let cancelled = match source {
+                        Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+                        Source::Message(_) => Ok(false),
+                    };
+                    if cancelled.unwrap_or(false) {
+                        token.cancel();
+                    }
+                }
+            }
+        };
+        let sends = futures::future::join_all(rows.iter().map(|row| async {
+            match &senders[&row.source] {
+                Prepared::Ready(sender) => {
+                    self.deliver(row, sender, cancels.get(&row.source)).await
+                }
+                Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(*failure)))),
+                // The row waits a little, its attempt not counted.
+                Prepared::Later => outbox::reschedule(
                     &self.db,
                     &row.outbox_id,
                     &self.id,
@@ -191,8 +272,11 @@ impl OutboxWorker {
                 .await
                 .map(|()| None),
             }
-        }))
-        .await;
+        }));
+        let outcomes = tokio::select! {
+            outcomes = sends => outcomes,
+            never = watch => never,
+        };
         let mut done = Vec::with_capacity(rows.len());
         let mut failed = None;
         for outcome in outcomes {
@@ -216,59 +300,99 @@ impl OutboxWorker {
         }
     }
 
-    /// What sending for a broadcast needs, or `None` when its seller's token cannot be had now
-    /// (the broadcast is then paused, or retried later).
-    async fn sender_for(&self, broadcast_id: &str) -> anyhow::Result<Option<Sender>> {
-        let Some(broadcast) = outbox::find_broadcast(&self.db, broadcast_id).await? else {
-            anyhow::bail!("outbox rows without their broadcast {broadcast_id}");
-        };
+    /// What sending a broadcast's or a message's rows needs.
+    async fn prepare(&self, source: &Source) -> anyhow::Result<Prepared> {
+        match source {
+            Source::Broadcast(id) => {
+                let Some(b) = outbox::find_broadcast(&self.db, id).await? else {
+                    anyhow::bail!("outbox rows without their broadcast {id}");
+                };
+                let sender = Sender {
+                    body: serde_json::from_str(&b.body)?,
+                    token: SecretString::from(String::new()),
+                    subject: Subject::Post,
+                    subject_id: b.post_token,
+                    user_id: b.user_id,
+                    lane: Lane::Bulk,
+                    retry: self.settings.retry,
+                };
+                self.with_token(sender).await
+            }
+            Source::Message(id) => {
+                let Some(m) = messages::find(&self.db, id).await? else {
+                    anyhow::bail!("an outbox row without its message {id}");
+                };
+                let sender = Sender {
+                    body: serde_json::from_str(&m.body)?,
+                    token: SecretString::from(String::new()),
+                    subject: Subject::Conversation,
+                    subject_id: m.conversation_id,
+                    user_id: m.user_id,
+                    lane: Lane::Interactive,
+                    retry: self.settings.interactive_retry,
+                };
+                self.with_token(sender).await
+            }
+        }
+    }
+
+    /// Fills in the grant's access token, refreshing it when due.
+    async fn with_token(&self, mut sender: Sender) -> anyhow::Result<Prepared> {
         let token = match self
             .vault
-            .access_token(Subject::Post, &broadcast.post_token, &broadcast.user_id)
+            .access_token(sender.subject, &sender.subject_id, &sender.user_id)
             .await
         {
             Ok(token) => token,
             Err(VaultError::NoGrant | VaultError::Reconsent) => {
-                outbox::pause_for_grant(
-                    &self.db,
-                    &broadcast.post_token,
-                    &broadcast.user_id,
-                    "reconsent",
-                )
-                .await?;
-                return Ok(None);
+                return self.lost_grant(&sender).await;
             }
             Err(VaultError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "token refresh unavailable; retrying later");
-                return Ok(None);
+                return Ok(match sender.lane {
+                    Lane::Bulk => Prepared::Later,
+                    // A person is waiting: say so rather than wait for Divar's OAuth server.
+                    Lane::Interactive => Prepared::Fail(Failure::Unavailable),
+                });
             }
             Err(VaultError::Store(e)) => return Err(e),
         };
-        if token.refreshed {
-            // Subscriptions live as long as the token that made them (spec §9).
-            if let Err(error) = self
-                .api
-                .subscribe_new_messages(&token.secret, &broadcast.post_token)
-                .await
-            {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "re-subscribing after a refresh failed"
-                );
-            }
+        if token.refreshed && sender.subject == Subject::Post {
+            delivery::subscribe_post_messages(&self.api, &token.secret, &sender.subject_id).await;
         }
-        let body = serde_json::from_str(&broadcast.body)?;
-        Ok(Some(Sender {
-            body,
-            token: token.secret,
-            post_token: broadcast.post_token,
-            user_id: broadcast.user_id,
-        }))
+        sender.token = token.secret;
+        Ok(Prepared::Ready(sender))
+    }
+
+    /// The grant is gone or no longer works: a broadcast pauses until the seller reconnects
+    /// (and resumes then); a single send fails, and goes out when the person consents again.
+    async fn lost_grant(&self, sender: &Sender) -> anyhow::Result<Prepared> {
+        match sender.subject {
+            Subject::Post => {
+                outbox::pause_for_grant(&self.db, &sender.subject_id, &sender.user_id, "reconsent")
+                    .await?;
+                Ok(Prepared::Later)
+            }
+            Subject::Conversation => Ok(Prepared::Fail(Failure::Reconsent)),
+        }
     }
 
     /// Sends one row; a final outcome comes back for the batch to record.
-    async fn deliver(&self, row: &Claimed, sender: &Sender) -> anyhow::Result<Option<Finished>> {
-        self.pacer.ready().await;
+    async fn deliver(
+        &self,
+        row: &Claimed,
+        sender: &Sender,
+        cancel: Option<&CancellationToken>,
+    ) -> anyhow::Result<Option<Finished>> {
+        let never = CancellationToken::new();
+        let cancel = cancel.unwrap_or(&never);
+        let waited = tokio::select! {
+            waited = self.pacer.ready(sender.lane) => waited,
+            _ = cancel.cancelled() => return Ok(Some(finished(row, "cancelled", None))),
+        };
+        if waited >= CANCEL_CHECK_AFTER && self.cancelled(row).await? {
+            return Ok(Some(finished(row, "cancelled", None)));
+        }
         let result = self
             .api
             .send_message(
@@ -278,74 +402,61 @@ impl OutboxWorker {
                 &row.idempotency_key,
             )
             .await;
-        match result {
-            Ok(()) => Ok(Some(finished(row, "sent", None))),
-            Err(SendError::RecipientRestricted) => Ok(Some(finished(
-                row,
-                "failed",
-                Some(Failure::RecipientRestricted),
-            ))),
-            Err(SendError::Unauthorized { .. }) => {
+        let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+        match delivery::judge(&result, attempts, &sender.retry) {
+            Verdict::Delivered => Ok(Some(finished(row, "sent", None))),
+            Verdict::Failed(failure) => Ok(Some(finished(row, "failed", Some(failure)))),
+            Verdict::Reconsent => {
                 self.vault
-                    .forget(Subject::Post, &sender.post_token, &sender.user_id)
+                    .forget(sender.subject, &sender.subject_id, &sender.user_id)
                     .await?;
-                outbox::pause_for_grant(&self.db, &sender.post_token, &sender.user_id, "reconsent")
-                    .await?;
-                outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true)
-                    .await?;
+                match self.lost_grant(sender).await? {
+                    Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(failure)))),
+                    _ => {
+                        outbox::reschedule(
+                            &self.db,
+                            &row.outbox_id,
+                            &self.id,
+                            now_ms(),
+                            None,
+                            true,
+                        )
+                        .await?;
+                        Ok(None)
+                    }
+                }
+            }
+            Verdict::RetryAfter { wait, failure } => {
+                // A cancelled broadcast starts no new attempt.
+                if self.cancelled(row).await? {
+                    return Ok(Some(finished(row, "cancelled", None)));
+                }
+                tracing::info!(
+                    failure = failure.as_str(),
+                    attempt = attempts,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying a send"
+                );
+                let at = now_ms() + wait.as_millis() as i64;
+                outbox::reschedule(
+                    &self.db,
+                    &row.outbox_id,
+                    &self.id,
+                    at,
+                    Some(failure.as_str()),
+                    false,
+                )
+                .await?;
                 Ok(None)
-            }
-            Err(SendError::Rejected { status, message }) => {
-                tracing::warn!(status, %message, "Divar rejected a broadcast message");
-                Ok(Some(finished(row, "failed", Some(Failure::Rejected))))
-            }
-            Err(error @ (SendError::Throttled { .. } | SendError::Unavailable { .. })) => {
-                let failure = if matches!(error, SendError::Throttled { .. }) {
-                    Failure::RateLimited
-                } else {
-                    Failure::Unavailable
-                };
-                self.retry_later(row, error.retry_after(), failure).await
             }
         }
     }
 
-    /// Backs off (or honours Retry-After), or gives up after the last attempt.
-    async fn retry_later(
-        &self,
-        row: &Claimed,
-        retry_after: Option<Duration>,
-        failure: Failure,
-    ) -> anyhow::Result<Option<Finished>> {
-        // A cancelled broadcast starts no new attempt.
-        let broadcast = outbox::find_broadcast(&self.db, &row.broadcast_id).await?;
-        if broadcast.is_some_and(|b| b.status == "cancelled") {
-            return Ok(Some(finished(row, "cancelled", None)));
+    async fn cancelled(&self, row: &Claimed) -> anyhow::Result<bool> {
+        match &row.source {
+            Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+            Source::Message(_) => Ok(false),
         }
-        let retry = self.settings.retry;
-        if row.attempts >= i64::from(retry.max_attempts) {
-            return Ok(Some(finished(row, "failed", Some(failure))));
-        }
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(retry.min_delay)
-            .with_max_delay(retry.max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build()
-            .nth(row.attempts.saturating_sub(1) as usize)
-            .unwrap_or(retry.max_delay);
-        let wait = retry_after.map_or(backoff, |r| r.min(Duration::from_secs(60)).max(backoff));
-        let at = now_ms() + wait.as_millis() as i64;
-        outbox::reschedule(
-            &self.db,
-            &row.outbox_id,
-            &self.id,
-            at,
-            Some(failure.as_str()),
-            false,
-        )
-        .await?;
-        Ok(None)
     }
 }
 
@@ -353,6 +464,10 @@ impl OutboxWorker {
 fn finished(row: &Claimed, status: &'static str, failure: Option<Failure>) -> Finished {
     Finished {
         outbox_id: row.outbox_id.clone(),
+        message_id: match &row.source {
+            Source::Message(id) => Some(id.clone()),
+            Source::Broadcast(_) => None,
+        },
         status,
         failure: failure.map(Failure::as_str),
     }

@@ -64,6 +64,30 @@
     preview.appendChild(pair);
   }
 
+  // The first tap on "send" is the only one: the button turns into a note that the message is
+  // on its way, so a slow network does not invite a second tap (the server ignores a repeated
+  // form anyway).
+  var sending = false;
+  form.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (!button || button.value !== "send" || form.getAttribute("action") !== "/compose") return;
+    if (sending) { event.preventDefault(); return; }
+    sending = true;
+    // A disabled button is left out of the form's data: carry its value in a hidden field.
+    var action = document.createElement("input");
+    action.type = "hidden";
+    action.name = "action";
+    action.value = "send";
+    form.appendChild(action);
+    button.disabled = true;
+    button.textContent = "در حال ارسال…";
+  });
+  // Coming back with the browser's back button shows the form as it was left: ready again.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted || !sending) return;
+    window.location.reload();
+  });
+
   form.addEventListener("input", render);
   form.addEventListener("change", render);
   render();

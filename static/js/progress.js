@@ -2,25 +2,29 @@
 (function () {
   "use strict";
   var card = document.getElementById("broadcast");
-  if (!card) return;
-  var url = card.getAttribute("data-progress-url");
+  var url = card && card.getAttribute("data-progress-url");
+  if (!url) return;
+  function fa(n) {
+    return String(n).replace(/[0-9]/g, function (d) { return String.fromCharCode(0x06f0 + Number(d)); });
+  }
   function set(id, value) {
     var el = document.getElementById(id);
-    if (el) el.textContent = String(value);
+    if (el) el.textContent = fa(value);
   }
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (p) {
-        if (!p) return;
+        if (!p) { setTimeout(poll, 5000); return; }
         set("sent", p.sent);
         set("failed", p.failed);
         set("pending", p.pending);
-        set("status", p.status_label);
+        document.getElementById("status").textContent = p.status_label;
         var bar = document.getElementById("bar");
         if (bar) bar.value = p.sent + p.failed + p.cancelled;
-        if (p.status === "running") setTimeout(poll, 1500);
-        else if (p.status !== "paused") window.location.reload();
+        // Settled: the page shows the final counts and what can be done next.
+        if (p.settled) window.location.reload();
+        else setTimeout(poll, 1500);
       })
       .catch(function () { setTimeout(poll, 5000); });
   }

@@ -97,6 +97,33 @@ pub async fn post_compose(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Re
         .unwrap()
 }
 
+/// Where a send leads: `/messages/<id>/status`, as the message's id.
+pub fn queued_message(location: &str) -> String {
+    let id = location
+        .strip_prefix("/messages/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("a send leads to its status page: {location}"));
+    assert!(location.contains("/status"), "{location}");
+    id.to_string()
+}
+
+/// Polls a message's status (as its page's script does) until it is no longer sending.
+pub async fn final_status(app: &TestApp, message_id: &str) -> Value {
+    for _ in 0..300 {
+        let progress: Value = app
+            .get(&format!("/messages/{message_id}/progress"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if progress["status"] != "sending" {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("message {message_id} still sending after 30 s");
+}
+
 async fn bot_messages(app: &TestApp, conv: &str) -> Value {
     app.inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
         .await
@@ -135,7 +162,8 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
     )
     .await;
     let location = assert_redirect(&sent);
-    assert!(location.starts_with("/history?sent="), "{location}");
+    let id = queued_message(&location);
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
 
     let seen = bot_messages(&app, &conv).await;
     assert_eq!(seen["count"], 1);
@@ -160,7 +188,9 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
         .await;
     assert!(seller.contains("تأیید بازدید") && !seller.contains(">مسیر"));
 
-    let history = app.get_html(&location).await;
+    let status = app.get_html(&location).await;
+    assert!(status.contains("فرستاده شد") && status.contains("فردا ساعت ۵"));
+    let history = app.get_html("/history").await;
     assert!(history.contains("فرستاده شد") && history.contains("فردا ساعت ۵"));
 
     // The seller clicks the server-link button: session init routes them to the message page.
@@ -322,12 +352,17 @@ async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
     connected(&app, &conv, "buyer", "u-sara").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let key = idempotency_key(&app).await;
-    assert_redirect(
+    let location = assert_redirect(
         &post_compose(
             &app,
             &[("idempotency_key", &key), ("text", "بعد از تازه‌سازی")],
         )
         .await,
+    );
+    assert_eq!(
+        final_status(&app, &queued_message(&location)).await["status"],
+        "sent",
+        "the send refreshed the tokens"
     );
 
     let issued = app.inspect("tokens").await;
@@ -346,6 +381,7 @@ async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
         ("grants", "access_token, refresh_token, scope"),
         ("web_sessions", "data"),
         ("messages", "body"),
+        ("outbox", "idempotency_key, failure"),
         ("session_inits", "extra_data"),
         ("entry_links", "link_hash"),
     ] {
@@ -393,10 +429,10 @@ async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(eng
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let key = idempotency_key(&app).await;
-    assert!(
-        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "یک")]).await)
-            .contains("sent=")
-    );
+    let first = queued_message(&assert_redirect(
+        &post_compose(&app, &[("idempotency_key", &key), ("text", "یک")]).await,
+    ));
+    assert_eq!(final_status(&app, &first).await["status"], "sent");
     assert_eq!(
         app.inspect("refreshes").await["count"],
         1,
@@ -420,8 +456,8 @@ async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(eng
         });
     }
     while let Some(response) = sends.join_next().await {
-        let location = assert_redirect(&response.unwrap());
-        assert!(location.contains("sent="), "{location}");
+        let id = queued_message(&assert_redirect(&response.unwrap()));
+        assert_eq!(final_status(&app, &id).await["status"], "sent");
     }
     let refreshes = app.inspect("refreshes").await;
     assert_eq!(
@@ -444,26 +480,30 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     let key = idempotency_key(&app).await;
     let location =
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "سلام")]).await);
-    assert!(location.starts_with("/history?failed="), "{location}");
-    let history = app.get_html(&location).await;
-    assert!(history.contains("نمی‌تواند پیام دریافت کند"));
+    let id = queued_message(&location);
+    let status = final_status(&app, &id).await;
+    assert_eq!(status["status"], "failed");
+    let page = app.get_html(&location).await;
+    assert!(page.contains("نمی‌تواند پیام دریافت کند"));
+    assert!(
+        !page.contains("/resend"),
+        "a blocked chat gets no offer to send again"
+    );
     let calls = app.inspect("api-calls").await;
     assert_eq!(calls["count"], 1, "a 412 is not retried");
     assert_eq!(calls["calls"][0]["status"], 412);
 
-    // Once unblocked, "send again" delivers it under the same idempotency key.
-    app.block(&conv, false).await;
-    let message_id = location.trim_start_matches("/history?failed=");
+    // Asking anyway changes nothing: still failed, still one call.
     let resent = app
         .client
-        .post(app.url(&format!("/messages/{message_id}/resend")))
+        .post(app.url(&format!("/messages/{id}/resend")))
         .send()
         .await
         .unwrap();
-    assert!(assert_redirect(&resent).contains("sent="));
-    let seen = bot_messages(&app, &conv).await;
-    assert_eq!(seen["count"], 1);
-    assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
+    assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(final_status(&app, &id).await["status"], "failed");
+    assert_eq!(app.inspect("api-calls").await["count"], 1);
 }
 
 async fn retried_after(app: &TestApp, statuses: Value) -> Value {
@@ -473,7 +513,10 @@ async fn retried_after(app: &TestApp, statuses: Value) -> Value {
     let key = idempotency_key(app).await;
     let location =
         assert_redirect(&post_compose(app, &[("idempotency_key", &key), ("text", "دوباره")]).await);
-    assert!(location.contains("sent="), "{location}");
+    assert_eq!(
+        final_status(app, &queued_message(&location)).await["status"],
+        "sent"
+    );
     assert_eq!(bot_messages(app, &conv).await["count"], 1);
     app.inspect("api-calls").await
 }
@@ -514,10 +557,24 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
     let key = idempotency_key(&app).await;
     let location =
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
-    assert!(location.starts_with("/history?failed="));
+    let id = queued_message(&location);
+    assert_eq!(final_status(&app, &id).await["status"], "failed");
     assert_eq!(app.inspect("api-calls").await["count"], 4);
-    let history = app.get_html(&location).await;
-    assert!(history.contains("ارسال دوباره") && history.contains("در دسترس نبود"));
+    let page = app.get_html(&location).await;
+    assert!(page.contains("ارسال دوباره") && page.contains("در دسترس نبود"));
+
+    // Divar is back: "send again" delivers it once, under the form's key.
+    let resent = app
+        .client
+        .post(app.url(&format!("/messages/{id}/resend")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    let seen = bot_messages(&app, &conv).await;
+    assert_eq!(seen["count"], 1);
+    assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
 }
 
 #[tokio::test]
@@ -535,14 +592,23 @@ async fn a_revoked_token_leads_back_to_consent() {
     let key = idempotency_key(&app).await;
     let location =
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
-    assert_eq!(location, "/start?reconnect=1");
-    let landing = app.get_html("/start").await;
+    let id = queued_message(&location);
+    assert_eq!(final_status(&app, &id).await["status"], "failed");
+    let page = app.get_html(&location).await;
+    assert!(
+        page.contains("/start?reconnect=1"),
+        "the page offers to reconnect"
+    );
+    let landing = app.get_html("/start?reconnect=1").await;
     assert!(
         landing.contains("اتصال به دیوار"),
         "the grant was dropped, so consent is asked again"
     );
     let callback = consent(&app, BUYER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
+    // The message that waited for consent goes out by itself, once.
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    assert_eq!(bot_messages(&app, &conv).await["count"], 1);
 }
 
 #[tokio::test]
@@ -555,11 +621,19 @@ async fn a_double_submitted_form_delivers_one_message() {
     let (first, second) = tokio::join!(post_compose(&app, &fields), post_compose(&app, &fields));
     let mut locations = [assert_redirect(&first), assert_redirect(&second)];
     locations.sort();
-    assert!(
-        locations[0].starts_with("/history?duplicate="),
-        "{locations:?}"
+    let id = queued_message(&locations[0]);
+    assert_eq!(locations[0], format!("/messages/{id}/status"));
+    assert_eq!(
+        locations[1],
+        format!("/messages/{id}/status?again=1"),
+        "the second answer shows the first message"
     );
-    assert!(locations[1].starts_with("/history?sent="), "{locations:?}");
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    let again = app.get_html(&locations[1]).await;
+    assert!(
+        again.contains("قبلاً فرستاده شده بود"),
+        "said once Divar took it"
+    );
     assert_eq!(bot_messages(&app, &conv).await["count"], 1);
 }
 

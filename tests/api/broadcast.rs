@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kenar_chat::{sandbox::SandboxOptions, services::messaging::RetryPolicy};
+use kenar_chat::{sandbox::SandboxOptions, services::delivery::RetryPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -71,17 +71,35 @@ async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> Str
     assert_eq!(confirm.status(), StatusCode::OK);
     let html = confirm.text().await.unwrap();
     assert!(
-        html.contains(&format!("این پیام برای {expected_recipients} نفر")),
+        html.contains(&format!("این پیام برای {} نفر", fa(expected_recipients))),
         "the confirm step shows the count"
     );
+    let as_of = hidden_field(&html, "as_of");
+    let expected = hidden_field(&html, "expected");
+    assert_eq!(expected, expected_recipients.to_string());
     let created = app
         .client
         .post(app.url("/broadcasts"))
-        .form(&[("idempotency_key", key.as_str()), ("text", text)])
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("text", text),
+            ("as_of", &as_of),
+            ("expected", &expected),
+        ])
         .send()
         .await
         .unwrap();
     assert_redirect(&created)
+}
+
+/// The value of a form's hidden field in `html`.
+fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
 }
 
 async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
@@ -195,14 +213,95 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
         .count();
     assert!(faults > 0, "faults were injected and retried");
     let html = app.get_html(&page).await;
-    assert_eq!(html.matches("نمی‌تواند پیام دریافت کند").count(), 3);
+    assert_eq!(html.matches("پیام نمی‌پذیرد (شاید").count(), 3, "{html}");
     for blocked in &conversations[..3] {
-        assert!(html.contains(blocked.as_str()));
+        assert!(
+            !html.contains(blocked.as_str()),
+            "failed recipients are described in words, not ids"
+        );
     }
+    assert!(
+        !html.contains("/retry"),
+        "blocked chats get no offer to retry"
+    );
+    assert!(html.contains(&format!("{} نفر در گفت‌وگو پیام نمی‌پذیرند", fa(3))));
 }
 crate::both_engines!(
     broadcast_faults,
     faults_are_retried_and_blocked_chats_fail_with_the_reason
+);
+
+async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.outbox.retry.max_attempts = 2;
+    })
+    .await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 12).await;
+    // Divar is away for the whole first run.
+    app.control(json!({ "fail_5xx_percent": 100 })).await;
+    let page = broadcast(&app, "قیمت تغییر کرد", 12).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(
+        (progress["status"].as_str(), progress["failed"].as_i64()),
+        (Some("done"), Some(12)),
+        "{progress}"
+    );
+    let html = app.get_html(&page).await;
+    assert_eq!(html.matches("دیوار در دسترس نبود").count(), 12);
+    assert!(html.contains(&format!("دوباره فرستادن به {} نفر", fa(12))));
+
+    // Divar is back, but one buyer has closed the chat meanwhile.
+    app.control(json!({ "fail_5xx_percent": 0 })).await;
+    app.block(&conversations[0], true).await;
+    let retried = app
+        .client
+        .post(app.url(&format!("{page}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&retried), page);
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(
+        (progress["sent"].as_i64(), progress["failed"].as_i64()),
+        (Some(11), Some(1)),
+        "{progress}"
+    );
+    let messages = app.inspect("messages?sender_type=BOT").await;
+    let second: Vec<&str> = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["text"] == "قیمت تغییر کرد")
+        .map(|m| m["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(second.len(), 11, "each reachable conversation once");
+    for conversation in &conversations[1..] {
+        assert_eq!(
+            second
+                .iter()
+                .filter(|c| **c == conversation.as_str())
+                .count(),
+            1
+        );
+    }
+
+    // Only the blocked chat is left: retrying again sends nothing.
+    let calls = app.inspect("api-calls").await["count"].clone();
+    let html = app.get_html(&page).await;
+    assert!(!html.contains("/retry"), "nothing left worth retrying");
+    app.client
+        .post(app.url(&format!("{page}/retry")))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.inspect("api-calls").await["count"], calls);
+}
+crate::both_engines!(
+    retry_failed,
+    retrying_failed_rows_reaches_exactly_those_conversations_once
 );
 
 #[tokio::test]
@@ -343,20 +442,27 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
     assert_eq!(delivered(&app, &conversations).await, (5, 0));
 }
 
-#[tokio::test]
-async fn a_running_broadcast_can_be_cancelled() {
-    // One worker claims at most one batch (16) before the cancel lands: the rest must be
-    // cancelled, never sent.
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |settings| {
+async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engine: Engine) {
+    // Paced at 120/min, every worker holds claimed rows waiting for their turn when the cancel
+    // lands: those must not go out, and the page must not call the counts final while sends
+    // that had started are still finishing.
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
         fast_outbox(settings);
-        settings.outbox.workers = 1;
+        settings.rate_limit_per_minute = 120;
     })
     .await;
     seller_connects(&app, POST_1, SELLER_1).await;
-    buyers_write(&app, POST_1, 30).await;
-    app.control(json!({ "slow_percent": 100, "slow_ms": 200 }))
+    let conversations = buyers_write(&app, POST_1, 40).await;
+    app.control(json!({ "slow_percent": 100, "slow_ms": 300 }))
         .await;
-    let page = broadcast(&app, "لغو می‌شود", 30).await;
+    let page = broadcast(&app, "لغو می‌شود", 40).await;
+    // Wait for the first delivery, so the workers are mid-batch.
+    for _ in 0..100 {
+        if delivered(&app, &conversations).await.0 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let cancelled = app
         .client
         .post(app.url(&format!("{page}/cancel")))
@@ -364,28 +470,49 @@ async fn a_running_broadcast_can_be_cancelled() {
         .await
         .unwrap();
     assert_eq!(assert_redirect(&cancelled), page);
-    // Sends already in flight finish; nothing new starts.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let progress: Value = app
-        .get(&format!("{page}/progress"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mut progress = Value::Null;
+    for _ in 0..200 {
+        progress = app
+            .get(&format!("{page}/progress"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if progress["settled"] == true {
+            break;
+        }
+        assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(progress["status"], "cancelled");
+    assert_eq!(progress["settled"], true, "{progress}");
+    assert_eq!(progress["pending"], 0);
     let (sent, cancelled) = (
         progress["sent"].as_i64().unwrap(),
         progress["cancelled"].as_i64().unwrap(),
     );
-    assert!(cancelled > 0 && sent < 30, "{progress}");
-    assert_eq!(sent + cancelled, 30, "{progress}");
-    let messages = app.inspect("messages?sender_type=BOT").await;
+    assert_eq!(sent + cancelled, 40, "{progress}");
+    // Claimed rows waiting for their turn were stopped: only sends already under way finished.
+    assert!(sent <= 4, "{progress}");
+    let (reached, duplicates) = delivered(&app, &conversations).await;
     assert_eq!(
-        messages["count"].as_i64(),
-        Some(sent),
+        (reached as i64, duplicates),
+        (sent, 0),
         "what the page counts as sent is what Divar got"
     );
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(delivered(&app, &conversations).await.0 as i64, sent);
+    let html = app.get_html(&page).await;
+    assert!(
+        html.contains(&format!("{} نفر پیش از لغو پیام را دریافت کردند", fa(sent))),
+        "{html}"
+    );
 }
+crate::both_engines!(
+    cancel,
+    a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got
+);
 
 /// Takes about a minute: the limit can only be seen over a 60-second window.
 async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine: Engine) {

@@ -231,12 +231,75 @@ async fn a_person_connects_and_sends_from_a_phone() {
         "live preview: {preview}"
     );
     screenshot(&client, "04-composer").await;
-    click_text(&client, "button", "ارسال در گفت‌وگو").await;
 
-    wait_for_path(&client, "/history").await;
-    let history = client.source().await.unwrap();
-    assert!(history.contains("پیام در گفت‌وگو فرستاده شد"));
-    screenshot(&client, "05-history").await;
+    // A slow Divar: the person sees the send being handled, not a frozen page.
+    app.control(json!({ "slow_percent": 100, "slow_ms": 2500 }))
+        .await;
+    // Hold the form's submission (after the page's own handler has run) to look at the button.
+    client
+        .execute(
+            "window.__submits = 0;
+             window.__hold = function (e) { window.__submits++; e.preventDefault(); };
+             document.getElementById('compose').addEventListener('submit', window.__hold);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    let button = client
+        .execute(
+            "var b = document.querySelector('#compose button[value=send]');
+             b.click();
+             return [b.disabled, b.textContent.trim(), window.__submits];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        button,
+        json!([true, "در حال ارسال…", 1]),
+        "the first tap disables the button; a second tap submits nothing"
+    );
+    screenshot(&client, "05-sending").await;
+    // Let the held submission go: the page's handler carried "send" in a hidden field.
+    client
+        .execute(
+            "var f = document.getElementById('compose');
+             f.removeEventListener('submit', window.__hold);
+             f.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    wait_for_path(&client, "/status").await;
+    assert_persian_rtl(&client).await;
+    // Read in one script call: the page reloads itself once the status is final.
+    let label = |client: Client| async move {
+        client
+            .execute(
+                "var l = document.getElementById('status-label'); return l ? l.textContent : '';",
+                vec![],
+            )
+            .await
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(label(client.clone()).await, "در حال ارسال…");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = label(client.clone()).await;
+        if status == "فرستاده شد" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, "فرستاده شد",
+        "the status page turns to sent by itself"
+    );
+    screenshot(&client, "06-status-sent").await;
+    app.control(json!({ "slow_percent": 0 })).await;
 
     client
         .goto(&app.url(&format!("/sandbox/chats/{conv}?as=seller")))
@@ -244,7 +307,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .unwrap();
     let chat = client.source().await.unwrap();
     assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("تأیید بازدید"));
-    screenshot(&client, "06-seller-sees-the-button").await;
+    screenshot(&client, "07-seller-sees-the-button").await;
     client.close().await.unwrap();
     assert_eq!(app.inspect("messages?sender_type=BOT").await["count"], 1);
 }

@@ -432,3 +432,15 @@ macro_rules! both_engines {
         }
     };
 }
+
+/// A number as the add-on's pages write it, in Persian digits.
+pub fn fa(n: impl std::fmt::Display) -> String {
+    n.to_string()
+        .chars()
+        .map(|c| {
+            c.to_digit(10)
+                .and_then(|d| char::from_u32(0x06F0 + d))
+                .unwrap_or(c)
+        })
+        .collect()
+}

@@ -149,7 +149,9 @@ async fn new_broadcast(db: &Db, conversations: &[String]) -> String {
 async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
     let mut total = 0;
     loop {
-        let rows = outbox::claim_batch(db, worker, 30_000, 100).await.unwrap();
+        let rows = outbox::claim_batch(db, worker, 30_000, 100, outbox::Lanes::All)
+            .await
+            .unwrap();
         if rows.is_empty() {
             return total;
         }
@@ -158,6 +160,7 @@ async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
             .iter()
             .map(|r| outbox::Finished {
                 outbox_id: r.outbox_id.clone(),
+                message_id: None,
                 status,
                 failure: None,
             })
@@ -175,12 +178,14 @@ async fn a_large_broadcast_is_written_whole_with_distinct_keys(engine: Engine) {
     let mut keys = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let rows = outbox::claim_batch(&db, "w", 30_000, 500).await.unwrap();
+        let rows = outbox::claim_batch(&db, "w", 30_000, 500, outbox::Lanes::All)
+            .await
+            .unwrap();
         if rows.is_empty() {
             break;
         }
         for row in rows {
-            assert_eq!(row.broadcast_id, id);
+            assert_eq!(row.source, outbox::Source::Broadcast(id.clone()));
             assert_eq!(row.attempts, 1);
             assert!(keys.insert(row.idempotency_key), "idempotency keys differ");
             assert!(seen.insert(row.conversation_id), "one row per conversation");
@@ -222,7 +227,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
         .unwrap();
     assert_eq!(status(second.clone()).await, "paused");
     assert!(
-        outbox::claim_batch(&db, "w", 30_000, 100)
+        outbox::claim_batch(&db, "w", 30_000, 100, outbox::Lanes::All)
             .await
             .unwrap()
             .is_empty(),

@@ -16,15 +16,18 @@ use crate::{
     db::{
         self,
         grants::Subject,
+        now_ms,
         outbox::{Broadcast, Created},
     },
     domain::message::{self, FieldErrors},
     error::{AppError, Result},
+    services::delivery::Failure,
     state::AppState,
     web::{
         ASSET_VERSION,
         pages::{
-            BroadcastConfirmPage, BroadcastPage, BroadcastRow, PostPage, render_page, tehran_time,
+            BroadcastConfirmPage, BroadcastPage, BroadcastRow, PostPage, PreviewView,
+            persian_digits, render_page, tehran_date_time, tehran_time,
         },
         routes::compose::{ComposeMode, compose_page, preview_of},
         session::SellerVisit,
@@ -45,6 +48,7 @@ pub fn router() -> Router<AppState> {
             get(broadcast_progress),
         )
         .route("/broadcasts/{broadcast_id}/cancel", post(cancel_broadcast))
+        .route("/broadcasts/{broadcast_id}/retry", post(retry_failed))
 }
 
 async fn connected(state: &AppState, seller: &SellerVisit) -> Result<bool> {
@@ -54,13 +58,25 @@ async fn connected(state: &AppState, seller: &SellerVisit) -> Result<bool> {
         .await?)
 }
 
-fn status_label(status: &str) -> &'static str {
+/// A broadcast's status in words. A cancelled one is "being cancelled" while sends that had
+/// already started are still finishing, so the counts shown next to it are not final yet.
+fn status_label(status: &str, pending: i64) -> &'static str {
     match status {
         "running" => "در حال ارسال",
         "paused" => "متوقف: دوباره اتصال دهید",
+        "cancelled" if pending > 0 => "در حال لغو…",
         "cancelled" => "لغو شد",
         "done" => "تمام شد",
         _ => "نامشخص",
+    }
+}
+
+/// Whether the counts can still change.
+fn settled(status: &str, pending: i64) -> bool {
+    match status {
+        "done" | "paused" => true,
+        "cancelled" => pending == 0,
+        _ => false,
     }
 }
 
@@ -76,7 +92,7 @@ async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<
                 .chars()
                 .take(80)
                 .collect(),
-            status: status_label(&b.status),
+            status: status_label(&b.status, progress.pending),
             sent: progress.sent,
             failed: progress.failed,
             total: b.total,
@@ -158,6 +174,20 @@ async fn submit_new_broadcast(
         }
     };
     let preview = preview_of(&message);
+    if fields.get("action").map(String::as_str) == Some("edit") {
+        // Back from the confirm step: the composer with the draft as it was.
+        let page = compose_page(
+            &state,
+            &seller.user_id,
+            ComposeMode::Broadcast,
+            &fields,
+            &FieldErrors::new(),
+            None,
+            None,
+        )
+        .await?;
+        return Ok(render_page(&page));
+    }
     if fields.get("action").map(String::as_str) == Some("preview") {
         let page = compose_page(
             &state,
@@ -171,20 +201,48 @@ async fn submit_new_broadcast(
         .await?;
         return Ok(render_page(&page));
     }
-    let recipients = db::conversations::list_for_post(&state.db, &seller.post_token)
-        .await?
-        .len();
+    let as_of = now_ms();
+    confirm_page(&state, &seller, fields, preview, as_of, None).await
+}
+
+/// The confirm step: exactly who will get the message, and the message as each side sees it.
+async fn confirm_page(
+    state: &AppState,
+    seller: &SellerVisit,
+    fields: HashMap<String, String>,
+    preview: PreviewView,
+    as_of: i64,
+    notice: Option<&'static str>,
+) -> Result<Response> {
+    let recipients = db::conversations::recipients_for_post(
+        &state.db,
+        &seller.post_token,
+        &seller.user_id,
+        as_of,
+    )
+    .await?;
     let hidden = fields
         .into_iter()
-        .filter(|(k, v)| k != "action" && !v.is_empty())
+        .filter(|(k, v)| !["action", "as_of", "expected"].contains(&k.as_str()) && !v.is_empty())
         .collect();
+    let count = recipients.conversation_ids.len();
     Ok(render_page(&BroadcastConfirmPage {
         asset_version: ASSET_VERSION,
-        recipients,
+        recipients: persian_digits(&count.to_string()),
+        expected: count,
+        as_of,
+        excluded: (recipients.other_seller > 0).then(|| {
+            persian_digits(&format!(
+                "{} گفت‌وگوی این آگهی با حساب دیگری از دیوار به‌عنوان فروشنده ثبت شده است و پیام به آن‌ها فرستاده نمی‌شود: این پیام فقط از طرف شما به گفت‌وگوهای خودتان می‌رود.",
+                recipients.other_seller
+            ))
+        }),
+        notice,
         hidden,
         preview,
         app_title: crate::web::routes::compose::APP_TITLE,
-    }))
+    })
+    .into_response())
 }
 
 /// The confirm step: the broadcast and its outbox rows, in one transaction.
@@ -201,18 +259,40 @@ async fn create_broadcast(
     let key = fields
         .get("idempotency_key")
         .filter(|k| uuid::Uuid::parse_str(k).is_ok())
-        .ok_or_else(|| AppError::BadRequest("فرم ناقص است؛ دوباره شروع کنید.".into()))?;
-    let conversations: Vec<String> =
-        db::conversations::list_for_post(&state.db, &seller.post_token)
-            .await?
-            .into_iter()
-            .map(|c| c.conversation_id)
-            .collect();
+        .ok_or_else(|| AppError::BadRequest("فرم ناقص است؛ دوباره شروع کنید.".into()))?
+        .clone();
+    let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+    let (Some(as_of), Some(expected)) = (number("as_of"), number("expected")) else {
+        return Err(AppError::BadRequest(
+            "فرم ناقص است؛ دوباره شروع کنید.".into(),
+        ));
+    };
+    let conversations = db::conversations::recipients_for_post(
+        &state.db,
+        &seller.post_token,
+        &seller.user_id,
+        as_of,
+    )
+    .await?
+    .conversation_ids;
+    if conversations.len() as i64 != expected {
+        // The list changed since the seller saw the count: show the new one and ask again.
+        return confirm_page(
+            &state,
+            &seller,
+            fields,
+            preview_of(&message),
+            now_ms(),
+            Some("از وقتی این صفحه را باز کردید تعداد گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید."),
+        )
+        .await;
+    }
     if conversations.is_empty() {
         return Err(AppError::BadRequest(
             "هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.".into(),
         ));
     }
+    let key = key.as_str();
     let body = message.to_kenar_json(key).to_string();
     let id = match db::outbox::create_broadcast(
         &state.db,
@@ -244,12 +324,16 @@ async fn owned(state: &AppState, seller: &SellerVisit, id: &str) -> Result<Broad
     Ok(broadcast)
 }
 
-fn failure_label(failure: &str) -> &'static str {
+/// Why a conversation did not get the broadcast, in the seller's words.
+fn failure_label(failure: Option<Failure>) -> &'static str {
     match failure {
-        "recipient_restricted" => "این شخص در این گفت‌وگو نمی‌تواند پیام دریافت کند",
-        "rate_limited" => "دیوار پیام بیشتری نپذیرفت",
-        "unavailable" => "دیوار در دسترس نبود",
-        _ => "دیوار پیام را نپذیرفت",
+        Some(Failure::RecipientRestricted) => {
+            "خریدار در این گفت‌وگو پیام نمی‌پذیرد (شاید گفت‌وگو را بسته باشد)"
+        }
+        Some(Failure::RateLimited) => "دیوار در آن لحظه پیام بیشتری نپذیرفت",
+        Some(Failure::Unavailable) => "دیوار در دسترس نبود",
+        Some(Failure::Reconsent) => "اجازهٔ دیوار معتبر نبود",
+        Some(Failure::Rejected) | None => "دیوار پیام را نپذیرفت",
     }
 }
 
@@ -260,24 +344,58 @@ async fn show_broadcast(
 ) -> Result<Response> {
     let broadcast = owned(&state, &seller, &id).await?;
     let progress = db::outbox::progress(&state.db, &id).await?;
-    let failures = db::outbox::failures(&state.db, &id)
-        .await?
-        .into_iter()
-        .map(|(conversation, failure)| (conversation, failure_label(&failure)))
+    let failed = db::outbox::failures(&state.db, &id).await?;
+    let retryable = failed
+        .iter()
+        .filter(|f| {
+            f.failure.as_deref().and_then(Failure::parse) != Some(Failure::RecipientRestricted)
+        })
+        .count();
+    let restricted = failed.len() - retryable;
+    let failures = failed
+        .iter()
+        .map(|f| {
+            let what = failure_label(f.failure.as_deref().and_then(Failure::parse));
+            let chat = match f.conversation_seen_at {
+                Some(seen) => format!("گفت‌وگویی که {} به فهرست آمد", tehran_date_time(seen)),
+                None => "یکی از گفت‌وگوهای آگهی".to_string(),
+            };
+            persian_digits(&format!(
+                "{chat}: {what}؛ آخرین تلاش {}، پس از {} تلاش.",
+                tehran_time(f.failed_at),
+                f.attempts
+            ))
+        })
         .collect();
     let body: Value = serde_json::from_str(&broadcast.body)?;
+    let is_settled = settled(&broadcast.status, progress.pending);
+    let cancelled_note = (broadcast.status == "cancelled" && is_settled).then(|| {
+        persian_digits(&format!(
+            "{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
+            progress.sent, progress.cancelled
+        ))
+    });
     Ok(render_page(&BroadcastPage {
         asset_version: ASSET_VERSION,
         broadcast_id: id,
         text: body["message"].as_str().unwrap_or_default().to_string(),
         status: broadcast.status.clone(),
-        status_label: status_label(&broadcast.status),
+        status_label: status_label(&broadcast.status, progress.pending),
+        live: !is_settled,
         total: broadcast.total,
         sent: progress.sent,
         failed: progress.failed,
         pending: progress.pending,
         done: progress.sent + progress.failed + progress.cancelled,
+        cancelled_note,
         failures,
+        retry_offer: (broadcast.status == "done" && retryable > 0)
+            .then(|| persian_digits(&format!("دوباره فرستادن به {retryable} نفر"))),
+        restricted_note: (restricted > 0).then(|| {
+            persian_digits(&format!(
+                "{restricted} نفر در گفت‌وگو پیام نمی‌پذیرند؛ دوباره فرستادن به آن‌ها فایده‌ای ندارد."
+            ))
+        }),
     }))
 }
 
@@ -291,7 +409,8 @@ async fn broadcast_progress(
     let progress = db::outbox::progress(&state.db, &id).await?;
     Ok(Json(json!({
         "status": broadcast.status,
-        "status_label": status_label(&broadcast.status),
+        "status_label": status_label(&broadcast.status, progress.pending),
+        "settled": settled(&broadcast.status, progress.pending),
         "total": broadcast.total,
         "sent": progress.sent,
         "failed": progress.failed,
@@ -307,5 +426,17 @@ async fn cancel_broadcast(
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
     db::outbox::cancel(&state.db, &id).await?;
+    Ok(Redirect::to(&format!("/broadcasts/{id}")))
+}
+
+/// Queues the failed rows of a finished broadcast again (blocked chats excepted).
+async fn retry_failed(
+    State(state): State<AppState>,
+    seller: SellerVisit,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    owned(&state, &seller, &id).await?;
+    let queued = db::outbox::retry_failed(&state.db, &id).await?;
+    tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }

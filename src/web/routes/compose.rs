@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use axum::{
-    Form, Router,
+    Form, Json, Router,
     extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     db::{self, grants::Subject, messages::MessageRow},
@@ -22,13 +22,13 @@ use crate::{
         },
     },
     error::{AppError, Result},
-    services::messaging::{Failure, SendOutcome},
+    services::{delivery::Failure, messaging::Queued},
     state::AppState,
     web::{
         ASSET_VERSION,
         pages::{
-            ComposePage, GridView, HistoryPage, HistoryRow, MessagePage, PreviewButton,
-            PreviewView, SlotView, TemplateView, render_page, tehran_time,
+            ComposePage, GridView, HistoryPage, HistoryRow, MessagePage, MessageStatusPage,
+            PreviewButton, PreviewView, SlotView, TemplateView, render_page, tehran_time,
         },
         session::ChatVisit,
     },
@@ -42,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/templates/{template_id}/delete", post(delete_template))
         .route("/history", get(show_history))
         .route("/messages/{message_id}", get(show_message))
+        .route("/messages/{message_id}/status", get(show_status))
+        .route("/messages/{message_id}/progress", get(message_progress))
         .route("/messages/{message_id}/resend", post(resend_message))
 }
 
@@ -294,24 +296,19 @@ async fn submit_compose(
         .ok_or_else(|| {
             AppError::BadRequest("فرم ناقص است؛ صفحه را دوباره باز کنید و پیام را بفرستید.".into())
         })?;
-    let outcome = state
+    // Recorded and queued in one commit: from here the outbox delivers it, whether or not
+    // this request's client is still there to read the answer.
+    let location = match state
         .messaging
-        .send(&chat.conversation_id, &chat.user_id, &message, key)
-        .await?;
-    Ok(Redirect::to(&after_send(&outcome)).into_response())
-}
-
-/// Where a send leads: the history with a note, or consent when the grant no longer works.
-fn after_send(outcome: &SendOutcome) -> String {
-    match outcome {
-        SendOutcome::Sent { message_id } => format!("/history?sent={message_id}"),
-        SendOutcome::Duplicate { message } => format!("/history?duplicate={}", message.message_id),
-        SendOutcome::Failed {
-            failure: Failure::Reconsent,
-            ..
-        } => "/start?reconnect=1".into(),
-        SendOutcome::Failed { message_id, .. } => format!("/history?failed={message_id}"),
-    }
+        .queue(&chat.conversation_id, &chat.user_id, &message, key)
+        .await?
+    {
+        Queued::New { message_id } => format!("/messages/{message_id}/status"),
+        Queued::Duplicate { message } => {
+            format!("/messages/{}/status?again=1", message.message_id)
+        }
+    };
+    Ok(Redirect::to(&location).into_response())
 }
 
 async fn save_template(
@@ -371,94 +368,155 @@ async fn delete_template(
     Ok(Redirect::to("/compose?notice=template_deleted"))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    sent: Option<String>,
-    duplicate: Option<String>,
-    failed: Option<String>,
+/// How a message's status reads to the person who sent it. All of it is here, so a fork can
+/// change the wording in one place.
+struct StatusText {
+    label: &'static str,
+    tone: &'static str,
+    reason: Option<&'static str>,
+    /// Divar may take it if tried again later.
+    can_resend: bool,
+    /// Sending needs the person's consent again (then it goes out by itself).
+    needs_reconnect: bool,
 }
 
-fn status_label(row: &MessageRow) -> (&'static str, &'static str, Option<&'static str>) {
-    let reason = row.failure.as_deref().map(|f| match f {
-        "recipient_restricted" => "این شخص در این گفت‌وگو نمی‌تواند پیام دریافت کند.",
-        "reconsent" => "اجازهٔ دیوار دیگر معتبر نیست؛ دوباره اتصال دهید.",
-        "rate_limited" => "دیوار موقتاً پیام بیشتری نمی‌پذیرد.",
-        "unavailable" => "دیوار در دسترس نبود.",
-        _ => "دیوار پیام را نپذیرفت.",
-    });
+fn status_text(row: &MessageRow) -> StatusText {
+    let failure = row.failure.as_deref().and_then(Failure::parse);
     match row.status.as_str() {
-        "sent" => ("فرستاده شد", "success", None),
-        "failed" => ("فرستاده نشد", "blocked", reason),
-        _ => ("در حال ارسال", "", None),
+        "sent" => StatusText {
+            label: "فرستاده شد",
+            tone: "success",
+            reason: None,
+            can_resend: false,
+            needs_reconnect: false,
+        },
+        "failed" => StatusText {
+            label: "فرستاده نشد",
+            tone: "blocked",
+            reason: Some(match failure {
+                Some(Failure::RecipientRestricted) => {
+                    "این شخص در این گفت‌وگو نمی‌تواند پیام دریافت کند (شاید گفت‌وگو را بسته باشد)؛ فرستادن دوباره فایده‌ای ندارد."
+                }
+                Some(Failure::Reconsent) => {
+                    "اجازهٔ دیوار دیگر معتبر نیست. دوباره اتصال دهید تا پیام خودکار فرستاده شود."
+                }
+                Some(Failure::RateLimited) => {
+                    "دیوار موقتاً پیام بیشتری نمی‌پذیرفت. یکی دو دقیقهٔ دیگر دوباره بفرستید."
+                }
+                Some(Failure::Unavailable) => "دیوار در دسترس نبود. کمی بعد دوباره بفرستید.",
+                Some(Failure::Rejected) | None => "دیوار این پیام را نپذیرفت.",
+            }),
+            can_resend: failure.is_some_and(Failure::is_transient),
+            needs_reconnect: failure == Some(Failure::Reconsent),
+        },
+        _ => StatusText {
+            label: "در حال ارسال…",
+            tone: "",
+            reason: None,
+            can_resend: false,
+            needs_reconnect: false,
+        },
     }
 }
 
-async fn show_history(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Query(query): Query<HistoryQuery>,
-) -> Result<Response> {
+async fn show_history(State(state): State<AppState>, chat: ChatVisit) -> Result<Response> {
     let rows = db::messages::list_for_conversation(&state.db, &chat.conversation_id, 100).await?;
     let rows: Vec<HistoryRow> = rows
         .into_iter()
         .filter(|r| r.user_id == chat.user_id)
         .map(|r| {
-            let (status, status_tone, reason) = status_label(&r);
+            let text = status_text(&r);
             let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
             HistoryRow {
                 text: body["message"].as_str().unwrap_or_default().to_string(),
-                can_resend: r.status == "failed" && r.failure.as_deref() != Some("reconsent"),
                 time: tehran_time(r.updated_at),
                 message_id: r.message_id,
-                status,
-                status_tone,
-                reason,
+                status: text.label,
+                status_tone: text.tone,
+                reason: text.reason,
             }
         })
         .collect();
-    let (notice, notice_tone) = if query.sent.is_some() {
-        (Some("پیام در گفت‌وگو فرستاده شد.".to_string()), "success")
-    } else if query.duplicate.is_some() {
-        (
-            Some("این فرم قبلاً فرستاده شده بود؛ پیام دوباره فرستاده نشد.".to_string()),
-            "",
-        )
-    } else if let Some(id) = query.failed {
-        let reason = rows
-            .iter()
-            .find(|r| r.message_id == id)
-            .and_then(|r| r.reason);
-        (
-            Some(reason.unwrap_or("پیام فرستاده نشد.").to_string()),
-            "error",
-        )
-    } else {
-        (None, "")
-    };
     Ok(render_page(&HistoryPage {
         asset_version: ASSET_VERSION,
         rows,
-        notice,
-        notice_tone,
     }))
 }
 
-async fn resend_message(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let row = db::messages::find(&state.db, &id)
+/// The sender's own message, or 404 (also for the other side of the conversation).
+async fn own_message(state: &AppState, chat: &ChatVisit, id: &str) -> Result<MessageRow> {
+    let row = db::messages::find(&state.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
     if row.conversation_id != chat.conversation_id || row.user_id != chat.user_id {
         return Err(AppError::NotFound);
     }
-    match state.messaging.resend(&id, &chat.user_id).await? {
-        Some(outcome) => Ok(Redirect::to(&after_send(&outcome)).into_response()),
-        // Already sent or being sent: nothing to do.
-        None => Ok(Redirect::to("/history").into_response()),
-    }
+    Ok(row)
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    /// Set when the same form was submitted again.
+    again: Option<String>,
+}
+
+/// Where a send leads: the message's live status.
+async fn show_status(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response> {
+    let row = own_message(&state, &chat, &id).await?;
+    let text = status_text(&row);
+    // "Sent before" is said only of a message Divar took; otherwise the live status speaks.
+    let notice = query.again.is_some().then_some(match row.status.as_str() {
+        "sent" => "این پیام قبلاً فرستاده شده بود؛ دوباره فرستاده نشد.",
+        "sending" => "این پیام را قبلاً ثبت کرده بودید و در حال ارسال است؛ دوباره ثبت نشد.",
+        _ => "این پیام را قبلاً ثبت کرده بودید؛ وضعیتش را این‌جا می‌بینید.",
+    });
+    let body: Value = serde_json::from_str(&row.body)?;
+    Ok(render_page(&MessageStatusPage {
+        asset_version: ASSET_VERSION,
+        message_id: row.message_id.clone(),
+        sending: row.status == "sending",
+        label: text.label,
+        tone: text.tone,
+        reason: text.reason,
+        can_resend: text.can_resend,
+        needs_reconnect: text.needs_reconnect,
+        notice,
+        time: tehran_time(row.created_at),
+        preview: preview_of_body(&body),
+        app_title: APP_TITLE,
+    }))
+}
+
+/// Polled by the status page's script.
+async fn message_progress(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let row = own_message(&state, &chat, &id).await?;
+    let text = status_text(&row);
+    Ok(Json(json!({
+        "status": row.status,
+        "label": text.label,
+        "reason": text.reason,
+    })))
+}
+
+/// Queues a failed message again; either way the person lands on its status.
+async fn resend_message(
+    State(state): State<AppState>,
+    chat: ChatVisit,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    own_message(&state, &chat, &id).await?;
+    // Nothing to do when it is sent, sending, or failed for good: the status says which.
+    state.messaging.resend(&id, &chat.user_id).await?;
+    Ok(Redirect::to(&format!("/messages/{id}/status")).into_response())
 }
 
 /// Where one of our `open_server_link` buttons leads: the message it was sent with. Both sides
@@ -489,7 +547,7 @@ async fn show_message(
             )
         })
         .collect();
-    let (status, _, _) = status_label(&row);
+    let status = status_text(&row).label;
     Ok(render_page(&MessagePage {
         asset_version: ASSET_VERSION,
         text: body["message"].as_str().unwrap_or_default().to_string(),

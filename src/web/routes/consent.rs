@@ -15,6 +15,7 @@ use crate::{
     db::{self, grants::Subject},
     error::Result,
     kenar::oauth::TokenError,
+    services::delivery,
     state::AppState,
     web::{
         ASSET_VERSION,
@@ -177,16 +178,8 @@ async fn oauth_callback(
                     )
                     .await?;
                 // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
-                if let Err(error) = state
-                    .api
-                    .subscribe_new_messages(&issued.access_token, post_token)
-                    .await
-                {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "subscribing to the post's messages failed"
-                    );
-                }
+                delivery::subscribe_post_messages(&state.api, &issued.access_token, post_token)
+                    .await;
                 db::outbox::resume_for_grant(&state.db, post_token, &pending.user_id).await?;
                 tracing::info!("a seller connected a post");
                 return Ok(Redirect::to("/post").into_response());
@@ -202,6 +195,11 @@ async fn oauth_callback(
                 )
                 .await?;
             tracing::info!("a user connected a conversation");
+            // Messages that failed for want of consent go out now.
+            state
+                .messaging
+                .resume_after_consent(&pending.conversation_id, &pending.user_id)
+                .await?;
             Ok(Redirect::to("/compose").into_response())
         }
         Err(error) => {

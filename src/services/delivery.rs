@@ -1,0 +1,216 @@
+//! Delivery policy, in one place for single sends and broadcasts: what each of Divar's answers
+//! means, how long to wait before trying again, and what to do when a token is renewed.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::SecretString;
+
+use crate::kenar::api::{KenarApi, SendError};
+
+/// How often and how patiently a send is tried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Divar's `Retry-After` is honoured up to this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl RetryPolicy {
+    /// The wait before attempt `attempts + 1`: exponential with jitter, never shorter than
+    /// Divar's `Retry-After` (within reason).
+    pub fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(attempts.saturating_sub(1) as usize)
+            .unwrap_or(self.max_delay);
+        retry_after.map_or(backoff, |r| r.min(MAX_RETRY_AFTER).max(backoff))
+    }
+}
+
+/// Why a send ended as failed; stored in `messages.failure` and `outbox.failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    RecipientRestricted,
+    Reconsent,
+    RateLimited,
+    Unavailable,
+    Rejected,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RecipientRestricted => "recipient_restricted",
+            Self::Reconsent => "reconsent",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "recipient_restricted" => Self::RecipientRestricted,
+            "reconsent" => Self::Reconsent,
+            "rate_limited" => Self::RateLimited,
+            "unavailable" => Self::Unavailable,
+            "rejected" => Self::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// Trying again later can help (Divar was busy or away), unlike a blocked chat or a body
+    /// Divar refuses.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::RateLimited | Self::Unavailable)
+    }
+}
+
+/// What to do after one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Final: retrying cannot help.
+    Failed(Failure),
+    /// The token no longer works: forget it and ask the person to consent again.
+    Reconsent,
+    /// Try again after the wait; `failure` is what to record should no attempt be left.
+    RetryAfter {
+        wait: Duration,
+        failure: Failure,
+    },
+}
+
+/// Classifies Divar's answer to attempt number `attempts` (counting from 1): 412 is final,
+/// 401/403 ask for consent again, 429/5xx/timeouts are retried until the attempts run out.
+pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy) -> Verdict {
+    let error = match result {
+        Ok(()) => return Verdict::Delivered,
+        Err(error) => error,
+    };
+    let failure = match error {
+        SendError::RecipientRestricted => return Verdict::Failed(Failure::RecipientRestricted),
+        SendError::Unauthorized { .. } => return Verdict::Reconsent,
+        SendError::Rejected { status, message } => {
+            tracing::warn!(status, %message, "Divar rejected a message");
+            return Verdict::Failed(Failure::Rejected);
+        }
+        SendError::Throttled { .. } => Failure::RateLimited,
+        SendError::Unavailable { .. } => Failure::Unavailable,
+    };
+    if attempts >= policy.max_attempts {
+        tracing::warn!(%error, attempts, "giving up on a send");
+        return Verdict::Failed(failure);
+    }
+    Verdict::RetryAfter {
+        wait: policy.backoff(attempts, error.retry_after()),
+        failure,
+    }
+}
+
+/// Subscribes to new messages in the chats of `post_token` with a newly issued or refreshed
+/// token: a subscription lives as long as the token that made it (docs/divar-platform.md,
+/// "Events"). A failure is logged, not fatal: sending still works, discovery resumes at the
+/// next renewal.
+pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &str) {
+    if let Err(error) = api.subscribe_new_messages(token, post_token).await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "subscribing to the post's new messages failed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn each_answer_gets_its_verdict() {
+        let p = policy();
+        assert_eq!(judge(&Ok(()), 1, &p), Verdict::Delivered);
+        assert_eq!(
+            judge(&Err(SendError::RecipientRestricted), 1, &p),
+            Verdict::Failed(Failure::RecipientRestricted)
+        );
+        assert_eq!(
+            judge(&Err(SendError::Unauthorized { status: 403 }), 1, &p),
+            Verdict::Reconsent
+        );
+        let rejected = SendError::Rejected {
+            status: 400,
+            message: "bad".into(),
+        };
+        assert_eq!(
+            judge(&Err(rejected), 1, &p),
+            Verdict::Failed(Failure::Rejected)
+        );
+        let busy = SendError::Throttled { retry_after: None };
+        assert!(matches!(
+            judge(&Err(busy.clone()), 2, &p),
+            Verdict::RetryAfter {
+                failure: Failure::RateLimited,
+                ..
+            }
+        ));
+        assert_eq!(
+            judge(&Err(busy), 3, &p),
+            Verdict::Failed(Failure::RateLimited),
+            "the last attempt is final"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_reason() {
+        let p = policy();
+        let wait = p.backoff(1, Some(Duration::from_secs(5)));
+        assert!(wait >= Duration::from_secs(5), "{wait:?}");
+        let wait = p.backoff(1, Some(Duration::from_secs(3600)));
+        assert!(wait <= MAX_RETRY_AFTER.max(p.max_delay * 2), "{wait:?}");
+        for attempt in 1..10 {
+            let wait = p.backoff(attempt, None);
+            // Jitter adds up to one more delay on top of the capped one.
+            assert!(wait <= p.max_delay * 2, "{attempt}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn failures_round_trip_through_their_stored_names() {
+        for f in [
+            Failure::RecipientRestricted,
+            Failure::Reconsent,
+            Failure::RateLimited,
+            Failure::Unavailable,
+            Failure::Rejected,
+        ] {
+            assert_eq!(Failure::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(Failure::parse("nonsense"), None);
+    }
+}
