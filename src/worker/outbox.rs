@@ -43,6 +43,11 @@ pub use outbox::Finished;
 /// cancelled meanwhile; one sent at once needs no extra read.
 const CANCEL_CHECK_AFTER: Duration = Duration::from_millis(50);
 
+/// At most this many single sends are claimed at once by the express worker...
+const EXPRESS_BATCH: usize = 64;
+/// ...in at most this many batches in flight together.
+const EXPRESS_BATCHES_IN_FLIGHT: usize = 8;
+
 /// While a paced batch's rows wait for their turns, how often the batch looks for a cancel.
 const CANCEL_POLL: Duration = Duration::from_millis(400);
 
@@ -152,11 +157,22 @@ impl OutboxWorker {
         self.wake.clone()
     }
 
-    /// The express worker: single sends only.
+    /// The express worker: single sends only. It takes every due one at once (up to what fits
+    /// in a lease): interactive sends go ahead of bulk ones at the pacer, and a person's
+    /// message left for a later claim would let a broadcast row take a turn in between.
     pub fn express(&self) -> Self {
+        let mut settings = self.settings;
+        settings.batch = match self.pacer.limit_per_minute() {
+            Some(per_minute) => {
+                let per_lease = u64::from(per_minute) * settings.lease.as_secs() / 60;
+                (per_lease / 2).clamp(1, EXPRESS_BATCH as u64) as usize
+            }
+            None => EXPRESS_BATCH,
+        };
         Self {
             lanes: Lanes::InteractiveOnly,
             id: uuid::Uuid::new_v4().to_string(),
+            settings,
             ..self.clone()
         }
     }
@@ -175,6 +191,37 @@ impl OutboxWorker {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        match self.lanes {
+            Lanes::All => self.run_batches_in_turn(shutdown).await,
+            Lanes::InteractiveOnly => self.run_batches_overlapping(shutdown).await,
+        }
+    }
+
+    /// The express worker does not wait for one batch to end before claiming the next: a
+    /// message committed while earlier ones wait for their turns joins them in the
+    /// interactive lane at once, so no broadcast row slips in between.
+    async fn run_batches_overlapping(self, shutdown: CancellationToken) {
+        let mut batches = tokio::task::JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while let Some(finished) = batches.try_join_next() {
+                log_failure(finished);
+            }
+            if batches.len() < EXPRESS_BATCHES_IN_FLIGHT {
+                let worker = self.clone();
+                batches.spawn(async move { worker.try_execute_task().await });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.idle) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        while let Some(finished) = batches.join_next().await {
+            log_failure(finished);
+        }
+    }
+
+    async fn run_batches_in_turn(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             let pause = match self.try_execute_task().await {
                 Ok(ExecutionOutcome::TaskCompleted) => None,
@@ -457,6 +504,16 @@ impl OutboxWorker {
             Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
             Source::Message(_) => Ok(false),
         }
+    }
+}
+
+fn log_failure(finished: Result<anyhow::Result<ExecutionOutcome>, tokio::task::JoinError>) {
+    match finished {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(error = format!("{error:#}"), "express outbox batch failed")
+        }
+        Err(error) => tracing::error!(%error, "express outbox batch panicked"),
     }
 }
 

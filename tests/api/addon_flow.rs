@@ -611,11 +611,12 @@ async fn a_revoked_token_leads_back_to_consent() {
     assert_eq!(bot_messages(&app, &conv).await["count"], 1);
 }
 
-#[tokio::test]
-async fn a_double_submitted_form_delivers_one_message() {
+async fn a_double_submitted_form_delivers_one_message(slow_ms: u64) {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
     connected(&app, &conv, "buyer", BUYER_2).await;
+    app.control(json!({ "slow_percent": 100, "slow_ms": slow_ms }))
+        .await;
     let key = idempotency_key(&app).await;
     let fields = [("idempotency_key", key.as_str()), ("text", "فقط یک بار")];
     let (first, second) = tokio::join!(post_compose(&app, &fields), post_compose(&app, &fields));
@@ -628,6 +629,12 @@ async fn a_double_submitted_form_delivers_one_message() {
         format!("/messages/{id}/status?again=1"),
         "the second answer shows the first message"
     );
+    if slow_ms > 0 {
+        // Divar has not answered yet: the second answer tells the live status, not "sent".
+        let again = app.get_html(&locations[1]).await;
+        assert!(again.contains("در حال ارسال است"), "{again}");
+        assert!(!again.contains("قبلاً فرستاده شده بود"));
+    }
     assert_eq!(final_status(&app, &id).await["status"], "sent");
     let again = app.get_html(&locations[1]).await;
     assert!(
@@ -635,7 +642,66 @@ async fn a_double_submitted_form_delivers_one_message() {
         "said once Divar took it"
     );
     assert_eq!(bot_messages(&app, &conv).await["count"], 1);
+    assert_eq!(app.inspect("api-calls").await["count"], 1);
 }
+
+#[tokio::test]
+async fn a_double_submitted_form_delivers_one_message_with_a_fast_divar() {
+    a_double_submitted_form_delivers_one_message(0).await;
+}
+
+#[tokio::test]
+async fn a_double_submitted_form_delivers_one_message_with_a_slow_divar() {
+    a_double_submitted_form_delivers_one_message(2000).await;
+}
+
+/// The phone gives up half a second after tapping send (Divar takes three): the message is
+/// still delivered, once, and its status says so.
+async fn a_send_whose_client_went_away_is_still_delivered_once(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(2, 2);
+    connected(&app, &conv, "buyer", BUYER_2).await;
+    app.control(json!({ "slow_percent": 100, "slow_ms": 3000 }))
+        .await;
+    let key = idempotency_key(&app).await;
+    let started = std::time::Instant::now();
+    let gave_up = app
+        .client
+        .post(app.url("/compose"))
+        .timeout(Duration::from_millis(500))
+        .form(&[("idempotency_key", key.as_str()), ("text", "تلفن قطع شد")])
+        .send()
+        .await;
+    // Usually the 303 arrives first; either way the client is gone now.
+    drop(gave_up);
+    let mut seen = Value::Null;
+    while started.elapsed() < Duration::from_secs(10) {
+        seen = bot_messages(&app, &conv).await;
+        if seen["count"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["count"], 1, "delivered within 10 s: {seen}");
+    assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
+    let history = app.get_html("/history").await;
+    let marker = "/messages/";
+    let start = history.find(marker).expect("the message is listed") + marker.len();
+    let id = &history[start..start + 36];
+    assert_eq!(final_status(&app, id).await["status"], "sent");
+    let page = app.get_html(&format!("/messages/{id}/status")).await;
+    assert!(page.contains("فرستاده شد"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bot_messages(&app, &conv).await["count"],
+        1,
+        "exactly one copy"
+    );
+}
+crate::both_engines!(
+    client_went_away,
+    a_send_whose_client_went_away_is_still_delivered_once
+);
 
 #[tokio::test]
 async fn composer_problems_are_shown_in_persian_beside_each_field() {

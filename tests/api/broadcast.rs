@@ -557,3 +557,191 @@ crate::both_engines!(
     rate_limit,
     sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute
 );
+
+/// A buyer's grant for `conversation`, sealed into the app's database as consent stores it.
+async fn grant_for(app: &TestApp, conversation: &str, user: &str) {
+    use kenar_chat::{
+        crypto::TokenCipher,
+        db::grants::Subject,
+        kenar::oauth::{IssuedTokens, KenarOAuth},
+        sandbox::scopes::Scope,
+        services::vault::Vault,
+    };
+    use secrecy::SecretString;
+    let scope = format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access");
+    let (access, refresh) = app
+        .sandbox
+        .world()
+        .issue_tokens(user, Scope::parse_list(&scope).unwrap());
+    let oauth = KenarOAuth::new(
+        &app.settings,
+        kenar_chat::kenar::http_client(Duration::from_secs(5)).unwrap(),
+    )
+    .unwrap();
+    let vault = Vault::new(
+        app.db.clone(),
+        TokenCipher::new(&app.settings.token_key),
+        oauth,
+    );
+    let issued = IssuedTokens {
+        access_token: SecretString::from(access.token),
+        refresh_token: refresh.map(|r| SecretString::from(r.token)),
+        expires_in: Duration::from_secs(3600),
+        scope: Some(scope.clone()),
+    };
+    vault
+        .store(Subject::Conversation, conversation, user, &scope, &issued)
+        .await
+        .unwrap();
+}
+
+/// A person in `conversation`, already connected, at the composer in their own browser.
+async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client {
+    let buyer = app
+        .sandbox
+        .world()
+        .conversation(conversation)
+        .unwrap()
+        .buyer_id
+        .clone();
+    grant_for(app, conversation, &buyer).await;
+    let client = browser();
+    let opened = client
+        .post(app.url(&format!("/sandbox/chats/{conversation}/open-addon")))
+        .form(&[("as", "buyer")])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&opened);
+    let entered = client.get(&link).send().await.unwrap();
+    assert_eq!(assert_redirect(&entered), "/compose");
+    client
+}
+
+/// Takes about 70 s: the limit can only be judged over a 60-second window.
+async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.rate_limit_per_minute = 120;
+    })
+    .await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let broadcast_to = buyers_write(&app, POST_1, 300).await;
+    let created: Value = app
+        .client
+        .post(app.url(&format!("/sandbox/_control/posts/{POST_2}/conversations")))
+        .json(&json!({ "count": 20 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let singles: Vec<String> = created["conversation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut people = Vec::new();
+    for conversation in &singles {
+        people.push(buyer_at_composer(&app, conversation).await);
+    }
+
+    let page = broadcast(&app, "همه بدانند", 300).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut committed_at = 0;
+    for (person, conversation) in people.iter().zip(&singles) {
+        let key = uuid::Uuid::new_v4().to_string();
+        let sent = person
+            .post(app.url("/compose"))
+            .form(&[
+                ("idempotency_key", key.as_str()),
+                ("text", "سؤال دربارهٔ بازدید"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            assert_redirect(&sent).ends_with("/status"),
+            "{conversation}"
+        );
+        committed_at = kenar_chat::db::now_ms();
+    }
+
+    // Wait for the singles, then for a whole minute of sending to judge the limit.
+    let arrival = |conversations: &[String]| {
+        let world = app.sandbox.world();
+        world
+            .messages
+            .iter()
+            .filter(|m| m.sender_type == "BOT" && conversations.contains(&m.conversation_id))
+            .map(|m| m.sent_at)
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..300 {
+        if arrival(&singles).len() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let single_times = arrival(&singles);
+    assert_eq!(single_times.len(), 20, "every single send delivered");
+    let last_single = *single_times.iter().max().unwrap();
+    let first_single = *single_times.iter().min().unwrap();
+    let broadcast_times = arrival(&broadcast_to);
+    let before_first = broadcast_times
+        .iter()
+        .filter(|t| **t > committed_at && **t < first_single)
+        .count();
+    let among_singles = broadcast_times
+        .iter()
+        .filter(|t| **t >= first_single && **t <= last_single)
+        .count();
+    // Only the broadcast row that already held the pacer's turn may go first.
+    assert!(
+        before_first <= 1,
+        "{before_first} broadcast messages went first"
+    );
+    assert_eq!(
+        among_singles, 0,
+        "once the single sends started, no broadcast message went out until they were all delivered"
+    );
+    let pending_after_singles = 300 - arrival(&broadcast_to).len();
+    assert!(pending_after_singles > 0, "the broadcast was still running");
+
+    let calls = |app: &TestApp| {
+        let world = app.sandbox.world();
+        world
+            .api_calls
+            .iter()
+            .filter(|c| c.path.ends_with("/messages"))
+            .map(|c| c.at)
+            .collect::<Vec<i64>>()
+    };
+    while calls(&app).last().unwrap() - calls(&app).first().unwrap() < 62_000 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let times = calls(&app);
+    let busiest = times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < start + 60_000)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(busiest <= 120, "{busiest} sends in one 60-second window");
+    assert!(busiest >= 100, "the budget was used: {busiest}");
+    app.client
+        .post(app.url(&format!("{page}/cancel")))
+        .send()
+        .await
+        .unwrap();
+}
+crate::both_engines!(
+    singles_first,
+    single_sends_overtake_a_running_broadcast_within_the_limit
+);

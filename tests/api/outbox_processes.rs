@@ -255,3 +255,172 @@ async fn two_servers_on_one_postgres_share_a_broadcast_without_duplicates() {
         .collect();
     assert_eq!(per_worker.len(), 300);
 }
+
+/// Starts `serve` and returns it with its base URL, read from its "serving" log line.
+fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
+    use std::io::BufRead;
+    let mut env = env.clone();
+    env.insert("RUST_LOG", "warn,kenar_chat=info".into());
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning kenar-chat serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited before serving").unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if entry["message"] == "kenar-chat is serving" {
+            break entry["addr"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep reading, so a full pipe never blocks the process.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+/// A buyer's real token for `conversation`, sealed into the shared database as the consent
+/// flow would store it.
+async fn seeded_conversation_grant(
+    divar: &Divar,
+    env: &HashMap<&'static str, String>,
+    conversation: &str,
+    user: &str,
+) -> Db {
+    let scope = format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access");
+    let (access, refresh) = divar
+        .sandbox
+        .world()
+        .issue_tokens(user, Scope::parse_list(&scope).unwrap());
+    let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let db = Db::connect(&env["DATABASE_URL"]).await.unwrap();
+    db.migrate().await.unwrap();
+    let oauth = KenarOAuth::new(
+        &settings,
+        kenar::http_client(Duration::from_secs(5)).unwrap(),
+    )
+    .unwrap();
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let issued = IssuedTokens {
+        access_token: SecretString::from(access.token),
+        refresh_token: refresh.map(|r| SecretString::from(r.token)),
+        expires_in: Duration::from_secs(3600),
+        scope: Some(scope.clone()),
+    };
+    vault
+        .store(Subject::Conversation, conversation, user, &scope, &issued)
+        .await
+        .unwrap();
+    db
+}
+
+/// Opens the add-on in `base` as Divar would (session initialization, then the one-time link)
+/// and posts the composer's form; returns the answer to the post.
+async fn compose_through(
+    client: &reqwest::Client,
+    base: &str,
+    identification_key: &str,
+    conversation: &str,
+    user: &str,
+    text: &str,
+) -> reqwest::Response {
+    let init: Value = client
+        .post(format!("{base}/divar/session-init"))
+        .header("authorization", identification_key)
+        .header("API-Version", "2")
+        .json(
+            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation,
+                       "user_side": "DEMAND", "extra_data": {}, "user_id": user }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The link names APP_BASE_URL; the process listens elsewhere in this test.
+    let link = Url::parse(init["url"].as_str().unwrap()).unwrap();
+    let entered = client
+        .get(format!("{base}{}", link.path()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&entered), "/compose", "the grant is there");
+    let key = uuid::Uuid::new_v4().to_string();
+    client
+        .post(format!("{base}/compose"))
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("action", "send"),
+            ("text", text),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Engine) {
+    let divar = divar().await;
+    // Divar answers slowly: the process dies with the send under way.
+    divar.sandbox.world().knobs.slow_percent = 100;
+    divar.sandbox.world().knobs.slow_ms = 1500;
+    let test_db = test_db(engine).await;
+    let key = TokenKey::generate();
+    let env = env(&divar, &key, &test_db.url);
+    let conv = conversation(1, 1);
+    let db = seeded_conversation_grant(&divar, &env, &conv, BUYER_1).await;
+
+    let (mut first, base) = spawn_serve_at(&env);
+    let answered = compose_through(
+        &browser(),
+        &base,
+        &divar.sandbox.app().identification_key,
+        &conv,
+        BUYER_1,
+        "پس از خاموشی هم می‌رسد",
+    )
+    .await;
+    let location = assert_redirect(&answered);
+    first.kill().unwrap(); // SIGKILL right after the 303: no cleanup.
+    first.wait().unwrap();
+    let message_id = location
+        .strip_prefix("/messages/")
+        .and_then(|rest| rest.strip_suffix("/status"))
+        .unwrap()
+        .to_string();
+    let row = db::messages::find(&db, &message_id).await.unwrap().unwrap();
+    assert_eq!(row.status, "sending", "not delivered before the kill");
+
+    let (mut second, _) = spawn_serve_at(&env);
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = db::messages::find(&db, &message_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if status != "sending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(status, "sent");
+    let delivered = delivered_to(&divar.sandbox, std::slice::from_ref(&conv));
+    assert_eq!(
+        delivered.get(&conv),
+        Some(&1),
+        "exactly once: {delivered:?}"
+    );
+}
+crate::both_engines!(
+    killed_single_send,
+    a_send_answered_then_killed_is_delivered_once_after_restart
+);
