@@ -415,6 +415,17 @@ pub async fn reschedule(
     Ok(())
 }
 
+/// The broadcast a confirm form with this idempotency key created, if any.
+pub async fn broadcast_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
+        .bind(idempotency_key)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| r.try_get("broadcast_id"))
+        .transpose()
+        .map_err(Into::into)
+}
+
 pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Option<Broadcast>> {
     let row = sqlx::query(&format!("{BROADCAST} where broadcast_id = $1"))
         .bind(broadcast_id)

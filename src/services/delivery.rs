@@ -127,9 +127,9 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
 }
 
 /// Subscribes to new messages in the chats of `post_token` with a newly issued or refreshed
-/// token: a subscription lives as long as the token that made it (docs/divar-platform.md,
-/// "Events"). A failure is logged, not fatal: sending still works, discovery resumes at the
-/// next renewal.
+/// token: a subscription lives as long as the token that made it (kenar-docs
+/// `docs/events/ReadMe.md`). A failure is logged, not fatal: sending still works, discovery
+/// resumes at the next renewal.
 pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &str) {
     if let Err(error) = api.subscribe_new_messages(token, post_token).await {
         tracing::warn!(

@@ -105,6 +105,12 @@ enum Prepared {
     Later,
     /// A final outcome for the rows.
     Fail(Failure),
+    /// Count the attempt and try again after a backoff (a person's message while Divar's
+    /// OAuth server is away), or fail once the attempts run out.
+    Retry {
+        failure: Failure,
+        retry: RetryPolicy,
+    },
 }
 
 #[derive(Clone)]
@@ -284,9 +290,10 @@ impl OutboxWorker {
             .filter(|row| matches!(row.source, Source::Broadcast(_)))
             .map(|row| (&row.source, CancellationToken::new()))
             .collect();
+        // Never ends by itself: it runs beside the sends and stops with them.
         let watch = async {
             if self.pacer.limit_per_minute().is_none() || cancels.is_empty() {
-                return std::future::pending().await;
+                return std::future::pending::<std::convert::Infallible>().await;
             }
             loop {
                 tokio::time::sleep(CANCEL_POLL).await;
@@ -307,6 +314,16 @@ impl OutboxWorker {
                     self.deliver(row, sender, cancels.get(&row.source)).await
                 }
                 Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(*failure)))),
+                Prepared::Retry { failure, retry } => {
+                    let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                    if attempts >= retry.max_attempts {
+                        Ok(Some(finished(row, "failed", Some(*failure))))
+                    } else {
+                        self.retry_later(row, *failure, retry.backoff(attempts, None))
+                            .await
+                            .map(|()| None)
+                    }
+                }
                 // The row waits a little, its attempt not counted.
                 Prepared::Later => outbox::reschedule(
                     &self.db,
@@ -322,7 +339,7 @@ impl OutboxWorker {
         }));
         let outcomes = tokio::select! {
             outcomes = sends => outcomes,
-            never = watch => never,
+            never = watch => match never {},
         };
         let mut done = Vec::with_capacity(rows.len());
         let mut failed = None;
@@ -398,8 +415,11 @@ impl OutboxWorker {
                 tracing::warn!(%reason, "token refresh unavailable; retrying later");
                 return Ok(match sender.lane {
                     Lane::Bulk => Prepared::Later,
-                    // A person is waiting: say so rather than wait for Divar's OAuth server.
-                    Lane::Interactive => Prepared::Fail(Failure::Unavailable),
+                    // A person is waiting: a few attempts, then say so.
+                    Lane::Interactive => Prepared::Retry {
+                        failure: Failure::Unavailable,
+                        retry: sender.retry,
+                    },
                 });
             }
             Err(VaultError::Store(e)) => return Err(e),
@@ -478,25 +498,35 @@ impl OutboxWorker {
                 if self.cancelled(row).await? {
                     return Ok(Some(finished(row, "cancelled", None)));
                 }
-                tracing::info!(
-                    failure = failure.as_str(),
-                    attempt = attempts,
-                    wait_ms = wait.as_millis() as u64,
-                    "retrying a send"
-                );
-                let at = now_ms() + wait.as_millis() as i64;
-                outbox::reschedule(
-                    &self.db,
-                    &row.outbox_id,
-                    &self.id,
-                    at,
-                    Some(failure.as_str()),
-                    false,
-                )
-                .await?;
+                self.retry_later(row, failure, wait).await?;
                 Ok(None)
             }
         }
+    }
+
+    /// Puts a row back for another attempt after `wait`, its attempt counted.
+    async fn retry_later(
+        &self,
+        row: &Claimed,
+        failure: Failure,
+        wait: Duration,
+    ) -> anyhow::Result<()> {
+        tracing::info!(
+            failure = failure.as_str(),
+            attempt = row.attempts,
+            wait_ms = wait.as_millis() as u64,
+            "retrying a send"
+        );
+        let at = now_ms() + wait.as_millis() as i64;
+        outbox::reschedule(
+            &self.db,
+            &row.outbox_id,
+            &self.id,
+            at,
+            Some(failure.as_str()),
+            false,
+        )
+        .await
     }
 
     async fn cancelled(&self, row: &Claimed) -> anyhow::Result<bool> {

@@ -611,8 +611,8 @@ async fn a_revoked_token_leads_back_to_consent() {
     assert_eq!(bot_messages(&app, &conv).await["count"], 1);
 }
 
-async fn a_double_submitted_form_delivers_one_message(slow_ms: u64) {
-    let app = spawn_app(Engine::Sqlite).await;
+async fn a_double_submitted_form_delivers_one_message(engine: Engine, slow_ms: u64) {
+    let app = spawn_app(engine).await;
     let conv = conversation(1, 2);
     connected(&app, &conv, "buyer", BUYER_2).await;
     app.control(json!({ "slow_percent": 100, "slow_ms": slow_ms }))
@@ -633,6 +633,10 @@ async fn a_double_submitted_form_delivers_one_message(slow_ms: u64) {
         // Divar has not answered yet: the second answer tells the live status, not "sent".
         let again = app.get_html(&locations[1]).await;
         assert!(again.contains("در حال ارسال است"), "{again}");
+        assert!(
+            again.contains(r#"<noscript><meta http-equiv="refresh""#),
+            "without JavaScript the page refreshes itself while sending"
+        );
         assert!(!again.contains("قبلاً فرستاده شده بود"));
     }
     assert_eq!(final_status(&app, &id).await["status"], "sent");
@@ -645,15 +649,21 @@ async fn a_double_submitted_form_delivers_one_message(slow_ms: u64) {
     assert_eq!(app.inspect("api-calls").await["count"], 1);
 }
 
-#[tokio::test]
-async fn a_double_submitted_form_delivers_one_message_with_a_fast_divar() {
-    a_double_submitted_form_delivers_one_message(0).await;
+async fn a_double_submitted_form_delivers_one_message_with_a_fast_divar(engine: Engine) {
+    a_double_submitted_form_delivers_one_message(engine, 0).await;
 }
+crate::both_engines!(
+    double_submit_fast,
+    a_double_submitted_form_delivers_one_message_with_a_fast_divar
+);
 
-#[tokio::test]
-async fn a_double_submitted_form_delivers_one_message_with_a_slow_divar() {
-    a_double_submitted_form_delivers_one_message(2000).await;
+async fn a_double_submitted_form_delivers_one_message_with_a_slow_divar(engine: Engine) {
+    a_double_submitted_form_delivers_one_message(engine, 2000).await;
 }
+crate::both_engines!(
+    double_submit_slow,
+    a_double_submitted_form_delivers_one_message_with_a_slow_divar
+);
 
 /// The phone gives up half a second after tapping send (Divar takes three): the message is
 /// still delivered, once, and its status says so.

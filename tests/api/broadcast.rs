@@ -305,6 +305,128 @@ crate::both_engines!(
 );
 
 #[tokio::test]
+async fn the_confirmed_count_is_exactly_who_gets_it() {
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 5).await;
+    // A conversation of the post recorded with another seller account is left out, and said so.
+    sqlx::query(
+        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+         values ('c-other-seller', $1, 'u-someone-else', null, 1, 1)",
+    )
+    .bind(POST_1)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let html = app.get_html("/broadcasts/new").await;
+    let key = hidden_field(&html, "idempotency_key");
+    let fields = [
+        ("idempotency_key", key.as_str()),
+        ("text", "بازدید جمعه"),
+        ("action", "send"),
+    ];
+    let confirm = app
+        .client
+        .post(app.url("/broadcasts/new"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains(&format!("این پیام برای {} نفر", fa(5))));
+    assert!(confirm.contains(&format!("{} گفت‌وگوی این آگهی با حساب دیگری", fa(1))));
+
+    // "Edit" goes back to the composer with the draft.
+    let edit = app
+        .client
+        .post(app.url("/broadcasts/new"))
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("text", "بازدید جمعه"),
+            ("action", "edit"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edit.contains("بازدید جمعه</textarea>"),
+        "the draft is intact"
+    );
+    assert!(edit.contains(&key), "and so is its idempotency key");
+
+    // A buyer writes after the seller saw the count: the broadcast goes to the five counted.
+    let late = buyers_write(&app, POST_1, 1).await;
+    let created = app
+        .client
+        .post(app.url("/broadcasts"))
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("text", "بازدید جمعه"),
+            ("as_of", &hidden_field(&confirm, "as_of")),
+            ("expected", &hidden_field(&confirm, "expected")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = assert_redirect(&created);
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(
+        (progress["total"].as_i64(), progress["sent"].as_i64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(delivered(&app, &conversations).await, (5, 0));
+    assert_eq!(delivered(&app, &late).await.0, 0, "not counted, not sent");
+
+    // A list that changed under the confirm form (a conversation newly linked to the post,
+    // known from before) is shown again rather than sent to.
+    let html = app.get_html("/broadcasts/new").await;
+    let key = hidden_field(&html, "idempotency_key");
+    let confirm = app
+        .client
+        .post(app.url("/broadcasts/new"))
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("text", "دوباره"),
+            ("action", "send"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+         values ('c-old', $1, null, null, 2, 2)",
+    )
+    .bind(POST_1)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let changed = app
+        .client
+        .post(app.url("/broadcasts"))
+        .form(&[
+            ("idempotency_key", key.as_str()),
+            ("text", "دوباره"),
+            ("as_of", &hidden_field(&confirm, "as_of")),
+            ("expected", &hidden_field(&confirm, "expected")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK, "asked again, not sent");
+    let html = changed.text().await.unwrap();
+    assert!(html.contains("تعداد گفت‌وگوها تغییر کرده است"));
+    assert!(html.contains(&format!("این پیام برای {} نفر", fa(7))));
+}
+
+#[tokio::test]
 async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     let app = spawn_app(Engine::Sqlite).await;
     assert_eq!(enter_from_post(&app, POST_1, BUYER_1).await, "/post");

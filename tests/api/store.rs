@@ -251,3 +251,80 @@ crate::both_engines!(
     broadcast_completion,
     broadcasts_are_done_only_when_nothing_is_pending
 );
+
+/// Messages left "sending" by the old in-request path (a dropped request) are queued by the
+/// migration that brought single sends to the outbox, and broadcast rows keep their place.
+async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine) {
+    let test_db = test_db(engine).await;
+    let db = Db::connect(&test_db.url).await.unwrap();
+    // The schema as the previous release left it: the migrations before 0006.
+    let old = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.path().join(name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(db.pool())
+        .await
+        .unwrap();
+    for (id, status) in [("m-stuck", "sending"), ("m-done", "sent")] {
+        sqlx::query(
+            "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
+                 failure, attempts, created_at, updated_at)
+             values ($1, $2, 'c-1', 'u-1', '{}', $3, null, 0, 1, 1)",
+        )
+        .bind(id)
+        .bind(format!("key-{id}"))
+        .bind(status)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status,
+             paused_reason, total, created_at, updated_at)
+         values ('b-1', 'key-b', 'p-1', 'u-2', '{}', 'running', null, 1, 1, 1)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure,
+             attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+         values ('o-1', 'b-1', 'c-2', 'key-o', 'pending', null, 0, 1, null, null, 1, 1)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+
+    db.migrate().await.unwrap();
+    // One row at a time: the stuck message first (a person waits for it), then the broadcast
+    // row, and the delivered message not at all.
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.extend(
+            outbox::claim_batch(&db, "w", 30_000, 1, outbox::Lanes::All)
+                .await
+                .unwrap(),
+        );
+    }
+    let sources: Vec<_> = claimed.iter().map(|c| c.source.clone()).collect();
+    assert_eq!(
+        sources,
+        [
+            outbox::Source::Message("m-stuck".into()),
+            outbox::Source::Broadcast("b-1".into())
+        ]
+    );
+    assert_eq!(claimed[0].idempotency_key, "key-m-stuck");
+}
+crate::both_engines!(
+    upgrade_queues_stuck_messages,
+    the_upgrade_queues_messages_an_old_version_left_sending
+);

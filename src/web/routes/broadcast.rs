@@ -261,6 +261,10 @@ async fn create_broadcast(
         .filter(|k| uuid::Uuid::parse_str(k).is_ok())
         .ok_or_else(|| AppError::BadRequest("فرم ناقص است؛ دوباره شروع کنید.".into()))?
         .clone();
+    // A second submit of the same confirm form leads to the broadcast the first one made.
+    if let Some(existing) = db::outbox::broadcast_for_key(&state.db, &key).await? {
+        return Ok(Redirect::to(&format!("/broadcasts/{existing}")).into_response());
+    }
     let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
     let (Some(as_of), Some(expected)) = (number("as_of"), number("expected")) else {
         return Err(AppError::BadRequest(
