@@ -10,7 +10,9 @@ create table outbox_new (
     -- Sent as Idempotency-Key on every attempt of this row.
     idempotency_key text not null unique,
     -- 0: a person is waiting for it (single sends); 1: bulk (broadcasts). Claimed in this order.
-    priority bigint not null check (priority in (0, 1)),
+    -- The default lets a replica of the previous release, still running during a rolling
+    -- upgrade, create broadcasts.
+    priority bigint not null default 1 check (priority in (0, 1)),
     status text not null check (status in ('pending', 'sent', 'failed', 'cancelled')),
     failure text,
     attempts bigint not null,

@@ -181,6 +181,24 @@ pub struct Recipients {
     pub other_seller: usize,
 }
 
+impl Recipients {
+    /// Names the exact list (SHA-256 of the ids, in order): the confirm form carries it, so the
+    /// broadcast goes to the very conversations the seller saw counted.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for id in &self.conversation_ids {
+            hash.update(id.as_bytes());
+            hash.update([0]);
+        }
+        hash.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// The confirm step and the broadcast it confirms both ask with the same `as_of`, so the count
 /// the seller saw is the list that is sent to.
 pub async fn recipients_for_post(

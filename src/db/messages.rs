@@ -81,7 +81,7 @@ pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Resu
             "update messages set status = 'sending', failure = null, updated_at = $1
              where user_id = $2 and message_id = $3 and status = 'failed'
                and (failure is null or failure <> 'recipient_restricted')
-             returning message_id",
+             returning message_id, conversation_id, idempotency_key",
         )
         .bind(now)
         .bind(user_id)
@@ -89,20 +89,23 @@ pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Resu
         Requeue::AfterReconsent { conversation_id } => sqlx::query(
             "update messages set status = 'sending', failure = null, updated_at = $1
              where user_id = $2 and conversation_id = $3 and status = 'failed' and failure = 'reconsent'
-             returning message_id",
+             returning message_id, conversation_id, idempotency_key",
         )
         .bind(now)
         .bind(user_id)
         .bind(conversation_id),
     };
-    let ids = query
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("message_id"))
-        .collect::<Result<Vec<String>, _>>()?;
-    for id in &ids {
-        outbox::requeue_message(&mut tx, id, now).await?;
+    let rows = query.fetch_all(&mut *tx).await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("message_id")?;
+        // A message that failed before single sends went through the outbox has no row yet.
+        if !outbox::requeue_message(&mut tx, &id, now).await? {
+            let conversation_id: String = row.try_get("conversation_id")?;
+            let key: String = row.try_get("idempotency_key")?;
+            outbox::enqueue_message(&mut tx, &id, &conversation_id, &key, now).await?;
+        }
+        ids.push(id);
     }
     tx.commit().await?;
     Ok(ids)

@@ -181,22 +181,22 @@ pub async fn enqueue_message(
 }
 
 /// Puts a message's row back in the queue for a fresh series of attempts, inside the caller's
-/// transaction (the one that moves the message back to `sending`).
+/// transaction (the one that moves the message back to `sending`). False when it has no row.
 pub async fn requeue_message(
     tx: &mut Transaction<'_, Any>,
     message_id: &str,
     now: i64,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
         "update outbox set status = 'pending', failure = null, attempts = 0, next_attempt_at = $1,
              locked_until = null, locked_by = null, updated_at = $1
-         where message_id = $2 and status = 'failed'",
+         where message_id = $2",
     )
     .bind(now)
     .bind(message_id)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Where outbox bookkeeping (claims, outcomes, completion) runs.
@@ -206,10 +206,11 @@ pub async fn requeue_message(
 /// a row is claimed and sent again under the same idempotency key; waiting would cost a disk
 /// flush per batch. SQLite: straight on the pool; each statement commits on its own and, in WAL
 /// mode with `synchronous = normal`, a commit does not wait for the disk either. A separate
-/// BEGIN and COMMIT would only add two round trips to SQLite's connection thread.
+/// BEGIN and COMMIT would only add two round trips to SQLite's connection thread, unless
+/// several statements must take effect together ([`Bookkeeping::begin_atomic`]).
 enum Bookkeeping<'a> {
-    Postgres(Transaction<'static, Any>),
-    Sqlite(&'a sqlx::AnyPool),
+    Transaction(Transaction<'static, Any>),
+    Pool(&'a sqlx::AnyPool),
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
@@ -223,29 +224,37 @@ impl<'a> Bookkeeping<'a> {
                     .pool()
                     .begin_with("begin; set local synchronous_commit = off")
                     .await?;
-                Self::Postgres(tx)
+                Self::Transaction(tx)
             }
-            Backend::Sqlite => Self::Sqlite(db.pool()),
+            Backend::Sqlite => Self::Pool(db.pool()),
+        })
+    }
+
+    /// Like [`Bookkeeping::begin`], but all or nothing on SQLite too.
+    async fn begin_atomic(db: &'a Db) -> anyhow::Result<Self> {
+        Ok(match db.backend() {
+            Backend::Postgres => Self::begin(db).await?,
+            Backend::Sqlite => Self::Transaction(db.pool().begin().await?),
         })
     }
 
     async fn fetch_all(&mut self, query: AnyQuery<'_>) -> anyhow::Result<Vec<AnyRow>> {
         Ok(match self {
-            Self::Postgres(tx) => query.fetch_all(&mut **tx).await?,
-            Self::Sqlite(pool) => query.fetch_all(*pool).await?,
+            Self::Transaction(tx) => query.fetch_all(&mut **tx).await?,
+            Self::Pool(pool) => query.fetch_all(*pool).await?,
         })
     }
 
     async fn execute(&mut self, query: AnyQuery<'_>) -> anyhow::Result<u64> {
         Ok(match self {
-            Self::Postgres(tx) => query.execute(&mut **tx).await?,
-            Self::Sqlite(pool) => query.execute(*pool).await?,
+            Self::Transaction(tx) => query.execute(&mut **tx).await?,
+            Self::Pool(pool) => query.execute(*pool).await?,
         }
         .rows_affected())
     }
 
     async fn commit(self) -> anyhow::Result<()> {
-        if let Self::Postgres(tx) = self {
+        if let Self::Transaction(tx) = self {
             tx.commit().await?;
         }
         Ok(())
@@ -350,7 +359,13 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             None => groups.push((key, vec![&outcome.outbox_id])),
         }
     }
-    let mut book = Bookkeeping::begin(db).await?;
+    // A single send's outcome goes to its outbox row and its message together, or not at all:
+    // a message must never stay "sending" behind a finished row.
+    let mut book = if outcomes.iter().any(|o| o.message_id.is_some()) {
+        Bookkeeping::begin_atomic(db).await?
+    } else {
+        Bookkeeping::begin(db).await?
+    };
     let mut updated = 0;
     for ((status, failure), ids) in groups {
         let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
@@ -375,9 +390,12 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         };
         book.execute(
             sqlx::query(
+                // Only where the row's outcome took: a worker whose lease was lost (and whose
+                // row another worker now holds) must not decide the message's status.
                 "update messages set status = $1, failure = $2, updated_at = $3,
                      attempts = (select o.attempts from outbox o where o.message_id = $4)
-                 where message_id = $4 and status = 'sending'",
+                 where message_id = $4 and status = 'sending'
+                   and exists (select 1 from outbox o where o.message_id = $4 and o.status = $1)",
             )
             .bind(outcome.status)
             .bind(outcome.failure)
@@ -515,7 +533,21 @@ pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 /// Marks running broadcasts done once nothing of them is pending. Workers call it when the
 /// queue runs dry after they finished rows, not after every batch.
 pub async fn complete_finished(db: &Db) -> anyhow::Result<u64> {
+    let now = now_ms();
     let mut book = Bookkeeping::begin(db).await?;
+    // Rows of a cancelled broadcast that a worker still held when it was cancelled, and then
+    // gave back or left behind (it died): nobody claims them any more, so settle them here.
+    book.execute(
+        sqlx::query(
+            "update outbox set status = 'cancelled', locked_until = null, locked_by = null, updated_at = $1
+             where status = 'pending' and broadcast_id is not null
+               and (locked_until is null or locked_until < $1)
+               and exists (select 1 from broadcasts b
+                           where b.broadcast_id = outbox.broadcast_id and b.status = 'cancelled')",
+        )
+        .bind(now),
+    )
+    .await?;
     let done = book
         .execute(
             sqlx::query(
@@ -525,7 +557,7 @@ pub async fn complete_finished(db: &Db) -> anyhow::Result<u64> {
                                    where outbox.broadcast_id = broadcasts.broadcast_id
                                      and outbox.status = 'pending')",
             )
-            .bind(now_ms()),
+            .bind(now),
         )
         .await?;
     book.commit().await?;
@@ -564,13 +596,14 @@ pub struct FailedRecipient {
     pub conversation_seen_at: Option<i64>,
 }
 
-/// Conversations whose delivery failed, with why and when, oldest conversation first.
+/// Conversations whose delivery failed, with why and when, oldest conversation first (the
+/// first 500).
 pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedRecipient>> {
     let rows = sqlx::query(
         "select o.failure, o.attempts, o.updated_at, c.created_at as seen_at
          from outbox o left join conversations c on c.conversation_id = o.conversation_id
          where o.broadcast_id = $1 and o.status = 'failed'
-         order by c.created_at, o.conversation_id limit 500",
+         order by coalesce(c.created_at, 0), o.conversation_id limit 500",
     )
     .bind(broadcast_id)
     .fetch_all(db.pool())
@@ -585,6 +618,20 @@ pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedR
             })
         })
         .collect()
+}
+
+/// How many of a broadcast's failed conversations may be retried, and how many are blocked
+/// chats (412), which retrying cannot reach.
+pub async fn failure_counts(db: &Db, broadcast_id: &str) -> anyhow::Result<(i64, i64)> {
+    let row = sqlx::query(
+        "select coalesce(sum(case when failure = 'recipient_restricted' then 0 else 1 end), 0) as retryable,
+                coalesce(sum(case when failure = 'recipient_restricted' then 1 else 0 end), 0) as restricted
+         from outbox where broadcast_id = $1 and status = 'failed'",
+    )
+    .bind(broadcast_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get("retryable")?, row.try_get("restricted")?))
 }
 
 /// Queues a finished broadcast's failed rows again, except the blocked chats (a 412 cannot

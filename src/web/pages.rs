@@ -258,10 +258,10 @@ pub struct BroadcastConfirmPage {
     pub asset_version: &'static str,
     /// The count, as the seller reads it.
     pub recipients: String,
-    /// The same count and the moment it was taken: the confirm form carries both, and the
-    /// broadcast goes to exactly that list (or the seller is asked again).
-    pub expected: usize,
+    /// The moment the list was taken and a digest of it: the confirm form carries both, and
+    /// the broadcast goes to exactly that list (or the seller is asked again).
     pub as_of: i64,
+    pub digest: String,
     /// Known conversations of the post that will not get it, and why.
     pub excluded: Option<String>,
     pub notice: Option<&'static str>,

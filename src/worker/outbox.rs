@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
     time::Duration,
 };
@@ -42,6 +42,9 @@ pub use outbox::Finished;
 /// A broadcast row that waited at least this long for its turn asks whether its broadcast was
 /// cancelled meanwhile; one sent at once needs no extra read.
 const CANCEL_CHECK_AFTER: Duration = Duration::from_millis(50);
+
+/// When idle, the completion check runs at least this often.
+const COMPLETION_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// At most this many single sends are claimed at once by the express worker...
 const EXPRESS_BATCH: usize = 64;
@@ -128,6 +131,11 @@ pub struct OutboxWorker {
     /// Set when a worker of this pool finished rows since the last completion check. Starts set,
     /// so a restarted process completes broadcasts whose last rows an earlier one recorded.
     finished_rows: Arc<AtomicBool>,
+    /// When the pool last ran the completion check (ms); it also runs now and then when idle,
+    /// to settle rows another process left behind.
+    last_completion: Arc<AtomicI64>,
+    /// Cancelled when the process stops: rows still waiting for their turn are given back.
+    stopping: CancellationToken,
 }
 
 impl OutboxWorker {
@@ -155,6 +163,8 @@ impl OutboxWorker {
             id: uuid::Uuid::new_v4().to_string(),
             wake: Arc::new(Notify::new()),
             finished_rows: Arc::new(AtomicBool::new(true)),
+            last_completion: Arc::new(AtomicI64::new(0)),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -186,11 +196,15 @@ impl OutboxWorker {
     /// Runs `settings.workers` loops and the express worker until `shutdown`; each finishes
     /// its current batch first.
     pub fn spawn_pool(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let pool = Self {
+            stopping: shutdown.clone(),
+            ..self.clone()
+        };
         let general = (0..self.settings.workers).map(|_| Self {
             id: uuid::Uuid::new_v4().to_string(),
-            ..self.clone()
+            ..pool.clone()
         });
-        std::iter::once(self.express())
+        std::iter::once(pool.express())
             .chain(general)
             .map(|worker| tokio::spawn(worker.run_until_stopped(shutdown.clone())))
             .collect()
@@ -213,7 +227,11 @@ impl OutboxWorker {
                 log_failure(finished);
             }
             if batches.len() < EXPRESS_BATCHES_IN_FLIGHT {
-                let worker = self.clone();
+                // Each batch its own lease name, so one batch never finishes another's rows.
+                let worker = Self {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    ..self.clone()
+                };
                 batches.spawn(async move { worker.try_execute_task().await });
             }
             tokio::select! {
@@ -263,9 +281,16 @@ impl OutboxWorker {
         )
         .await?;
         if rows.is_empty() {
-            // The queue ran dry: mark what this process finished as done, once.
-            if self.finished_rows.swap(false, Ordering::AcqRel)
-                && let Err(error) = outbox::complete_finished(&self.db).await
+            // The queue ran dry: mark what this process finished as done, once (and now and then
+            // anyway, for what a dead process left behind).
+            let now = now_ms();
+            let overdue = now - self.last_completion.load(Ordering::Acquire)
+                > COMPLETION_CHECK_EVERY.as_millis() as i64;
+            if (self.finished_rows.swap(false, Ordering::AcqRel) || overdue)
+                && let Err(error) = {
+                    self.last_completion.store(now, Ordering::Release);
+                    outbox::complete_finished(&self.db).await
+                }
             {
                 // Try again on the next dry run rather than leave a finished broadcast running.
                 self.finished_rows.store(true, Ordering::Release);
@@ -277,10 +302,29 @@ impl OutboxWorker {
         let mut senders: HashMap<&Source, Prepared> = HashMap::new();
         for row in &rows {
             if !senders.contains_key(&row.source) {
-                let prepared = self.prepare(&row.source).await?;
+                let prepared = match self.prepare(&row.source).await {
+                    Ok(prepared) => prepared,
+                    // One bad lookup costs its own rows an attempt, not the whole batch.
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "could not prepare outbox rows; retrying them later"
+                        );
+                        Prepared::Retry {
+                            failure: Failure::Unavailable,
+                            retry: match row.source {
+                                Source::Broadcast(_) => self.settings.retry,
+                                Source::Message(_) => self.settings.interactive_retry,
+                            },
+                        }
+                    }
+                };
                 senders.insert(&row.source, prepared);
             }
         }
+        // A row still waiting for its turn this late is given back before its lease runs out,
+        // so no other worker sends it meanwhile.
+        let give_back_at = tokio::time::Instant::now() + self.settings.lease * 3 / 4;
         // The batch's rows go out together (still one at a time through the pacer): a batch
         // lasts about as long as its slowest call, so a slow Divar does not keep claimed rows
         // unrecorded, and off the progress page, for one round trip after another.
@@ -311,7 +355,8 @@ impl OutboxWorker {
         let sends = futures::future::join_all(rows.iter().map(|row| async {
             match &senders[&row.source] {
                 Prepared::Ready(sender) => {
-                    self.deliver(row, sender, cancels.get(&row.source)).await
+                    self.deliver(row, sender, cancels.get(&row.source), give_back_at)
+                        .await
                 }
                 Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(*failure)))),
                 Prepared::Retry { failure, retry } => {
@@ -450,12 +495,16 @@ impl OutboxWorker {
         row: &Claimed,
         sender: &Sender,
         cancel: Option<&CancellationToken>,
+        give_back_at: tokio::time::Instant,
     ) -> anyhow::Result<Option<Finished>> {
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
         let waited = tokio::select! {
             waited = self.pacer.ready(sender.lane) => waited,
             _ = cancel.cancelled() => return Ok(Some(finished(row, "cancelled", None))),
+            // Not attempted: back in the queue, its attempt refunded.
+            _ = tokio::time::sleep_until(give_back_at) => return self.give_back(row).await,
+            _ = self.stopping.cancelled() => return self.give_back(row).await,
         };
         if waited >= CANCEL_CHECK_AFTER && self.cancelled(row).await? {
             return Ok(Some(finished(row, "cancelled", None)));
@@ -502,6 +551,12 @@ impl OutboxWorker {
                 Ok(None)
             }
         }
+    }
+
+    /// Puts a row that was not attempted back in the queue, due at once.
+    async fn give_back(&self, row: &Claimed) -> anyhow::Result<Option<Finished>> {
+        outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true).await?;
+        Ok(None)
     }
 
     /// Puts a row back for another attempt after `wait`, its attempt counted.

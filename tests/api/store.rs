@@ -273,15 +273,20 @@ async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine)
         .run(db.pool())
         .await
         .unwrap();
-    for (id, status) in [("m-stuck", "sending"), ("m-done", "sent")] {
+    for (id, status, failure) in [
+        ("m-stuck", "sending", None),
+        ("m-done", "sent", None),
+        ("m-failed", "failed", Some("unavailable")),
+    ] {
         sqlx::query(
             "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
                  failure, attempts, created_at, updated_at)
-             values ($1, $2, 'c-1', 'u-1', '{}', $3, null, 0, 1, 1)",
+             values ($1, $2, 'c-1', 'u-1', '{}', $3, $4, 0, 1, 1)",
         )
         .bind(id)
         .bind(format!("key-{id}"))
         .bind(status)
+        .bind(failure)
         .execute(db.pool())
         .await
         .unwrap();
@@ -323,7 +328,54 @@ async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine)
         ]
     );
     assert_eq!(claimed[0].idempotency_key, "key-m-stuck");
+
+    // A message that failed under the old version has no outbox row: sending it again makes one.
+    let queued = kenar_chat::db::messages::requeue(
+        &db,
+        "u-1",
+        kenar_chat::db::messages::Requeue::One("m-failed"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued, ["m-failed"]);
+    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::InteractiveOnly)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].source,
+        outbox::Source::Message("m-failed".into())
+    );
+    assert_eq!(claimed[0].idempotency_key, "key-m-failed");
 }
+
+/// Rows a worker held when their broadcast was cancelled, and then gave back or left behind,
+/// are settled as cancelled once nobody holds them, so the broadcast's counts become final.
+async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let ids: Vec<String> = (0..3).map(|i| format!("c-{i}")).collect();
+    let outbox::Created::New(id) = outbox::create_broadcast(&db, "key-1", "p-1", "u-1", "{}", &ids)
+        .await
+        .unwrap()
+    else {
+        panic!("a new broadcast")
+    };
+    // A worker holds all three (a lease of 1 ms: it "dies" at once); the seller cancels.
+    let held = outbox::claim_batch(&db, "w", 1, 10, outbox::Lanes::All)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 3);
+    outbox::cancel(&db, &id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    outbox::complete_finished(&db).await.unwrap();
+    let progress = outbox::progress(&db, &id).await.unwrap();
+    assert_eq!(
+        (progress.pending, progress.cancelled),
+        (0, 3),
+        "{progress:?}"
+    );
+}
+crate::both_engines!(cancel_settles, rows_left_behind_by_a_cancel_are_settled);
 crate::both_engines!(
     upgrade_queues_stuck_messages,
     the_upgrade_queues_messages_an_old_version_left_sending

@@ -223,13 +223,13 @@ async fn confirm_page(
     .await?;
     let hidden = fields
         .into_iter()
-        .filter(|(k, v)| !["action", "as_of", "expected"].contains(&k.as_str()) && !v.is_empty())
+        .filter(|(k, v)| !["action", "as_of", "digest"].contains(&k.as_str()) && !v.is_empty())
         .collect();
     let count = recipients.conversation_ids.len();
     Ok(render_page(&BroadcastConfirmPage {
         asset_version: ASSET_VERSION,
         recipients: persian_digits(&count.to_string()),
-        expected: count,
+        digest: recipients.digest(),
         as_of,
         excluded: (recipients.other_seller > 0).then(|| {
             persian_digits(&format!(
@@ -266,31 +266,31 @@ async fn create_broadcast(
         return Ok(Redirect::to(&format!("/broadcasts/{existing}")).into_response());
     }
     let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
-    let (Some(as_of), Some(expected)) = (number("as_of"), number("expected")) else {
+    let (Some(as_of), Some(digest)) = (number("as_of"), fields.get("digest")) else {
         return Err(AppError::BadRequest(
             "فرم ناقص است؛ دوباره شروع کنید.".into(),
         ));
     };
-    let conversations = db::conversations::recipients_for_post(
+    let recipients = db::conversations::recipients_for_post(
         &state.db,
         &seller.post_token,
         &seller.user_id,
         as_of,
     )
-    .await?
-    .conversation_ids;
-    if conversations.len() as i64 != expected {
-        // The list changed since the seller saw the count: show the new one and ask again.
+    .await?;
+    if recipients.digest() != *digest {
+        // The list changed since the seller saw it: show the new count and ask again.
         return confirm_page(
             &state,
             &seller,
             fields,
             preview_of(&message),
             now_ms(),
-            Some("از وقتی این صفحه را باز کردید تعداد گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید."),
+            Some("از وقتی این صفحه را باز کردید فهرست گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید."),
         )
         .await;
     }
+    let conversations = recipients.conversation_ids;
     if conversations.is_empty() {
         return Err(AppError::BadRequest(
             "هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.".into(),
@@ -349,13 +349,7 @@ async fn show_broadcast(
     let broadcast = owned(&state, &seller, &id).await?;
     let progress = db::outbox::progress(&state.db, &id).await?;
     let failed = db::outbox::failures(&state.db, &id).await?;
-    let retryable = failed
-        .iter()
-        .filter(|f| {
-            f.failure.as_deref().and_then(Failure::parse) != Some(Failure::RecipientRestricted)
-        })
-        .count();
-    let restricted = failed.len() - retryable;
+    let (retryable, restricted) = db::outbox::failure_counts(&state.db, &id).await?;
     let failures = failed
         .iter()
         .map(|f| {
