@@ -303,6 +303,20 @@ crate::both_engines!(
     retrying_failed_rows_reaches_exactly_those_conversations_once
 );
 
+/// Posts the broadcast composer's form with `action` (`send` leads to the confirm step,
+/// `edit` back to the composer); the page's HTML.
+async fn composer_form(app: &TestApp, key: &str, text: &str, action: &str) -> String {
+    app.client
+        .post(app.url("/broadcasts/new"))
+        .form(&[("idempotency_key", key), ("text", text), ("action", action)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_confirmed_count_is_exactly_who_gets_it() {
     let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
@@ -319,39 +333,12 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
     .unwrap();
     let html = app.get_html("/broadcasts/new").await;
     let key = hidden_field(&html, "idempotency_key");
-    let fields = [
-        ("idempotency_key", key.as_str()),
-        ("text", "بازدید جمعه"),
-        ("action", "send"),
-    ];
-    let confirm = app
-        .client
-        .post(app.url("/broadcasts/new"))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let confirm = composer_form(&app, &key, "بازدید جمعه", "send").await;
     assert!(confirm.contains(&format!("این پیام برای {} نفر", fa(5))));
     assert!(confirm.contains(&format!("{} گفت‌وگوی این آگهی با حساب دیگری", fa(1))));
 
     // "Edit" goes back to the composer with the draft.
-    let edit = app
-        .client
-        .post(app.url("/broadcasts/new"))
-        .form(&[
-            ("idempotency_key", key.as_str()),
-            ("text", "بازدید جمعه"),
-            ("action", "edit"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let edit = composer_form(&app, &key, "بازدید جمعه", "edit").await;
     assert!(
         edit.contains("بازدید جمعه</textarea>"),
         "the draft is intact"
@@ -386,20 +373,7 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
     // again rather than sent to.
     let html = app.get_html("/broadcasts/new").await;
     let key = hidden_field(&html, "idempotency_key");
-    let confirm = app
-        .client
-        .post(app.url("/broadcasts/new"))
-        .form(&[
-            ("idempotency_key", key.as_str()),
-            ("text", "دوباره"),
-            ("action", "send"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let confirm = composer_form(&app, &key, "دوباره", "send").await;
     sqlx::query(
         "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
          values ('c-old', $1, null, null, 2, 2)",
@@ -689,43 +663,6 @@ crate::both_engines!(
     sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute
 );
 
-/// A buyer's grant for `conversation`, sealed into the app's database as consent stores it.
-async fn grant_for(app: &TestApp, conversation: &str, user: &str) {
-    use kenar_chat::{
-        crypto::TokenCipher,
-        db::grants::Subject,
-        kenar::oauth::{IssuedTokens, KenarOAuth},
-        sandbox::scopes::Scope,
-        services::vault::Vault,
-    };
-    use secrecy::SecretString;
-    let scope = format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access");
-    let (access, refresh) = app
-        .sandbox
-        .world()
-        .issue_tokens(user, Scope::parse_list(&scope).unwrap());
-    let oauth = KenarOAuth::new(
-        &app.settings,
-        kenar_chat::kenar::http_client(Duration::from_secs(5)).unwrap(),
-    )
-    .unwrap();
-    let vault = Vault::new(
-        app.db.clone(),
-        TokenCipher::new(&app.settings.token_key),
-        oauth,
-    );
-    let issued = IssuedTokens {
-        access_token: SecretString::from(access.token),
-        refresh_token: refresh.map(|r| SecretString::from(r.token)),
-        expires_in: Duration::from_secs(3600),
-        scope: Some(scope.clone()),
-    };
-    vault
-        .store(Subject::Conversation, conversation, user, &scope, &issued)
-        .await
-        .unwrap();
-}
-
 /// A person in `conversation`, already connected, at the composer in their own browser.
 async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client {
     let buyer = app
@@ -735,7 +672,16 @@ async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client
         .unwrap()
         .buyer_id
         .clone();
-    grant_for(app, conversation, &buyer).await;
+    store_grant(
+        &app.db,
+        &app.settings,
+        &app.sandbox,
+        kenar_chat::db::grants::Subject::Conversation,
+        conversation,
+        &buyer,
+        &format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access"),
+    )
+    .await;
     let client = browser();
     let opened = client
         .post(app.url(&format!("/sandbox/chats/{conversation}/open-addon")))

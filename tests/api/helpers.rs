@@ -444,3 +444,42 @@ pub fn fa(n: impl std::fmt::Display) -> String {
         })
         .collect()
 }
+
+/// A user's real tokens from the simulated Divar, issued without its consent screen and sealed
+/// into `db` as the consent flow stores them.
+pub async fn store_grant(
+    db: &Db,
+    settings: &Settings,
+    sandbox: &Sandbox,
+    subject: kenar_chat::db::grants::Subject,
+    subject_id: &str,
+    user: &str,
+    scope: &str,
+) {
+    use kenar_chat::{
+        crypto::TokenCipher,
+        kenar::oauth::{IssuedTokens, KenarOAuth},
+        sandbox::scopes::Scope,
+        services::vault::Vault,
+    };
+    use secrecy::SecretString;
+    let (access, refresh) = sandbox
+        .world()
+        .issue_tokens(user, Scope::parse_list(scope).unwrap());
+    let oauth = KenarOAuth::new(
+        settings,
+        kenar_chat::kenar::http_client(Duration::from_secs(5)).unwrap(),
+    )
+    .unwrap();
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let issued = IssuedTokens {
+        access_token: SecretString::from(access.token),
+        refresh_token: refresh.map(|r| SecretString::from(r.token)),
+        expires_in: Duration::from_secs(3600),
+        scope: Some(scope.to_string()),
+    };
+    vault
+        .store(subject, subject_id, user, scope, &issued)
+        .await
+        .unwrap();
+}

@@ -10,16 +10,9 @@ use std::{
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use kenar_chat::{
     config::{Settings, TokenKey},
-    crypto::TokenCipher,
     db::{self, Db, grants::Subject},
-    kenar::{
-        self,
-        oauth::{IssuedTokens, KenarOAuth},
-    },
-    sandbox::{AppRegistration, Sandbox, SandboxOptions, scopes::Scope},
-    services::vault::Vault,
+    sandbox::{AppRegistration, Sandbox, SandboxOptions},
 };
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -96,30 +89,17 @@ async fn seeded_broadcast(
     let scope = format!(
         "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} offline_access"
     );
-    // The seller's grant, issued by the simulated Divar without its consent screen.
-    let (access, refresh) = divar
-        .sandbox
-        .world()
-        .issue_tokens(SELLER_1, Scope::parse_list(&scope).unwrap());
-    let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
-    let db = Db::connect(&env["DATABASE_URL"]).await.unwrap();
-    db.migrate().await.unwrap();
-    let oauth = KenarOAuth::new(
-        &settings,
-        kenar::http_client(Duration::from_secs(5)).unwrap(),
+    let db = shared_db(env).await;
+    store_grant(
+        &db,
+        &settings_of(env),
+        &divar.sandbox,
+        Subject::Post,
+        POST_1,
+        SELLER_1,
+        &scope,
     )
-    .unwrap();
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
-    let issued = IssuedTokens {
-        access_token: SecretString::from(access.token),
-        refresh_token: refresh.map(|r| SecretString::from(r.token)),
-        expires_in: Duration::from_secs(3600),
-        scope: Some(scope.clone()),
-    };
-    vault
-        .store(Subject::Post, POST_1, SELLER_1, &scope, &issued)
-        .await
-        .unwrap();
+    .await;
 
     let created: Value = client
         .post(format!(
@@ -285,38 +265,15 @@ fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
     (child, format!("http://{addr}"))
 }
 
-/// A buyer's real token for `conversation`, sealed into the shared database as the consent
-/// flow would store it.
-async fn seeded_conversation_grant(
-    divar: &Divar,
-    env: &HashMap<&'static str, String>,
-    conversation: &str,
-    user: &str,
-) -> Db {
-    let scope = format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access");
-    let (access, refresh) = divar
-        .sandbox
-        .world()
-        .issue_tokens(user, Scope::parse_list(&scope).unwrap());
-    let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+/// The settings a `serve` process with `env` reads.
+fn settings_of(env: &HashMap<&'static str, String>) -> Settings {
+    Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
+}
+
+/// The database the processes share, migrated.
+async fn shared_db(env: &HashMap<&'static str, String>) -> Db {
     let db = Db::connect(&env["DATABASE_URL"]).await.unwrap();
     db.migrate().await.unwrap();
-    let oauth = KenarOAuth::new(
-        &settings,
-        kenar::http_client(Duration::from_secs(5)).unwrap(),
-    )
-    .unwrap();
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
-    let issued = IssuedTokens {
-        access_token: SecretString::from(access.token),
-        refresh_token: refresh.map(|r| SecretString::from(r.token)),
-        expires_in: Duration::from_secs(3600),
-        scope: Some(scope.clone()),
-    };
-    vault
-        .store(Subject::Conversation, conversation, user, &scope, &issued)
-        .await
-        .unwrap();
     db
 }
 
@@ -374,7 +331,17 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
     let key = TokenKey::generate();
     let env = env(&divar, &key, &test_db.url);
     let conv = conversation(1, 1);
-    let db = seeded_conversation_grant(&divar, &env, &conv, BUYER_1).await;
+    let db = shared_db(&env).await;
+    store_grant(
+        &db,
+        &settings_of(&env),
+        &divar.sandbox,
+        Subject::Conversation,
+        &conv,
+        BUYER_1,
+        &format!("CONVERSATION_SEND_MESSAGE.{conv} offline_access"),
+    )
+    .await;
 
     let (mut first, base) = spawn_serve_at(&env);
     let answered = compose_through(
