@@ -174,8 +174,10 @@ async fn submit_new_broadcast(
         }
     };
     let preview = preview_of(&message);
-    if fields.get("action").map(String::as_str) == Some("edit") {
-        // Back from the confirm step: the composer with the draft as it was.
+    // "Edit" (back from the confirm step) shows the composer with the draft as it was;
+    // "preview" shows it with the preview.
+    let action = fields.get("action").map(String::as_str);
+    if matches!(action, Some("edit" | "preview")) {
         let page = compose_page(
             &state,
             &seller.user_id,
@@ -183,20 +185,7 @@ async fn submit_new_broadcast(
             &fields,
             &FieldErrors::new(),
             None,
-            None,
-        )
-        .await?;
-        return Ok(render_page(&page));
-    }
-    if fields.get("action").map(String::as_str) == Some("preview") {
-        let page = compose_page(
-            &state,
-            &seller.user_id,
-            ComposeMode::Broadcast,
-            &fields,
-            &FieldErrors::new(),
-            None,
-            Some(preview),
+            (action == Some("preview")).then_some(preview),
         )
         .await?;
         return Ok(render_page(&page));
