@@ -8,7 +8,11 @@ use super::{ConversationId, PostToken, UserId};
 pub enum DivarEvent {
     NewMessage {
         conversation_id: ConversationId,
-        post_token: PostToken,
+        /// Optional in Divar's event docs (kenar-docs `docs/events/chat.md`).
+        post_token: Option<PostToken>,
+        /// Sent by an app through the API (`sender.type: BOT`): our own messages come back this
+        /// way, and they say nothing about a buyer.
+        from_bot: bool,
     },
     AccessRevoked {
         user_id: UserId,
@@ -35,11 +39,15 @@ impl DivarEvent {
             "NEW_MESSAGE" => {
                 let conversation = text("/new_message/conversation/id")
                     .ok_or("new_message.conversation.id is missing")?;
-                let post = text("/new_message/conversation/post_token")
-                    .ok_or("new_message.conversation.post_token is missing")?;
+                let post_token = text("/new_message/conversation/post_token")
+                    .map(PostToken::parse)
+                    .transpose()?;
+                let from_bot =
+                    text("/new_message/sender/type").is_some_and(|t| t.eq_ignore_ascii_case("BOT"));
                 Ok(Self::NewMessage {
                     conversation_id: ConversationId::parse(conversation)?,
-                    post_token: PostToken::parse(post)?,
+                    post_token,
+                    from_bot,
                 })
             }
             "USER_ACCESS_REVOCATION" => {
@@ -65,7 +73,21 @@ mod tests {
             "sender": {"side": "SELLER", "type": "BOT"}, "type": "TEXT", "sent_at": 1729429926140000, "text": "Hello!"}}"#;
         assert!(matches!(
             DivarEvent::parse(new_message),
-            Ok(DivarEvent::NewMessage { .. })
+            Ok(DivarEvent::NewMessage {
+                post_token: Some(_),
+                from_bot: true,
+                ..
+            })
+        ));
+        let without_post = br#"{"type": "NEW_MESSAGE", "new_message": {"conversation": {"id": "c"},
+            "sender": {"side": "BUYER", "type": "HUMAN"}}}"#;
+        assert!(matches!(
+            DivarEvent::parse(without_post),
+            Ok(DivarEvent::NewMessage {
+                post_token: None,
+                from_bot: false,
+                ..
+            })
         ));
         let revoked =
             br#"{"type": "USER_ACCESS_REVOCATION", "user_access_revocation": {"user_id": "u1"}}"#;

@@ -9,7 +9,7 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{any, post},
 };
 use rand::Rng;
 use serde::Deserialize;
@@ -33,6 +33,14 @@ pub fn router() -> Router<Sandbox> {
     Router::new()
         .route(SEND_PATH, post(send_message))
         .route(SUBSCRIBE_PATH, post(subscribe))
+        // Any other API-shaped path answers as Divar's API does: JSON, not a page.
+        .route("/v1/{*rest}", any(unknown_endpoint))
+        .route("/v2/{*rest}", any(unknown_endpoint))
+        .route("/experimental/{*rest}", any(unknown_endpoint))
+}
+
+async fn unknown_endpoint() -> RpcError {
+    status(StatusCode::NOT_FOUND, 5, "no such endpoint")
 }
 
 /// A `google.rpc.Status` error, as Divar answers. Codes follow gRPC numbering.
@@ -85,11 +93,10 @@ fn access_token(headers: &HeaderMap) -> Option<(String, &'static str)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| (t.trim().to_string(), "authorization"));
+        // The scheme is case-insensitive (RFC 7235): `Bearer`, `bearer`, `BEARER`.
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| (t.trim().to_string(), "authorization"));
     bearer
         .or_else(|| {
             headers
@@ -204,16 +211,23 @@ async fn send_message(
             .delivered_keys
             .contains(&(conversation_id.clone(), key.clone()))
     });
-    let response = match injected_fault(&sandbox).await {
-        Some(fault) => fault.into_response(),
-        None => accept_message(
-            &sandbox,
-            &conversation_id,
-            &headers,
-            &body,
-            idempotency_key.clone(),
-        )
-        .into_response(),
+    // Credentials first, as Divar's gateway would: a bad key or token meets no injected fault
+    // and uses up none of the app's quota.
+    let authenticated = check_api_key(&sandbox, &headers)
+        .and_then(|()| check_token(&sandbox.world(), &headers).map(|_| ()));
+    let response = match authenticated {
+        Err(refused) => refused.into_response(),
+        Ok(()) => match injected_fault(&sandbox).await {
+            Some(fault) => fault.into_response(),
+            None => accept_message(
+                &sandbox,
+                &conversation_id,
+                &headers,
+                &body,
+                idempotency_key.clone(),
+            )
+            .into_response(),
+        },
     };
     sandbox.world().api_calls.push(ApiCall {
         at: now_ms(),
@@ -327,14 +341,21 @@ fn register_subscription(
     let token = check_token(&world, headers).map(|(t, _)| t.clone())?;
     let body: SubscribeBody = serde_json::from_slice(body)
         .map_err(|e| invalid_argument(&format!("invalid body: {e}")))?;
-    if body.event_type != "NEW_MESSAGE_ON_POST" {
-        return Err(invalid_argument(
-            "only NEW_MESSAGE_ON_POST subscriptions are simulated",
-        ));
-    }
     let resource = body.event_resource_id.filter(|r| !r.is_empty());
-    let allowed = match &resource {
-        Some(post) => {
+    // Each event type and the OAuth scope it needs (kenar-docs `docs/events/ReadMe.md`).
+    let allowed = match (body.event_type.as_str(), &resource) {
+        // POST_UPDATE is registered; the sandbox does not emit it (posts never change here).
+        ("POST_UPDATE", resource) => {
+            resource.as_ref().is_none_or(|post| {
+                world
+                    .post(post)
+                    .is_some_and(|p| p.seller_id == token.user_id)
+            }) && token
+                .scopes
+                .iter()
+                .any(|s| s.is(ScopeKind::UserPostsGet, None))
+        }
+        ("NEW_MESSAGE_ON_POST", Some(post)) => {
             world
                 .post(post)
                 .is_some_and(|p| p.seller_id == token.user_id)
@@ -343,14 +364,19 @@ fn register_subscription(
                     .iter()
                     .any(|s| s.is(ScopeKind::ChatPostConversationsRead, Some(post)))
         }
-        None => token
+        ("NEW_MESSAGE_ON_POST", None) => token
             .scopes
             .iter()
             .any(|s| s.is(ScopeKind::ChatSupplierAllConversationsRead, None)),
+        (other, _) => {
+            return Err(invalid_argument(&format!(
+                "event_type `{other}` cannot be subscribed to (NEW_MESSAGE_ON_POST, POST_UPDATE)"
+            )));
+        }
     };
     if !allowed {
         return Err(permission_denied(
-            "subscribing needs CHAT_POST_CONVERSATIONS_READ.<post_token> from the post's owner (or CHAT_SUPPLIER_ALL_CONVERSATIONS_READ)",
+            "subscribing needs the event's scope: CHAT_POST_CONVERSATIONS_READ.<post_token> from the post's owner (or CHAT_SUPPLIER_ALL_CONVERSATIONS_READ) for NEW_MESSAGE_ON_POST, USER_POSTS_GET for POST_UPDATE",
         ));
     }
     world.subscriptions.retain(|s| {

@@ -106,6 +106,7 @@ impl Sandbox {
             fail_429_percent: 0,
             slow_percent: 0,
             slow_ms: 0,
+            app_lacks_scopes: Vec::new(),
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -135,10 +136,16 @@ impl Sandbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An absolute URL to a sandbox page.
+    /// An absolute URL to a sandbox page; `path` may carry a query (`/chats/x?as=buyer`).
     pub fn url(&self, path: &str) -> String {
         let mut url = self.inner.base_url.clone();
+        // `set_path` would encode a `?` as `%3F`: the query goes in on its own.
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         url.set_path(&format!("{PREFIX}{path}"));
+        url.set_query(query);
         url.to_string()
     }
 

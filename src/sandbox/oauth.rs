@@ -89,7 +89,24 @@ impl AuthRequest {
     }
 }
 
-/// GET /oauth2/auth: the consent screen, or an error page (never a redirect) for a bad request.
+/// Where the person goes back to with an RFC 6749 §4.1.2.1 error, as Divar's OAuth server
+/// (Ory Hydra) sends it: `error`, `error_description` and `state`.
+fn redirect_with_error(valid: &ValidAuthRequest, error: &str, description: &str) -> Response {
+    match url::Url::parse(&valid.redirect_uri) {
+        Ok(mut target) => {
+            target
+                .query_pairs_mut()
+                .append_pair("error", error)
+                .append_pair("error_description", description)
+                .append_pair("state", &valid.state);
+            Redirect::to(target.as_str()).into_response()
+        }
+        Err(_) => screens::error_page(StatusCode::BAD_REQUEST, "نشانی بازگشت نامعتبر است", error),
+    }
+}
+
+/// GET /oauth2/auth: the consent screen, or an error page (never a redirect) for a bad request;
+/// a scope the app was not granted in its panel goes back with `error=invalid_scope`.
 async fn show_consent(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
@@ -105,6 +122,25 @@ async fn show_consent(
             );
         }
     };
+    let lacking: Vec<String> = {
+        let world = sandbox.world();
+        valid
+            .scopes
+            .iter()
+            .map(|s| s.name().to_string())
+            .filter(|name| world.knobs.app_lacks_scopes.contains(name))
+            .collect()
+    };
+    if !lacking.is_empty() {
+        return redirect_with_error(
+            &valid,
+            "invalid_scope",
+            &format!(
+                "The requested scope is invalid, unknown, or malformed. The OAuth 2.0 Client is not allowed to request scope '{}'.",
+                lacking.join(" ")
+            ),
+        );
+    }
     let current_user = screens::current_user(&headers);
     let world = sandbox.world();
     let lines = valid.scopes.iter().map(|s| describe(&world, s)).collect();
@@ -137,7 +173,8 @@ struct Decision {
     decision: String,
 }
 
-/// POST /oauth2/auth: approve → back with `code` and `state`; deny → back with `state` only.
+/// POST /oauth2/auth: approve → back with `code` and `state`; deny → back with
+/// `error=access_denied`, `error_description` and `state`, as Divar's OAuth server does.
 async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decision>) -> Response {
     let valid = match form.request.validate(&sandbox) {
         Ok(valid) => valid,
@@ -160,8 +197,11 @@ async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decisio
         }
     };
     if form.decision != "approve" {
-        target.query_pairs_mut().append_pair("state", &valid.state);
-        return Redirect::to(target.as_str()).into_response();
+        return redirect_with_error(
+            &valid,
+            "access_denied",
+            "The resource owner denied the request",
+        );
     }
     let mut world = sandbox.world();
     if world.user(&form.user_id).is_none() {
@@ -425,6 +465,7 @@ fn describe(world: &World, scope: &Scope) -> ScopeLine {
         }
         ScopeKind::UserId => "دیدن شناسهٔ کاربری شما".into(),
         ScopeKind::UserPhone => "دیدن شمارهٔ تلفن شما".into(),
+        ScopeKind::UserPostsGet => "دیدن آگهی‌های شما و باخبر شدن از تغییر آن‌ها".into(),
         ScopeKind::PostAddonCreate => format!("افزودن افزونه به آگهی {}", post_title(id)),
         ScopeKind::OfflineAccess => "ماندن این دسترسی تا ۳۰ روز، بی‌آنکه دوباره بپرسد".into(),
     };

@@ -12,12 +12,13 @@ pub enum ScopeKind {
     NotificationAccessRevocation,
     UserId,
     UserPhone,
+    UserPostsGet,
     PostAddonCreate,
     OfflineAccess,
 }
 
 /// (kind, name, whether it takes an identifier)
-const KNOWN: [(ScopeKind, &str, bool); 10] = [
+const KNOWN: [(ScopeKind, &str, bool); 11] = [
     (
         ScopeKind::ConversationSendMessage,
         "CONVERSATION_SEND_MESSAGE",
@@ -50,6 +51,7 @@ const KNOWN: [(ScopeKind, &str, bool); 10] = [
     ),
     (ScopeKind::UserId, "USER_ID", false),
     (ScopeKind::UserPhone, "USER_PHONE", false),
+    (ScopeKind::UserPostsGet, "USER_POSTS_GET", false),
     (ScopeKind::PostAddonCreate, "POST_ADDON_CREATE", true),
     (ScopeKind::OfflineAccess, "offline_access", false),
 ];

@@ -631,6 +631,7 @@ impl SettingsForm {
             slow_ms: number("slow_ms", &self.slow_ms)?,
             rotation_grace_secs: None,
             fail_next: Vec::new(),
+            app_lacks_scopes: None,
         })
     }
 }

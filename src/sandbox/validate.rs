@@ -48,6 +48,10 @@ fn prose_rules(body: &Value, problems: &mut Vec<String>) {
         Some(text) if text.trim().is_empty() => problems.push("message is empty".into()),
         _ => {}
     }
+    // The OpenAPI description of the send operation: either a message or a media token.
+    if body.get("message").is_some() && body.get("media_token").is_some() {
+        problems.push("send either message or media_token, not both".into());
+    }
     for grid in ["sender_buttons", "receiver_buttons"] {
         let rows = body
             .pointer(&format!("/{grid}/rows"))
@@ -132,6 +136,7 @@ mod tests {
                 "REAL_STATE",
             ),
             (json!({"message": "   "}), "empty"),
+            (json!({"message": "x", "media_token": "m"}), "not both"),
             (json!({"type": "IMAGE", "message": "x"}), "type"),
             (json!({"text": "x"}), "message"),
             (

@@ -180,6 +180,10 @@ pub struct Knobs {
     pub fail_429_percent: u8,
     pub slow_percent: u8,
     pub slow_ms: u64,
+    /// Scope names the app was not granted in its (simulated) Kenar panel: asking for one makes
+    /// consent fail with `invalid_scope`, as Divar's OAuth server does.
+    #[serde(default)]
+    pub app_lacks_scopes: Vec<String>,
 }
 
 /// Partial update of [`Knobs`]; absent fields stay as they are.
@@ -196,6 +200,7 @@ pub struct KnobsUpdate {
     /// Statuses to answer the next send calls with, in order, before any random fault.
     #[serde(default)]
     pub fail_next: Vec<u16>,
+    pub app_lacks_scopes: Option<Vec<String>>,
 }
 
 impl Knobs {
@@ -233,7 +238,8 @@ impl Knobs {
             fail_5xx_percent,
             fail_429_percent,
             slow_percent,
-            slow_ms
+            slow_ms,
+            app_lacks_scopes
         );
         Ok(())
     }

@@ -248,6 +248,100 @@ async fn denied_consent_gets_a_friendly_page_with_next_steps() {
     assert_eq!(assert_redirect(&compose), "/start", "no grant, no composer");
 }
 
+/// Divar's OAuth server answers a refusal with `error=access_denied` (and `state`); older docs
+/// show `state` alone. Both lead to the same friendly page.
+#[tokio::test]
+async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
+    let app = spawn_app(Engine::Sqlite).await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let state = form.iter().find(|(k, _)| k == "state").unwrap().1.clone();
+    form.push(("user_id".into(), BUYER_1.into()));
+    form.push(("decision".into(), "deny".into()));
+    let decided = app
+        .client
+        .post(app.url("/sandbox/oauth2/auth"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = Url::parse(&assert_redirect(&decided)).unwrap();
+    let answer: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    assert!(
+        answer.contains(&("error".into(), "access_denied".into())),
+        "{answer:?}"
+    );
+    assert!(answer.iter().any(|(k, _)| k == "error_description"));
+    assert!(answer.contains(&("state".into(), state)));
+    let page = app.client.get(callback.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("اجازه داده نشد"));
+
+    // The older form: `state` alone.
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let page = app
+        .client
+        .get(app.url("/oauth/callback"))
+        .query(&[("state", state.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("اجازه داده نشد"));
+}
+
+/// An app that lacks a scope in its Kenar panel: Divar refuses the request with
+/// `invalid_scope`. The person gets a Persian page; the operator an ERROR line naming it.
+#[tokio::test]
+async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(2, 1);
+    enter_from_chat(&app, &conv, "buyer").await;
+    app.control(json!({ "app_lacks_scopes": ["CONVERSATION_SEND_MESSAGE"] }))
+        .await;
+    let started = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = assert_redirect(&started);
+    let refused = app.client.get(&authorize).send().await.unwrap();
+    let callback = assert_redirect(&refused);
+    assert!(callback.contains("error=invalid_scope"), "{callback}");
+    let page = app.client.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("اتصال ممکن نشد") && html.contains("دوباره امتحان کنید"));
+    assert!(!html.contains("invalid_scope"), "no jargon for the person");
+    let logs = captured_logs();
+    assert!(
+        logs.lines().any(|l| l.contains("ERROR")
+            && l.contains("Kenar panel")
+            && l.contains(&format!("CONVERSATION_SEND_MESSAGE.{conv}"))),
+        "the operator is told which scope to enable"
+    );
+}
+
 #[tokio::test]
 async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
     let app = spawn_app(Engine::Sqlite).await;
@@ -843,6 +937,16 @@ async fn back_to_divar_follows_an_allowed_callback_url_only() {
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
     let back = app.get("/back").await;
     assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
+    // Divar's completion page (the sandbox's) returns the person to the chat they came from.
+    let returned = app.get("/sandbox/completion").await;
+    let chat = assert_redirect(&returned);
+    assert!(
+        chat.ends_with(&format!("/sandbox/chats/{}?as=buyer", conversation(1, 1))),
+        "{chat}"
+    );
+    let page = app.client.get(&chat).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(!page.text().await.unwrap().contains("گفت‌وگو پیدا نشد"));
 
     app.control(json!({ "session_init_revision": "original" }))
         .await;

@@ -456,6 +456,37 @@ async fn post_event(app: &TestApp, key: &str, body: &Value) -> reqwest::Response
         .unwrap()
 }
 
+/// Documented `NEW_MESSAGE` forms the add-on cannot link to a buyer are acknowledged and
+/// change nothing: one without `conversation.post_token`, and an app's own message echoed back
+/// (`sender.type: BOT`).
+async fn new_messages_without_a_post_or_from_a_bot_change_nothing(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let key = app.sandbox.app().identification_key.clone();
+    let without_post = json!({ "type": "NEW_MESSAGE", "new_message": {
+        "id": "m-1", "conversation": { "id": "c-no-post", "type": "POST" },
+        "sender": { "side": "BUYER", "type": "HUMAN" }, "type": "TEXT", "text": "سلام" } });
+    let echo = json!({ "type": "NEW_MESSAGE", "new_message": {
+        "id": "m-2", "conversation": { "id": "c-echo", "type": "POST", "post_token": POST_1 },
+        "sender": { "side": "SELLER", "type": "BOT" }, "type": "TEXT", "text": "پیام افزونه" } });
+    for body in [&without_post, &echo] {
+        let answer = post_event(&app, &key, body).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{body}");
+    }
+    for conversation in ["c-no-post", "c-echo"] {
+        assert_eq!(
+            kenar_chat::db::conversations::find(&app.db, conversation)
+                .await
+                .unwrap(),
+            None,
+            "{conversation} is not counted as a buyer's chat"
+        );
+    }
+}
+crate::both_engines!(
+    events_without_buyers,
+    new_messages_without_a_post_or_from_a_bot_change_nothing
+);
+
 async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(engine: Engine) {
     let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
     let key = app.sandbox.app().identification_key.clone();

@@ -71,6 +71,90 @@ async fn a_conversation_scope_sends_as_that_party_with_both_grids() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_a_message_with_media_is_refused() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
+        .await;
+    let send = |scheme: &'static str, body: Value| {
+        app.client
+            .post(app.url(&format!(
+                "/sandbox/v2/open-platform/conversations/{conv}/messages"
+            )))
+            .header("x-api-key", app.api_key())
+            .header("authorization", format!("{scheme} {}", tokens.access))
+            .json(&body)
+            .send()
+    };
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let answer = send(scheme, json!({ "type": "TEXT", "message": scheme }))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{scheme}");
+    }
+    let both = send("Bearer", json!({ "message": "hi", "media_token": "m-1" }))
+        .await
+        .unwrap();
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    let error: Value = both.json().await.unwrap();
+    assert_eq!(error["code"], 3);
+    assert!(error["message"].as_str().unwrap().contains("not both"));
+}
+
+#[tokio::test]
+async fn bad_credentials_meet_no_fault_and_use_no_quota() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    let tokens = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
+        .await;
+    app.control(json!({ "rate_limit_per_minute": 2, "fail_5xx_percent": 100 }))
+        .await;
+    for _ in 0..5 {
+        let answer = app
+            .client
+            .post(app.url(&format!(
+                "/sandbox/v2/open-platform/conversations/{conv}/messages"
+            )))
+            .header("x-api-key", "not-the-key")
+            .bearer_auth(&tokens.access)
+            .json(&json!({ "message": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.control(json!({ "fail_5xx_percent": 0 })).await;
+    for i in 0..2 {
+        let answer = app
+            .send_message(&conv, &tokens.access, &json!({ "message": format!("{i}") }))
+            .await;
+        assert_eq!(answer.status(), StatusCode::OK, "the quota is untouched");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_api_path_answers_a_json_status() {
+    let app = spawn_app(Engine::Sqlite).await;
+    for path in [
+        "/sandbox/v1/open-platform/nothing-here",
+        "/sandbox/v2/open-platform/conversations",
+    ] {
+        let answer = app
+            .client
+            .post(app.url(path))
+            .header("x-api-key", app.api_key())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+        let status: Value = answer.json().await.unwrap();
+        assert_eq!(status["code"], 5, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn the_original_revisions_x_access_token_header_and_icon_name_work() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
@@ -538,4 +622,49 @@ async fn event_subscriptions_need_the_owners_read_scope() {
     let subs = app.inspect("subscriptions").await;
     assert_eq!(subs["subscriptions"].as_array().unwrap().len(), 1);
     assert_eq!(subs["subscriptions"][0]["event_resource_id"], POST_1);
+}
+
+#[tokio::test]
+async fn post_update_subscriptions_need_user_posts_get() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let subscribe = |token: String, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/sandbox/v1/open-platform/events/subscriptions"))
+                .header("x-api-key", app.api_key())
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let owner = app.grant("USER_POSTS_GET", SELLER_1).await;
+    let other = app.grant("USER_ID", SELLER_1).await;
+    for body in [
+        json!({ "event_type": "POST_UPDATE", "event_resource_id": POST_1 }),
+        json!({ "event_type": "POST_UPDATE" }),
+    ] {
+        assert_eq!(
+            subscribe(owner.access.clone(), body.clone()).await,
+            StatusCode::OK,
+            "{body}"
+        );
+        assert_eq!(
+            subscribe(other.access.clone(), body).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+    let not_theirs = json!({ "event_type": "POST_UPDATE", "event_resource_id": POST_2 });
+    assert_eq!(
+        subscribe(owner.access.clone(), not_theirs).await,
+        StatusCode::FORBIDDEN
+    );
+    let unknown = json!({ "event_type": "SOMETHING_ELSE" });
+    assert_eq!(
+        subscribe(owner.access, unknown).await,
+        StatusCode::BAD_REQUEST
+    );
 }

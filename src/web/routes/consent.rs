@@ -99,6 +99,10 @@ async fn oauth_start(
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
+    /// RFC 6749 §4.1.2.1: `access_denied` when the person refused; anything else (e.g.
+    /// `invalid_scope`) means the app's request itself was refused.
+    error: Option<String>,
+    error_description: Option<String>,
 }
 
 fn notice(
@@ -125,7 +129,8 @@ fn try_again_actions() -> Vec<PageAction> {
     ]
 }
 
-/// Divar sends the person back here with `code` and `state` (or only `state` on refusal).
+/// Divar sends the person back here with `code` and `state`; on refusal with
+/// `error=access_denied` (Divar's OAuth server) or with `state` alone (older docs).
 async fn oauth_callback(
     State(state): State<AppState>,
     session: TypedSession,
@@ -153,6 +158,25 @@ async fn oauth_callback(
             "error",
             try_again_actions(),
         ));
+    }
+    match query.error.as_deref() {
+        None | Some("access_denied") => {}
+        Some(error) => {
+            // The person can do nothing about it: the operator must, in the Kenar panel.
+            tracing::error!(
+                error,
+                description = query.error_description.as_deref().unwrap_or_default(),
+                requested_scopes = %pending.scope,
+                "Divar refused the consent request; make sure the app holds every requested scope in the Kenar panel"
+            );
+            return Ok(notice(
+                StatusCode::BAD_GATEWAY,
+                "اتصال ممکن نشد",
+                "دیوار درخواست اجازهٔ این افزونه را نپذیرفت. این مشکل از تنظیمات افزونه است، نه از شما؛ به پشتیبانی افزونه خبر داده شد. کمی بعد دوباره امتحان کنید.",
+                "error",
+                try_again_actions(),
+            ));
+        }
     }
     let Some(code) = query.code.filter(|c| !c.is_empty()) else {
         return Ok(notice(

@@ -107,9 +107,16 @@ async fn receive_event(
             ApiError::BadRequest(format!("the body is larger than {MAX_EVENT_BODY} bytes"))
         })?;
     match DivarEvent::parse(&body).map_err(ApiError::BadRequest)? {
+        // An app's own message (ours, echoed back) tells nothing about a buyer, and a message
+        // without its post cannot be linked to one.
+        DivarEvent::NewMessage { from_bot: true, .. }
+        | DivarEvent::NewMessage {
+            post_token: None, ..
+        } => tracing::debug!("a new message that links no buyer to a post"),
         DivarEvent::NewMessage {
             conversation_id,
-            post_token,
+            post_token: Some(post_token),
+            ..
         } => {
             db::conversations::record_seen(
                 &state.db,
