@@ -161,12 +161,3 @@ pub async fn delete(
     .await?;
     Ok(done.rows_affected() > 0)
 }
-
-/// Deletes every grant of a user (they revoked the app's access in Divar).
-pub async fn delete_for_user(db: &Db, user_id: &str) -> anyhow::Result<u64> {
-    let done = sqlx::query("delete from grants where user_id = $1")
-        .bind(user_id)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected())
-}

@@ -3,6 +3,7 @@
 
 pub mod conversations;
 pub mod entry_links;
+pub mod erasure;
 pub mod grants;
 pub mod messages;
 pub mod outbox;

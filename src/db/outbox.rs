@@ -671,7 +671,8 @@ pub async fn retry_failed(db: &Db, broadcast_id: &str) -> anyhow::Result<u64> {
     Ok(queued)
 }
 
-/// Whether a broadcast was cancelled (a worker asks before a row that waited for its turn).
+/// Whether a broadcast was cancelled, or no longer exists (its seller's data was erased): a
+/// worker asks before a row that waited for its turn.
 pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
     let row = sqlx::query("select status from broadcasts where broadcast_id = $1")
         .bind(broadcast_id)
@@ -679,7 +680,7 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
         .await?;
     Ok(match row {
         Some(row) => row.try_get::<String, _>("status")? == "cancelled",
-        None => false,
+        None => true,
     })
 }
 

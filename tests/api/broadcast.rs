@@ -5,8 +5,14 @@ use std::time::Duration;
 use kenar_chat::{sandbox::SandboxOptions, services::delivery::RetryPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Row;
 
-use crate::{addon_flow::consent_as, helpers::*};
+use crate::{
+    addon_flow::{
+        connected, consent_as, final_status, idempotency_key, post_compose, queued_message,
+    },
+    helpers::*,
+};
 
 /// Opens the add-on from the post's page as `user`, follows the one-time link.
 async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
@@ -551,12 +557,135 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         StatusCode::OK,
         "redelivery is harmless"
     );
+    // Their tokens are gone, and so is their session: back from the post, consent is asked again.
+    assert_eq!(app.get("/post").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post").await;
     assert!(page.contains("اتصال آگهی به دیوار"));
 }
 crate::both_engines!(
     webhook,
     the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation
+);
+
+/// Rows of `table` that `column` ties to `user`.
+async fn rows_of(app: &TestApp, table: &str, column: &str, user: &str) -> i64 {
+    sqlx::query(&format!(
+        "select count(*) as n from {table} where {column} = $1"
+    ))
+    .bind(user)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap()
+}
+
+async fn everything_kept_about(app: &TestApp, user: &str) -> Vec<(&'static str, i64)> {
+    let mut counts = Vec::new();
+    for (table, column) in [
+        ("grants", "user_id"),
+        ("messages", "user_id"),
+        ("broadcasts", "user_id"),
+        ("session_inits", "user_id"),
+        ("templates", "user_id"),
+        ("conversations", "seller_id"),
+        ("conversations", "buyer_id"),
+    ] {
+        counts.push((table, rows_of(app, table, column, user).await));
+    }
+    // In these tests every outbox row and one-time link is the user's.
+    for table in ["outbox", "entry_links"] {
+        let n: i64 = sqlx::query(&format!("select count(*) as n from {table}"))
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        counts.push((table, n));
+    }
+    let sessions = sqlx::query("select data from web_sessions")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.try_get::<String, _>("data").unwrap().contains(user))
+        .count() as i64;
+    counts.push(("web_sessions", sessions));
+    counts
+}
+
+/// `USER_ACCESS_REVOCATION` erases everything kept about that user, table by table, and stops
+/// their running broadcast; a second delivery changes nothing; other people's data stays.
+async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.rate_limit_per_minute = 60;
+    })
+    .await;
+    let key = app.sandbox.app().identification_key.clone();
+    // The seller writes in one of their chats and keeps a template...
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "seller", SELLER_1).await;
+    let form = idempotency_key(&app).await;
+    let sent = post_compose(&app, &[("idempotency_key", &form), ("text", "بازدید شنبه")]).await;
+    assert_eq!(
+        final_status(&app, &queued_message(&assert_redirect(&sent))).await["status"],
+        "sent"
+    );
+    let saved = post_compose(
+        &app,
+        &[
+            ("action", "save_template"),
+            ("template_name", "بازدید"),
+            ("text", "بازدید شنبه"),
+        ],
+    )
+    .await;
+    assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
+    // ...and broadcasts to their post, slowly enough to be running when they revoke.
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 30).await;
+    // The chat they wrote in is the post's too: 31 recipients.
+    let page = broadcast(&app, "فروخته شد", 31).await;
+    // Someone else's data, which must stay.
+    kenar_chat::db::templates::create(&app.db, BUYER_2, "مال دیگری", "{}")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = everything_kept_about(&app, SELLER_1).await;
+    assert!(
+        before.iter().filter(|(_, n)| *n > 0).count() >= 8,
+        "the seller left data everywhere: {before:?}"
+    );
+
+    let revoke = json!({ "type": "USER_ACCESS_REVOCATION", "user_access_revocation": { "user_id": SELLER_1 } });
+    assert_eq!(
+        post_event(&app, &key, &revoke).await.status(),
+        StatusCode::OK
+    );
+    let reached = delivered(&app, &conversations).await.0;
+    assert!(reached < 30, "the broadcast was still running");
+    let after = everything_kept_about(&app, SELLER_1).await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "{after:?}");
+    assert_eq!(rows_of(&app, "templates", "user_id", BUYER_2).await, 1);
+
+    // The broadcast stopped: at most the send already on the wire lands.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(delivered(&app, &conversations).await.0 <= reached + 1);
+    assert_eq!(app.get(&page).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Delivered again: nothing left to change.
+    assert_eq!(
+        post_event(&app, &key, &revoke).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(everything_kept_about(&app, SELLER_1).await, after);
+    assert_eq!(rows_of(&app, "templates", "user_id", BUYER_2).await, 1);
+}
+crate::both_engines!(
+    revocation_erases,
+    revocation_erases_everything_kept_about_the_user
 );
 
 #[tokio::test]

@@ -93,7 +93,7 @@ fn entry_url(settings: &Arc<Settings>, link: &EntryLinkToken) -> String {
 }
 
 /// Event webhooks (spec §9): `NEW_MESSAGE` links a conversation to its post,
-/// `USER_ACCESS_REVOCATION` deletes the user's tokens. Other types are acknowledged and ignored.
+/// `USER_ACCESS_REVOCATION` erases everything kept about the user. Other types are acknowledged and ignored.
 /// Every effect is an upsert or a delete, so a redelivered event changes nothing.
 async fn receive_event(
     State(state): State<AppState>,
@@ -125,9 +125,14 @@ async fn receive_event(
             )
             .await?;
         }
+        // The person withdrew the app's access: forget everything kept about them (Divar's
+        // policy asks apps to keep people's data no longer than needed).
         DivarEvent::AccessRevoked { user_id } => {
-            let deleted = db::grants::delete_for_user(&state.db, user_id.as_str()).await?;
-            tracing::info!(deleted, "a user revoked the app's access");
+            let erased = db::erasure::erase_user(&state.db, user_id.as_str()).await?;
+            tracing::info!(
+                ?erased,
+                "a user revoked the app's access; their data was erased"
+            );
         }
         DivarEvent::Other(kind) => tracing::debug!(%kind, "ignoring an event type we do not use"),
     }
