@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::icons;
+use super::{PostToken, icons};
 
 /// Divar documents no limit; long texts read badly in a chat bubble.
 pub const MAX_TEXT_CHARS: usize = 1000;
@@ -37,6 +37,10 @@ impl Side {
 pub enum Action {
     DirectLink(Url),
     ServerLink(Map<String, Value>),
+    /// `open_post_page`: the post's public page in Divar.
+    PostPage(PostToken),
+    /// `open_post_manage_page`: the post's management page (its owner only).
+    PostManagePage(PostToken),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +80,13 @@ impl ButtonGrid {
                                 data.insert(PAGE_KEY.into(), json!("message"));
                                 data.insert(MESSAGE_KEY.into(), json!(message_id));
                                 json!({ "open_server_link": { "data": data } })
+                            }
+                            // kenar-docs `docs/widgets/actions/navigation_actions.md`.
+                            Action::PostPage(post) => {
+                                json!({ "open_post_page": { "post_token": post.as_str() } })
+                            }
+                            Action::PostManagePage(post) => {
+                                json!({ "open_post_manage_page": { "post_token": post.as_str() } })
                             }
                         };
                         // `icon` for the current docs, `icon_name` for the original revision.
@@ -119,8 +130,12 @@ pub fn slot_field(side: Side, row: usize, col: usize, part: &str) -> String {
     format!("{}{row}{col}_{part}", side.prefix())
 }
 
-/// Parses the composer's form. Every problem is reported, each beside its field.
-pub fn parse_form(fields: &HashMap<String, String>) -> Result<OutgoingMessage, FieldErrors> {
+/// Parses the composer's form. Every problem is reported, each beside its field. `post` is the
+/// post the message is about, for buttons that open it.
+pub fn parse_form(
+    fields: &HashMap<String, String>,
+    post: Option<&PostToken>,
+) -> Result<OutgoingMessage, FieldErrors> {
     let mut errors = FieldErrors::new();
     let get = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or_default();
     let text = get("text").to_string();
@@ -132,8 +147,8 @@ pub fn parse_form(fields: &HashMap<String, String>) -> Result<OutgoingMessage, F
             format!("متن پیام حداکثر {MAX_TEXT_CHARS} نویسه است."),
         );
     }
-    let sender_buttons = parse_grid(Side::Sender, &get, &mut errors);
-    let receiver_buttons = parse_grid(Side::Receiver, &get, &mut errors);
+    let sender_buttons = parse_grid(Side::Sender, &get, post, &mut errors);
+    let receiver_buttons = parse_grid(Side::Receiver, &get, post, &mut errors);
     if errors.is_empty() {
         Ok(OutgoingMessage {
             text,
@@ -148,6 +163,7 @@ pub fn parse_form(fields: &HashMap<String, String>) -> Result<OutgoingMessage, F
 fn parse_grid<'a>(
     side: Side,
     get: &impl Fn(&str) -> &'a str,
+    post: Option<&PostToken>,
     errors: &mut FieldErrors,
 ) -> ButtonGrid {
     let mut rows = Vec::new();
@@ -155,7 +171,7 @@ fn parse_grid<'a>(
         let mut buttons = Vec::new();
         for col in 0..GRID_COLS {
             let field = |part: &str| slot_field(side, row, col, part);
-            if let Some(button) = parse_button(&field, get, errors) {
+            if let Some(button) = parse_button(&field, get, post, errors) {
                 buttons.push(button);
             }
         }
@@ -169,6 +185,7 @@ fn parse_grid<'a>(
 fn parse_button<'a>(
     field: &impl Fn(&str) -> String,
     get: &impl Fn(&str) -> &'a str,
+    post: Option<&PostToken>,
     errors: &mut FieldErrors,
 ) -> Option<Button> {
     let caption = get(&field("caption"));
@@ -211,10 +228,21 @@ fn parse_button<'a>(
                 None
             }
         },
+        "post" | "manage" => match post {
+            Some(post) if kind == "post" => Some(Action::PostPage(post.clone())),
+            Some(post) => Some(Action::PostManagePage(post.clone())),
+            None => {
+                errors.insert(
+                    field("kind"),
+                    "این گفت‌وگو به آگهی‌ای وصل نیست؛ دکمهٔ آگهی برایش ممکن نیست.".into(),
+                );
+                None
+            }
+        },
         _ => {
             errors.insert(
                 field("kind"),
-                "کار دکمه را انتخاب کنید: باز کردن نشانی یا بازگشت به افزونه.".into(),
+                "کار دکمه را انتخاب کنید: باز کردن نشانی، آگهی یا بازگشت به افزونه.".into(),
             );
             None
         }
@@ -271,17 +299,20 @@ mod tests {
 
     #[test]
     fn a_full_form_becomes_a_message_with_compacted_grids() {
-        let message = parse_form(&form(&[
-            ("text", "  سلام  "),
-            ("s12_caption", "نقشه"),
-            ("s12_icon", "SEND"),
-            ("s12_kind", "link"),
-            ("s12_link", "https://example.com/map"),
-            ("r00_caption", "جزئیات"),
-            ("r00_icon", "CHECKED"),
-            ("r00_kind", "server"),
-            ("r00_data", "booking=12\nview = buyer"),
-        ]))
+        let message = parse_form(
+            &form(&[
+                ("text", "  سلام  "),
+                ("s12_caption", "نقشه"),
+                ("s12_icon", "SEND"),
+                ("s12_kind", "link"),
+                ("s12_link", "https://example.com/map"),
+                ("r00_caption", "جزئیات"),
+                ("r00_icon", "CHECKED"),
+                ("r00_kind", "server"),
+                ("r00_data", "booking=12\nview = buyer"),
+            ]),
+            None,
+        )
         .unwrap();
         assert_eq!(message.text, "سلام");
         assert_eq!(
@@ -303,18 +334,21 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_beside_its_field() {
-        let errors = parse_form(&form(&[
-            ("text", ""),
-            ("s00_caption", "x".repeat(31).as_str()),
-            ("s00_icon", "REAL_STATE"),
-            ("s00_kind", "link"),
-            ("s00_link", "javascript:alert(1)"),
-            ("r22_kind", "server"),
-            ("r22_icon", "SEND"),
-            ("r22_data", "kc_page=evil"),
-            ("r01_caption", "بدون کار"),
-            ("r01_icon", "SEND"),
-        ]))
+        let errors = parse_form(
+            &form(&[
+                ("text", ""),
+                ("s00_caption", "x".repeat(31).as_str()),
+                ("s00_icon", "REAL_STATE"),
+                ("s00_kind", "link"),
+                ("s00_link", "javascript:alert(1)"),
+                ("r22_kind", "server"),
+                ("r22_icon", "SEND"),
+                ("r22_data", "kc_page=evil"),
+                ("r01_caption", "بدون کار"),
+                ("r01_icon", "SEND"),
+            ]),
+            None,
+        )
         .unwrap_err();
         for field in [
             "text",
@@ -332,8 +366,35 @@ mod tests {
     #[test]
     fn the_text_limit_counts_characters_not_bytes() {
         let ok = "س".repeat(MAX_TEXT_CHARS);
-        assert!(parse_form(&form(&[("text", &ok)])).is_ok());
+        assert!(parse_form(&form(&[("text", &ok)]), None).is_ok());
         let long = "س".repeat(MAX_TEXT_CHARS + 1);
-        assert!(parse_form(&form(&[("text", &long)])).is_err());
+        assert!(parse_form(&form(&[("text", &long)]), None).is_err());
+    }
+
+    #[test]
+    fn post_buttons_open_the_conversations_post() {
+        let fields = form(&[
+            ("text", "آگهی را ببینید"),
+            ("r00_caption", "مشاهدهٔ آگهی"),
+            ("r00_icon", "SEND"),
+            ("r00_kind", "post"),
+            ("s00_caption", "ویرایش آگهی"),
+            ("s00_icon", "SEND"),
+            ("s00_kind", "manage"),
+        ]);
+        let post = PostToken::parse("gZd7omnS").unwrap();
+        let body = parse_form(&fields, Some(&post))
+            .unwrap()
+            .to_kenar_json("m-1");
+        assert_eq!(
+            body["receiver_buttons"]["rows"][0]["buttons"][0]["action"],
+            json!({ "open_post_page": { "post_token": "gZd7omnS" } })
+        );
+        assert_eq!(
+            body["sender_buttons"]["rows"][0]["buttons"][0]["action"],
+            json!({ "open_post_manage_page": { "post_token": "gZd7omnS" } })
+        );
+        let errors = parse_form(&fields, None).unwrap_err();
+        assert!(errors.contains_key("r00_kind") && errors.contains_key("s00_kind"));
     }
 }

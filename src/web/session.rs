@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tower_sessions::Session;
 
-use crate::error::AppError;
+use crate::{domain::PostToken, error::AppError};
 
 const VISIT: &str = "visit";
 const PENDING_CONSENT: &str = "pending_consent";
@@ -126,11 +126,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
     }
 }
 
+impl ChatVisit {
+    /// The post the conversation is about, when Divar said.
+    pub fn post(&self) -> Option<PostToken> {
+        self.visit
+            .post_token
+            .as_deref()
+            .and_then(|p| PostToken::parse(p).ok())
+    }
+}
+
 /// A visit by the owner of a post: what messaging every conversation of that post needs.
 pub struct SellerVisit {
     pub visit: Visit,
     pub post_token: String,
     pub user_id: String,
+}
+
+impl SellerVisit {
+    pub fn post(&self) -> Option<PostToken> {
+        PostToken::parse(self.post_token.as_str()).ok()
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {

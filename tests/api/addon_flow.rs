@@ -1027,3 +1027,51 @@ async fn logs_never_contain_a_token_secret_or_key() {
         assert!(!logs.contains(&secret), "a secret was logged");
     }
 }
+
+/// A «مشاهدهٔ آگهی» button made in the composer reaches Divar as `open_post_page` with the
+/// conversation's post, and opens that post when tapped.
+async fn a_post_button_made_in_the_composer_opens_the_post(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    let key = idempotency_key(&app).await;
+    let sent = post_compose(
+        &app,
+        &[
+            ("idempotency_key", &key),
+            ("text", "این آگهی را ببینید"),
+            ("r00_caption", "مشاهدهٔ آگهی"),
+            ("r00_icon", "SEND"),
+            ("r00_kind", "post"),
+        ],
+    )
+    .await;
+    let id = queued_message(&assert_redirect(&sent));
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    let seen = bot_messages(&app, &conv).await;
+    let message = &seen["messages"][0];
+    assert_eq!(
+        message["receiver_buttons"]["rows"][0]["buttons"][0]["action"],
+        json!({ "open_post_page": { "post_token": POST_1 } })
+    );
+    let seller = browser();
+    let tapped = seller
+        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
+        .form(&[
+            ("as", "seller"),
+            ("message_id", message["id"].as_str().unwrap()),
+            ("row", "0"),
+            ("col", "0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let post_page = assert_redirect(&tapped);
+    assert_eq!(post_page, format!("/sandbox/posts/{POST_1}"));
+    let page = seller.get(app.url(&post_page)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+}
+crate::both_engines!(
+    post_button,
+    a_post_button_made_in_the_composer_opens_the_post
+);

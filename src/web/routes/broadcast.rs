@@ -157,7 +157,7 @@ async fn submit_new_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
-    let message = match message::parse_form(&fields) {
+    let message = match message::parse_form(&fields, seller.post().as_ref()) {
         Ok(message) => message,
         Err(errors) => {
             let page = compose_page(
@@ -243,7 +243,7 @@ async fn create_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
-    let message = message::parse_form(&fields)
+    let message = message::parse_form(&fields, seller.post().as_ref())
         .map_err(|_| AppError::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.".into()))?;
     let key = fields
         .get("idempotency_key")

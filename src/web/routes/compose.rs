@@ -261,7 +261,7 @@ async fn submit_compose(
     if action == "save_template" {
         return save_template(&state, &chat, fields).await;
     }
-    let message = match message::parse_form(&fields) {
+    let message = match message::parse_form(&fields, chat.post().as_ref()) {
         Ok(message) => message,
         Err(errors) => {
             let page = compose_page(
@@ -327,7 +327,7 @@ async fn save_template(
             "نام قالب را بنویسید (تا ۶۰ نویسه).".into(),
         );
     }
-    if let Err(problems) = message::parse_form(&fields) {
+    if let Err(problems) = message::parse_form(&fields, chat.post().as_ref()) {
         errors.extend(problems);
     }
     if !errors.is_empty() {
