@@ -864,22 +864,8 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
     .await;
     seller_connects(&app, POST_1, SELLER_1).await;
     let broadcast_to = buyers_write(&app, POST_1, 300).await;
-    let created: Value = app
-        .client
-        .post(app.url(&format!("/sandbox/_control/posts/{POST_2}/conversations")))
-        .json(&json!({ "count": 20 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let singles: Vec<String> = created["conversation_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    // Buyers of another post (the app subscribed to none of its messages).
+    let singles = buyers_write(&app, POST_2, 20).await;
     let mut people = Vec::new();
     for conversation in &singles {
         people.push(buyer_at_composer(&app, conversation).await);
