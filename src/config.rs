@@ -10,7 +10,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kenar.db";
 pub const DEFAULT_API_BASE_URL: &str = "https://open-api.divar.ir";
 pub const DEFAULT_OAUTH_BASE_URL: &str = "https://oauth.divar.ir";
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8080";
-/// Where Divar wants people sent when a flow ends (spec §8).
+/// Where Divar wants people sent when a flow ends (docs/divar-platform.md, "Returning to Divar").
 pub const DEFAULT_COMPLETION_URL: &str = "https://open-platform-redirect.divar.ir/completion";
 pub const DEFAULT_RETURN_HOSTS: &str = "divar.ir";
 /// Divar does not publish its per-app limit (it is shown in the panel); set yours.
@@ -43,9 +43,44 @@ pub struct Settings {
     /// Sends per minute this instance may make to Divar, all kinds together; 0 = unlimited.
     pub rate_limit_per_minute: u32,
     pub outbox: crate::worker::outbox::OutboxSettings,
+    /// The scopes asked for besides the sending ones.
+    pub consent: ConsentExtras,
 }
 
 /// The 32-byte AES-256 key that seals stored OAuth tokens.
+/// Scopes the add-on asks for on top of the sending ones (docs/divar-platform.md, "Who
+/// consented" and "Events"). Each must also be granted to the app in the Kenar panel, or
+/// Divar refuses the whole consent request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentExtras {
+    /// `USER_ID`: learn who consented, so a grant is filed under the account that gave it and a
+    /// click that names nobody can still be connected. Off: the click's user is trusted.
+    pub user_id: bool,
+    /// `NOTIFICATION_ACCESS_REVOCATION`: be told when the person withdraws access (with
+    /// `USER_ID`), so everything kept about them is erased.
+    pub revocation_notice: bool,
+}
+
+impl Default for ConsentExtras {
+    fn default() -> Self {
+        Self {
+            user_id: true,
+            revocation_notice: true,
+        }
+    }
+}
+
+impl ConsentExtras {
+    pub fn scopes(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.user_id, "USER_ID"),
+            (self.revocation_notice, "NOTIFICATION_ACCESS_REVOCATION"),
+        ]
+        .into_iter()
+        .filter_map(|(on, scope)| on.then_some(scope))
+    }
+}
+
 #[derive(Clone)]
 pub struct TokenKey(std::sync::Arc<SecretBox<[u8; 32]>>);
 
@@ -168,6 +203,8 @@ impl Settings {
         let outbox_attempts = optional("KENAR_OUTBOX_MAX_ATTEMPTS", "8");
         let outbox_lease = optional("KENAR_OUTBOX_LEASE_SECS", "30");
         let return_hosts = optional("DIVAR_RETURN_HOSTS", DEFAULT_RETURN_HOSTS);
+        let ask_user_id = optional("KENAR_ASK_USER_ID", "true");
+        let ask_revocation = optional("KENAR_ASK_REVOCATION_NOTICE", "true");
 
         let mut check = |name: &str, result: Result<(), String>| {
             if let Err(problem) = result {
@@ -257,6 +294,23 @@ impl Settings {
             "KENAR_OUTBOX_LEASE_SECS",
             outbox_lease.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let switch = |value: &str| -> Result<bool, String> {
+            match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err("must be true or false".to_string()),
+            }
+        };
+        let ask_user_id = switch(&ask_user_id);
+        check(
+            "KENAR_ASK_USER_ID",
+            ask_user_id.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let ask_revocation = switch(&ask_revocation);
+        check(
+            "KENAR_ASK_REVOCATION_NOTICE",
+            ask_revocation.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -283,6 +337,8 @@ impl Settings {
             Ok(outbox_workers),
             Ok(outbox_attempts),
             Ok(outbox_lease),
+            Ok(ask_user_id),
+            Ok(ask_revocation),
         ) = (
             app_slug,
             api_key,
@@ -299,6 +355,8 @@ impl Settings {
             outbox_workers,
             outbox_attempts,
             outbox_lease,
+            ask_user_id,
+            ask_revocation,
         )
         else {
             unreachable!("every invalid value was recorded as a problem");
@@ -328,6 +386,10 @@ impl Settings {
                     ..Default::default()
                 },
                 ..Default::default()
+            },
+            consent: ConsentExtras {
+                user_id: ask_user_id,
+                revocation_notice: ask_revocation,
             },
         })
     }

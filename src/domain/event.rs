@@ -1,4 +1,4 @@
-//! Webhook events Divar sends (spec §9), reduced to what the add-on acts on.
+//! Webhook events Divar sends (docs/divar-platform.md, "Events"), reduced to what the add-on acts on.
 
 use serde_json::Value;
 

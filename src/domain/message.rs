@@ -1,5 +1,5 @@
 //! A chat message the add-on sends: text plus a button grid for each side, checked against
-//! the platform's limits (spec §5) with Persian messages per form field.
+//! the platform's limits (docs/divar-platform.md, "Sending") with Persian messages per form field.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -108,7 +108,7 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
-    /// The send-message body (spec §5, `send-message.schema.json`). Server links carry the
+    /// The send-message body (docs/divar-platform.md, "Sending"). Server links carry the
     /// message id so a click finds its way back to this message.
     pub fn to_kenar_json(&self, message_id: &str) -> Value {
         let mut body = json!({ "type": "TEXT", "message": self.text });

@@ -1,5 +1,6 @@
-//! The session-initialization call Divar makes before opening the add-on. Two payload
-//! revisions exist (see the platform spec §7.2 and §7.3); both parse into one [`SessionInit`].
+//! The session-initialization call Divar makes before opening the add-on. Three payload
+//! revisions are documented (docs/divar-platform.md, "Session initialization"); all parse into
+//! one [`SessionInit`].
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -15,6 +16,9 @@ pub enum PayloadRevision {
     V2,
     /// The project's seed document: `extra_data.provider_data`, `supplier`, `demand`, `callback_url`.
     Original,
+    /// Divar's touch-points page: `API-Version: 2` with `completion_url`, top-level
+    /// `provider_data`, `SUPPLY`/`DEMAND`, and no `user_id` (who clicked is learnt at consent).
+    Touchpoints,
 }
 
 impl PayloadRevision {
@@ -22,6 +26,7 @@ impl PayloadRevision {
         match self {
             Self::V2 => "v2",
             Self::Original => "original",
+            Self::Touchpoints => "touchpoints",
         }
     }
 }
@@ -39,7 +44,8 @@ pub struct SessionInit {
     pub buyer_id: Option<UserId>,
     /// The `data` object of the clicked button (empty when the click was not on our button).
     pub extra_data: Map<String, Value>,
-    /// Original revision only: where to send the user when done.
+    /// Where to send the user when done: the original revision's `callback_url`, the
+    /// touch-points revision's `completion_url`.
     pub callback_url: Option<String>,
 }
 
@@ -51,6 +57,10 @@ struct V2Body {
     user_side: Option<String>,
     #[serde(default)]
     extra_data: Option<Value>,
+    /// The touch-points revision's name for `extra_data`.
+    #[serde(default)]
+    provider_data: Option<Value>,
+    completion_url: Option<String>,
     user_id: Option<String>,
 }
 
@@ -92,15 +102,19 @@ impl SessionInit {
                 .any(|k| fields.contains_key(*k)),
         };
         if is_v2 {
+            let touchpoints = ["completion_url", "provider_data"]
+                .iter()
+                .any(|k| fields.contains_key(*k));
             let body: V2Body = serde_json::from_value(value).map_err(describe)?;
-            Self::from_v2(body)
+            Self::from_v2(body, touchpoints)
         } else {
             let body: OriginalBody = serde_json::from_value(value).map_err(describe)?;
             Self::from_original(body)
         }
     }
 
-    fn from_v2(body: V2Body) -> Result<Self, String> {
+    /// The two `API-Version: 2` bodies differ only in names, so one reader takes both.
+    fn from_v2(body: V2Body, touchpoints: bool) -> Result<Self, String> {
         let source = body
             .source
             .filter(|s| !s.is_empty())
@@ -121,8 +135,16 @@ impl SessionInit {
             (Some(UserSide::Buyer), Some(id)) => (None, Some(id.clone())),
             _ => (None, None),
         };
+        let data = match (body.provider_data, body.extra_data) {
+            (Some(data), _) if !data.is_null() => Some(data),
+            (_, data) => data,
+        };
         Ok(Self {
-            revision: PayloadRevision::V2,
+            revision: if touchpoints {
+                PayloadRevision::Touchpoints
+            } else {
+                PayloadRevision::V2
+            },
             source,
             post_token: optional(body.post_token, PostToken::parse)?,
             conversation_id: optional(body.conversation_id, ConversationId::parse)?,
@@ -130,8 +152,8 @@ impl SessionInit {
             user_side,
             seller_id,
             buyer_id,
-            extra_data: extra_data(body.extra_data)?,
-            callback_url: None,
+            extra_data: extra_data(data)?,
+            callback_url: callback_url(body.completion_url, "completion_url")?,
         })
     }
 
@@ -154,14 +176,7 @@ impl SessionInit {
             Some(id) if Some(id) == buyer_id.as_ref() => Some(UserSide::Buyer),
             _ => None,
         };
-        let callback_url = match body.callback_url.filter(|u| !u.is_empty()) {
-            Some(url) if url.len() > MAX_CALLBACK_URL_LEN => {
-                return Err(format!(
-                    "callback_url is longer than {MAX_CALLBACK_URL_LEN} characters"
-                ));
-            }
-            other => other,
-        };
+        let callback_url = callback_url(body.callback_url, "callback_url")?;
         Ok(Self {
             revision: PayloadRevision::Original,
             source: "UNKNOWN".into(),
@@ -174,6 +189,16 @@ impl SessionInit {
             extra_data: extra_data(body.extra_data)?,
             callback_url,
         })
+    }
+}
+
+/// A return address as sent; whether it may be followed is decided when it is used.
+fn callback_url(value: Option<String>, name: &str) -> Result<Option<String>, String> {
+    match value.filter(|u| !u.is_empty()) {
+        Some(url) if url.len() > MAX_CALLBACK_URL_LEN => Err(format!(
+            "{name} is longer than {MAX_CALLBACK_URL_LEN} characters"
+        )),
+        other => Ok(other),
     }
 }
 
@@ -231,6 +256,31 @@ mod tests {
         assert_eq!(init.user_side, Some(UserSide::Buyer));
         assert_eq!(init.extra_data["k"], "v");
         assert_eq!(init.callback_url.as_deref(), Some("https://divar.ir/chat"));
+    }
+
+    #[test]
+    fn parses_the_touchpoints_payload_from_the_docs() {
+        let body = br#"{"completion_url": "https://open-platform-redirect.divar.ir/completion",
+            "post_token": "wZC44q5D", "conversation_id": "6b3d5cf7-9291-4fa9-892a-9d07e300daea",
+            "user_side": "SUPPLY", "source": "CHAT",
+            "provider_data": {"some_key": {"some_other_key": "some_value"}}}"#;
+        let init = SessionInit::parse(body, Some("2")).unwrap();
+        assert_eq!(init.revision, PayloadRevision::Touchpoints);
+        assert_eq!(init.user_side, Some(UserSide::Seller));
+        assert_eq!(init.user_id, None);
+        assert_eq!(init.seller_id, None);
+        assert_eq!(init.extra_data["some_key"]["some_other_key"], "some_value");
+        assert_eq!(
+            init.callback_url.as_deref(),
+            Some("https://open-platform-redirect.divar.ir/completion")
+        );
+        // A touch point not tied to a post, told apart without the header too.
+        let no_post = br#"{"completion_url": "https://divar.ir/x", "user_side": "DEMAND",
+            "source": "POST_ADODN", "provider_data": {}}"#;
+        let init = SessionInit::parse(no_post, None).unwrap();
+        assert_eq!(init.revision, PayloadRevision::Touchpoints);
+        assert_eq!(init.user_side, Some(UserSide::Buyer));
+        assert_eq!(init.post_token, None);
     }
 
     #[test]

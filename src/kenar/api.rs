@@ -1,4 +1,5 @@
-//! Divar's open-platform API (spec §5): one pooled client, the API key on every call.
+//! Divar's open-platform API (docs/divar-platform.md, "Sending" and "Events"): one pooled
+//! client, the API key on every call.
 
 use std::time::Duration;
 
@@ -6,6 +7,8 @@ use reqwest::{StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
+
+use crate::domain::UserId;
 
 #[derive(Clone)]
 pub struct KenarApi {
@@ -56,6 +59,51 @@ impl KenarApi {
             http,
             base,
             api_key,
+        }
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> anyhow::Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| anyhow::anyhow!("bad API base URL"))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// GET /v1/open-platform/users: who granted `access_token` (docs/divar-platform.md, "Who
+    /// consented"). `None` when the token lacks the `USER_ID` scope, so Divar leaves the id out.
+    pub async fn user_id(&self, access_token: &SecretString) -> anyhow::Result<Option<UserId>> {
+        let response = self
+            .http
+            .get(self.endpoint(&["v1", "open-platform", "users"])?)
+            .header("x-api-key", self.api_key.expose_secret())
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", access_token.expose_secret()),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(if e.is_timeout() {
+                    "asking Divar who consented timed out"
+                } else {
+                    "asking Divar who consented failed: no connection"
+                })
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("asking Divar who consented answered HTTP {status}");
+        }
+        let reply: Value = response
+            .json()
+            .await
+            .map_err(|_| anyhow::anyhow!("Divar's answer about the user is not JSON"))?;
+        match reply.get("user_id").and_then(Value::as_str) {
+            None | Some("") => Ok(None),
+            Some(id) => UserId::parse(id)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("Divar's user id is malformed: {e}")),
         }
     }
 
@@ -147,17 +195,13 @@ impl KenarApi {
 
 impl KenarApi {
     /// POST /v1/open-platform/events/subscriptions: new messages in the chats of `post_token`
-    /// (spec §9). A subscription lives as long as the token that made it.
+    /// (docs/divar-platform.md, "Events"). A subscription lives as long as the token that made it.
     pub async fn subscribe_new_messages(
         &self,
         access_token: &SecretString,
         post_token: &str,
     ) -> anyhow::Result<()> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("bad API base URL"))?
-            .pop_if_empty()
-            .extend(["v1", "open-platform", "events", "subscriptions"]);
+        let url = self.endpoint(&["v1", "open-platform", "events", "subscriptions"])?;
         let response = self
             .http
             .post(url)

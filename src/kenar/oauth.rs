@@ -1,4 +1,4 @@
-//! Divar's OAuth 2.0 authorization-code flow (spec §3), through the `oauth2` crate.
+//! Divar's OAuth 2.0 authorization-code flow (docs/divar-platform.md, "OAuth 2.0"), through the `oauth2` crate.
 
 use std::time::Duration;
 
@@ -98,7 +98,7 @@ impl KenarOAuth {
     }
 
     /// Rotates the pair. Divar's docs also ask for the current access token as `code` and the
-    /// `redirect_uri` (spec §3 step 5).
+    /// `redirect_uri` (docs/divar-platform.md, "OAuth 2.0").
     pub async fn refresh(
         &self,
         refresh_token: &SecretString,

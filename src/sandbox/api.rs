@@ -1,5 +1,6 @@
-//! Divar's open-platform API as an add-on sees it (spec §5 and §9): sending chat messages and
-//! subscribing to events. Errors are `google.rpc.Status` JSON, as Divar's are.
+//! Divar's open-platform API as an add-on sees it (docs/divar-platform.md, "Sending", "Who
+//! consented" and "Events"): sending chat messages, telling who granted a token, and subscribing
+//! to events. Errors are `google.rpc.Status` JSON, as Divar's are.
 
 use std::time::Duration;
 
@@ -9,14 +10,14 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{any, post},
+    routing::{any, get, post},
 };
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Sandbox,
+    Sandbox, outbound,
     scopes::ScopeKind,
     validate,
     world::{
@@ -28,11 +29,14 @@ use crate::{db::now_ms, domain::UserSide};
 
 pub const SEND_PATH: &str = "/v2/open-platform/conversations/{conversation_id}/messages";
 pub const SUBSCRIBE_PATH: &str = "/v1/open-platform/events/subscriptions";
+pub const USERS_PATH: &str = "/v1/open-platform/users";
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
         .route(SEND_PATH, post(send_message))
         .route(SUBSCRIBE_PATH, post(subscribe))
+        // `get_user.md` and the OpenAPI file say GET; the OAuth overview shows POST.
+        .route(USERS_PATH, get(user).post(user))
         // Any other API-shaped path answers as Divar's API does: JSON, not a page.
         .route("/v1/{*rest}", any(unknown_endpoint))
         .route("/v2/{*rest}", any(unknown_endpoint))
@@ -219,14 +223,26 @@ async fn send_message(
         Err(refused) => refused.into_response(),
         Ok(()) => match injected_fault(&sandbox).await {
             Some(fault) => fault.into_response(),
-            None => accept_message(
+            None => match accept_message(
                 &sandbox,
                 &conversation_id,
                 &headers,
                 &body,
                 idempotency_key.clone(),
-            )
-            .into_response(),
+            ) {
+                Ok(delivered) => {
+                    // Subscribed apps hear of it as they hear of any message, sender `BOT`;
+                    // Divar does that on its own time, not within the send call.
+                    if let Some((conversation, message)) = delivered {
+                        let sandbox = sandbox.clone();
+                        tokio::spawn(async move {
+                            outbound::new_message(&sandbox, &conversation, &message).await;
+                        });
+                    }
+                    Json(json!({ "status": 200, "message": "message sent" })).into_response()
+                }
+                Err(refused) => refused.into_response(),
+            },
         },
     };
     sandbox.world().api_calls.push(ApiCall {
@@ -240,13 +256,14 @@ async fn send_message(
     response
 }
 
+/// Delivers a message; `Ok(None)` for a retry of one already delivered.
 fn accept_message(
     sandbox: &Sandbox,
     conversation_id: &str,
     headers: &HeaderMap,
     body: &[u8],
     idempotency_key: Option<String>,
-) -> Result<Json<Value>, RpcError> {
+) -> Result<Option<(Conversation, ChatMessage)>, RpcError> {
     check_api_key(sandbox, headers)?;
     // Parse and validate before taking the world's lock (the schema check is the costly part);
     // the outcome is reported in Divar's order below.
@@ -291,9 +308,9 @@ fn accept_message(
             .delivered_keys
             .insert((conversation.id.clone(), key.clone()))
     {
-        return Ok(Json(json!({ "status": 200, "message": "message sent" })));
+        return Ok(None);
     }
-    world.messages.push(ChatMessage {
+    let message = ChatMessage {
         id: random_id(),
         conversation_id: conversation.id.clone(),
         sender_side: side,
@@ -305,8 +322,43 @@ fn accept_message(
         idempotency_key,
         token_header: Some(token_header),
         sent_at: now_ms(),
+    };
+    world.messages.push(message.clone());
+    Ok(Some((conversation, message)))
+}
+
+/// GET /v1/open-platform/users: who granted the token. `user_id` only with scope `USER_ID`,
+/// `phone_number` only with `USER_PHONE`, as `get_user.md` documents.
+async fn user(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
+    let response = describe_user(&sandbox, &headers).into_response();
+    sandbox.world().api_calls.push(ApiCall {
+        at: now_ms(),
+        method: "GET",
+        path: USERS_PATH.into(),
+        status: response.status().as_u16(),
+        idempotency_key: None,
+        duplicate: false,
     });
-    Ok(Json(json!({ "status": 200, "message": "message sent" })))
+    response
+}
+
+fn describe_user(sandbox: &Sandbox, headers: &HeaderMap) -> Result<Json<Value>, RpcError> {
+    check_api_key(sandbox, headers)?;
+    let world = sandbox.world();
+    let (token, _) = check_token(&world, headers)?;
+    let mut reply = serde_json::Map::new();
+    if token.scopes.iter().any(|s| s.is(ScopeKind::UserId, None)) {
+        reply.insert("user_id".into(), json!(token.user_id));
+    }
+    if token
+        .scopes
+        .iter()
+        .any(|s| s.is(ScopeKind::UserPhone, None))
+        && let Some(user) = world.user(&token.user_id)
+    {
+        reply.insert("phone_number".into(), json!(user.phone()));
+    }
+    Ok(Json(Value::Object(reply)))
 }
 
 #[derive(Deserialize)]
@@ -317,7 +369,7 @@ struct SubscribeBody {
     metadata: Value,
 }
 
-/// POST /v1/open-platform/events/subscriptions (spec §9).
+/// POST /v1/open-platform/events/subscriptions (docs/divar-platform.md, "Events").
 async fn subscribe(State(sandbox): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
     let response = register_subscription(&sandbox, &headers, &body).into_response();
     sandbox.world().api_calls.push(ApiCall {

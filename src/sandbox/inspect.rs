@@ -93,9 +93,28 @@ async fn refreshes(State(sandbox): State<Sandbox>) -> Json<Value> {
     Json(json!({ "count": world.refresh_calls.len(), "refreshes": world.refresh_calls }))
 }
 
-async fn api_calls(State(sandbox): State<Sandbox>) -> Json<Value> {
+#[derive(Deserialize)]
+struct CallFilter {
+    /// `send` (message sends), `users` or `subscriptions`; all calls without it.
+    endpoint: Option<String>,
+}
+
+async fn api_calls(
+    State(sandbox): State<Sandbox>,
+    Query(filter): Query<CallFilter>,
+) -> Json<Value> {
     let world = sandbox.world();
-    Json(json!({ "count": world.api_calls.len(), "calls": world.api_calls }))
+    let calls: Vec<_> = world
+        .api_calls
+        .iter()
+        .filter(|c| match filter.endpoint.as_deref() {
+            Some("send") => c.path.ends_with("/messages"),
+            Some("users") => c.path == super::api::USERS_PATH,
+            Some("subscriptions") => c.path == super::api::SUBSCRIBE_PATH,
+            _ => true,
+        })
+        .collect();
+    Json(json!({ "count": calls.len(), "calls": calls }))
 }
 
 async fn outbound(State(sandbox): State<Sandbox>) -> Json<Value> {

@@ -229,6 +229,7 @@ pub async fn launch_with(
         entry_link_ttl: Duration::from_secs(5 * 60),
         rate_limit_per_minute: 0,
         outbox: Default::default(),
+        consent: Default::default(),
     };
     customize(&mut settings);
     let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;

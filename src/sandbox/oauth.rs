@@ -1,4 +1,4 @@
-//! Divar's OAuth 2.0 authorization server (spec §3): consent page, code grant with PKCE,
+//! Divar's OAuth 2.0 authorization server (docs/divar-platform.md, "OAuth 2.0"): consent page, code grant with PKCE,
 //! refresh with rotation and a two-minute grace for the old pair.
 
 use axum::{

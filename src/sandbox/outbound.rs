@@ -1,5 +1,6 @@
-//! Calls the simulated Divar makes to the add-on: session initialization (spec §7.2, §7.3) and
-//! event webhooks (spec §9), each signed with the identification key in `Authorization`.
+//! Calls the simulated Divar makes to the add-on: session initialization (all three documented
+//! bodies) and event webhooks, each signed with the identification key in `Authorization`
+//! (docs/divar-platform.md, "Session initialization" and "Events").
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,18 @@ impl Click {
                 "extra_data": self.extra_data,
                 "user_id": self.user_id,
             }),
+            // Divar learns nothing about the person here: the app must ask at consent.
+            Revision::Touchpoints => json!({
+                "completion_url": self.return_to,
+                "post_token": self.post_token,
+                "conversation_id": conversation_id,
+                "user_side": self.user_side.map(|s| match s {
+                    UserSide::Seller => "SUPPLY",
+                    UserSide::Buyer => "DEMAND",
+                }),
+                "source": self.source,
+                "provider_data": self.extra_data,
+            }),
             Revision::Original => {
                 let party = |side| {
                     self.conversation
@@ -77,7 +90,7 @@ pub async fn session_init(sandbox: &Sandbox, click: &Click) -> Result<String, St
         "authorization".to_string(),
         "<identification key>".to_string(),
     )]);
-    if revision == Revision::V2 {
+    if revision != Revision::Original {
         request = request.header("API-Version", "2");
         headers.insert("api-version".into(), "2".into());
     }
@@ -138,7 +151,8 @@ pub async fn new_message(sandbox: &Sandbox, conversation: &Conversation, message
                 "conversation": { "id": conversation.id, "type": "POST", "post_token": conversation.post_token },
                 "sender": {
                     "side": match message.sender_side { UserSide::Seller => "SELLER", UserSide::Buyer => "BUYER" },
-                    "type": "HUMAN",
+                    // An app's message sent through the API comes back as `BOT`.
+                    "type": message.sender_type,
                 },
                 "type": "TEXT",
                 // Divar sends microseconds here.

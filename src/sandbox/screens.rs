@@ -191,6 +191,7 @@ pub async fn show_index(State(sandbox): State<Sandbox>) -> Response {
         revision: match world.knobs.session_init_revision {
             Revision::V2 => "v2",
             Revision::Original => "original",
+            Revision::Touchpoints => "touchpoints",
         },
     })
 }
@@ -527,7 +528,7 @@ struct ClickForm {
     col: usize,
 }
 
-/// A click on a button under an app message, as Divar handles each action kind (spec §7).
+/// A click on a button under an app message, as Divar handles each action kind (docs/divar-platform.md, "Sending").
 async fn click_button(
     State(sandbox): State<Sandbox>,
     Path(conversation_id): Path<String>,
@@ -621,6 +622,7 @@ impl SettingsForm {
         Ok(KnobsUpdate {
             session_init_revision: Some(match self.session_init_revision.as_str() {
                 "original" => Revision::Original,
+                "touchpoints" => Revision::Touchpoints,
                 _ => Revision::V2,
             }),
             access_token_ttl_secs: number("access_token_ttl_secs", &self.access_token_ttl_secs)?,
@@ -653,12 +655,13 @@ async fn update_settings(
 async fn revoke_user(State(sandbox): State<Sandbox>, Path(user_id): Path<String>) -> Response {
     let notify = {
         let mut world = sandbox.world();
-        // Divar tells the app only when the user granted the revocation-notice scopes.
+        // Divar tells the app only when a token of the user holds both
+        // NOTIFICATION_ACCESS_REVOCATION and USER_ID (`events/auth.md`).
         let notify = world.access_tokens.values().any(|t| {
+            let holds = |kind| t.scopes.iter().any(|s| s.kind == kind);
             t.user_id == user_id
-                && t.scopes
-                    .iter()
-                    .any(|s| s.kind == ScopeKind::NotificationAccessRevocation)
+                && holds(ScopeKind::NotificationAccessRevocation)
+                && holds(ScopeKind::UserId)
         });
         world.revoke_user(&user_id);
         notify

@@ -13,13 +13,24 @@ use crate::{db::now_ms, domain::UserSide};
 
 pub const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
 pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
-/// After a refresh, the old pair keeps working this long (spec §3 step 5).
+/// After a refresh, the old pair keeps working this long (docs/divar-platform.md, "OAuth 2.0").
 pub const DEFAULT_ROTATION_GRACE_SECS: u64 = 120;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
     pub id: String,
     pub name: String,
+}
+
+impl User {
+    /// A made-up number in Divar's test range, the same for a user every time.
+    pub fn phone(&self) -> String {
+        let n = self
+            .id
+            .bytes()
+            .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(b.into()));
+        format!("0999{:07}", n % 10_000_000)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,7 +153,7 @@ pub struct Subscription {
     pub event_type: String,
     pub event_resource_id: Option<String>,
     pub metadata: Value,
-    /// A subscription lives as long as the token that made it (spec §9).
+    /// A subscription lives as long as the token that made it (docs/divar-platform.md, "Events").
     #[serde(skip)]
     pub access_token: String,
     pub created_at: i64,
@@ -164,8 +175,12 @@ pub struct OutboundCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Revision {
+    /// `open_server_link` docs: `extra_data` and `user_id`.
     V2,
+    /// The seed document: `extra_data.provider_data`, `callback_url`, `supplier`/`demand`.
     Original,
+    /// The touch-points page: `provider_data`, `completion_url`, `SUPPLY`/`DEMAND`, no `user_id`.
+    Touchpoints,
 }
 
 /// What a developer can change while the sandbox runs.

@@ -33,7 +33,8 @@ pub struct PendingConsent {
     /// Set for a post-wide grant.
     #[serde(default)]
     pub post_token: Option<String>,
-    pub user_id: String,
+    /// The user the click named, if it named one; the grant goes to whoever Divar says consented.
+    pub user_id: Option<String>,
     pub scope: String,
 }
 
@@ -83,6 +84,20 @@ impl TypedSession {
     pub async fn renew(&self) -> Result<(), AppError> {
         self.0.cycle_id().await.map_err(store_error)
     }
+
+    /// Records who the visitor turned out to be (Divar said so after consent).
+    pub async fn identify(&self, user_id: &str) -> Result<(), AppError> {
+        if let Some(mut visit) = self.visit().await? {
+            visit.user_id = Some(user_id.to_string());
+            self.0.insert(VISIT, visit).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the visit and anything in progress: the browser is not the person the click named.
+    pub async fn end(&self) {
+        self.0.clear().await;
+    }
 }
 
 /// The current visit; without one the person is told to open the add-on from Divar again.
@@ -101,7 +116,30 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentVisit {
     }
 }
 
-/// A visit from a chat by a signed-in user: what sending to one conversation needs.
+/// A visit from a chat, the person perhaps not yet known: Divar's touch-points click names
+/// nobody, so who it is becomes known at consent. Enough for the landing page and consent.
+pub struct ChatEntry {
+    pub visit: Visit,
+    pub conversation_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatEntry {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
+        let conversation_id = visit
+            .conversation_id
+            .clone()
+            .ok_or(AppError::NoConversation)?;
+        Ok(Self {
+            visit,
+            conversation_id,
+        })
+    }
+}
+
+/// A visit from a chat by a known user: what sending to one conversation needs.
 pub struct ChatVisit {
     pub visit: Visit,
     pub conversation_id: String,
@@ -112,11 +150,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
-        let conversation_id = visit
-            .conversation_id
-            .clone()
-            .ok_or(AppError::NoConversation)?;
+        let ChatEntry {
+            visit,
+            conversation_id,
+        } = ChatEntry::from_request_parts(parts, state).await?;
         let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
         Ok(Self {
             visit,
@@ -153,17 +190,33 @@ impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
-        let post_token = visit.post_token.clone().ok_or(AppError::NoConversation)?;
+        let PostEntry { visit, post_token } = PostEntry::from_request_parts(parts, state).await?;
         let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
-        // Divar tells us the side: `Supply` in v2, `supplier.id` in the original revision.
-        if visit.user_side.as_deref() != Some("seller") {
-            return Err(AppError::NotPostOwner);
-        }
         Ok(Self {
             visit,
             post_token,
             user_id,
         })
+    }
+}
+
+/// A visit by a post's owner, perhaps not yet known by id (see [`ChatEntry`]).
+pub struct PostEntry {
+    pub visit: Visit,
+    pub post_token: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
+        let post_token = visit.post_token.clone().ok_or(AppError::NoConversation)?;
+        // Divar tells us the side: `Supply`/`SUPPLY` in the API-Version 2 bodies, `supplier.id`
+        // in the original one. The post-wide grant itself is checked by Divar at consent.
+        if visit.user_side.as_deref() != Some("seller") {
+            return Err(AppError::NotPostOwner);
+        }
+        Ok(Self { visit, post_token })
     }
 }

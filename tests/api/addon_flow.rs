@@ -124,7 +124,34 @@ pub async fn final_status(app: &TestApp, message_id: &str) -> Value {
     panic!("message {message_id} still sending after 30 s");
 }
 
-async fn bot_messages(app: &TestApp, conv: &str) -> Value {
+/// `side` taps the first button of the first row under the BOT message `index` of `conv`, in a
+/// browser of their own; returns that browser and where the one-time link led.
+pub async fn tap_first_button(
+    app: &TestApp,
+    conv: &str,
+    side: &str,
+    index: usize,
+) -> (reqwest::Client, String) {
+    let bot = bot_messages(app, conv).await;
+    let visitor = browser();
+    let clicked = visitor
+        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
+        .form(&[
+            ("as", side),
+            ("message_id", bot["messages"][index]["id"].as_str().unwrap()),
+            ("row", "0"),
+            ("col", "0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&clicked);
+    let entered = visitor.get(&link).send().await.unwrap();
+    let location = assert_redirect(&entered);
+    (visitor, location)
+}
+
+pub async fn bot_messages(app: &TestApp, conv: &str) -> Value {
     app.inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
         .await
 }
@@ -195,21 +222,8 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
 
     // The seller clicks the server-link button: session init routes them to the message page.
     let message_id = data["kc_message"].as_str().unwrap().to_string();
-    let seller_client = browser();
-    let clicked = seller_client
-        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
-        .form(&[
-            ("as", "seller"),
-            ("message_id", message["id"].as_str().unwrap()),
-            ("row", "0"),
-            ("col", "0"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&clicked);
-    let entered = seller_client.get(&link).send().await.unwrap();
-    assert_eq!(assert_redirect(&entered), format!("/messages/{message_id}"));
+    let (seller_client, entered) = tap_first_button(&app, &conv, "seller", 0).await;
+    assert_eq!(entered, format!("/messages/{message_id}"));
     let page = seller_client
         .get(app.url(&format!("/messages/{message_id}")))
         .send()
@@ -309,37 +323,54 @@ async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
     assert!(page.text().await.unwrap().contains("اجازه داده نشد"));
 }
 
-/// An app that lacks a scope in its Kenar panel: Divar refuses the request with
-/// `invalid_scope`. The person gets a Persian page; the operator an ERROR line naming it.
+/// An app that lacks a scope in its Kenar panel (the sending one, or the revocation-notice one
+/// asked for by default): Divar refuses the whole request with `invalid_scope`. The person gets a
+/// Persian page; the operator an ERROR line naming the requested scopes. Nothing is stored.
 #[tokio::test]
 async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
     let app = spawn_app(Engine::Sqlite).await;
-    let conv = conversation(2, 1);
-    enter_from_chat(&app, &conv, "buyer").await;
-    app.control(json!({ "app_lacks_scopes": ["CONVERSATION_SEND_MESSAGE"] }))
-        .await;
-    let started = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
+    for (buyer, lacking) in [
+        (1, "CONVERSATION_SEND_MESSAGE"),
+        (2, "NOTIFICATION_ACCESS_REVOCATION"),
+    ] {
+        let conv = conversation(2, buyer);
+        enter_from_chat(&app, &conv, "buyer").await;
+        app.control(json!({ "app_lacks_scopes": [lacking] })).await;
+        let started = app
+            .client
+            .post(app.url("/oauth/start"))
+            .send()
+            .await
+            .unwrap();
+        let authorize = assert_redirect(&started);
+        let refused = app.client.get(&authorize).send().await.unwrap();
+        let callback = assert_redirect(&refused);
+        assert!(callback.contains("error=invalid_scope"), "{callback}");
+        let page = app.client.get(&callback).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("اتصال ممکن نشد") && html.contains("دوباره امتحان کنید"));
+        assert!(
+            !html.contains("invalid_scope") && !html.contains(lacking),
+            "no jargon for the person"
+        );
+        let requested = format!(
+            "CONVERSATION_SEND_MESSAGE.{conv} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
+        );
+        assert!(
+            captured_logs().lines().any(|l| l.contains("ERROR")
+                && l.contains("Kenar panel")
+                && l.contains(&requested)),
+            "the operator is told which scopes to enable"
+        );
+    }
+    let grants: i64 = sqlx::query("select count(*) as n from grants")
+        .fetch_one(app.db.pool())
         .await
+        .unwrap()
+        .try_get("n")
         .unwrap();
-    let authorize = assert_redirect(&started);
-    let refused = app.client.get(&authorize).send().await.unwrap();
-    let callback = assert_redirect(&refused);
-    assert!(callback.contains("error=invalid_scope"), "{callback}");
-    let page = app.client.get(&callback).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
-    let html = page.text().await.unwrap();
-    assert!(html.contains("اتصال ممکن نشد") && html.contains("دوباره امتحان کنید"));
-    assert!(!html.contains("invalid_scope"), "no jargon for the person");
-    let logs = captured_logs();
-    assert!(
-        logs.lines().any(|l| l.contains("ERROR")
-            && l.contains("Kenar panel")
-            && l.contains(&format!("CONVERSATION_SEND_MESSAGE.{conv}"))),
-        "the operator is told which scope to enable"
-    );
+    assert_eq!(grants, 0);
 }
 
 #[tokio::test]
@@ -583,7 +614,7 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
         !page.contains("/resend"),
         "a blocked chat gets no offer to send again"
     );
-    let calls = app.inspect("api-calls").await;
+    let calls = app.inspect("api-calls?endpoint=send").await;
     assert_eq!(calls["count"], 1, "a 412 is not retried");
     assert_eq!(calls["calls"][0]["status"], 412);
 
@@ -597,7 +628,7 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(final_status(&app, &id).await["status"], "failed");
-    assert_eq!(app.inspect("api-calls").await["count"], 1);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 1);
 }
 
 async fn retried_after(app: &TestApp, statuses: Value) -> Value {
@@ -612,7 +643,7 @@ async fn retried_after(app: &TestApp, statuses: Value) -> Value {
         "sent"
     );
     assert_eq!(bot_messages(app, &conv).await["count"], 1);
-    app.inspect("api-calls").await
+    app.inspect("api-calls?endpoint=send").await
 }
 
 #[tokio::test]
@@ -653,7 +684,7 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
         assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
     let id = queued_message(&location);
     assert_eq!(final_status(&app, &id).await["status"], "failed");
-    assert_eq!(app.inspect("api-calls").await["count"], 4);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 4);
     let page = app.get_html(&location).await;
     assert!(page.contains("ارسال دوباره") && page.contains("در دسترس نبود"));
 
@@ -671,9 +702,14 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
     assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
 }
 
+/// Access withdrawn in Divar without the add-on being told (no revocation notice asked for, or
+/// the notice lost): the first send meets a 401 and leads back to consent.
 #[tokio::test]
 async fn a_revoked_token_leads_back_to_consent() {
-    let app = spawn_app(Engine::Sqlite).await;
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |s| {
+        s.consent.revocation_notice = false;
+    })
+    .await;
     let conv = conversation(1, 1);
     connected(&app, &conv, "buyer", BUYER_1).await;
     let revoked = app
@@ -740,7 +776,7 @@ async fn a_double_submitted_form_delivers_one_message(engine: Engine, slow_ms: u
         "said once Divar took it"
     );
     assert_eq!(bot_messages(&app, &conv).await["count"], 1);
-    assert_eq!(app.inspect("api-calls").await["count"], 1);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 1);
 }
 
 async fn a_double_submitted_form_delivers_one_message_with_a_fast_divar(engine: Engine) {
@@ -837,7 +873,7 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
         html.contains(&key),
         "the same form keeps its idempotency key"
     );
-    assert_eq!(app.inspect("api-calls").await["count"], 0);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 0);
     let preview = post_compose(
         &app,
         &[
@@ -853,7 +889,7 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
     let html = preview.text().await.unwrap();
     assert!(html.contains("آنچه طرف مقابل می‌بیند") && html.contains("پیش‌نمایش من"));
     assert_eq!(
-        app.inspect("api-calls").await["count"],
+        app.inspect("api-calls?endpoint=send").await["count"],
         0,
         "a preview sends nothing"
     );

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Opens the add-on from the post's page as `user`, follows the one-time link.
-async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
+pub async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
     let opened = app
         .client
         .post(app.url(&format!("/sandbox/posts/{post}/open-addon")))
@@ -136,7 +136,7 @@ async fn delivered(app: &TestApp, conversations: &[String]) -> (usize, usize) {
                 .any(|c| *c == m["conversation_id"].as_str().unwrap())
         })
         .count();
-    let calls = app.inspect("api-calls").await;
+    let calls = app.inspect("api-calls?endpoint=send").await;
     let duplicates = calls["calls"]
         .as_array()
         .unwrap()
@@ -185,6 +185,37 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
             .iter()
             .all(|m| m["sender_side"] == "seller")
     );
+
+    // Divar echoes each sent message back as NEW_MESSAGE from a BOT: all 200 are taken and
+    // none counts as a new conversation or buyer.
+    let mut echoes = Vec::new();
+    for _ in 0..300 {
+        echoes = app.inspect("outbound").await["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["body"]["new_message"]["sender"]["type"] == "BOT")
+            .cloned()
+            .collect();
+        if echoes.len() >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(echoes.len(), 200);
+    assert!(
+        echoes.iter().all(|c| c["status"] == 200),
+        "each echo is answered 200"
+    );
+    let total: i64 = sqlx::query("select count(*) as n from conversations")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(total, 200, "no conversation was added by the echoes");
+    let post_page = app.get_html("/post").await;
+    assert!(post_page.contains(r#"<dd id="conversation-count">200</dd>"#));
 }
 crate::both_engines!(
     broadcast_200,
@@ -209,7 +240,7 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
     );
     let (count, duplicates) = delivered(&app, &conversations).await;
     assert_eq!((count, duplicates), (197, 0));
-    let calls = app.inspect("api-calls").await;
+    let calls = app.inspect("api-calls?endpoint=send").await;
     let faults = calls["calls"]
         .as_array()
         .unwrap()
@@ -293,7 +324,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     }
 
     // Only the blocked chat is left: retrying again sends nothing.
-    let calls = app.inspect("api-calls").await["count"].clone();
+    let calls = app.inspect("api-calls?endpoint=send").await["count"].clone();
     let html = app.get_html(&page).await;
     assert!(!html.contains("/retry"), "nothing left worth retrying");
     app.client
@@ -302,7 +333,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.inspect("api-calls").await["count"], calls);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], calls);
 }
 crate::both_engines!(
     retry_failed,
@@ -792,7 +823,7 @@ async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine:
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["sent"], 63);
     assert_eq!(delivered(&app, &conversations).await, (63, 0));
-    let calls = app.inspect("api-calls").await;
+    let calls = app.inspect("api-calls?endpoint=send").await;
     let times: Vec<i64> = calls["calls"]
         .as_array()
         .unwrap()

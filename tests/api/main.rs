@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod health;
 mod helpers;
+mod identity;
 mod outbox_processes;
 mod sandbox_api;
 mod sandbox_oauth;

@@ -668,3 +668,119 @@ async fn post_update_subscriptions_need_user_posts_get() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// `GET /v1/open-platform/users` as documented (`oauth/get_user.md`): `user_id` only with
+/// `USER_ID`, `phone_number` only with `USER_PHONE`; POST (shown in the OAuth overview) too.
+#[tokio::test]
+async fn the_users_endpoint_tells_who_granted_a_token_by_its_scopes() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let who = |token: String, method: reqwest::Method| {
+        let request = app
+            .client
+            .request(method, app.url("/sandbox/v1/open-platform/users"))
+            .header("x-api-key", app.api_key())
+            .header("authorization", format!("BEARER {token}"));
+        async move { status_body(request.send().await.unwrap()).await }
+    };
+    let conv = conversation(1, 1);
+    let with_id = app
+        .grant(
+            &format!("CONVERSATION_SEND_MESSAGE.{conv} USER_ID"),
+            BUYER_1,
+        )
+        .await;
+    let (status, body) = who(with_id.access.clone(), reqwest::Method::GET).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "user_id": BUYER_1 }));
+    assert_eq!(
+        who(with_id.access.clone(), reqwest::Method::POST).await.1,
+        body
+    );
+
+    let without = app
+        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
+        .await;
+    assert_eq!(
+        who(without.access, reqwest::Method::GET).await,
+        (StatusCode::OK, json!({}))
+    );
+
+    let both = app.grant("USER_ID USER_PHONE", SELLER_1).await;
+    let (_, body) = who(both.access, reqwest::Method::GET).await;
+    assert_eq!(body["user_id"], SELLER_1);
+    let phone = body["phone_number"].as_str().unwrap();
+    assert!(phone.starts_with("0999") && phone.len() == 11, "{phone}");
+
+    // Credentials are checked as on every endpoint.
+    let wrong_key = app
+        .client
+        .get(app.url("/sandbox/v1/open-platform/users"))
+        .header("x-api-key", "wrong")
+        .bearer_auth(&with_id.access)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_body(wrong_key).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(16))
+    );
+    let no_token = app
+        .client
+        .get(app.url("/sandbox/v1/open-platform/users"))
+        .header("x-api-key", app.api_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A message sent through the API comes back to apps subscribed to its post as `NEW_MESSAGE`
+/// with `sender.type: BOT`, as in Divar's own example.
+#[tokio::test]
+async fn messages_sent_through_the_api_are_echoed_to_subscribers_as_bot() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let seller = app
+        .grant(
+            &format!(
+                "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1}"
+            ),
+            SELLER_1,
+        )
+        .await;
+    let subscribed = app
+        .client
+        .post(app.url("/sandbox/v1/open-platform/events/subscriptions"))
+        .header("x-api-key", app.api_key())
+        .bearer_auth(&seller.access)
+        .json(&json!({ "event_type": "NEW_MESSAGE_ON_POST", "event_resource_id": POST_1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribed.status(), StatusCode::OK);
+    let conv = conversation(1, 1);
+    let sent = app
+        .send_message(&conv, &seller.access, &text_message("فروخته شد"))
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let mut echo = Value::Null;
+    for _ in 0..50 {
+        let calls = app.inspect("outbound").await;
+        if let Some(found) = calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["body"]["type"] == "NEW_MESSAGE")
+        {
+            echo = found["body"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let message = &echo["new_message"];
+    assert_eq!(message["sender"]["type"], "BOT", "{echo}");
+    assert_eq!(message["sender"]["side"], "SELLER");
+    assert_eq!(message["conversation"]["id"], conv.as_str());
+    assert_eq!(message["conversation"]["post_token"], POST_1);
+    assert_eq!(message["text"], "فروخته شد");
+}

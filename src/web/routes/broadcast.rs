@@ -30,7 +30,7 @@ use crate::{
             persian_digits, render_page, tehran_date_time, tehran_time,
         },
         routes::compose::{ComposeMode, compose_page, preview_of},
-        session::SellerVisit,
+        session::{PostEntry, SellerVisit},
     },
 };
 
@@ -103,20 +103,28 @@ async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<
     Ok(rows)
 }
 
-/// The post's page: connect, or the known conversations and the broadcasts so far.
-async fn show_post(State(state): State<AppState>, seller: SellerVisit) -> Result<Response> {
-    let connected = connected(&state, &seller).await?;
-    let conversations = db::conversations::list_for_post(&state.db, &seller.post_token).await?;
+/// The post's page: connect, or the known conversations and the broadcasts so far. An owner
+/// Divar has not named yet (touch-points click) sees the connect step.
+async fn show_post(State(state): State<AppState>, entry: PostEntry) -> Result<Response> {
+    let (connected, broadcasts) = match &entry.visit.user_id {
+        Some(user) => (
+            state
+                .vault
+                .has_grant(Subject::Post, &entry.post_token, user)
+                .await?,
+            db::outbox::list_broadcasts(&state.db, &entry.post_token, user).await?,
+        ),
+        None => (false, Vec::new()),
+    };
+    let conversations = db::conversations::list_for_post(&state.db, &entry.post_token).await?;
     let last_activity = conversations
         .iter()
         .map(|c| c.updated_at)
         .max()
         .map(tehran_time);
-    let broadcasts =
-        db::outbox::list_broadcasts(&state.db, &seller.post_token, &seller.user_id).await?;
     Ok(render_page(&PostPage {
         asset_version: ASSET_VERSION,
-        post_token: seller.post_token,
+        post_token: entry.post_token,
         connected,
         conversation_count: conversations.len(),
         last_activity,

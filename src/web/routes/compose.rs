@@ -30,7 +30,7 @@ use crate::{
             ComposePage, GridView, HistoryPage, HistoryRow, MessagePage, MessageStatusPage,
             PreviewButton, PreviewView, SlotView, TemplateView, render_page, tehran_time,
         },
-        session::ChatVisit,
+        session::{ChatEntry, ChatVisit},
     },
 };
 
@@ -523,7 +523,7 @@ async fn resend_message(
 /// of the conversation may open it.
 async fn show_message(
     State(state): State<AppState>,
-    chat: ChatVisit,
+    chat: ChatEntry,
     Path(id): Path<String>,
 ) -> Result<Response> {
     let row = db::messages::find(&state.db, &id)

@@ -1,4 +1,5 @@
-//! Asking Divar for the person's permission (spec §3): start, and the callback.
+//! Asking Divar for the person's permission (docs/divar-platform.md, "OAuth 2.0"): start, and
+//! the callback, which files the grant under the account Divar says consented.
 
 use axum::{
     Router,
@@ -12,15 +13,17 @@ use serde::Deserialize;
 use axum::extract::FromRequestParts;
 
 use crate::{
+    config::ConsentExtras,
     db::{self, grants::Subject},
+    domain::UserSide,
     error::Result,
-    kenar::oauth::TokenError,
+    kenar::oauth::{IssuedTokens, TokenError},
     services::delivery,
     state::AppState,
     web::{
         ASSET_VERSION,
         pages::{NoticePage, PageAction, render_page},
-        session::{ChatVisit, PendingConsent, SellerVisit, TypedSession},
+        session::{ChatEntry, PendingConsent, PostEntry, TypedSession},
     },
 };
 
@@ -30,22 +33,31 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/callback", get(oauth_callback))
 }
 
-/// The scope that lets the add-on send in one conversation, renewable without asking again.
-fn conversation_scopes(conversation_id: &str) -> Vec<String> {
-    vec![
-        format!("CONVERSATION_SEND_MESSAGE.{conversation_id}"),
-        "offline_access".into(),
-    ]
+/// The scope that lets the add-on send in one conversation, then who consented and revocation
+/// notices (as configured), renewable without asking again.
+fn conversation_scopes(conversation_id: &str, extras: ConsentExtras) -> Vec<String> {
+    with_extras(
+        vec![format!("CONVERSATION_SEND_MESSAGE.{conversation_id}")],
+        extras,
+    )
 }
 
 /// The scopes that let the add-on message every conversation of a post and hear of new ones
-/// (post owner only).
-fn post_scopes(post_token: &str) -> Vec<String> {
-    vec![
-        format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{post_token}"),
-        format!("CHAT_POST_CONVERSATIONS_READ.{post_token}"),
-        "offline_access".into(),
-    ]
+/// (post owner only), with the same extras.
+fn post_scopes(post_token: &str, extras: ConsentExtras) -> Vec<String> {
+    with_extras(
+        vec![
+            format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{post_token}"),
+            format!("CHAT_POST_CONVERSATIONS_READ.{post_token}"),
+        ],
+        extras,
+    )
+}
+
+fn with_extras(mut scopes: Vec<String>, extras: ConsentExtras) -> Vec<String> {
+    scopes.extend(extras.scopes().map(str::to_string));
+    scopes.push("offline_access".into());
+    scopes
 }
 
 #[derive(Deserialize)]
@@ -63,22 +75,23 @@ async fn oauth_start(
     request: axum::extract::Request,
 ) -> Result<Redirect> {
     let (mut parts, _) = request.into_parts();
+    let extras = state.settings.consent;
     let (scopes, conversation_id, post_token, user_id) = if query.target.as_deref() == Some("post")
     {
-        let seller = SellerVisit::from_request_parts(&mut parts, &state).await?;
+        let seller = PostEntry::from_request_parts(&mut parts, &state).await?;
         (
-            post_scopes(&seller.post_token),
+            post_scopes(&seller.post_token, extras),
             String::new(),
             Some(seller.post_token),
-            seller.user_id,
+            seller.visit.user_id,
         )
     } else {
-        let chat = ChatVisit::from_request_parts(&mut parts, &state).await?;
+        let chat = ChatEntry::from_request_parts(&mut parts, &state).await?;
         (
-            conversation_scopes(&chat.conversation_id),
+            conversation_scopes(&chat.conversation_id, extras),
             chat.conversation_id,
             None,
-            chat.user_id,
+            chat.visit.user_id,
         )
     };
     let start = state.oauth.authorize(&scopes);
@@ -187,45 +200,8 @@ async fn oauth_callback(
             try_again_actions(),
         ));
     };
-    match state.oauth.exchange(&code, &pending.pkce_verifier).await {
-        Ok(issued) => {
-            session.renew().await?;
-            if let Some(post_token) = &pending.post_token {
-                state
-                    .vault
-                    .store(
-                        Subject::Post,
-                        post_token,
-                        &pending.user_id,
-                        &pending.scope,
-                        &issued,
-                    )
-                    .await?;
-                // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
-                delivery::subscribe_post_messages(&state.api, &issued.access_token, post_token)
-                    .await;
-                db::outbox::resume_for_grant(&state.db, post_token, &pending.user_id).await?;
-                tracing::info!("a seller connected a post");
-                return Ok(Redirect::to("/post").into_response());
-            }
-            state
-                .vault
-                .store(
-                    Subject::Conversation,
-                    &pending.conversation_id,
-                    &pending.user_id,
-                    &pending.scope,
-                    &issued,
-                )
-                .await?;
-            tracing::info!("a user connected a conversation");
-            // Messages that failed for want of consent go out now.
-            state
-                .messaging
-                .resume_after_consent(&pending.conversation_id, &pending.user_id)
-                .await?;
-            Ok(Redirect::to("/compose").into_response())
-        }
+    let issued = match state.oauth.exchange(&code, &pending.pkce_verifier).await {
+        Ok(issued) => issued,
         Err(error) => {
             // The error names no secret (see `kenar::oauth::classify`).
             tracing::error!(%error, "exchanging the OAuth code failed");
@@ -235,13 +211,133 @@ async fn oauth_callback(
                     "اتصال به دیوار برقرار نشد. چند لحظهٔ دیگر دوباره امتحان کنید."
                 }
             };
-            Ok(notice(
+            return Ok(notice(
                 StatusCode::BAD_GATEWAY,
                 "اتصال ناموفق بود",
                 message,
                 "error",
                 try_again_actions(),
-            ))
+            ));
         }
+    };
+    let user_id = match consenting_user(&state, &issued, pending.user_id.as_deref()).await {
+        Ok(user_id) => user_id,
+        Err(refusal) => {
+            if matches!(refusal, Refusal::AnotherAccount) {
+                // This browser is not the person the click named: it keeps nothing of theirs.
+                session.end().await;
+            }
+            return Ok(refusal.into_response());
+        }
+    };
+    session.renew().await?;
+    let visit = session.visit().await?;
+    if pending.user_id.is_none() {
+        session.identify(&user_id).await?;
+        if let Some(visit) = &visit {
+            let side = visit
+                .user_side
+                .as_deref()
+                .and_then(|s| UserSide::parse(s).ok());
+            db::conversations::identify_click(&state.db, &visit.session_init_id, &user_id, side)
+                .await?;
+        }
+    }
+    if let Some(post_token) = &pending.post_token {
+        state
+            .vault
+            .store(Subject::Post, post_token, &user_id, &pending.scope, &issued)
+            .await?;
+        // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
+        delivery::subscribe_post_messages(&state.api, &issued.access_token, post_token).await;
+        db::outbox::resume_for_grant(&state.db, post_token, &user_id).await?;
+        tracing::info!("a seller connected a post");
+        return Ok(Redirect::to("/post").into_response());
+    }
+    state
+        .vault
+        .store(
+            Subject::Conversation,
+            &pending.conversation_id,
+            &user_id,
+            &pending.scope,
+            &issued,
+        )
+        .await?;
+    tracing::info!("a user connected a conversation");
+    // Messages that failed for want of consent go out now.
+    state
+        .messaging
+        .resume_after_consent(&pending.conversation_id, &user_id)
+        .await?;
+    Ok(Redirect::to("/compose").into_response())
+}
+
+/// Why a consent that Divar granted is not kept.
+enum Refusal {
+    /// Divar says another account consented than the one the click named.
+    AnotherAccount,
+    /// Divar could not say who consented (unreachable, or the token lacks `USER_ID`).
+    Unidentified,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::AnotherAccount => notice(
+                StatusCode::FORBIDDEN,
+                "این پیوند مال حساب دیگری است",
+                "این صفحه برای حساب دیگری از دیوار باز شده بود، ولی اجازه با حسابی که الان در آن هستید داده شد. چیزی ذخیره نشد. افزونه را از گفت‌وگوی خودتان در دیوار دوباره باز کنید.",
+                "error",
+                vec![PageAction::link("بازگشت به دیوار", "/back")],
+            ),
+            Self::Unidentified => notice(
+                StatusCode::BAD_GATEWAY,
+                "اتصال ناموفق بود",
+                "دیوار نگفت این اجازه را چه کسی داده است، پس آن را نگه نداشتیم. چند لحظهٔ دیگر دوباره امتحان کنید.",
+                "error",
+                try_again_actions(),
+            ),
+        }
+    }
+}
+
+/// The account the grant belongs to: the one Divar says consented (with `USER_ID`), which must be
+/// the one the click named if it named one. With the `USER_ID` switch off, the click's word is
+/// taken, and a click that named nobody cannot be connected.
+async fn consenting_user(
+    state: &AppState,
+    issued: &IssuedTokens,
+    claimed: Option<&str>,
+) -> std::result::Result<String, Refusal> {
+    if !state.settings.consent.user_id {
+        return claimed.map(str::to_string).ok_or_else(|| {
+            tracing::error!(
+                "a click that named no user cannot be connected while KENAR_ASK_USER_ID is off; turn it on and grant USER_ID to the app in the Kenar panel"
+            );
+            Refusal::Unidentified
+        });
+    }
+    let verified = match state.api.user_id(&issued.access_token).await {
+        Ok(Some(verified)) => verified,
+        Ok(None) => {
+            tracing::error!(
+                "Divar named no user for a fresh token: the token lacks USER_ID; make sure the app holds USER_ID in the Kenar panel"
+            );
+            return Err(Refusal::Unidentified);
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not learn who consented; nothing was stored");
+            return Err(Refusal::Unidentified);
+        }
+    };
+    match claimed {
+        Some(claimed) if claimed != verified.as_str() => {
+            tracing::warn!(
+                "a consent came from another Divar account than the click named; nothing was stored"
+            );
+            Err(Refusal::AnotherAccount)
+        }
+        _ => Ok(verified.to_string()),
     }
 }

@@ -48,7 +48,7 @@ struct SessionInitReply {
 }
 
 /// Divar asks where to send someone who clicked our button or opened us from a chat or post.
-/// Spec: kenar-platform.md §7.2 (v2) and §7.3 (original).
+/// All three documented bodies are taken: docs/divar-platform.md, "Session initialization".
 async fn session_init(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -92,7 +92,7 @@ fn entry_url(settings: &Arc<Settings>, link: &EntryLinkToken) -> String {
     settings.url(&format!("/s/{}", link.as_str())).to_string()
 }
 
-/// Event webhooks (spec §9): `NEW_MESSAGE` links a conversation to its post,
+/// Event webhooks (docs/divar-platform.md, "Events"): `NEW_MESSAGE` links a conversation to its post,
 /// `USER_ACCESS_REVOCATION` erases everything kept about the user. Other types are acknowledged and ignored.
 /// Every effect is an upsert or a delete, so a redelivered event changes nothing.
 async fn receive_event(

@@ -20,7 +20,7 @@ use crate::{
     web::{
         ASSET_VERSION,
         pages::{HomePage, LandingPage, render_page},
-        session::{ChatVisit, TypedSession, Visit},
+        session::{ChatEntry, ChatVisit, TypedSession, Visit},
     },
 };
 
@@ -110,11 +110,18 @@ async fn next_page(state: &AppState, visit: &Visit) -> Result<String> {
     Ok("/start".into())
 }
 
-async fn show_landing(State(state): State<AppState>, chat: ChatVisit) -> Result<Response> {
-    let connected = state
-        .vault
-        .has_grant(Subject::Conversation, &chat.conversation_id, &chat.user_id)
-        .await?;
+/// Connect, or carry on. A visitor Divar has not named yet (touch-points click) is not connected
+/// until consent says who they are.
+async fn show_landing(State(state): State<AppState>, chat: ChatEntry) -> Result<Response> {
+    let connected = match &chat.visit.user_id {
+        Some(user) => {
+            state
+                .vault
+                .has_grant(Subject::Conversation, &chat.conversation_id, user)
+                .await?
+        }
+        None => false,
+    };
     Ok(render_page(&LandingPage {
         asset_version: ASSET_VERSION,
         conversation_id: chat.conversation_id,
@@ -126,8 +133,8 @@ async fn show_landing(State(state): State<AppState>, chat: ChatVisit) -> Result<
     }))
 }
 
-/// Ends the flow: the click's `callback_url` when it points at Divar (the original revision),
-/// otherwise Divar's completion URL (spec §8).
+/// Ends the flow: the click's return address (`callback_url` or `completion_url`) when it points
+/// at Divar, otherwise Divar's completion URL (docs/divar-platform.md, "Returning to Divar").
 async fn back_to_divar(State(state): State<AppState>, session: TypedSession) -> Result<Redirect> {
     let visit = session.visit().await?;
     let callback = visit

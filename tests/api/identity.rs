@@ -1,0 +1,424 @@
+//! Divar as documented: every session-init body, the consenting user verified through
+//! `GET /v1/open-platform/users`, and the scopes asked for at consent.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Row;
+use url::Url;
+
+use crate::{
+    addon_flow::{
+        bot_messages, connected, consent, enter_from_chat, final_status, idempotency_key,
+        post_compose, queued_message, tap_first_button,
+    },
+    broadcast::enter_from_post,
+    helpers::*,
+};
+
+/// The scope the add-on asks for when the person taps connect (`start` is `/oauth/start` or
+/// `/oauth/start?for=post`).
+async fn requested_scope(app: &TestApp, start: &str) -> String {
+    let started = app.client.post(app.url(start)).send().await.unwrap();
+    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    authorize
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .expect("a scope")
+}
+
+#[tokio::test]
+async fn consent_asks_who_consented_and_for_revocation_notices_unless_switched_off() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    enter_from_chat(&app, &conv, "buyer").await;
+    assert_eq!(
+        requested_scope(&app, "/oauth/start").await,
+        format!(
+            "CONVERSATION_SEND_MESSAGE.{conv} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
+        )
+    );
+    enter_from_post(&app, POST_1, SELLER_1).await;
+    assert_eq!(
+        requested_scope(&app, "/oauth/start?for=post").await,
+        format!(
+            "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
+        )
+    );
+
+    for (user_id, revocation_notice, extras) in [
+        (false, true, " NOTIFICATION_ACCESS_REVOCATION"),
+        (true, false, " USER_ID"),
+        (false, false, ""),
+    ] {
+        let app = spawn_app_customized(Engine::Sqlite, Default::default(), |s| {
+            s.consent.user_id = user_id;
+            s.consent.revocation_notice = revocation_notice;
+        })
+        .await;
+        enter_from_chat(&app, &conv, "buyer").await;
+        assert_eq!(
+            requested_scope(&app, "/oauth/start").await,
+            format!("CONVERSATION_SEND_MESSAGE.{conv}{extras} offline_access")
+        );
+        enter_from_post(&app, POST_1, SELLER_1).await;
+        assert_eq!(
+            requested_scope(&app, "/oauth/start?for=post").await,
+            format!(
+                "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1}{extras} offline_access"
+            )
+        );
+    }
+}
+
+/// The switches as an operator sets them: in the environment.
+#[test]
+fn the_scope_switches_are_read_from_the_environment() {
+    let base = [
+        ("KENAR_APP_SLUG", "my-app"),
+        ("KENAR_API_KEY", "k"),
+        ("KENAR_OAUTH_SECRET", "s"),
+        ("DIVAR_IDENTIFICATION_KEY", "i"),
+        ("APP_BASE_URL", "https://addon.example"),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ];
+    let load = |extra: &[(&str, &str)]| {
+        kenar_chat::config::Settings::from_lookup(|name| {
+            base.iter()
+                .chain(extra)
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    };
+    let defaults = load(&[]).unwrap();
+    assert!(defaults.consent.user_id && defaults.consent.revocation_notice);
+    let off = load(&[
+        ("KENAR_ASK_USER_ID", "false"),
+        ("KENAR_ASK_REVOCATION_NOTICE", "0"),
+    ])
+    .unwrap();
+    assert!(!off.consent.user_id && !off.consent.revocation_notice);
+    let wrong = load(&[("KENAR_ASK_USER_ID", "maybe")]).unwrap_err();
+    assert!(wrong.to_string().contains("KENAR_ASK_USER_ID"), "{wrong}");
+}
+
+async fn grants(app: &TestApp) -> i64 {
+    sqlx::query("select count(*) as n from grants")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+/// Sends a text as the connected visitor; returns the message id once Divar has it.
+async fn send_text(app: &TestApp, text: &str) -> String {
+    let key = idempotency_key(app).await;
+    let sent = post_compose(
+        app,
+        &[
+            ("idempotency_key", &key),
+            ("action", "send"),
+            ("text", text),
+            ("r00_caption", "جزئیات"),
+            ("r00_icon", "INFO"),
+            ("r00_kind", "server"),
+            ("r00_data", "slot=friday"),
+        ],
+    )
+    .await;
+    let id = queued_message(&assert_redirect(&sent));
+    assert_eq!(final_status(app, &id).await["status"], "sent");
+    id
+}
+
+/// The buyer's link, opened and consented as the seller (who is a party of the chat, so
+/// Divar grants it): nothing is stored, nothing can be sent, and the buyer still succeeds.
+async fn a_link_consented_by_another_account_stores_nothing(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/start");
+    let answer = consent(&app, SELLER_1, "approve").await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let html = answer.text().await.unwrap();
+    assert!(
+        html.contains("این پیوند مال حساب دیگری است") && html.contains("چیزی ذخیره نشد"),
+        "{html}"
+    );
+    assert_eq!(grants(&app).await, 0);
+    let calls = app.inspect("api-calls").await;
+    assert!(
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "/v1/open-platform/users" && c["status"] == 200),
+        "the add-on asked Divar who consented"
+    );
+    // The browser keeps nothing of the buyer's visit: no composer, no send.
+    assert_ne!(app.get("/compose").await.status(), StatusCode::OK);
+    let sent = post_compose(
+        &app,
+        &[
+            ("idempotency_key", "5f0c9c56-6f8a-4a5e-9a53-2f1f2a1d3c11"),
+            ("action", "send"),
+            ("text", "از طرف دیگری"),
+        ],
+    )
+    .await;
+    assert!(sent.status().is_client_error(), "{}", sent.status());
+    assert_eq!(bot_messages(&app, &conv).await["count"], 0);
+    assert!(
+        captured_logs()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("another Divar account")),
+        "the refusal is logged"
+    );
+
+    // The right person, from a fresh click, connects and sends.
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    send_text(&app, "سلام از خریدار").await;
+    let row = sqlx::query("select user_id from grants")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<String, _>("user_id").unwrap(), BUYER_1);
+}
+crate::both_engines!(impostor, a_link_consented_by_another_account_stores_nothing);
+
+/// Divar's touch-points body names nobody: the add-on learns who it is at consent, files the
+/// grant and the click under them, and the button data under `provider_data` routes a server-link
+/// round trip; `completion_url` is where "back to Divar" goes.
+async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
+    let app = spawn_app(engine).await;
+    app.control(json!({ "session_init_revision": "touchpoints" }))
+        .await;
+    let conv = conversation(1, 1);
+    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/start");
+    let init = app.inspect("outbound").await["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|c| c["kind"] == "session_init")
+        .cloned()
+        .unwrap();
+    assert_eq!(init["headers"]["api-version"], "2");
+    assert!(init["body"].get("user_id").is_none());
+    assert_eq!(init["body"]["user_side"], "DEMAND");
+    let landing = app.get_html("/start").await;
+    assert!(landing.contains("اتصال به دیوار"), "{landing}");
+    let back = app.get("/back").await;
+    assert!(
+        assert_redirect(&back).ends_with(&format!("/sandbox/chats/{conv}?as=buyer")),
+        "completion_url is followed"
+    );
+
+    let callback = consent(&app, BUYER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/compose");
+    let message_id = send_text(&app, "فردا ساعت ۵ می‌آیم").await;
+    let click: (Option<String>, Option<String>) = {
+        let row = sqlx::query(
+            "select s.user_id, c.buyer_id from session_inits s
+             join conversations c on c.conversation_id = s.conversation_id
+             where s.revision = 'touchpoints' order by s.created_at limit 1",
+        )
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        (
+            row.try_get("user_id").unwrap(),
+            row.try_get("buyer_id").unwrap(),
+        )
+    };
+    assert_eq!(
+        click,
+        (Some(BUYER_1.to_string()), Some(BUYER_1.to_string())),
+        "the click and the conversation are filed under the verified user"
+    );
+
+    // The seller taps the server-link button: the touch-points click carries it as provider_data.
+    let (seller, entered) = tap_first_button(&app, &conv, "seller", 0).await;
+    assert_eq!(entered, format!("/messages/{message_id}"));
+    let page = seller
+        .get(app.url(&format!("/messages/{message_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("فردا ساعت ۵") && html.contains("friday"),
+        "{html}"
+    );
+}
+crate::both_engines!(touchpoints, the_touchpoints_body_works_end_to_end);
+
+/// Each documented body, as Divar's pages print them (ids made real), answered 200 with a link
+/// that leads to the button's page.
+async fn every_documented_body_is_answered_and_routed(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    let message_id = send_text(&app, "پیام با دکمه").await;
+    let data = json!({ "kc_page": "message", "kc_message": message_id });
+    let key = app.sandbox.app().identification_key.clone();
+    let bodies: [(Option<&str>, Value); 3] = [
+        // widgets/actions/open_server_link.md
+        (
+            Some("2"),
+            json!({ "source": "CHAT_MESSAGE_ACTION", "post_token": POST_1, "conversation_id": conv,
+                    "user_side": "Supply", "extra_data": data, "user_id": SELLER_1 }),
+        ),
+        // the original document
+        (
+            None,
+            json!({ "extra_data": { "provider_data": data }, "callback_url": "https://divar.ir/chat",
+                    "post_token": POST_1, "user_id": SELLER_1, "peer_id": BUYER_1,
+                    "supplier": { "id": SELLER_1 }, "demand": { "id": BUYER_1 }, "conversation_id": conv }),
+        ),
+        // flow/touchpoints.md, "Server Link"
+        (
+            Some("2"),
+            json!({ "completion_url": "https://open-platform-redirect.divar.ir/completion",
+                    "post_token": POST_1, "conversation_id": conv, "user_side": "SUPPLY",
+                    "source": "CHAT_MESSAGE_ACTION", "provider_data": data }),
+        ),
+    ];
+    for (version, body) in bodies {
+        let mut request = app
+            .client
+            .post(app.url("/divar/session-init"))
+            .header("authorization", &key)
+            .json(&body);
+        if let Some(version) = version {
+            request = request.header("API-Version", version);
+        }
+        let reply = request.send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "{body}");
+        let url = reply.json::<Value>().await.unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let visitor = browser();
+        let entered = visitor.get(&url).send().await.unwrap();
+        assert_eq!(
+            assert_redirect(&entered),
+            format!("/messages/{message_id}"),
+            "{body}"
+        );
+        let page = visitor
+            .get(app.url(&format!("/messages/{message_id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{body}");
+    }
+    let revisions: Vec<String> = sqlx::query("select revision from session_inits")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("revision").unwrap())
+        .collect();
+    for revision in ["v2", "original", "touchpoints"] {
+        assert!(revisions.iter().any(|r| r == revision), "{revisions:?}");
+    }
+}
+crate::both_engines!(
+    documented_bodies,
+    every_documented_body_is_answered_and_routed
+);
+
+/// With `KENAR_ASK_USER_ID` off, a click that names nobody cannot be connected: the person is
+/// told so, and the operator what to switch on.
+#[tokio::test]
+async fn without_user_id_a_click_naming_nobody_is_not_connected() {
+    let app = spawn_app_customized(Engine::Sqlite, Default::default(), |s| {
+        s.consent.user_id = false;
+    })
+    .await;
+    app.control(json!({ "session_init_revision": "touchpoints" }))
+        .await;
+    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    let answer = consent(&app, BUYER_1, "approve").await;
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    assert!(answer.text().await.unwrap().contains("چه کسی"));
+    assert_eq!(grants(&app).await, 0);
+    assert!(
+        captured_logs()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("KENAR_ASK_USER_ID"))
+    );
+}
+
+/// The user withdraws access in Divar: the sandbox tells the add-on only because the token
+/// holds both NOTIFICATION_ACCESS_REVOCATION and USER_ID, and the add-on erases the grant.
+#[tokio::test]
+async fn revoking_in_divar_reaches_the_add_on_and_erases_the_grant() {
+    let app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    assert_eq!(grants(&app).await, 1);
+    let revoked = app
+        .client
+        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
+        .send()
+        .await
+        .unwrap();
+    assert_redirect(&revoked);
+    let outbound = app.inspect("outbound").await;
+    let notice = outbound["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["body"]["type"] == "USER_ACCESS_REVOCATION")
+        .expect("the add-on was told");
+    assert_eq!(notice["status"], 200);
+    assert_eq!(grants(&app).await, 0);
+
+    // Without USER_ID in the token, Divar sends no notice (the cost of switching it off).
+    let app = spawn_app_customized(Engine::Sqlite, Default::default(), |s| {
+        s.consent.user_id = false;
+    })
+    .await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    app.client
+        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
+        .send()
+        .await
+        .unwrap();
+    let outbound = app.inspect("outbound").await;
+    assert!(
+        outbound["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["body"]["type"] != "USER_ACCESS_REVOCATION")
+    );
+}
+
+/// A seller opening the add-on from their post with the touch-points body (no `user_id`) sees
+/// the connect step, and after consent the post grant is theirs.
+#[tokio::test]
+async fn a_seller_named_by_no_click_connects_a_post_as_the_verified_user() {
+    let app = spawn_app(Engine::Sqlite).await;
+    app.control(json!({ "session_init_revision": "touchpoints" }))
+        .await;
+    assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
+    let page = app.get_html("/post").await;
+    assert!(page.contains("اتصال آگهی به دیوار"), "{page}");
+    let callback =
+        crate::addon_flow::consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/post");
+    let row = sqlx::query("select user_id, subject_kind from grants")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<String, _>("user_id").unwrap(), SELLER_1);
+    assert_eq!(row.try_get::<String, _>("subject_kind").unwrap(), "post");
+    let page = app.get_html("/post").await;
+    assert!(!page.contains("اتصال آگهی به دیوار"), "connected now");
+}
