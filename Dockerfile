@@ -10,11 +10,12 @@ ENV SQLX_OFFLINE=true
 COPY . .
 # BuildKit cache mounts keep the cargo registry and compiled dependencies between
 # builds, so a source change only recompiles this crate. Templates (askama) and
-# migrations (sqlx::migrate!) are compiled into the binary.
+# migrations (sqlx::migrate!) are compiled into the binary. The production image
+# has no simulated Divar: kenar-chat is built without its `sandbox` feature.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin kenar-chat \
+    cargo build --release --locked -p kenar-chat --no-default-features --bin kenar-chat \
     && install -D -m 0755 target/release/kenar-chat /out/kenar-chat
 
 # ---- runtime -----------------------------------------------------------------

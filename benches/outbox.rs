@@ -10,16 +10,16 @@
 
 use std::time::{Duration, Instant};
 
+use kenar::{
+    api::KenarApi,
+    oauth::{IssuedTokens, KenarOAuth},
+    scopes::Scope,
+};
 use kenar_chat::{
     config::{Settings, TokenKey},
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
-    kenar::{
-        self,
-        api::KenarApi,
-        oauth::{IssuedTokens, KenarOAuth},
-    },
-    sandbox::{AppRegistration, Sandbox, SandboxOptions, scopes::Scope},
+    sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions},
     services::{pacing::Pacer, vault::Vault},
     worker::outbox::{ExecutionOutcome, OutboxSettings, OutboxWorker},
 };
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let sandbox = Sandbox::new(
-        AppRegistration::generate(&Url::parse("http://127.0.0.1:9/")?),
+        AppRegistration::generate(AddonUrls::under(&Url::parse("http://127.0.0.1:9/")?)),
         Url::parse(&format!("{base}/"))?,
         SandboxOptions {
             rate_limit_per_minute: u32::MAX,
@@ -112,8 +112,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_lookup(env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = Db::connect(&database_url).await?;
     db.migrate().await?;
-    let client = kenar::http_client(Duration::from_secs(10))?;
-    let oauth = KenarOAuth::new(&settings, client.clone())?;
+    let client = kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?;
+    let oauth = KenarOAuth::new(&settings.oauth_credentials(), client.clone())?;
     let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
     let issued = IssuedTokens {
         access_token: SecretString::from(access.clone()),

@@ -16,14 +16,14 @@
 
 use std::time::{Duration, Instant};
 
+use kenar::{
+    oauth::{IssuedTokens, KenarOAuth},
+    scopes::Scope,
+};
 use kenar_chat::{
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
-    kenar::{
-        self,
-        oauth::{IssuedTokens, KenarOAuth},
-    },
-    sandbox::{Sandbox, SandboxOptions, launch_with, scopes::Scope},
+    sandbox::{Sandbox, SandboxOptions, launch_with},
     services::vault::Vault,
 };
 use secrecy::SecretString;
@@ -70,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(launched.app.run_until_stopped(shutdown.clone()));
 
-    let oauth = KenarOAuth::new(&settings, kenar::http_client(Duration::from_secs(10))?)?;
+    let oauth = KenarOAuth::new(
+        &settings.oauth_credentials(),
+        kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?,
+    )?;
     let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
     let buyer = sandbox
         .world()

@@ -2,10 +2,13 @@
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
+pub use crate::crypto::TokenKey;
+
+/// How the add-on names itself in calls to Divar.
+pub const USER_AGENT: &str = concat!("kenar-chat/", env!("CARGO_PKG_VERSION"));
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kenar.db";
 pub const DEFAULT_API_BASE_URL: &str = "https://open-api.divar.ir";
 pub const DEFAULT_OAUTH_BASE_URL: &str = "https://oauth.divar.ir";
@@ -42,7 +45,7 @@ pub struct Settings {
     pub entry_link_ttl: Duration,
     /// Sends per minute this instance may make to Divar, all kinds together; 0 = unlimited.
     pub rate_limit_per_minute: u32,
-    pub outbox: crate::worker::outbox::OutboxSettings,
+    pub outbox: OutboxSettings,
     /// The scopes asked for besides the sending ones.
     pub consent: ConsentExtras,
 }
@@ -78,38 +81,6 @@ impl ConsentExtras {
         ]
         .into_iter()
         .filter_map(|(on, scope)| on.then_some(scope))
-    }
-}
-
-#[derive(Clone)]
-pub struct TokenKey(std::sync::Arc<SecretBox<[u8; 32]>>);
-
-impl TokenKey {
-    pub fn parse_base64(value: &str) -> Result<Self, String> {
-        let bytes = B64
-            .decode(value.trim())
-            .map_err(|_| "is not valid base64".to_string())?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("decodes to {} bytes; it must be exactly 32", b.len()))?;
-        Ok(Self(std::sync::Arc::new(SecretBox::new(Box::new(key)))))
-    }
-
-    pub fn generate() -> Self {
-        use rand::RngCore;
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        Self(std::sync::Arc::new(SecretBox::new(Box::new(key))))
-    }
-
-    pub fn expose(&self) -> &[u8; 32] {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenKey([REDACTED])")
     }
 }
 
@@ -378,10 +349,10 @@ impl Settings {
             return_hosts,
             entry_link_ttl: Duration::from_secs(5 * 60),
             rate_limit_per_minute,
-            outbox: crate::worker::outbox::OutboxSettings {
+            outbox: OutboxSettings {
                 workers: outbox_workers as usize,
                 lease: Duration::from_secs(outbox_lease.into()),
-                retry: crate::services::delivery::RetryPolicy {
+                retry: RetryPolicy {
                     max_attempts: outbox_attempts,
                     ..Default::default()
                 },
@@ -392,6 +363,16 @@ impl Settings {
                 revocation_notice: ask_revocation,
             },
         })
+    }
+
+    /// What the OAuth client needs, from the panel's credentials and this server's address.
+    pub fn oauth_credentials(&self) -> kenar::oauth::OAuthCredentials {
+        kenar::oauth::OAuthCredentials {
+            client_id: self.app_slug.clone(),
+            client_secret: self.oauth_secret.clone(),
+            base_url: self.kenar_oauth_base_url.clone(),
+            redirect_uri: self.redirect_uri(),
+        }
     }
 
     /// The OAuth redirect URI to register in the Kenar panel.
@@ -461,9 +442,64 @@ fn validate_database_url(value: &str) -> Result<(), String> {
     }
 }
 
+/// How often and how patiently a send is tried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// How the outbox works through its rows. (Its behaviour is in `worker::outbox`; the retry
+/// schedule in `services::delivery`.)
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxSettings {
+    /// Workers that take every kind of row; one more, the express worker, takes single sends
+    /// only, so a person's message never waits behind a broadcast's batch.
+    pub workers: usize,
+    /// Rows one worker claims at a time (one claim, one token lookup and one outcome write for
+    /// all of them) and sends together: at most `(workers + 1) × batch` calls are in flight.
+    pub batch: usize,
+    /// How long a claimed row stays with its worker before others may take it over.
+    pub lease: Duration,
+    /// Broadcast rows: patient, nobody is watching each one.
+    pub retry: RetryPolicy,
+    /// Single sends: a person is waiting, so fewer and shorter waits.
+    pub interactive_retry: RetryPolicy,
+    /// Sleep when there is nothing to do (a single send wakes a worker at once).
+    pub idle: Duration,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            batch: 16,
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy {
+                max_attempts: 8,
+                ..RetryPolicy::default()
+            },
+            interactive_retry: RetryPolicy::default(),
+            idle: Duration::from_millis(250),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{Engine, engine::general_purpose::STANDARD as B64};
     use std::collections::HashMap;
 
     fn valid() -> HashMap<&'static str, String> {

@@ -7,9 +7,40 @@ use aes_gcm::{
     aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use crate::config::TokenKey;
+/// The 32-byte key that seals tokens (`TOKEN_ENCRYPTION_KEY`).
+#[derive(Clone)]
+pub struct TokenKey(std::sync::Arc<SecretBox<[u8; 32]>>);
+
+impl TokenKey {
+    pub fn parse_base64(value: &str) -> Result<Self, String> {
+        let bytes = B64
+            .decode(value.trim())
+            .map_err(|_| "is not valid base64".to_string())?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("decodes to {} bytes; it must be exactly 32", b.len()))?;
+        Ok(Self(std::sync::Arc::new(SecretBox::new(Box::new(key)))))
+    }
+
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self(std::sync::Arc::new(SecretBox::new(Box::new(key))))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey([REDACTED])")
+    }
+}
 
 /// Version of the key that sealed a value, stored beside it so keys can be rotated later.
 pub const KEY_VERSION: i64 = 1;

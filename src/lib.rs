@@ -5,8 +5,6 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
-pub mod error;
-pub mod kenar;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod services;

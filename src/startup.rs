@@ -7,11 +7,12 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use kenar::{api::KenarApi, oauth::KenarOAuth};
+
 use crate::{
     config::Settings,
     crypto::TokenCipher,
     db::Db,
-    kenar::{self, api::KenarApi, oauth::KenarOAuth},
     services::{messaging::Messaging, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
@@ -36,8 +37,8 @@ impl Application {
         use secrecy::ExposeSecret;
         let db = Db::connect(settings.database_url.expose_secret()).await?;
         db.migrate().await?;
-        let http = kenar::http_client(settings.http_timeout)?;
-        let oauth = KenarOAuth::new(&settings, http.clone())?;
+        let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;
+        let oauth = KenarOAuth::new(&settings.oauth_credentials(), http.clone())?;
         let vault = Vault::new(
             db.clone(),
             TokenCipher::new(&settings.token_key),

@@ -2,10 +2,11 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use kenar::{api::KenarApi, oauth::KenarOAuth};
+
 use crate::{
     config::Settings,
     db::Db,
-    kenar::{api::KenarApi, oauth::KenarOAuth},
     services::{messaging::Messaging, vault::Vault},
 };
 

@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::{PostToken, icons};
+use kenar::{PostToken, icons};
 
 /// Divar documents no limit; long texts read badly in a chat bubble.
 pub const MAX_TEXT_CHARS: usize = 1000;
 pub const MAX_CAPTION_CHARS: usize = 30;
 pub const MAX_DATA_PAIRS: usize = 10;
-pub const GRID_ROWS: usize = 3;
-pub const GRID_COLS: usize = 3;
+pub use kenar::message::{GRID_COLS, GRID_ROWS};
 /// Keys the add-on adds to its own `open_server_link` data, to route the click back.
 pub const PAGE_KEY: &str = "kc_page";
 pub const MESSAGE_KEY: &str = "kc_message";
@@ -33,93 +32,22 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    DirectLink(Url),
-    ServerLink(Map<String, Value>),
-    /// `open_post_page`: the post's public page in Divar.
-    PostPage(PostToken),
-    /// `open_post_manage_page`: the post's management page (its owner only).
-    PostManagePage(PostToken),
-}
+pub use kenar::message::{Action, Button, ButtonGrid};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Button {
-    pub caption: String,
-    pub icon: String,
-    pub action: Action,
-}
+/// What the composer makes: Divar's message, before it knows its id.
+pub type OutgoingMessage = kenar::message::Message;
 
-/// At most 3 rows of at most 3 buttons; no empty rows.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ButtonGrid {
-    rows: Vec<Vec<Button>>,
-}
-
-impl ButtonGrid {
-    pub fn rows(&self) -> &[Vec<Button>] {
-        &self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    fn to_json(&self, message_id: &str) -> Value {
-        let rows: Vec<Value> = self
-            .rows
-            .iter()
-            .map(|row| {
-                let buttons: Vec<Value> = row
-                    .iter()
-                    .map(|b| {
-                        let action = match &b.action {
-                            Action::DirectLink(url) => json!({ "open_direct_link": url.as_str() }),
-                            Action::ServerLink(data) => {
-                                let mut data = data.clone();
-                                data.insert(PAGE_KEY.into(), json!("message"));
-                                data.insert(MESSAGE_KEY.into(), json!(message_id));
-                                json!({ "open_server_link": { "data": data } })
-                            }
-                            // kenar-docs `docs/widgets/actions/navigation_actions.md`.
-                            Action::PostPage(post) => {
-                                json!({ "open_post_page": { "post_token": post.as_str() } })
-                            }
-                            Action::PostManagePage(post) => {
-                                json!({ "open_post_manage_page": { "post_token": post.as_str() } })
-                            }
-                        };
-                        // `icon` for the current docs, `icon_name` for the original revision.
-                        json!({ "action": action, "icon": b.icon, "icon_name": b.icon, "caption": b.caption })
-                    })
-                    .collect();
-                json!({ "buttons": buttons })
-            })
-            .collect();
-        json!({ "rows": rows })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingMessage {
-    pub text: String,
-    pub sender_buttons: ButtonGrid,
-    pub receiver_buttons: ButtonGrid,
-}
-
-impl OutgoingMessage {
-    /// The send-message body (docs/divar-platform.md, "Sending"). Server links carry the
-    /// message id so a click finds its way back to this message.
-    pub fn to_kenar_json(&self, message_id: &str) -> Value {
-        let mut body = json!({ "type": "TEXT", "message": self.text });
-        if !self.sender_buttons.is_empty() {
-            body["sender_buttons"] = self.sender_buttons.to_json(message_id);
+/// The send-message body for the message stored as `message_id`: our server-link buttons carry
+/// that id, so a tap finds its way back to this message.
+pub fn to_kenar_json(message: &OutgoingMessage, message_id: &str) -> Value {
+    let mut message = message.clone();
+    for grid in [&mut message.sender_buttons, &mut message.receiver_buttons] {
+        for data in grid.server_link_data_mut() {
+            data.insert(PAGE_KEY.into(), json!("message"));
+            data.insert(MESSAGE_KEY.into(), json!(message_id));
         }
-        if !self.receiver_buttons.is_empty() {
-            body["receiver_buttons"] = self.receiver_buttons.to_json(message_id);
-        }
-        body
     }
+    message.to_json()
 }
 
 /// Persian problems keyed by form field name.
@@ -179,7 +107,7 @@ fn parse_grid<'a>(
             rows.push(buttons);
         }
     }
-    ButtonGrid { rows }
+    ButtonGrid::new(rows).expect("the form has GRID_ROWS × GRID_COLS slots and drops empty rows")
 }
 
 fn parse_button<'a>(
@@ -320,7 +248,7 @@ mod tests {
             1,
             "empty rows are dropped"
         );
-        let body = message.to_kenar_json("m-1");
+        let body = to_kenar_json(&message, "m-1");
         assert_eq!(
             body["sender_buttons"]["rows"][0]["buttons"][0]["icon_name"],
             "SEND"
@@ -383,9 +311,7 @@ mod tests {
             ("s00_kind", "manage"),
         ]);
         let post = PostToken::parse("gZd7omnS").unwrap();
-        let body = parse_form(&fields, Some(&post))
-            .unwrap()
-            .to_kenar_json("m-1");
+        let body = to_kenar_json(&parse_form(&fields, Some(&post)).unwrap(), "m-1");
         assert_eq!(
             body["receiver_buttons"]["rows"][0]["buttons"][0]["action"],
             json!({ "open_post_page": { "post_token": "gZd7omnS" } })

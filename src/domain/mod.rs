@@ -1,11 +1,10 @@
 //! Validated value types. A value of one of these types has passed its checks at the edge.
+//! Divar's own types live in the `kenar` crate; these are the add-on's.
 
 pub mod entry_link;
-pub mod event;
-pub mod icons;
-pub mod ids;
 pub mod message;
-pub mod session_init;
 
-pub use ids::{ConversationId, PostToken, UserId, UserSide};
-pub use session_init::{PayloadRevision, SessionInit};
+pub use kenar::{
+    ConversationId, PayloadRevision, PostToken, SessionInit, UserId, UserSide, event, icons, ids,
+    session_init,
+};

@@ -6,25 +6,9 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use secrecy::SecretString;
 
-use crate::kenar::api::{KenarApi, SendError};
+use kenar::api::{KenarApi, SendError};
 
-/// How often and how patiently a send is tried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-        }
-    }
-}
+pub use crate::config::RetryPolicy;
 
 /// Divar's `Retry-After` is honoured up to this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);

@@ -44,7 +44,7 @@ impl Messaging {
     ) -> anyhow::Result<Queued> {
         let message_id = uuid::Uuid::new_v4().to_string();
         let row = MessageRow {
-            body: message.to_kenar_json(&message_id).to_string(),
+            body: crate::domain::message::to_kenar_json(message, &message_id).to_string(),
             message_id: message_id.clone(),
             idempotency_key: idempotency_key.to_string(),
             conversation_id: conversation_id.to_string(),

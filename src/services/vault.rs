@@ -10,6 +10,8 @@ use std::{
 
 use secrecy::{ExposeSecret, SecretString};
 
+use kenar::oauth::{IssuedTokens, KenarOAuth, TokenError};
+
 use crate::{
     crypto::{KEY_VERSION, TokenCipher},
     db::{
@@ -17,7 +19,6 @@ use crate::{
         grants::{self, SealedGrant, Subject},
         now_ms,
     },
-    kenar::oauth::{IssuedTokens, KenarOAuth, TokenError},
 };
 
 /// How long one process may hold the right to refresh a grant.

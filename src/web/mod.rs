@@ -1,5 +1,6 @@
 //! The add-on's HTTP surface.
 
+pub mod error;
 pub mod pages;
 pub mod routes;
 pub mod session;
@@ -34,7 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::divar::router())
         .merge(pages)
-        .fallback(|| async { crate::error::AppError::NotFound })
+        .fallback(|| async { error::AppError::NotFound })
         .with_state(state)
         .nest_service("/static", ServeDir::new(static_dir()))
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tower_sessions::Session;
 
-use crate::{domain::PostToken, error::AppError};
+use crate::{domain::PostToken, web::error::AppError};
 
 const VISIT: &str = "visit";
 const PENDING_CONSENT: &str = "pending_consent";

@@ -16,6 +16,8 @@ use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use kenar::api::KenarApi;
+
 use crate::{
     db::{
         Db,
@@ -23,7 +25,6 @@ use crate::{
         messages, now_ms,
         outbox::{self, Claimed, Lanes, Source},
     },
-    kenar::api::KenarApi,
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -54,39 +55,7 @@ const EXPRESS_BATCHES_IN_FLIGHT: usize = 8;
 /// While a paced batch's rows wait for their turns, how often the batch looks for a cancel.
 const CANCEL_POLL: Duration = Duration::from_millis(400);
 
-#[derive(Debug, Clone, Copy)]
-pub struct OutboxSettings {
-    /// Workers that take every kind of row; one more, the express worker, takes single sends
-    /// only, so a person's message never waits behind a broadcast's batch.
-    pub workers: usize,
-    /// Rows one worker claims at a time (one claim, one token lookup and one outcome write for
-    /// all of them) and sends together: at most `(workers + 1) × batch` calls are in flight.
-    pub batch: usize,
-    /// How long a claimed row stays with its worker before others may take it over.
-    pub lease: Duration,
-    /// Broadcast rows: patient, nobody is watching each one.
-    pub retry: RetryPolicy,
-    /// Single sends: a person is waiting, so fewer and shorter waits.
-    pub interactive_retry: RetryPolicy,
-    /// Sleep when there is nothing to do (a single send wakes a worker at once).
-    pub idle: Duration,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            workers: 4,
-            batch: 16,
-            lease: Duration::from_secs(30),
-            retry: RetryPolicy {
-                max_attempts: 8,
-                ..RetryPolicy::default()
-            },
-            interactive_retry: RetryPolicy::default(),
-            idle: Duration::from_millis(250),
-        }
-    }
-}
+pub use crate::config::OutboxSettings;
 
 /// What sending one kind of row needs, looked up once per batch.
 struct Sender {

@@ -456,19 +456,18 @@ pub async fn store_grant(
     user: &str,
     scope: &str,
 ) {
-    use kenar_chat::{
-        crypto::TokenCipher,
-        kenar::oauth::{IssuedTokens, KenarOAuth},
-        sandbox::scopes::Scope,
-        services::vault::Vault,
+    use kenar::{
+        oauth::{IssuedTokens, KenarOAuth},
+        scopes::Scope,
     };
+    use kenar_chat::{crypto::TokenCipher, services::vault::Vault};
     use secrecy::SecretString;
     let (access, refresh) = sandbox
         .world()
         .issue_tokens(user, Scope::parse_list(scope).unwrap());
     let oauth = KenarOAuth::new(
-        settings,
-        kenar_chat::kenar::http_client(Duration::from_secs(5)).unwrap(),
+        &settings.oauth_credentials(),
+        kenar::http_client(Duration::from_secs(5), "kenar-chat-tests").unwrap(),
     )
     .unwrap();
     let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);

@@ -11,7 +11,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use kenar_chat::{
     config::{Settings, TokenKey},
     db::{self, Db, grants::Subject},
-    sandbox::{AppRegistration, Sandbox, SandboxOptions},
+    sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions},
 };
 use serde_json::{Value, json};
 use url::Url;
@@ -30,7 +30,7 @@ async fn divar() -> Divar {
     // The add-on processes are never called back in these tests.
     let addon = Url::parse("http://127.0.0.1:9/").unwrap();
     let sandbox = Sandbox::new(
-        AppRegistration::generate(&addon),
+        AppRegistration::generate(AddonUrls::under(&addon)),
         base.clone(),
         SandboxOptions::default(),
     );

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::{Router, http::HeaderMap, routing::post};
-use kenar_chat::sandbox::{AppRegistration, Sandbox, SandboxOptions};
+use kenar_chat::sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use url::Url;
@@ -295,7 +295,7 @@ async fn sandbox_with_stub_addon() -> (String, Sandbox, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     let sandbox = Sandbox::new(
-        AppRegistration::generate(&stub_base),
+        AppRegistration::generate(AddonUrls::under(&stub_base)),
         base.clone(),
         SandboxOptions::default(),
     );

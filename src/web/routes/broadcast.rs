@@ -20,9 +20,9 @@ use crate::{
         outbox::{Broadcast, Created},
     },
     domain::message::{self, FieldErrors},
-    error::{AppError, Result},
     services::delivery::Failure,
     state::AppState,
+    web::error::{AppError, Result},
     web::{
         ASSET_VERSION,
         pages::{
@@ -294,7 +294,7 @@ async fn create_broadcast(
         ));
     }
     let key = key.as_str();
-    let body = message.to_kenar_json(key).to_string();
+    let body = crate::domain::message::to_kenar_json(&message, key).to_string();
     let id = match db::outbox::create_broadcast(
         &state.db,
         key,

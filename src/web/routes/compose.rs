@@ -21,9 +21,9 @@ use crate::{
             slot_field,
         },
     },
-    error::{AppError, Result},
     services::{delivery::Failure, messaging::Queued},
     state::AppState,
+    web::error::{AppError, Result},
     web::{
         ASSET_VERSION,
         pages::{

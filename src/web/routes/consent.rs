@@ -12,14 +12,15 @@ use serde::Deserialize;
 
 use axum::extract::FromRequestParts;
 
+use kenar::oauth::{IssuedTokens, TokenError};
+
 use crate::{
     config::ConsentExtras,
     db::{self, grants::Subject},
     domain::UserSide,
-    error::Result,
-    kenar::oauth::{IssuedTokens, TokenError},
     services::delivery,
     state::AppState,
+    web::error::Result,
     web::{
         ASSET_VERSION,
         pages::{NoticePage, PageAction, render_page},

@@ -18,8 +18,8 @@ use crate::{
     config::Settings,
     db::{self, conversations::NewEntryLink},
     domain::{SessionInit, entry_link::EntryLinkToken, event::DivarEvent},
-    error::ApiError,
     state::AppState,
+    web::error::ApiError,
 };
 
 /// Session-init bodies are a few hundred bytes; anything near this is not from Divar.

@@ -15,8 +15,8 @@ use crate::{
         entry_link::EntryLinkToken,
         message::{MESSAGE_KEY, PAGE_KEY},
     },
-    error::{AppError, Result},
     state::AppState,
+    web::error::{AppError, Result},
     web::{
         ASSET_VERSION,
         pages::{HomePage, LandingPage, render_page},

@@ -16,14 +16,10 @@ use super::{
     PREFIX, Sandbox,
     oauth::AuthRequest,
     outbound::{self, Click},
-    scopes::ScopeKind,
     world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
 };
-use crate::{
-    db::now_ms,
-    domain::UserSide,
-    web::{ASSET_VERSION, pages::tehran_time},
-};
+use crate::{ASSET_VERSION, now_ms, tehran_time};
+use kenar::{UserSide, scopes::ScopeKind};
 
 const USER_COOKIE: &str = "sandbox_user";
 const RETURN_COOKIE: &str = "sandbox_return";

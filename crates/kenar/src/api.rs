@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use crate::domain::UserId;
+use crate::UserId;
 
 #[derive(Clone)]
 pub struct KenarApi {

@@ -10,7 +10,9 @@ use super::{
     Sandbox,
     world::{ChatMessage, Conversation, OutboundCall, Revision},
 };
-use crate::{db::now_ms, domain::UserSide};
+use kenar::UserSide;
+
+use crate::now_ms;
 
 /// Where and by whom the add-on was opened.
 #[derive(Debug, Clone)]

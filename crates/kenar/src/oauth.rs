@@ -9,9 +9,21 @@ use oauth2::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::Settings;
+use url::Url;
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// What the Kenar panel gives an app for OAuth, and where Divar's OAuth server is.
+#[derive(Clone)]
+pub struct OAuthCredentials {
+    /// The app's slug: the OAuth `client_id`.
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// `https://oauth.divar.ir`, or a sandbox's base.
+    pub base_url: Url,
+    /// The redirect URI registered in the panel.
+    pub redirect_uri: Url,
+}
 
 #[derive(Clone)]
 pub struct KenarOAuth {
@@ -46,12 +58,12 @@ pub enum TokenError {
 }
 
 impl KenarOAuth {
-    pub fn new(settings: &Settings, http: reqwest::Client) -> anyhow::Result<Self> {
-        let base = settings.kenar_oauth_base_url.as_str().trim_end_matches('/');
-        let redirect_uri = settings.redirect_uri().to_string();
-        let client = BasicClient::new(ClientId::new(settings.app_slug.clone()))
+    pub fn new(credentials: &OAuthCredentials, http: reqwest::Client) -> anyhow::Result<Self> {
+        let base = credentials.base_url.as_str().trim_end_matches('/');
+        let redirect_uri = credentials.redirect_uri.to_string();
+        let client = BasicClient::new(ClientId::new(credentials.client_id.clone()))
             .set_client_secret(ClientSecret::new(
-                settings.oauth_secret.expose_secret().to_string(),
+                credentials.client_secret.expose_secret().to_string(),
             ))
             .set_auth_uri(AuthUrl::new(format!("{base}/oauth2/auth"))?)
             .set_token_uri(TokenUrl::new(format!("{base}/oauth2/token"))?)

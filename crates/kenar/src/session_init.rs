@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{ConversationId, PostToken, UserId, UserSide};
+use crate::{ConversationId, PostToken, UserId, UserSide};
 
 pub const MAX_SOURCE_LEN: usize = 20;
 pub const MAX_CALLBACK_URL_LEN: usize = 2048;

@@ -8,8 +8,10 @@ use rand::RngCore;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::scopes::{Scope, ScopeKind};
-use crate::{db::now_ms, domain::UserSide};
+use kenar::UserSide;
+use kenar::scopes::{Scope, ScopeKind};
+
+use crate::now_ms;
 
 pub const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
 pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -124,7 +126,7 @@ pub struct RefreshToken {
 }
 
 fn scopes_as_string<S: serde::Serializer>(scopes: &[Scope], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&super::scopes::join(scopes))
+    s.serialize_str(&kenar::scopes::join(scopes))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::web::pages::{ErrorPage, render_page};
+use super::pages::{ErrorPage, render_page};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 

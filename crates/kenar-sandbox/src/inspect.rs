@@ -126,15 +126,23 @@ async fn subscriptions(State(sandbox): State<Sandbox>) -> Json<Value> {
     Json(json!({ "subscriptions": sandbox.world().subscriptions }))
 }
 
-/// The registration, without its secrets.
+/// The registration with its (fake) credentials, and Divar's endpoints: everything an add-on
+/// needs to be configured against this sandbox.
 async fn app(State(sandbox): State<Sandbox>) -> Json<Value> {
     let app = sandbox.app();
+    let divar = sandbox.url("");
+    let divar = divar.trim_end_matches('/');
     Json(json!({
         "slug": app.slug,
         "title": app.title,
+        "api_key": app.api_key,
+        "oauth_secret": app.oauth_secret,
+        "identification_key": app.identification_key,
         "redirect_uris": app.redirect_uris,
         "session_init_url": app.session_init_url,
         "events_url": app.events_url,
+        "api_base_url": divar,
+        "oauth_base_url": divar,
     }))
 }
 

@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Sandbox,
-    scopes::{Scope, ScopeKind, join},
     screens::{self, ConsentPage, ScopeLine},
     world::{AuthCode, CODE_LIFETIME_MS, RefreshCall, World},
 };
-use crate::db::now_ms;
+use crate::now_ms;
+use kenar::scopes::{Scope, ScopeKind, join};
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -156,7 +156,7 @@ async fn show_consent(
         .unwrap_or_else(|| users[0].0.clone());
     users.sort_by_key(|(id, _)| *id != default_user);
     screens::render(&ConsentPage {
-        asset_version: crate::web::ASSET_VERSION,
+        asset_version: crate::ASSET_VERSION,
         app_title: sandbox.app().title.clone(),
         app_slug: sandbox.app().slug.clone(),
         scopes: lines,

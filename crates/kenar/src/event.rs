@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{ConversationId, PostToken, UserId};
+use crate::{ConversationId, PostToken, UserId};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DivarEvent {

@@ -1,12 +1,17 @@
-//! The simulated Divar: an OAuth 2.0 server, the open-platform chat API, chat screens whose
-//! buttons call back into the add-on, and JSON inspection endpoints. Everything lives under
-//! `/sandbox` and in memory. Nothing outside this folder depends on it, so a fork can delete it.
+//! A simulated Divar for developing Kenar add-ons without a Divar account, tunnel or internet:
+//! an OAuth 2.0 server, the open-platform chat API, chat screens whose buttons call the add-on's
+//! session initialization, event webhooks, and JSON inspection endpoints. Everything lives under
+//! `/sandbox` and in memory.
+//!
+//! Any add-on, in any language, can use it through the `kenar-sandbox` binary; a Rust add-on can
+//! also mount [`Sandbox::router`] next to its own routes (as `kenar-chat sandbox` does). It
+//! shares only Divar's types with the `kenar` client crate; request bodies are checked against
+//! Divar's own OpenAPI document, so the client and the sandbox cannot share a misunderstanding.
 
 mod api;
 mod inspect;
 mod oauth;
 mod outbound;
-pub mod scopes;
 mod screens;
 mod validate;
 pub mod world;
@@ -16,16 +21,39 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
-use secrecy::SecretString;
-use tokio::net::TcpListener;
+use axum::{
+    Router,
+    extract::Path,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use url::Url;
 
-use crate::{
-    config::{Settings, TokenKey, parse_base_url},
-    startup::Application,
-};
 use world::{Knobs, Revision, World};
+
+/// Changes with every release, so browsers fetch new CSS.
+pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `HH:MM` in Tehran (UTC+03:30, no daylight saving since 2022), in Persian digits.
+pub fn tehran_time(epoch_ms: i64) -> String {
+    let seconds = (epoch_ms / 1000 + 12_600).rem_euclid(86_400);
+    format!("{:02}:{:02}", seconds / 3600, seconds % 3600 / 60)
+        .chars()
+        .map(|c| {
+            c.to_digit(10)
+                .and_then(|d| char::from_u32(0x06F0 + d))
+                .unwrap_or(c)
+        })
+        .collect()
+}
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 /// Where the sandbox is mounted; the add-on's Kenar base URLs point here.
@@ -45,23 +73,46 @@ pub struct AppRegistration {
     pub events_url: Url,
 }
 
-impl AppRegistration {
-    /// Fresh random credentials for an add-on served at `base`.
-    pub fn generate(base: &Url) -> Self {
+/// Where the add-on listens, as registered in the panel. [`AddonUrls::under`] lays them out as
+/// kenar-chat does; any of them may be replaced.
+#[derive(Debug, Clone)]
+pub struct AddonUrls {
+    pub session_init_url: Url,
+    pub redirect_uri: Url,
+    pub events_url: Url,
+}
+
+impl AddonUrls {
+    /// `base/divar/session-init`, `base/oauth/callback` and `base/divar/events`, keeping any
+    /// path `base` has.
+    pub fn under(base: &Url) -> Self {
         let join = |path: &str| {
             let mut url = base.clone();
-            url.set_path(path);
+            let prefix = url.path().trim_end_matches('/').to_string();
+            url.set_path(&format!("{prefix}{path}"));
+            url.set_query(None);
             url
         };
+        Self {
+            session_init_url: join("/divar/session-init"),
+            redirect_uri: join("/oauth/callback"),
+            events_url: join("/divar/events"),
+        }
+    }
+}
+
+impl AppRegistration {
+    /// Fresh random credentials for an add-on at `urls`.
+    pub fn generate(urls: AddonUrls) -> Self {
         Self {
             slug: "kenar-chat-sandbox".into(),
             title: "گفت‌وگو یار".into(),
             api_key: world::random_token("sbx_key_"),
             oauth_secret: world::random_token("sbx_secret_"),
             identification_key: world::random_token("sbx_ident_"),
-            redirect_uris: vec![join("/oauth/callback").to_string()],
-            session_init_url: join("/divar/session-init"),
-            events_url: join("/divar/events"),
+            redirect_uris: vec![urls.redirect_uri.to_string()],
+            session_init_url: urls.session_init_url,
+            events_url: urls.events_url,
         }
     }
 }
@@ -160,6 +211,7 @@ impl Sandbox {
             .merge(api::router())
             .merge(screens::router())
             .merge(inspect::router())
+            .route("/static/{file}", axum::routing::get(asset))
             .with_state(self.clone());
         // A nested router's "/" matches only the bare prefix; the index lives at "/sandbox/".
         let index = Router::new()
@@ -176,67 +228,25 @@ impl Sandbox {
     }
 }
 
-/// The add-on and the simulated Divar, wired to each other on one listener.
-pub struct Launched {
-    pub app: Application,
-    pub sandbox: Sandbox,
-    /// The add-on's base URL, with a trailing slash.
-    pub base_url: Url,
-    pub settings: Settings,
-}
-
-/// Builds everything `kenar-chat sandbox` runs. Tests call it too.
-pub async fn launch(
-    listener: TcpListener,
-    database_url: &str,
-    options: SandboxOptions,
-) -> anyhow::Result<Launched> {
-    launch_with(listener, database_url, options, |_| {}).await
-}
-
-/// [`launch`], with a last say over the add-on's settings (tests shorten lifetimes with it).
-pub async fn launch_with(
-    listener: TcpListener,
-    database_url: &str,
-    options: SandboxOptions,
-    customize: impl FnOnce(&mut Settings),
-) -> anyhow::Result<Launched> {
-    let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
+/// The sandbox's own stylesheet and font, built into the binary.
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "sandbox.css" => (
+            include_bytes!("../static/sandbox.css"),
+            "text/css; charset=utf-8",
+        ),
+        "Vazirmatn-Variable.woff2" => (
+            include_bytes!("../static/Vazirmatn-Variable.woff2"),
+            "font/woff2",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    let base_url = Url::parse(&format!("http://{host}:{}/", addr.port()))?;
-    let registration = AppRegistration::generate(&base_url);
-    let sandbox = Sandbox::new(registration.clone(), base_url.clone(), options);
-    let divar_base = parse_base_url(&format!("{}sandbox", base_url)).map_err(anyhow::Error::msg)?;
-    let mut settings = Settings {
-        app_slug: registration.slug.clone(),
-        api_key: SecretString::from(registration.api_key.clone()),
-        oauth_secret: SecretString::from(registration.oauth_secret.clone()),
-        identification_key: SecretString::from(registration.identification_key.clone()),
-        app_base_url: parse_base_url(base_url.as_str()).map_err(anyhow::Error::msg)?,
-        token_key: TokenKey::generate(),
-        database_url: SecretString::from(database_url.to_string()),
-        kenar_api_base_url: divar_base.clone(),
-        kenar_oauth_base_url: divar_base,
-        bind_addr: addr,
-        log_format: crate::config::LogFormat::from_env(),
-        http_timeout: Duration::from_secs(10),
-        completion_url: Url::parse(&sandbox.url("/completion"))?,
-        return_hosts: vec!["divar.ir".into(), host.clone()],
-        entry_link_ttl: Duration::from_secs(5 * 60),
-        rate_limit_per_minute: 0,
-        outbox: Default::default(),
-        consent: Default::default(),
-    };
-    customize(&mut settings);
-    let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;
-    Ok(Launched {
-        app,
-        sandbox,
-        base_url,
-        settings,
-    })
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
 }

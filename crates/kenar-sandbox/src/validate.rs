@@ -1,22 +1,31 @@
-//! Checks a send-message body the way Divar would: the JSON schema from the spec, plus the
-//! rules its docs state in prose.
+//! Checks a send-message body the way Divar would: the request schema of Divar's own OpenAPI
+//! document (vendored in `openapi/`), plus the rules its docs state in prose.
 
 use std::sync::LazyLock;
 
 use jsonschema::error::ValidationErrorKind;
-use serde_json::Value;
+use kenar::icons;
+use serde_json::{Value, json};
 
-use crate::domain::icons;
-
+/// The OpenAPI schema of the send operation's body, its `$ref`s resolved within the document.
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    let mut schema: Value = serde_json::from_str(include_str!("send-message.schema.json"))
-        .expect("the bundled schema is valid JSON");
-    // The file's relative `$id` is not a base URI; its `$ref`s are all local.
-    if let Some(map) = schema.as_object_mut() {
-        map.remove("$id");
-    }
-    jsonschema::validator_for(&schema).expect("the bundled schema compiles")
+    let document: Value = serde_json::from_str(include_str!("../openapi/openapi-v3.json"))
+        .expect("the vendored OpenAPI document is valid JSON");
+    let schema = json!({
+        "$ref": "#/components/schemas/ChatAPIConversationSendMessageBody",
+        "components": document["components"],
+    });
+    // OpenAPI 3.0 schemas are a dialect of JSON Schema draft 4 (`example` and `title` are
+    // annotations, ignored here).
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .expect("the send-message schema of the OpenAPI document compiles")
 });
+
+/// What the docs say in prose and the schema does not carry.
+const MAX_ROWS: usize = kenar::message::GRID_ROWS;
+const MAX_BUTTONS: usize = kenar::message::GRID_COLS;
 
 /// `Ok` when Divar would accept the body; otherwise every problem found, joined.
 pub fn send_message_body(body: &Value) -> Result<(), String> {
@@ -44,6 +53,12 @@ pub fn send_message_body(body: &Value) -> Result<(), String> {
 }
 
 fn prose_rules(body: &Value, problems: &mut Vec<String>) {
+    // `chat/users_conversations.md`: text messages only.
+    if let Some(kind) = body.get("type")
+        && kind != "TEXT"
+    {
+        problems.push(format!("type must be TEXT, not {kind}"));
+    }
     match body.get("message").and_then(Value::as_str) {
         Some(text) if text.trim().is_empty() => problems.push("message is empty".into()),
         _ => {}
@@ -56,8 +71,20 @@ fn prose_rules(body: &Value, problems: &mut Vec<String>) {
         let rows = body
             .pointer(&format!("/{grid}/rows"))
             .and_then(Value::as_array);
+        if rows.is_some_and(|rows| rows.len() > MAX_ROWS) {
+            problems.push(format!("{grid}: more than {MAX_ROWS} rows"));
+        }
         for (r, row) in rows.into_iter().flatten().enumerate() {
             let buttons = row.get("buttons").and_then(Value::as_array);
+            match buttons {
+                Some(buttons) if buttons.len() > MAX_BUTTONS => problems.push(format!(
+                    "{grid}.rows[{r}]: more than {MAX_BUTTONS} buttons in a row"
+                )),
+                Some(buttons) if buttons.is_empty() => {
+                    problems.push(format!("{grid}.rows[{r}]: a row needs a button"))
+                }
+                _ => {}
+            }
             for (b, button) in buttons.into_iter().flatten().enumerate() {
                 let at = format!("{grid}.rows[{r}].buttons[{b}]");
                 button_rules(button, &at, problems);

@@ -17,15 +17,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Sandbox, outbound,
-    scopes::ScopeKind,
-    validate,
+    Sandbox, outbound, validate,
     world::{
         AccessToken, ApiCall, ChatMessage, Conversation, Subscription, TokenProblem, World,
         random_id,
     },
 };
-use crate::{db::now_ms, domain::UserSide};
+use kenar::{UserSide, scopes::ScopeKind};
+
+use crate::now_ms;
 
 pub const SEND_PATH: &str = "/v2/open-platform/conversations/{conversation_id}/messages";
 pub const SUBSCRIBE_PATH: &str = "/v1/open-platform/events/subscriptions";
