@@ -14,7 +14,7 @@ ALLOWED = {
     "telemetry": {"config"},
     "db": {"crypto", "domain"},
     "services": {"config", "crypto", "db", "domain"},
-    "worker": {"config", "db", "services"},
+    "worker": {"config", "db", "domain", "services"},
     "state": {"config", "db", "services"},
     "web": {"config", "db", "domain", "services", "state"},
     "startup": {"config", "crypto", "db", "services", "state", "web", "worker"},

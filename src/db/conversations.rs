@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{Db, now_ms};
 use crate::domain::SessionInit;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conversation {
     pub conversation_id: String,
     pub post_token: Option<String>,
@@ -15,7 +15,7 @@ pub struct Conversation {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RecordedSessionInit {
     pub session_init_id: String,
     pub conversation_id: Option<String>,
@@ -99,62 +99,34 @@ pub async fn record_session_init(
 }
 
 pub async fn find(db: &Db, conversation_id: &str) -> anyhow::Result<Option<Conversation>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
          from conversations where conversation_id = $1",
     )
     .bind(conversation_id)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|r| conversation_from_row(&r)).transpose()
+    .await?)
 }
 
 pub async fn list_for_post(db: &Db, post_token: &str) -> anyhow::Result<Vec<Conversation>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
          from conversations where post_token = $1 order by updated_at desc, conversation_id",
     )
     .bind(post_token)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(conversation_from_row).collect()
+    .await?)
 }
 
 pub async fn find_session_init(db: &Db, id: &str) -> anyhow::Result<Option<RecordedSessionInit>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "select session_init_id, conversation_id, post_token, user_id, user_side, source, revision,
              extra_data, callback_url, created_at
          from session_inits where session_init_id = $1",
     )
     .bind(id)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|r| -> anyhow::Result<_> {
-        Ok(RecordedSessionInit {
-            session_init_id: r.try_get("session_init_id")?,
-            conversation_id: r.try_get("conversation_id")?,
-            post_token: r.try_get("post_token")?,
-            user_id: r.try_get("user_id")?,
-            user_side: r.try_get("user_side")?,
-            source: r.try_get("source")?,
-            revision: r.try_get("revision")?,
-            extra_data: r.try_get("extra_data")?,
-            callback_url: r.try_get("callback_url")?,
-            created_at: r.try_get("created_at")?,
-        })
-    })
-    .transpose()
-}
-
-fn conversation_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Conversation> {
-    Ok(Conversation {
-        conversation_id: r.try_get("conversation_id")?,
-        post_token: r.try_get("post_token")?,
-        seller_id: r.try_get("seller_id")?,
-        buyer_id: r.try_get("buyer_id")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
+    .await?)
 }
 
 /// Links a conversation to its post (from a webhook); refreshes its last activity.

@@ -3,15 +3,17 @@
 use sqlx::Row;
 
 use super::{Db, now_ms, outbox};
+use crate::domain::status::MessageStatus;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MessageRow {
     pub message_id: String,
     pub idempotency_key: String,
     pub conversation_id: String,
     pub user_id: String,
     pub body: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub failure: Option<String>,
     pub attempts: i64,
     pub created_at: i64,
@@ -44,12 +46,12 @@ pub async fn insert_queued(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
-        let existing = sqlx::query(&format!("{SELECT} where idempotency_key = $1"))
+        let existing = sqlx::query_as(&format!("{SELECT} where idempotency_key = $1"))
             .bind(&row.idempotency_key)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        return Ok(Inserted::Existing(from_row(&existing)?));
+        return Ok(Inserted::Existing(existing));
     }
     outbox::enqueue_message(
         &mut tx,
@@ -112,11 +114,10 @@ pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Resu
 }
 
 pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow>> {
-    let row = sqlx::query(&format!("{SELECT} where message_id = $1"))
+    Ok(sqlx::query_as(&format!("{SELECT} where message_id = $1"))
         .bind(message_id)
         .fetch_optional(db.pool())
-        .await?;
-    row.as_ref().map(from_row).transpose()
+        .await?)
 }
 
 /// Newest first.
@@ -125,31 +126,15 @@ pub async fn list_for_conversation(
     conversation_id: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<MessageRow>> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "{SELECT} where conversation_id = $1 order by created_at desc, message_id limit $2"
     ))
     .bind(conversation_id)
     .bind(limit)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(from_row).collect()
+    .await?)
 }
 
 const SELECT: &str =
     "select message_id, idempotency_key, conversation_id, user_id, body, status, failure,
     attempts, created_at, updated_at from messages";
-
-fn from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<MessageRow> {
-    Ok(MessageRow {
-        message_id: r.try_get("message_id")?,
-        idempotency_key: r.try_get("idempotency_key")?,
-        conversation_id: r.try_get("conversation_id")?,
-        user_id: r.try_get("user_id")?,
-        body: r.try_get("body")?,
-        status: r.try_get("status")?,
-        failure: r.try_get("failure")?,
-        attempts: r.try_get("attempts")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}

@@ -4,14 +4,16 @@
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db, now_ms};
+use crate::domain::status::{BroadcastStatus, Outcome};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Broadcast {
     pub broadcast_id: String,
     pub post_token: String,
     pub user_id: String,
     pub body: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: BroadcastStatus,
     pub paused_reason: Option<String>,
     pub total: i64,
     pub created_at: i64,
@@ -338,8 +340,7 @@ pub struct Finished {
     pub outbox_id: String,
     /// Set for a single send: its message takes the same outcome.
     pub message_id: Option<String>,
-    /// `sent`, `failed` or `cancelled`.
-    pub status: &'static str,
+    pub status: Outcome,
     pub failure: Option<&'static str>,
 }
 
@@ -350,8 +351,8 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
     if outcomes.is_empty() {
         return Ok(true);
     }
-    type Outcome<'a> = (&'a str, Option<&'a str>);
-    let mut groups: Vec<(Outcome, Vec<&str>)> = Vec::new();
+    type Key = (Outcome, Option<&'static str>);
+    let mut groups: Vec<(Key, Vec<&str>)> = Vec::new();
     for outcome in outcomes {
         let key = (outcome.status, outcome.failure);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -375,7 +376,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             placeholders.join(", ")
         );
         let mut query = sqlx::query(&sql)
-            .bind(status)
+            .bind(status.as_str())
             .bind(failure)
             .bind(now_ms())
             .bind(worker);
@@ -397,7 +398,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
                  where message_id = $4 and status = 'sending'
                    and exists (select 1 from outbox o where o.message_id = $4 and o.status = $1)",
             )
-            .bind(outcome.status)
+            .bind(outcome.status.as_str())
             .bind(outcome.failure)
             .bind(now_ms())
             .bind(message_id),
@@ -445,11 +446,12 @@ pub async fn broadcast_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result
 }
 
 pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Option<Broadcast>> {
-    let row = sqlx::query(&format!("{BROADCAST} where broadcast_id = $1"))
-        .bind(broadcast_id)
-        .fetch_optional(db.pool())
-        .await?;
-    row.as_ref().map(broadcast_from_row).transpose()
+    Ok(
+        sqlx::query_as(&format!("{BROADCAST} where broadcast_id = $1"))
+            .bind(broadcast_id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }
 
 pub async fn list_broadcasts(
@@ -457,14 +459,13 @@ pub async fn list_broadcasts(
     post_token: &str,
     user_id: &str,
 ) -> anyhow::Result<Vec<Broadcast>> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "{BROADCAST} where post_token = $1 and user_id = $2 order by created_at desc limit 50"
     ))
     .bind(post_token)
     .bind(user_id)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(broadcast_from_row).collect()
+    .await?)
 }
 
 /// Pauses every running broadcast of a seller's post (their token stopped working).
@@ -586,20 +587,22 @@ pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
 }
 
 /// A conversation of a broadcast that did not get the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FailedRecipient {
     pub failure: Option<String>,
     pub attempts: i64,
     /// When the last attempt ended.
+    #[sqlx(rename = "updated_at")]
     pub failed_at: i64,
     /// When the add-on first learnt of the conversation (it has no other person-facing name).
+    #[sqlx(rename = "seen_at")]
     pub conversation_seen_at: Option<i64>,
 }
 
 /// Conversations whose delivery failed, with why and when, oldest conversation first (the
 /// first 500).
 pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedRecipient>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select o.failure, o.attempts, o.updated_at, c.created_at as seen_at
          from outbox o left join conversations c on c.conversation_id = o.conversation_id
          where o.broadcast_id = $1 and o.status = 'failed'
@@ -607,17 +610,7 @@ pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedR
     )
     .bind(broadcast_id)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(FailedRecipient {
-                failure: r.try_get("failure")?,
-                attempts: r.try_get("attempts")?,
-                failed_at: r.try_get("updated_at")?,
-                conversation_seen_at: r.try_get("seen_at")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// How many of a broadcast's failed conversations may be retried, and how many are blocked
@@ -679,7 +672,11 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
         .fetch_optional(db.pool())
         .await?;
     Ok(match row {
-        Some(row) => row.try_get::<String, _>("status")? == "cancelled",
+        Some(row) => {
+            BroadcastStatus::try_from(row.try_get::<String, _>("status")?)
+                .map_err(anyhow::Error::msg)?
+                == BroadcastStatus::Cancelled
+        }
         None => true,
     })
 }
@@ -687,16 +684,3 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 const BROADCAST: &str =
     "select broadcast_id, post_token, user_id, body, status, paused_reason, total, created_at
     from broadcasts";
-
-fn broadcast_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Broadcast> {
-    Ok(Broadcast {
-        broadcast_id: r.try_get("broadcast_id")?,
-        post_token: r.try_get("post_token")?,
-        user_id: r.try_get("user_id")?,
-        body: r.try_get("body")?,
-        status: r.try_get("status")?,
-        paused_reason: r.try_get("paused_reason")?,
-        total: r.try_get("total")?,
-        created_at: r.try_get("created_at")?,
-    })
-}

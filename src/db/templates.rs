@@ -1,10 +1,8 @@
 //! Composer drafts a user saved for reuse.
 
-use sqlx::Row;
-
 use super::{Db, now_ms};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Template {
     pub template_id: String,
     pub name: String,
@@ -29,25 +27,23 @@ pub async fn create(db: &Db, user_id: &str, name: &str, draft: &str) -> anyhow::
 }
 
 pub async fn list(db: &Db, user_id: &str) -> anyhow::Result<Vec<Template>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select template_id, name, draft from templates where user_id = $1 order by created_at desc, template_id",
     )
     .bind(user_id)
     .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(from_row).collect()
+    .await?)
 }
 
 /// Only the owner's template is found.
 pub async fn find(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<Option<Template>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "select template_id, name, draft from templates where template_id = $1 and user_id = $2",
     )
     .bind(template_id)
     .bind(user_id)
     .fetch_optional(db.pool())
-    .await?;
-    row.as_ref().map(from_row).transpose()
+    .await?)
 }
 
 pub async fn delete(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<bool> {
@@ -57,12 +53,4 @@ pub async fn delete(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result
         .execute(db.pool())
         .await?;
     Ok(done.rows_affected() > 0)
-}
-
-fn from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Template> {
-    Ok(Template {
-        template_id: r.try_get("template_id")?,
-        name: r.try_get("name")?,
-        draft: r.try_get("draft")?,
-    })
 }

@@ -3,6 +3,7 @@
 
 pub mod entry_link;
 pub mod message;
+pub mod status;
 
 pub use kenar::{
     ConversationId, PayloadRevision, PostToken, SessionInit, UserId, UserSide, event, icons, ids,

@@ -49,7 +49,7 @@ impl Messaging {
             idempotency_key: idempotency_key.to_string(),
             conversation_id: conversation_id.to_string(),
             user_id: user_id.to_string(),
-            status: "sending".into(),
+            status: crate::domain::status::MessageStatus::Sending,
             failure: None,
             attempts: 0,
             created_at: 0,

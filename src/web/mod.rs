@@ -28,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::webview::router())
         .merge(routes::consent::router())
         .merge(routes::compose::router())
+        .merge(routes::templates::router())
+        .merge(routes::messages::router())
         .merge(routes::broadcast::router())
         .layer(page_headers(&state.settings))
         .layer(session_layer(&state));

@@ -3,8 +3,6 @@
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::web::ASSET_VERSION;
-
 /// Renders a page; a template error becomes a plain 500 and is logged, never shown.
 pub fn render_page(page: &impl Template) -> Response {
     match page.render() {
@@ -20,10 +18,35 @@ pub fn render_page(page: &impl Template) -> Response {
     }
 }
 
+/// Each page answers as itself, so a handler can return it: `Ok(HistoryPage { … })`. A new page
+/// is one template, its struct below, and its name added here.
+macro_rules! pages {
+    ($($page:ty),* $(,)?) => {$(
+        impl IntoResponse for $page {
+            fn into_response(self) -> Response {
+                render_page(&self)
+            }
+        }
+    )*};
+}
+
+pages!(
+    ErrorPage,
+    HomePage,
+    NoticePage,
+    LandingPage,
+    ComposePage,
+    HistoryPage,
+    MessageStatusPage,
+    MessagePage,
+    PostPage,
+    BroadcastConfirmPage,
+    BroadcastPage,
+);
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
-    pub asset_version: &'static str,
     pub title: String,
     pub message: String,
 }
@@ -31,7 +54,6 @@ pub struct ErrorPage {
 impl ErrorPage {
     pub fn new(title: &str, message: &str) -> Self {
         Self {
-            asset_version: ASSET_VERSION,
             title: title.into(),
             message: message.into(),
         }
@@ -41,7 +63,6 @@ impl ErrorPage {
 #[derive(Template)]
 #[template(path = "pages/home.html")]
 pub struct HomePage {
-    pub asset_version: &'static str,
     pub post_token: Option<String>,
 }
 
@@ -79,7 +100,6 @@ impl PageAction {
 #[derive(Template)]
 #[template(path = "pages/notice.html")]
 pub struct NoticePage {
-    pub asset_version: &'static str,
     pub title: String,
     pub message: String,
     /// `error`, `success` or empty.
@@ -90,10 +110,10 @@ pub struct NoticePage {
 #[derive(Template)]
 #[template(path = "pages/landing.html")]
 pub struct LandingPage {
-    pub asset_version: &'static str,
     pub conversation_id: String,
     pub post_token: Option<String>,
-    pub side: Option<String>,
+    /// `seller` or `buyer`.
+    pub side: Option<&'static str>,
     pub connected: bool,
     /// The post's owner may also message every conversation of the post.
     pub seller: bool,
@@ -138,7 +158,6 @@ pub struct TemplateView {
 #[derive(Template)]
 #[template(path = "pages/compose.html")]
 pub struct ComposePage {
-    pub asset_version: &'static str,
     pub idempotency_key: String,
     pub text: String,
     pub text_error: Option<String>,
@@ -168,7 +187,6 @@ pub struct HistoryRow {
 #[derive(Template)]
 #[template(path = "pages/history.html")]
 pub struct HistoryPage {
-    pub asset_version: &'static str,
     pub rows: Vec<HistoryRow>,
 }
 
@@ -176,7 +194,6 @@ pub struct HistoryPage {
 #[derive(Template)]
 #[template(path = "pages/message_status.html")]
 pub struct MessageStatusPage {
-    pub asset_version: &'static str,
     pub message_id: String,
     pub sending: bool,
     pub label: &'static str,
@@ -193,7 +210,6 @@ pub struct MessageStatusPage {
 #[derive(Template)]
 #[template(path = "pages/message.html")]
 pub struct MessagePage {
-    pub asset_version: &'static str,
     pub text: String,
     pub status: &'static str,
     pub time: String,
@@ -244,7 +260,6 @@ pub struct BroadcastRow {
 #[derive(Template)]
 #[template(path = "pages/post.html")]
 pub struct PostPage {
-    pub asset_version: &'static str,
     pub post_token: String,
     pub connected: bool,
     pub conversation_count: usize,
@@ -255,7 +270,6 @@ pub struct PostPage {
 #[derive(Template)]
 #[template(path = "pages/broadcast_confirm.html")]
 pub struct BroadcastConfirmPage {
-    pub asset_version: &'static str,
     /// The count, as the seller reads it.
     pub recipients: String,
     /// The moment the list was taken and a digest of it: the confirm form carries both, and
@@ -274,7 +288,6 @@ pub struct BroadcastConfirmPage {
 #[derive(Template)]
 #[template(path = "pages/broadcast.html")]
 pub struct BroadcastPage {
-    pub asset_version: &'static str,
     pub broadcast_id: String,
     pub text: String,
     pub status: String,

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tower_sessions::Session;
 
-use crate::{domain::PostToken, web::error::AppError};
+use crate::{
+    domain::{PostToken, UserSide},
+    web::error::AppError,
+};
 
 const VISIT: &str = "visit";
 const PENDING_CONSENT: &str = "pending_consent";
@@ -18,7 +21,7 @@ pub struct Visit {
     pub conversation_id: Option<String>,
     pub post_token: Option<String>,
     pub user_id: Option<String>,
-    pub user_side: Option<String>,
+    pub user_side: Option<UserSide>,
     pub callback_url: Option<String>,
     pub extra_data: Map<String, Value>,
 }
@@ -214,7 +217,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
         let post_token = visit.post_token.clone().ok_or(AppError::NoConversation)?;
         // Divar tells us the side: `Supply`/`SUPPLY` in the API-Version 2 bodies, `supplier.id`
         // in the original one. The post-wide grant itself is checked by Divar at consent.
-        if visit.user_side.as_deref() != Some("seller") {
+        if visit.user_side != Some(UserSide::Seller) {
             return Err(AppError::NotPostOwner);
         }
         Ok(Self { visit, post_token })

@@ -25,6 +25,7 @@ use crate::{
         messages, now_ms,
         outbox::{self, Claimed, Lanes, Source},
     },
+    domain::status::Outcome,
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -327,11 +328,11 @@ impl OutboxWorker {
                     self.deliver(row, sender, cancels.get(&row.source), give_back_at)
                         .await
                 }
-                Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(*failure)))),
+                Prepared::Fail(failure) => Ok(Some(finished(row, Outcome::Failed, Some(*failure)))),
                 Prepared::Retry { failure, retry } => {
                     let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
                     if attempts >= retry.max_attempts {
-                        Ok(Some(finished(row, "failed", Some(*failure))))
+                        Ok(Some(finished(row, Outcome::Failed, Some(*failure))))
                     } else {
                         self.retry_later(row, *failure, retry.backoff(attempts, None))
                             .await
@@ -470,13 +471,13 @@ impl OutboxWorker {
         let cancel = cancel.unwrap_or(&never);
         let waited = tokio::select! {
             waited = self.pacer.ready(sender.lane) => waited,
-            _ = cancel.cancelled() => return Ok(Some(finished(row, "cancelled", None))),
+            _ = cancel.cancelled() => return Ok(Some(finished(row, Outcome::Cancelled, None))),
             // Not attempted: back in the queue, its attempt refunded.
             _ = tokio::time::sleep_until(give_back_at) => return self.give_back(row).await,
             _ = self.stopping.cancelled() => return self.give_back(row).await,
         };
         if waited >= CANCEL_CHECK_AFTER && self.cancelled(row).await? {
-            return Ok(Some(finished(row, "cancelled", None)));
+            return Ok(Some(finished(row, Outcome::Cancelled, None)));
         }
         let result = self
             .api
@@ -489,14 +490,16 @@ impl OutboxWorker {
             .await;
         let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
         match delivery::judge(&result, attempts, &sender.retry) {
-            Verdict::Delivered => Ok(Some(finished(row, "sent", None))),
-            Verdict::Failed(failure) => Ok(Some(finished(row, "failed", Some(failure)))),
+            Verdict::Delivered => Ok(Some(finished(row, Outcome::Sent, None))),
+            Verdict::Failed(failure) => Ok(Some(finished(row, Outcome::Failed, Some(failure)))),
             Verdict::Reconsent => {
                 self.vault
                     .forget(sender.subject, &sender.subject_id, &sender.user_id)
                     .await?;
                 match self.lost_grant(sender).await? {
-                    Prepared::Fail(failure) => Ok(Some(finished(row, "failed", Some(failure)))),
+                    Prepared::Fail(failure) => {
+                        Ok(Some(finished(row, Outcome::Failed, Some(failure))))
+                    }
                     _ => {
                         outbox::reschedule(
                             &self.db,
@@ -514,7 +517,7 @@ impl OutboxWorker {
             Verdict::RetryAfter { wait, failure } => {
                 // A cancelled broadcast starts no new attempt.
                 if self.cancelled(row).await? {
-                    return Ok(Some(finished(row, "cancelled", None)));
+                    return Ok(Some(finished(row, Outcome::Cancelled, None)));
                 }
                 self.retry_later(row, failure, wait).await?;
                 Ok(None)
@@ -572,7 +575,7 @@ fn log_failure(finished: Result<anyhow::Result<ExecutionOutcome>, tokio::task::J
 }
 
 /// A final outcome; the batch writes all of them in one statement at its end.
-fn finished(row: &Claimed, status: &'static str, failure: Option<Failure>) -> Finished {
+fn finished(row: &Claimed, status: Outcome, failure: Option<Failure>) -> Finished {
     Finished {
         outbox_id: row.outbox_id.clone(),
         message_id: match &row.source {

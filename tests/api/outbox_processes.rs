@@ -152,7 +152,7 @@ fn delivered_to(sandbox: &Sandbox, conversations: &[String]) -> HashMap<String, 
 async fn wait_for_done(db: &Db, id: &str) {
     for _ in 0..600 {
         let broadcast = db::outbox::find_broadcast(db, id).await.unwrap().unwrap();
-        if broadcast.status == "done" {
+        if broadcast.status.as_str() == "done" {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -362,7 +362,11 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
         .unwrap()
         .to_string();
     let row = db::messages::find(&db, &message_id).await.unwrap().unwrap();
-    assert_eq!(row.status, "sending", "not delivered before the kill");
+    assert_eq!(
+        row.status.as_str(),
+        "sending",
+        "not delivered before the kill"
+    );
 
     let (mut second, _) = spawn_serve_at(&env);
     let mut status = String::new();
@@ -371,7 +375,9 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
             .await
             .unwrap()
             .unwrap()
-            .status;
+            .status
+            .as_str()
+            .to_string();
         if status != "sending" {
             break;
         }

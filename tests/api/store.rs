@@ -2,7 +2,7 @@
 
 use kenar_chat::{
     db::{Db, conversations, outbox},
-    domain::SessionInit,
+    domain::{SessionInit, status::Outcome},
 };
 
 use crate::helpers::*;
@@ -161,7 +161,7 @@ async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
             .map(|r| outbox::Finished {
                 outbox_id: r.outbox_id.clone(),
                 message_id: None,
-                status,
+                status: Outcome::try_from(status.to_string()).unwrap(),
                 failure: None,
             })
             .collect();
@@ -215,6 +215,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
                 .unwrap()
                 .unwrap()
                 .status
+                .as_str()
         }
     };
     assert_eq!(status(first.clone()).await, "done");

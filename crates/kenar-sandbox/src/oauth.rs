@@ -156,7 +156,6 @@ async fn show_consent(
         .unwrap_or_else(|| users[0].0.clone());
     users.sort_by_key(|(id, _)| *id != default_user);
     screens::render(&ConsentPage {
-        asset_version: crate::ASSET_VERSION,
         app_title: sandbox.app().title.clone(),
         app_slug: sandbox.app().slug.clone(),
         scopes: lines,

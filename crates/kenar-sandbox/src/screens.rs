@@ -18,7 +18,7 @@ use super::{
     outbound::{self, Click},
     world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
 };
-use crate::{ASSET_VERSION, now_ms, tehran_time};
+use crate::{now_ms, tehran_time};
 use kenar::{UserSide, scopes::ScopeKind};
 
 const USER_COOKIE: &str = "sandbox_user";
@@ -51,7 +51,6 @@ pub fn render(page: &impl Template) -> Response {
 #[derive(Template)]
 #[template(path = "sandbox/error.html")]
 struct ErrorPage {
-    asset_version: &'static str,
     title: String,
     detail: String,
 }
@@ -59,7 +58,6 @@ struct ErrorPage {
 /// A Persian error page with the technical reason underneath, for the developer.
 pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
     let page = ErrorPage {
-        asset_version: ASSET_VERSION,
         title: title.into(),
         detail: detail.into(),
     };
@@ -97,7 +95,6 @@ pub struct ScopeLine {
 #[derive(Template)]
 #[template(path = "sandbox/consent.html")]
 pub struct ConsentPage {
-    pub asset_version: &'static str,
     pub app_title: String,
     pub app_slug: String,
     pub scopes: Vec<ScopeLine>,
@@ -130,7 +127,6 @@ struct UserView {
 #[derive(Template)]
 #[template(path = "sandbox/index.html")]
 struct IndexPage {
-    asset_version: &'static str,
     app_title: String,
     posts: Vec<PostView>,
     users: Vec<UserView>,
@@ -179,7 +175,6 @@ pub async fn show_index(State(sandbox): State<Sandbox>) -> Response {
         })
         .collect();
     render(&IndexPage {
-        asset_version: ASSET_VERSION,
         app_title: sandbox.app().title.clone(),
         posts: post_views(&world, None),
         users,
@@ -195,7 +190,6 @@ pub async fn show_index(State(sandbox): State<Sandbox>) -> Response {
 #[derive(Template)]
 #[template(path = "sandbox/post.html")]
 struct PostPage {
-    asset_version: &'static str,
     post: PostView,
     seller_id: String,
     users: Vec<(String, String)>,
@@ -215,7 +209,6 @@ async fn show_post(State(sandbox): State<Sandbox>, Path(post_token): Path<String
         .map(|u| (u.id.clone(), u.name.clone()))
         .collect();
     render(&PostPage {
-        asset_version: ASSET_VERSION,
         post,
         seller_id,
         users,
@@ -258,7 +251,6 @@ struct MessageView {
 #[derive(Template)]
 #[template(path = "sandbox/chat.html")]
 struct ChatPage {
-    asset_version: &'static str,
     app_title: String,
     conversation_id: String,
     post_token: String,
@@ -361,7 +353,6 @@ async fn show_chat(
         .map(|p| p.title.clone())
         .unwrap_or_default();
     let page = ChatPage {
-        asset_version: ASSET_VERSION,
         app_title: sandbox.app().title.clone(),
         conversation_id: conversation.id.clone(),
         post_token: conversation.post_token.clone(),

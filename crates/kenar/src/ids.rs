@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 macro_rules! bounded_id {
     ($(#[$doc:meta])* $name:ident, $max:expr, $what:expr) => {
@@ -62,7 +62,7 @@ bounded_id!(
 );
 
 /// Which side of a post's chat someone is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserSide {
     /// The post's owner (`Supply`, `SELLER`).

@@ -20,11 +20,11 @@ use crate::{
         outbox::{Broadcast, Created},
     },
     domain::message::{self, FieldErrors},
+    domain::status::BroadcastStatus,
     services::delivery::Failure,
     state::AppState,
-    web::error::{AppError, Result},
     web::{
-        ASSET_VERSION,
+        error::{AppError, Result},
         pages::{
             BroadcastConfirmPage, BroadcastPage, BroadcastRow, PostPage, PreviewView,
             persian_digits, render_page, tehran_date_time, tehran_time,
@@ -60,23 +60,22 @@ async fn connected(state: &AppState, seller: &SellerVisit) -> Result<bool> {
 
 /// A broadcast's status in words. A cancelled one is "being cancelled" while sends that had
 /// already started are still finishing, so the counts shown next to it are not final yet.
-fn status_label(status: &str, pending: i64) -> &'static str {
+fn status_label(status: BroadcastStatus, pending: i64) -> &'static str {
     match status {
-        "running" => "در حال ارسال",
-        "paused" => "متوقف: دوباره اتصال دهید",
-        "cancelled" if pending > 0 => "در حال لغو…",
-        "cancelled" => "لغو شد",
-        "done" => "تمام شد",
-        _ => "نامشخص",
+        BroadcastStatus::Running => "در حال ارسال",
+        BroadcastStatus::Paused => "متوقف: دوباره اتصال دهید",
+        BroadcastStatus::Cancelled if pending > 0 => "در حال لغو…",
+        BroadcastStatus::Cancelled => "لغو شد",
+        BroadcastStatus::Done => "تمام شد",
     }
 }
 
 /// Whether the counts can still change.
-fn settled(status: &str, pending: i64) -> bool {
+fn settled(status: BroadcastStatus, pending: i64) -> bool {
     match status {
-        "done" | "paused" => true,
-        "cancelled" => pending == 0,
-        _ => false,
+        BroadcastStatus::Done | BroadcastStatus::Paused => true,
+        BroadcastStatus::Cancelled => pending == 0,
+        BroadcastStatus::Running => false,
     }
 }
 
@@ -92,7 +91,7 @@ async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<
                 .chars()
                 .take(80)
                 .collect(),
-            status: status_label(&b.status, progress.pending),
+            status: status_label(b.status, progress.pending),
             sent: progress.sent,
             failed: progress.failed,
             total: b.total,
@@ -123,7 +122,6 @@ async fn show_post(State(state): State<AppState>, entry: PostEntry) -> Result<Re
         .max()
         .map(tehran_time);
     Ok(render_page(&PostPage {
-        asset_version: ASSET_VERSION,
         post_token: entry.post_token,
         connected,
         conversation_count: conversations.len(),
@@ -224,7 +222,6 @@ async fn confirm_page(
         .collect();
     let count = recipients.conversation_ids.len();
     Ok(render_page(&BroadcastConfirmPage {
-        asset_version: ASSET_VERSION,
         recipients: persian_digits(&count.to_string()),
         digest: recipients.digest(),
         as_of,
@@ -363,19 +360,19 @@ async fn show_broadcast(
         })
         .collect();
     let body: Value = serde_json::from_str(&broadcast.body)?;
-    let is_settled = settled(&broadcast.status, progress.pending);
-    let cancelled_note = (broadcast.status == "cancelled" && is_settled).then(|| {
-        persian_digits(&format!(
-            "{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
-            progress.sent, progress.cancelled
-        ))
-    });
+    let is_settled = settled(broadcast.status, progress.pending);
+    let cancelled_note =
+        (broadcast.status == BroadcastStatus::Cancelled && is_settled).then(|| {
+            persian_digits(&format!(
+                "{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
+                progress.sent, progress.cancelled
+            ))
+        });
     Ok(render_page(&BroadcastPage {
-        asset_version: ASSET_VERSION,
         broadcast_id: id,
         text: body["message"].as_str().unwrap_or_default().to_string(),
-        status: broadcast.status.clone(),
-        status_label: status_label(&broadcast.status, progress.pending),
+        status: broadcast.status.as_str().to_string(),
+        status_label: status_label(broadcast.status, progress.pending),
         live: !is_settled,
         total: broadcast.total,
         sent: progress.sent,
@@ -384,7 +381,7 @@ async fn show_broadcast(
         done: progress.sent + progress.failed + progress.cancelled,
         cancelled_note,
         failures,
-        retry_offer: (broadcast.status == "done" && retryable > 0)
+        retry_offer: (broadcast.status == BroadcastStatus::Done && retryable > 0)
             .then(|| persian_digits(&format!("دوباره فرستادن به {retryable} نفر"))),
         restricted_note: (restricted > 0).then(|| {
             persian_digits(&format!(
@@ -404,8 +401,8 @@ async fn broadcast_progress(
     let progress = db::outbox::progress(&state.db, &id).await?;
     Ok(Json(json!({
         "status": broadcast.status,
-        "status_label": status_label(&broadcast.status, progress.pending),
-        "settled": settled(&broadcast.status, progress.pending),
+        "status_label": status_label(broadcast.status, progress.pending),
+        "settled": settled(broadcast.status, progress.pending),
         "total": broadcast.total,
         "sent": progress.sent,
         "failed": progress.failed,

@@ -1,19 +1,19 @@
-//! The composer, sending, templates, history and message pages.
+//! The composer: writing, previewing and sending a message to one conversation (the post-wide
+//! composer reuses its page).
 
 use std::collections::HashMap;
 
 use axum::{
-    Form, Json, Router,
-    extract::{Path, Query, State},
+    Form, Router,
+    extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
-    routing::{get, post},
+    routing::get,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::{
-    db::{self, grants::Subject, messages::MessageRow},
+    db::{self, grants::Subject},
     domain::{
         icons,
         message::{
@@ -21,30 +21,21 @@ use crate::{
             slot_field,
         },
     },
-    services::{delivery::Failure, messaging::Queued},
+    services::messaging::Queued,
     state::AppState,
-    web::error::{AppError, Result},
     web::{
-        ASSET_VERSION,
+        error::{AppError, Result},
         pages::{
-            ComposePage, GridView, HistoryPage, HistoryRow, MessagePage, MessageStatusPage,
-            PreviewButton, PreviewView, SlotView, TemplateView, render_page, tehran_time,
+            ComposePage, GridView, PreviewButton, PreviewView, SlotView, TemplateView, render_page,
         },
-        session::{ChatEntry, ChatVisit},
+        session::ChatVisit,
     },
 };
 
 pub const APP_TITLE: &str = "گفت‌وگو یار";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/compose", get(show_compose).post(submit_compose))
-        .route("/templates/{template_id}/delete", post(delete_template))
-        .route("/history", get(show_history))
-        .route("/messages/{message_id}", get(show_message))
-        .route("/messages/{message_id}/status", get(show_status))
-        .route("/messages/{message_id}/progress", get(message_progress))
-        .route("/messages/{message_id}/resend", post(resend_message))
+    Router::new().route("/compose", get(show_compose).post(submit_compose))
 }
 
 #[derive(Deserialize)]
@@ -156,7 +147,6 @@ pub async fn compose_page(
         })
         .collect();
     Ok(ComposePage {
-        asset_version: ASSET_VERSION,
         idempotency_key: fields
             .get("idempotency_key")
             .filter(|k| is_idempotency_key(k))
@@ -221,33 +211,6 @@ pub fn preview_of(message: &OutgoingMessage) -> PreviewView {
     }
 }
 
-/// The preview of a body as it was sent to Divar.
-fn preview_of_body(body: &Value) -> PreviewView {
-    let rows = |grid: &str| -> Vec<Vec<PreviewButton>> {
-        body.pointer(&format!("/{grid}/rows"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|row| {
-                row.get("buttons")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(|b| PreviewButton {
-                        caption: b["caption"].as_str().unwrap_or_default().to_string(),
-                        icon: b["icon"].as_str().unwrap_or_default().to_string(),
-                    })
-                    .collect()
-            })
-            .collect()
-    };
-    PreviewView {
-        text: body["message"].as_str().unwrap_or_default().to_string(),
-        sender_rows: rows("sender_buttons"),
-        receiver_rows: rows("receiver_buttons"),
-    }
-}
-
 /// One form, three buttons: send, preview, save as template. The server's checks decide.
 async fn submit_compose(
     State(state): State<AppState>,
@@ -259,7 +222,7 @@ async fn submit_compose(
     }
     let action = fields.get("action").map(String::as_str).unwrap_or("send");
     if action == "save_template" {
-        return save_template(&state, &chat, fields).await;
+        return super::templates::save_template(&state, &chat, fields).await;
     }
     let message = match message::parse_form(&fields, chat.post().as_ref()) {
         Ok(message) => message,
@@ -309,251 +272,4 @@ async fn submit_compose(
         }
     };
     Ok(Redirect::to(&location).into_response())
-}
-
-async fn save_template(
-    state: &AppState,
-    chat: &ChatVisit,
-    mut fields: HashMap<String, String>,
-) -> Result<Response> {
-    let name = fields
-        .get("template_name")
-        .map(|n| n.trim().to_string())
-        .unwrap_or_default();
-    let mut errors = FieldErrors::new();
-    if name.is_empty() || name.chars().count() > 60 {
-        errors.insert(
-            "template_name".into(),
-            "نام قالب را بنویسید (تا ۶۰ نویسه).".into(),
-        );
-    }
-    if let Err(problems) = message::parse_form(&fields, chat.post().as_ref()) {
-        errors.extend(problems);
-    }
-    if !errors.is_empty() {
-        let notice = errors.get("template_name").cloned();
-        let page = compose_page(
-            state,
-            &chat.user_id,
-            ComposeMode::Conversation,
-            &fields,
-            &errors,
-            notice,
-            None,
-        )
-        .await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
-    }
-    for transient in ["idempotency_key", "action", "template_name"] {
-        fields.remove(transient);
-    }
-    db::templates::create(
-        &state.db,
-        &chat.user_id,
-        &name,
-        &serde_json::to_string(&fields)?,
-    )
-    .await?;
-    Ok(Redirect::to("/compose?notice=template_saved").into_response())
-}
-
-async fn delete_template(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Path(id): Path<String>,
-) -> Result<Redirect> {
-    if !db::templates::delete(&state.db, &id, &chat.user_id).await? {
-        return Err(AppError::NotFound);
-    }
-    Ok(Redirect::to("/compose?notice=template_deleted"))
-}
-
-/// How a message's status reads to the person who sent it. All of it is here, so a fork can
-/// change the wording in one place.
-struct StatusText {
-    label: &'static str,
-    tone: &'static str,
-    reason: Option<&'static str>,
-    /// Divar may take it if tried again later.
-    can_resend: bool,
-    /// Sending needs the person's consent again (then it goes out by itself).
-    needs_reconnect: bool,
-}
-
-fn status_text(row: &MessageRow) -> StatusText {
-    let failure = row.failure.as_deref().and_then(Failure::parse);
-    match row.status.as_str() {
-        "sent" => StatusText {
-            label: "فرستاده شد",
-            tone: "success",
-            reason: None,
-            can_resend: false,
-            needs_reconnect: false,
-        },
-        "failed" => StatusText {
-            label: "فرستاده نشد",
-            tone: "blocked",
-            reason: Some(match failure {
-                Some(Failure::RecipientRestricted) => {
-                    "این شخص در این گفت‌وگو نمی‌تواند پیام دریافت کند (شاید گفت‌وگو را بسته باشد)؛ فرستادن دوباره فایده‌ای ندارد."
-                }
-                Some(Failure::Reconsent) => {
-                    "اجازهٔ دیوار دیگر معتبر نیست. دوباره اتصال دهید تا پیام خودکار فرستاده شود."
-                }
-                Some(Failure::RateLimited) => {
-                    "دیوار موقتاً پیام بیشتری نمی‌پذیرفت. یکی دو دقیقهٔ دیگر دوباره بفرستید."
-                }
-                Some(Failure::Unavailable) => "دیوار در دسترس نبود. کمی بعد دوباره بفرستید.",
-                Some(Failure::Rejected) | None => "دیوار این پیام را نپذیرفت.",
-            }),
-            can_resend: failure.is_some_and(Failure::is_transient),
-            needs_reconnect: failure == Some(Failure::Reconsent),
-        },
-        _ => StatusText {
-            label: "در حال ارسال…",
-            tone: "",
-            reason: None,
-            can_resend: false,
-            needs_reconnect: false,
-        },
-    }
-}
-
-async fn show_history(State(state): State<AppState>, chat: ChatVisit) -> Result<Response> {
-    let rows = db::messages::list_for_conversation(&state.db, &chat.conversation_id, 100).await?;
-    let rows: Vec<HistoryRow> = rows
-        .into_iter()
-        .filter(|r| r.user_id == chat.user_id)
-        .map(|r| {
-            let text = status_text(&r);
-            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            HistoryRow {
-                text: body["message"].as_str().unwrap_or_default().to_string(),
-                time: tehran_time(r.updated_at),
-                message_id: r.message_id,
-                status: text.label,
-                status_tone: text.tone,
-                reason: text.reason,
-            }
-        })
-        .collect();
-    Ok(render_page(&HistoryPage {
-        asset_version: ASSET_VERSION,
-        rows,
-    }))
-}
-
-/// The sender's own message, or 404 (also for the other side of the conversation).
-async fn own_message(state: &AppState, chat: &ChatVisit, id: &str) -> Result<MessageRow> {
-    let row = db::messages::find(&state.db, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.conversation_id != chat.conversation_id || row.user_id != chat.user_id {
-        return Err(AppError::NotFound);
-    }
-    Ok(row)
-}
-
-#[derive(Deserialize)]
-struct StatusQuery {
-    /// Set when the same form was submitted again.
-    again: Option<String>,
-}
-
-/// Where a send leads: the message's live status.
-async fn show_status(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Path(id): Path<String>,
-    Query(query): Query<StatusQuery>,
-) -> Result<Response> {
-    let row = own_message(&state, &chat, &id).await?;
-    let text = status_text(&row);
-    // "Sent before" is said only of a message Divar took; otherwise the live status speaks.
-    let notice = query.again.is_some().then_some(match row.status.as_str() {
-        "sent" => "این پیام قبلاً فرستاده شده بود؛ دوباره فرستاده نشد.",
-        "sending" => "این پیام را قبلاً ثبت کرده بودید و در حال ارسال است؛ دوباره ثبت نشد.",
-        _ => "این پیام را قبلاً ثبت کرده بودید؛ وضعیتش را این‌جا می‌بینید.",
-    });
-    let body: Value = serde_json::from_str(&row.body)?;
-    Ok(render_page(&MessageStatusPage {
-        asset_version: ASSET_VERSION,
-        message_id: row.message_id.clone(),
-        sending: row.status == "sending",
-        label: text.label,
-        tone: text.tone,
-        reason: text.reason,
-        can_resend: text.can_resend,
-        needs_reconnect: text.needs_reconnect,
-        notice,
-        time: tehran_time(row.created_at),
-        preview: preview_of_body(&body),
-        app_title: APP_TITLE,
-    }))
-}
-
-/// Polled by the status page's script.
-async fn message_progress(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let row = own_message(&state, &chat, &id).await?;
-    let text = status_text(&row);
-    Ok(Json(json!({
-        "status": row.status,
-        "label": text.label,
-        "reason": text.reason,
-    })))
-}
-
-/// Queues a failed message again; either way the person lands on its status.
-async fn resend_message(
-    State(state): State<AppState>,
-    chat: ChatVisit,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    own_message(&state, &chat, &id).await?;
-    // Nothing to do when it is sent, sending, or failed for good: the status says which.
-    state.messaging.resend(&id, &chat.user_id).await?;
-    Ok(Redirect::to(&format!("/messages/{id}/status")).into_response())
-}
-
-/// Where one of our `open_server_link` buttons leads: the message it was sent with. Both sides
-/// of the conversation may open it.
-async fn show_message(
-    State(state): State<AppState>,
-    chat: ChatEntry,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let row = db::messages::find(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.conversation_id != chat.conversation_id {
-        return Err(AppError::NotFound);
-    }
-    let body: Value = serde_json::from_str(&row.body)?;
-    let clicked = chat
-        .visit
-        .extra_data
-        .iter()
-        .filter(|(k, _)| !k.starts_with("kc_"))
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    let status = status_text(&row).label;
-    Ok(render_page(&MessagePage {
-        asset_version: ASSET_VERSION,
-        text: body["message"].as_str().unwrap_or_default().to_string(),
-        status,
-        time: tehran_time(row.created_at),
-        clicked,
-        preview: preview_of_body(&body),
-    }))
 }

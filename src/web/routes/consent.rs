@@ -17,12 +17,10 @@ use kenar::oauth::{IssuedTokens, TokenError};
 use crate::{
     config::ConsentExtras,
     db::{self, grants::Subject},
-    domain::UserSide,
     services::delivery,
     state::AppState,
-    web::error::Result,
     web::{
-        ASSET_VERSION,
+        error::Result,
         pages::{NoticePage, PageAction, render_page},
         session::{ChatEntry, PendingConsent, PostEntry, TypedSession},
     },
@@ -127,7 +125,6 @@ fn notice(
     actions: Vec<PageAction>,
 ) -> Response {
     let page = NoticePage {
-        asset_version: ASSET_VERSION,
         title: title.into(),
         message: message.into(),
         tone,
@@ -236,12 +233,13 @@ async fn oauth_callback(
     if pending.user_id.is_none() {
         session.identify(&user_id).await?;
         if let Some(visit) = &visit {
-            let side = visit
-                .user_side
-                .as_deref()
-                .and_then(|s| UserSide::parse(s).ok());
-            db::conversations::identify_click(&state.db, &visit.session_init_id, &user_id, side)
-                .await?;
+            db::conversations::identify_click(
+                &state.db,
+                &visit.session_init_id,
+                &user_id,
+                visit.user_side,
+            )
+            .await?;
         }
     }
     if let Some(post_token) = &pending.post_token {

@@ -11,14 +11,13 @@ use serde::Deserialize;
 use crate::{
     db::{self, entry_links::Consumed, grants::Subject},
     domain::{
-        PostToken,
+        PostToken, UserSide,
         entry_link::EntryLinkToken,
         message::{MESSAGE_KEY, PAGE_KEY},
     },
     state::AppState,
-    web::error::{AppError, Result},
     web::{
-        ASSET_VERSION,
+        error::{AppError, Result},
         pages::{HomePage, LandingPage, render_page},
         session::{ChatEntry, ChatVisit, TypedSession, Visit},
     },
@@ -41,7 +40,6 @@ struct HomeQuery {
 /// The panel's fallback URL: Divar opens it directly, with at most a post token and no user.
 async fn show_home(Query(query): Query<HomeQuery>) -> Response {
     render_page(&HomePage {
-        asset_version: ASSET_VERSION,
         post_token: query
             .post_token
             .filter(|t| PostToken::parse(t.as_str()).is_ok()),
@@ -75,7 +73,11 @@ async fn enter(
         conversation_id: init.conversation_id,
         post_token: init.post_token,
         user_id: init.user_id,
-        user_side: init.user_side,
+        // Written by us from a parsed side, so it parses back.
+        user_side: init
+            .user_side
+            .as_deref()
+            .and_then(|s| UserSide::parse(s).ok()),
         callback_url: init.callback_url,
         extra_data,
     };
@@ -123,12 +125,10 @@ async fn show_landing(State(state): State<AppState>, chat: ChatEntry) -> Result<
         None => false,
     };
     Ok(render_page(&LandingPage {
-        asset_version: ASSET_VERSION,
         conversation_id: chat.conversation_id,
-        seller: chat.visit.user_side.as_deref() == Some("seller")
-            && chat.visit.post_token.is_some(),
+        seller: chat.visit.user_side == Some(UserSide::Seller) && chat.visit.post_token.is_some(),
         post_token: chat.visit.post_token,
-        side: chat.visit.user_side,
+        side: chat.visit.user_side.map(UserSide::as_str),
         connected,
     }))
 }
