@@ -11,6 +11,51 @@
 //!
 //! The facts behind each type, with the kenar-docs page each comes from, are in the repository's
 //! `docs/divar-platform.md`. This crate depends on no web framework and no database.
+//!
+//! ```
+//! use kenar::{SessionInit, UserSide, message::{Action, Button, ButtonGrid, Message}};
+//!
+//! // Divar asks where to send someone who tapped your button (any of the documented bodies).
+//! let body = br#"{"source": "CHAT", "conversation_id": "c-1", "user_side": "DEMAND",
+//!     "completion_url": "https://open-platform-redirect.divar.ir/completion",
+//!     "provider_data": {"booking": "42"}}"#;
+//! let click = SessionInit::parse(body, Some("2")).unwrap();
+//! assert_eq!(click.user_side, Some(UserSide::Buyer));
+//! assert_eq!(click.extra_data["booking"], "42");
+//!
+//! // A message with a button for the receiver, as the send API takes it.
+//! let message = Message {
+//!     text: "بازدید شما ثبت شد.".into(),
+//!     sender_buttons: ButtonGrid::default(),
+//!     receiver_buttons: ButtonGrid::new(vec![vec![Button {
+//!         caption: "جزئیات".into(),
+//!         icon: "INFO".into(),
+//!         action: Action::ServerLink(serde_json::json!({"booking": "42"}).as_object().unwrap().clone()),
+//!     }]])
+//!     .unwrap(),
+//! };
+//! let body = message.to_json();
+//! assert_eq!(body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]["data"]["booking"], "42");
+//! ```
+//!
+//! Sending it (`no_run`: it needs Divar, or `kenar-sandbox`, to answer):
+//!
+//! ```no_run
+//! # async fn send(message: kenar::message::Message) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use secrecy::SecretString;
+//!
+//! let http = kenar::http_client(Duration::from_secs(10), "my-addon/1.0")?;
+//! let api = kenar::api::KenarApi::new(
+//!     http,
+//!     "https://open-api.divar.ir".parse()?,
+//!     SecretString::from("<API key from the Kenar panel>"),
+//! );
+//! let token = SecretString::from("<the user's access token>");
+//! api.send_message("c-1", &token, &message.to_json(), "a-unique-idempotency-key").await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod api;
 pub mod event;
