@@ -381,3 +381,122 @@ crate::both_engines!(
     upgrade_queues_stuck_messages,
     the_upgrade_queues_messages_an_old_version_left_sending
 );
+
+/// After the rebuild that added them, status columns refuse values the code does not know,
+/// known values go in, and the outbox's foreign keys still point at live tables.
+async fn status_columns_accept_only_known_values(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let message = |id: &str, status: &str| {
+        sqlx::query(
+            "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
+                 failure, attempts, created_at, updated_at)
+             values ($1, $1, 'c-1', 'u-1', '{}', $2, null, 0, 1, 1)",
+        )
+        .bind(id.to_string())
+        .bind(status.to_string())
+    };
+    message("m-ok", "sending").execute(db.pool()).await.unwrap();
+    assert!(message("m-bad", "sendng").execute(db.pool()).await.is_err());
+    let broadcast = |id: &str, status: &str| {
+        sqlx::query(
+            "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status,
+                 paused_reason, total, created_at, updated_at)
+             values ($1, $1, 'p-1', 'u-2', '{}', $2, null, 1, 1, 1)",
+        )
+        .bind(id.to_string())
+        .bind(status.to_string())
+    };
+    broadcast("b-ok", "paused")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(
+        broadcast("b-bad", "stopped")
+            .execute(db.pool())
+            .await
+            .is_err()
+    );
+    let grant = |id: &str, kind: &str| {
+        sqlx::query(
+            "insert into grants (grant_id, subject_kind, subject_id, user_id, scope, access_token,
+                 refresh_token, access_expires_at, key_version, refresh_lease_until, created_at, updated_at)
+             values ($1, $2, 's-1', 'u-1', 'x', 'sealed', null, 1, 1, null, 1, 1)",
+        )
+        .bind(id.to_string())
+        .bind(kind.to_string())
+    };
+    grant("g-ok", "post").execute(db.pool()).await.unwrap();
+    assert!(grant("g-bad", "chat").execute(db.pool()).await.is_err());
+
+    let outbox_row = |id: &str, message_id: &str| {
+        sqlx::query(
+            "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, idempotency_key,
+                 priority, status, failure, attempts, next_attempt_at, locked_until, locked_by,
+                 created_at, updated_at)
+             values ($1, null, $2, 'c-1', $1, 0, 'pending', null, 0, 1, null, null, 1, 1)",
+        )
+        .bind(id.to_string())
+        .bind(message_id.to_string())
+    };
+    outbox_row("o-ok", "m-ok").execute(db.pool()).await.unwrap();
+    assert!(
+        outbox_row("o-orphan", "m-missing")
+            .execute(db.pool())
+            .await
+            .is_err(),
+        "the outbox still references messages"
+    );
+    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::All)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].source, outbox::Source::Message("m-ok".into()));
+
+    let click = |id: &str, side: Option<&str>, revision: &str| {
+        sqlx::query(
+            "insert into session_inits (session_init_id, conversation_id, post_token, user_id,
+                 user_side, source, revision, extra_data, callback_url, created_at, updated_at)
+             values ($1, null, null, null, $2, 'CHAT', $3, '{}', null, 1, 1)",
+        )
+        .bind(id.to_string())
+        .bind(side.map(str::to_string))
+        .bind(revision.to_string())
+    };
+    click("s-ok", Some("seller"), "touchpoints")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    click("s-anonymous", None, "v2")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(
+        click("s-bad-side", Some("Supply"), "v2")
+            .execute(db.pool())
+            .await
+            .is_err()
+    );
+    assert!(
+        click("s-bad-rev", None, "v3")
+            .execute(db.pool())
+            .await
+            .is_err()
+    );
+    let link = |hash: &str, click: &str| {
+        sqlx::query(
+            "insert into entry_links (link_hash, session_init_id, expires_at, used_at, created_at, updated_at)
+             values ($1, $2, 1, null, 1, 1)",
+        )
+        .bind(hash.to_string())
+        .bind(click.to_string())
+    };
+    link("h-ok", "s-ok").execute(db.pool()).await.unwrap();
+    assert!(
+        link("h-orphan", "s-missing")
+            .execute(db.pool())
+            .await
+            .is_err(),
+        "entry links still reference clicks"
+    );
+}
+crate::both_engines!(status_checks, status_columns_accept_only_known_values);
