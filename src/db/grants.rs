@@ -1,8 +1,6 @@
 //! The token vault's rows. Tokens arrive here already sealed (see `crate::crypto`); this module
 //! never sees them in plain text.
 
-use sqlx::Row;
-
 use super::{Db, now_ms};
 
 /// What a grant covers.
@@ -21,9 +19,22 @@ impl Subject {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl TryFrom<String> for Subject {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<Self, String> {
+        match kind.as_str() {
+            "conversation" => Ok(Self::Conversation),
+            "post" => Ok(Self::Post),
+            other => Err(format!("`{other}` is not a grant subject")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SealedGrant {
     pub grant_id: String,
+    #[sqlx(rename = "subject_kind", try_from = "String")]
     pub subject: Subject,
     pub subject_id: String,
     pub user_id: String,
@@ -67,29 +78,16 @@ pub async fn find(
     subject_id: &str,
     user_id: &str,
 ) -> anyhow::Result<Option<SealedGrant>> {
-    let row = sqlx::query(
-        "select grant_id, scope, access_token, refresh_token, access_expires_at, key_version
+    Ok(sqlx::query_as(
+        "select grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
+             access_expires_at, key_version
          from grants where subject_kind = $1 and subject_id = $2 and user_id = $3",
     )
     .bind(subject.as_str())
     .bind(subject_id)
     .bind(user_id)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|r| -> anyhow::Result<SealedGrant> {
-        Ok(SealedGrant {
-            grant_id: r.try_get("grant_id")?,
-            subject,
-            subject_id: subject_id.to_string(),
-            user_id: user_id.to_string(),
-            scope: r.try_get("scope")?,
-            access_token: r.try_get("access_token")?,
-            refresh_token: r.try_get("refresh_token")?,
-            access_expires_at: r.try_get("access_expires_at")?,
-            key_version: r.try_get("key_version")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 /// Takes the right to refresh `grant_id` until `until`, unless another process holds it.

@@ -1,7 +1,7 @@
 //! The outbox: one row per message to deliver (a single send, or one conversation of a
 //! broadcast), claimed by workers under a lease.
 
-use sqlx::{Any, Row, Transaction, any::AnyRow};
+use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db, now_ms};
 use crate::domain::status::{BroadcastStatus, Outcome};
@@ -315,23 +315,38 @@ pub async fn claim_batch(
         .await?;
     book.commit().await?;
     rows.iter()
-        .map(|r| -> anyhow::Result<Claimed> {
-            let broadcast: Option<String> = r.try_get("broadcast_id")?;
-            let message: Option<String> = r.try_get("message_id")?;
-            let source = match (broadcast, message) {
-                (Some(b), None) => Source::Broadcast(b),
-                (None, Some(m)) => Source::Message(m),
-                _ => anyhow::bail!("an outbox row must belong to one broadcast or one message"),
-            };
-            Ok(Claimed {
-                outbox_id: r.try_get("outbox_id")?,
-                source,
-                conversation_id: r.try_get("conversation_id")?,
-                idempotency_key: r.try_get("idempotency_key")?,
-                attempts: r.try_get("attempts")?,
-            })
-        })
+        .map(|r| Claimed::try_from(ClaimedRow::from_row(r)?))
         .collect()
+}
+
+/// A claimed row as stored: its source is one of two columns.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    outbox_id: String,
+    broadcast_id: Option<String>,
+    message_id: Option<String>,
+    conversation_id: String,
+    idempotency_key: String,
+    attempts: i64,
+}
+
+impl TryFrom<ClaimedRow> for Claimed {
+    type Error = anyhow::Error;
+
+    fn try_from(row: ClaimedRow) -> anyhow::Result<Self> {
+        let source = match (row.broadcast_id, row.message_id) {
+            (Some(b), None) => Source::Broadcast(b),
+            (None, Some(m)) => Source::Message(m),
+            _ => anyhow::bail!("an outbox row must belong to one broadcast or one message"),
+        };
+        Ok(Self {
+            outbox_id: row.outbox_id,
+            source,
+            conversation_id: row.conversation_id,
+            idempotency_key: row.idempotency_key,
+            attempts: row.attempts,
+        })
+    }
 }
 
 /// A final outcome for a row a worker holds.
