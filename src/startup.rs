@@ -35,6 +35,11 @@ impl Application {
         extra: Option<Router>,
     ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
+        if settings.consent.revocation_notice && !settings.consent.user_id {
+            tracing::warn!(
+                "KENAR_ASK_REVOCATION_NOTICE is on but KENAR_ASK_USER_ID is off: Divar sends revocation notices only for tokens that hold USER_ID too, so none will arrive"
+            );
+        }
         let db = Db::connect(settings.database_url.expose_secret()).await?;
         db.migrate().await?;
         let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;

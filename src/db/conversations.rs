@@ -202,16 +202,10 @@ pub async fn recipients_for_post(
 }
 
 /// Files a click that named nobody (Divar's touch-points body) under the user Divar said
-/// consented, and completes its conversation with that side's id, so the click can be found and
-/// erased with the rest of that user's data. Never overwrites an id already known.
-pub async fn identify_click(
-    db: &Db,
-    session_init_id: &str,
-    user_id: &str,
-    side: Option<crate::domain::UserSide>,
-) -> anyhow::Result<()> {
-    use crate::domain::UserSide;
-    let mut tx = db.pool().begin().await?;
+/// consented, so it is found and erased with the rest of that user's data. The conversation's
+/// seller and buyer are left as they were: the click's side was claimed for whoever clicked,
+/// and the person who opened the link may be the other party.
+pub async fn identify_click(db: &Db, session_init_id: &str, user_id: &str) -> anyhow::Result<()> {
     sqlx::query(
         "update session_inits set user_id = $1, updated_at = $2
          where session_init_id = $3 and user_id is null",
@@ -219,28 +213,7 @@ pub async fn identify_click(
     .bind(user_id)
     .bind(now_ms())
     .bind(session_init_id)
-    .execute(&mut *tx)
+    .execute(db.pool())
     .await?;
-    let fill = match side {
-        Some(UserSide::Seller) => Some(
-            "update conversations set seller_id = $1
-             where seller_id is null and conversation_id =
-                 (select conversation_id from session_inits where session_init_id = $2)",
-        ),
-        Some(UserSide::Buyer) => Some(
-            "update conversations set buyer_id = $1
-             where buyer_id is null and conversation_id =
-                 (select conversation_id from session_inits where session_init_id = $2)",
-        ),
-        None => None,
-    };
-    if let Some(fill) = fill {
-        sqlx::query(fill)
-            .bind(user_id)
-            .bind(session_init_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db, now_ms};
-use crate::domain::status::{BroadcastStatus, Outcome};
+use crate::domain::status::{BroadcastStatus, MessageStatus, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Broadcast {
@@ -411,17 +411,27 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
                 "update messages set status = $1, failure = $2, updated_at = $3,
                      attempts = (select o.attempts from outbox o where o.message_id = $4)
                  where message_id = $4 and status = 'sending'
-                   and exists (select 1 from outbox o where o.message_id = $4 and o.status = $1)",
+                   and exists (select 1 from outbox o where o.message_id = $4 and o.status = $5)",
             )
-            .bind(outcome.status.as_str())
+            .bind(message_status(outcome.status).as_str())
             .bind(outcome.failure)
             .bind(now_ms())
-            .bind(message_id),
+            .bind(message_id)
+            .bind(outcome.status.as_str()),
         )
         .await?;
     }
     book.commit().await?;
     Ok(updated == outcomes.len() as u64)
+}
+
+/// What a single send's outcome makes of its message. Nothing cancels a single send today; if
+/// something did, the person must see it did not go out, never a message stuck "sending".
+fn message_status(outcome: Outcome) -> MessageStatus {
+    match outcome {
+        Outcome::Sent => MessageStatus::Sent,
+        Outcome::Failed | Outcome::Cancelled => MessageStatus::Failed,
+    }
 }
 
 /// Puts a row back for a later attempt (or, with `refund`, as if it was never tried).

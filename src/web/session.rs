@@ -37,6 +37,9 @@ pub struct PendingConsent {
     #[serde(default)]
     pub post_token: Option<String>,
     /// The user the click named, if it named one; the grant goes to whoever Divar says consented.
+    /// Left out when absent, so a replica of the previous release (which expects a string) can
+    /// still finish a consent that named its user during a rolling upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     pub scope: String,
 }
@@ -98,8 +101,9 @@ impl TypedSession {
     }
 
     /// Forgets the visit and anything in progress: the browser is not the person the click named.
-    pub async fn end(&self) {
+    pub async fn end(&self) -> Result<(), AppError> {
         self.0.clear().await;
+        self.0.cycle_id().await.map_err(store_error)
     }
 }
 

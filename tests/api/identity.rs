@@ -236,8 +236,8 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
     };
     assert_eq!(
         click,
-        (Some(BUYER_1.to_string()), Some(BUYER_1.to_string())),
-        "the click and the conversation are filed under the verified user"
+        (Some(BUYER_1.to_string()), None),
+        "the click is filed under the verified user; the conversation's sides are not guessed"
     );
 
     // The seller taps the server-link button: the touch-points click carries it as provider_data.
@@ -344,10 +344,23 @@ async fn without_user_id_a_click_naming_nobody_is_not_connected() {
     app.control(json!({ "session_init_revision": "touchpoints" }))
         .await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let answer = consent(&app, BUYER_1, "approve").await;
+    // Refused before Divar is asked: a grant nobody could be filed under is never made.
+    let answer = app
+        .client
+        .post(app.url("/oauth/start"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
-    assert!(answer.text().await.unwrap().contains("چه کسی"));
+    let html = answer.text().await.unwrap();
+    assert!(html.contains("اتصال از این‌جا ممکن نیست"), "{html}");
+    assert!(
+        !html.contains("دوباره امتحان کنید"),
+        "no retry that cannot work"
+    );
     assert_eq!(grants(&app).await, 0);
+    let tokens = app.inspect("tokens").await;
+    assert_eq!(tokens["access_tokens"], json!([]), "Divar issued nothing");
     assert!(
         captured_logs()
             .lines()

@@ -36,6 +36,11 @@ struct Args {
     /// Listen on a non-loopback address although anyone who reaches it sees the fake tokens.
     #[arg(long)]
     allow_remote: bool,
+    /// The sandbox's own address as the add-on and browsers reach it (its links and the printed
+    /// Divar URLs), e.g. http://192.168.1.5:8090. Default: the bound address (127.0.0.1 for an
+    /// unspecified one).
+    #[arg(long)]
+    public_url: Option<Url>,
 }
 
 #[tokio::main]
@@ -69,7 +74,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
-    let base = Url::parse(&format!("http://{addr}/"))?;
+    let base = match args.public_url {
+        Some(url) => url,
+        None if addr.ip().is_unspecified() => {
+            Url::parse(&format!("http://127.0.0.1:{}/", addr.port()))?
+        }
+        None => Url::parse(&format!("http://{addr}/"))?,
+    };
     let app = AppRegistration::generate(urls);
     let sandbox = Sandbox::new(app.clone(), base.clone(), SandboxOptions::default());
     // Never fail on a closed stdout (e.g. piped into `head`): the server matters, not the banner.

@@ -102,9 +102,10 @@ impl SessionInit {
                 .any(|k| fields.contains_key(*k)),
         };
         if is_v2 {
+            // The touch-points body: told apart by its own fields, when they carry something.
             let touchpoints = ["completion_url", "provider_data"]
                 .iter()
-                .any(|k| fields.contains_key(*k));
+                .any(|k| fields.get(*k).is_some_and(|v| !v.is_null() && *v != ""));
             let body: V2Body = serde_json::from_value(value).map_err(describe)?;
             Self::from_v2(body, touchpoints)
         } else {
@@ -135,9 +136,16 @@ impl SessionInit {
             (Some(UserSide::Buyer), Some(id)) => (None, Some(id.clone())),
             _ => (None, None),
         };
-        let data = match (body.provider_data, body.extra_data) {
-            (Some(data), _) if !data.is_null() => Some(data),
-            (_, data) => data,
+        // Both names for the button's data: whichever holds something (`provider_data` first).
+        let holds = |v: &Option<Value>| match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(map)) => !map.is_empty(),
+            Some(_) => true,
+        };
+        let (name, data) = if holds(&body.provider_data) || !holds(&body.extra_data) {
+            ("provider_data", body.provider_data.or(body.extra_data))
+        } else {
+            ("extra_data", body.extra_data)
         };
         Ok(Self {
             revision: if touchpoints {
@@ -152,7 +160,7 @@ impl SessionInit {
             user_side,
             seller_id,
             buyer_id,
-            extra_data: extra_data(data)?,
+            extra_data: extra_data(data, name)?,
             callback_url: callback_url(body.completion_url, "completion_url")?,
         })
     }
@@ -186,7 +194,7 @@ impl SessionInit {
             user_side,
             seller_id,
             buyer_id,
-            extra_data: extra_data(body.extra_data)?,
+            extra_data: extra_data(body.extra_data, "extra_data")?,
             callback_url,
         })
     }
@@ -210,19 +218,21 @@ fn optional<T>(
     value.filter(|v| !v.is_empty()).map(parse).transpose()
 }
 
-/// The button data, unwrapped from `provider_data` where a revision nests it there.
-fn extra_data(value: Option<Value>) -> Result<Map<String, Value>, String> {
+/// The button data (from the field `name`), unwrapped from `provider_data` where a revision
+/// nests it there.
+fn extra_data(value: Option<Value>, name: &str) -> Result<Map<String, Value>, String> {
     match value {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(mut map)) => {
             if map.len() == 1
+                && map.get("provider_data").is_some_and(Value::is_object)
                 && let Some(Value::Object(inner)) = map.remove("provider_data")
             {
                 return Ok(inner);
             }
             Ok(map)
         }
-        Some(_) => Err("extra_data must be a JSON object".into()),
+        Some(_) => Err(format!("{name} must be a JSON object")),
     }
 }
 
@@ -281,6 +291,26 @@ mod tests {
         assert_eq!(init.revision, PayloadRevision::Touchpoints);
         assert_eq!(init.user_side, Some(UserSide::Buyer));
         assert_eq!(init.post_token, None);
+    }
+
+    #[test]
+    fn button_data_is_never_dropped_on_the_way() {
+        let parse = |body: &str| SessionInit::parse(body.as_bytes(), Some("2")).unwrap();
+        // A lone `provider_data` that is not an object stays as it came.
+        let odd = parse(r#"{"source": "CHAT", "extra_data": {"provider_data": "abc"}}"#);
+        assert_eq!(odd.extra_data["provider_data"], "abc");
+        assert_eq!(odd.revision, PayloadRevision::V2);
+        // An empty `provider_data` does not hide a full `extra_data`.
+        let both = parse(r#"{"source": "CHAT", "provider_data": {}, "extra_data": {"k": "v"}}"#);
+        assert_eq!(both.extra_data["k"], "v");
+        // Null touch-points fields do not make a body a touch-points one.
+        let nulls = parse(
+            r#"{"source": "CHAT", "completion_url": null, "provider_data": null, "user_id": "u"}"#,
+        );
+        assert_eq!(nulls.revision, PayloadRevision::V2);
+        let err = SessionInit::parse(br#"{"source": "CHAT", "provider_data": [1]}"#, Some("2"))
+            .unwrap_err();
+        assert!(err.contains("provider_data"), "{err}");
     }
 
     #[test]

@@ -72,7 +72,7 @@ async fn oauth_start(
     session: TypedSession,
     Query(query): Query<StartQuery>,
     request: axum::extract::Request,
-) -> Result<Redirect> {
+) -> Result<Response> {
     let (mut parts, _) = request.into_parts();
     let extras = state.settings.consent;
     let (scopes, conversation_id, post_token, user_id) = if query.target.as_deref() == Some("post")
@@ -93,6 +93,11 @@ async fn oauth_start(
             chat.visit.user_id,
         )
     };
+    if user_id.is_none() && !extras.user_id {
+        // Divar would grant it, and the grant could not be filed under anyone.
+        unidentifiable_click();
+        return Ok(Refusal::NotAsked.into_response());
+    }
     let start = state.oauth.authorize(&scopes);
     session
         .set_pending_consent(PendingConsent {
@@ -104,7 +109,14 @@ async fn oauth_start(
             scope: scopes.join(" "),
         })
         .await?;
-    Ok(Redirect::to(start.url.as_str()))
+    Ok(Redirect::to(start.url.as_str()).into_response())
+}
+
+/// The operator's half of [`Refusal::Unidentified`] when the switch, not Divar, is the cause.
+fn unidentifiable_click() {
+    tracing::error!(
+        "a click that named no user cannot be connected while KENAR_ASK_USER_ID is off; turn it on and grant USER_ID to the app in the Kenar panel"
+    );
 }
 
 #[derive(Deserialize)]
@@ -223,7 +235,7 @@ async fn oauth_callback(
         Err(refusal) => {
             if matches!(refusal, Refusal::AnotherAccount) {
                 // This browser is not the person the click named: it keeps nothing of theirs.
-                session.end().await;
+                session.end().await?;
             }
             return Ok(refusal.into_response());
         }
@@ -233,13 +245,7 @@ async fn oauth_callback(
     if pending.user_id.is_none() {
         session.identify(&user_id).await?;
         if let Some(visit) = &visit {
-            db::conversations::identify_click(
-                &state.db,
-                &visit.session_init_id,
-                &user_id,
-                visit.user_side,
-            )
-            .await?;
+            db::conversations::identify_click(&state.db, &visit.session_init_id, &user_id).await?;
         }
     }
     if let Some(post_token) = &pending.post_token {
@@ -278,6 +284,8 @@ enum Refusal {
     AnotherAccount,
     /// Divar could not say who consented (unreachable, or the token lacks `USER_ID`).
     Unidentified,
+    /// The click named nobody and the add-on is set not to ask (`KENAR_ASK_USER_ID=false`).
+    NotAsked,
 }
 
 impl IntoResponse for Refusal {
@@ -297,6 +305,13 @@ impl IntoResponse for Refusal {
                 "error",
                 try_again_actions(),
             ),
+            Self::NotAsked => notice(
+                StatusCode::BAD_GATEWAY,
+                "اتصال از این‌جا ممکن نیست",
+                "این افزونه طوری تنظیم شده که نمی‌تواند بفهمد شما کدام حساب دیوار هستید، پس از این مسیر وصل نمی‌شود. این مشکل از تنظیمات افزونه است، نه از شما؛ به پشتیبانی افزونه خبر داده شد.",
+                "error",
+                vec![PageAction::link("بازگشت به دیوار", "/back")],
+            ),
         }
     }
 }
@@ -311,10 +326,8 @@ async fn consenting_user(
 ) -> std::result::Result<String, Refusal> {
     if !state.settings.consent.user_id {
         return claimed.map(str::to_string).ok_or_else(|| {
-            tracing::error!(
-                "a click that named no user cannot be connected while KENAR_ASK_USER_ID is off; turn it on and grant USER_ID to the app in the Kenar panel"
-            );
-            Refusal::Unidentified
+            unidentifiable_click();
+            Refusal::NotAsked
         });
     }
     let verified = match state.api.user_id(&issued.access_token).await {
