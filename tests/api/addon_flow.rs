@@ -31,6 +31,23 @@ pub async fn consent(app: &TestApp, user: &str, decision: &str) -> reqwest::Resp
     consent_as(app, "/oauth/start", user, decision).await
 }
 
+/// Taps connect (`start` is `/oauth/start` or `/oauth/start?for=post`); returns where the add-on
+/// sends the person: Divar's consent URL.
+pub async fn start_consent(app: &TestApp, start: &str) -> Url {
+    let started = app.client.post(app.url(start)).send().await.unwrap();
+    Url::parse(&assert_redirect(&started)).unwrap()
+}
+
+/// The `state` of a consent URL.
+fn state_of(authorize: &Url) -> String {
+    authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
 /// Like [`consent`], starting from `start` (e.g. `/oauth/start?for=post`).
 pub async fn consent_as(
     app: &TestApp,
@@ -38,8 +55,7 @@ pub async fn consent_as(
     user: &str,
     decision: &str,
 ) -> reqwest::Response {
-    let started = app.client.post(app.url(start)).send().await.unwrap();
-    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    let authorize = start_consent(app, start).await;
     assert!(authorize.path().ends_with("/sandbox/oauth2/auth"));
     let query: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
     let scope = &query.iter().find(|(k, _)| k == "scope").unwrap().1;
@@ -268,13 +284,7 @@ async fn denied_consent_gets_a_friendly_page_with_next_steps() {
 async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
     let app = spawn_app(Engine::Sqlite).await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let started = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
-        .await
-        .unwrap();
-    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
+    let authorize = start_consent(&app, "/oauth/start").await;
     let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
     let state = form.iter().find(|(k, _)| k == "state").unwrap().1.clone();
     form.push(("user_id".into(), BUYER_1.into()));
@@ -299,19 +309,7 @@ async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
     assert!(page.text().await.unwrap().contains("اجازه داده نشد"));
 
     // The older form: `state` alone.
-    let started = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
-        .await
-        .unwrap();
-    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
-    let state = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = state_of(&start_consent(&app, "/oauth/start").await);
     let page = app
         .client
         .get(app.url("/oauth/callback"))
@@ -336,14 +334,8 @@ async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
         let conv = conversation(2, buyer);
         enter_from_chat(&app, &conv, "buyer").await;
         app.control(json!({ "app_lacks_scopes": [lacking] })).await;
-        let started = app
-            .client
-            .post(app.url("/oauth/start"))
-            .send()
-            .await
-            .unwrap();
-        let authorize = assert_redirect(&started);
-        let refused = app.client.get(&authorize).send().await.unwrap();
+        let authorize = start_consent(&app, "/oauth/start").await;
+        let refused = app.client.get(authorize).send().await.unwrap();
         let callback = assert_redirect(&refused);
         assert!(callback.contains("error=invalid_scope"), "{callback}");
         let page = app.client.get(&callback).send().await.unwrap();
@@ -377,13 +369,7 @@ async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
 async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
     let app = spawn_app(Engine::Sqlite).await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let started = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
-        .await
-        .unwrap();
-    assert_redirect(&started);
+    start_consent(&app, "/oauth/start").await;
     let tampered = app.get("/oauth/callback?code=abc&state=forged").await;
     assert_eq!(tampered.status(), StatusCode::BAD_REQUEST);
     assert!(tampered.text().await.unwrap().contains("پاسخ نامعتبر"));
@@ -406,19 +392,7 @@ async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
 async fn a_failed_token_exchange_offers_a_retry() {
     let app = spawn_app(Engine::Sqlite).await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let started = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
-        .await
-        .unwrap();
-    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
-    let state = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = state_of(&start_consent(&app, "/oauth/start").await);
     // A code the sandbox never issued: the token endpoint refuses it.
     let callback = app
         .get(&format!("/oauth/callback?code=ory_ac_forged&state={state}"))

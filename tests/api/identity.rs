@@ -4,12 +4,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
-use url::Url;
 
 use crate::{
     addon_flow::{
         bot_messages, connected, consent, enter_from_chat, final_status, idempotency_key,
-        post_compose, queued_message, tap_first_button,
+        post_compose, queued_message, start_consent, tap_first_button,
     },
     broadcast::enter_from_post,
     helpers::*,
@@ -18,9 +17,8 @@ use crate::{
 /// The scope the add-on asks for when the person taps connect (`start` is `/oauth/start` or
 /// `/oauth/start?for=post`).
 async fn requested_scope(app: &TestApp, start: &str) -> String {
-    let started = app.client.post(app.url(start)).send().await.unwrap();
-    let authorize = Url::parse(&assert_redirect(&started)).unwrap();
-    authorize
+    start_consent(app, start)
+        .await
         .query_pairs()
         .find(|(k, _)| k == "scope")
         .map(|(_, v)| v.into_owned())
