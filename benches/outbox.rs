@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use kenar::{
+    ConversationId, PostToken, UserId,
     api::KenarApi,
     oauth::{IssuedTokens, KenarOAuth},
     scopes::Scope,
@@ -29,6 +30,14 @@ use url::Url;
 
 const POST: &str = "gZd7omnS";
 const SELLER: &str = "u-ali";
+
+fn post() -> PostToken {
+    PostToken::parse(POST).expect("a valid post token")
+}
+
+fn seller() -> UserId {
+    UserId::parse(SELLER).expect("a valid user id")
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -82,11 +91,11 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let conversations: Vec<String> = created["conversation_ids"]
+    let conversations: Vec<ConversationId> = created["conversation_ids"]
         .as_array()
         .map(|ids| {
             ids.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter_map(|v| v.as_str().and_then(|id| ConversationId::parse(id).ok()))
                 .collect()
         })
         .unwrap_or_default();
@@ -122,10 +131,10 @@ async fn main() -> anyhow::Result<()> {
         scope: Some(scope.clone()),
     };
     vault
-        .store(Subject::Post, POST, SELLER, &scope, &issued)
+        .store(Subject::Post(post()), &seller(), &scope, &issued)
         .await?;
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, POST).await?;
+        db::conversations::record_seen(&db, conversation, &post()).await?;
     }
     let api = KenarApi::new(
         client,
@@ -199,7 +208,7 @@ async fn bare_loop(
     base: &str,
     api_key: &str,
     access: &str,
-    conversations: &[String],
+    conversations: &[ConversationId],
     body: &Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
@@ -229,15 +238,15 @@ async fn through_outbox(
     db: &Db,
     worker: &OutboxWorker,
     workers: usize,
-    conversations: &[String],
+    conversations: &[ConversationId],
     body: &Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let db::outbox::Created::New(id) = db::outbox::create_broadcast(
         db,
         &uuid::Uuid::new_v4().to_string(),
-        POST,
-        SELLER,
+        &post(),
+        &seller(),
         &body.to_string(),
         conversations,
     )

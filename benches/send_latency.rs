@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use kenar::{
+    ConversationId, PostToken, UserId,
     oauth::{IssuedTokens, KenarOAuth},
     scopes::Scope,
 };
@@ -31,6 +32,14 @@ use serde_json::{Value, json};
 
 const POST: &str = "gZd7omnS";
 const SELLER: &str = "u-ali";
+
+fn post() -> PostToken {
+    PostToken::parse(POST).expect("a valid post token")
+}
+
+fn seller() -> UserId {
+    UserId::parse(SELLER).expect("a valid user id")
+}
 /// A seeded chat of another post, so the single sends never share a conversation with the
 /// broadcasts.
 const CHAT: &str = "c0ffee00-0000-4000-8000-000002000001";
@@ -83,8 +92,7 @@ async fn main() -> anyhow::Result<()> {
     grant(
         &sandbox,
         &vault,
-        Subject::Conversation,
-        CHAT,
+        Subject::Conversation(ConversationId::parse(CHAT).map_err(anyhow::Error::msg)?),
         &buyer,
         &format!("CONVERSATION_SEND_MESSAGE.{CHAT} offline_access"),
     )
@@ -92,8 +100,7 @@ async fn main() -> anyhow::Result<()> {
     grant(
         &sandbox,
         &vault,
-        Subject::Post,
-        POST,
+        Subject::Post(post()),
         SELLER,
         &format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access"),
     )
@@ -110,16 +117,16 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let conversations: Vec<String> = created["conversation_ids"]
+    let conversations: Vec<ConversationId> = created["conversation_ids"]
         .as_array()
         .map(|ids| {
             ids.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter_map(|v| v.as_str().and_then(|id| ConversationId::parse(id).ok()))
                 .collect()
         })
         .unwrap_or_default();
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, POST).await?;
+        db::conversations::record_seen(&db, conversation, &post()).await?;
     }
 
     // The buyer opens the add-on from the chat, as Divar would send them.
@@ -224,7 +231,6 @@ async fn grant(
     sandbox: &Sandbox,
     vault: &Vault,
     subject: Subject,
-    subject_id: &str,
     user: &str,
     scope: &str,
 ) -> anyhow::Result<()> {
@@ -237,13 +243,20 @@ async fn grant(
         expires_in: Duration::from_secs(3600),
         scope: Some(scope.to_string()),
     };
-    vault.store(subject, subject_id, user, scope, &issued).await
+    vault
+        .store(
+            subject,
+            &UserId::parse(user).map_err(anyhow::Error::msg)?,
+            scope,
+            &issued,
+        )
+        .await
 }
 
-async fn start_broadcast(db: &Db, conversations: &[String]) -> anyhow::Result<String> {
+async fn start_broadcast(db: &Db, conversations: &[ConversationId]) -> anyhow::Result<String> {
     let body = json!({ "type": "TEXT", "message": "benchmark broadcast" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
-    match db::outbox::create_broadcast(db, &key, POST, SELLER, &body, conversations).await? {
+    match db::outbox::create_broadcast(db, &key, &post(), &seller(), &body, conversations).await? {
         db::outbox::Created::New(id) | db::outbox::Created::Existing(id) => Ok(id),
     }
 }

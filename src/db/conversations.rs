@@ -3,14 +3,14 @@
 use sqlx::Row;
 
 use super::{Db, now_ms};
-use crate::domain::SessionInit;
+use crate::domain::{ConversationId, PostToken, SessionInit, UserId, UserSide};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conversation {
-    pub conversation_id: String,
-    pub post_token: Option<String>,
-    pub seller_id: Option<String>,
-    pub buyer_id: Option<String>,
+    pub conversation_id: ConversationId,
+    pub post_token: Option<PostToken>,
+    pub seller_id: Option<UserId>,
+    pub buyer_id: Option<UserId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -18,10 +18,10 @@ pub struct Conversation {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RecordedSessionInit {
     pub session_init_id: String,
-    pub conversation_id: Option<String>,
-    pub post_token: Option<String>,
-    pub user_id: Option<String>,
-    pub user_side: Option<String>,
+    pub conversation_id: Option<ConversationId>,
+    pub post_token: Option<PostToken>,
+    pub user_id: Option<UserId>,
+    pub user_side: Option<UserSide>,
     pub source: String,
     pub revision: String,
     pub extra_data: String,
@@ -46,9 +46,7 @@ pub async fn record_session_init(
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = db.pool().begin().await?;
-    let conversation_id = init.conversation_id.as_ref().map(|c| c.to_string());
-    let post_token = init.post_token.as_ref().map(|p| p.to_string());
-    if let Some(conversation_id) = &conversation_id {
+    if let Some(conversation_id) = &init.conversation_id {
         // A later click may know more (e.g. the other side's id); never erase what we knew.
         sqlx::query(
             "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
@@ -60,9 +58,9 @@ pub async fn record_session_init(
                  updated_at = excluded.updated_at",
         )
         .bind(conversation_id)
-        .bind(&post_token)
-        .bind(init.seller_id.as_ref().map(|u| u.to_string()))
-        .bind(init.buyer_id.as_ref().map(|u| u.to_string()))
+        .bind(&init.post_token)
+        .bind(&init.seller_id)
+        .bind(&init.buyer_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -73,10 +71,10 @@ pub async fn record_session_init(
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
     )
     .bind(&id)
-    .bind(&conversation_id)
-    .bind(&post_token)
-    .bind(init.user_id.as_ref().map(|u| u.to_string()))
-    .bind(init.user_side.map(|s| s.as_str()))
+    .bind(&init.conversation_id)
+    .bind(&init.post_token)
+    .bind(&init.user_id)
+    .bind(init.user_side)
     .bind(&init.source)
     .bind(init.revision.as_str())
     .bind(serde_json::Value::Object(init.extra_data.clone()).to_string())
@@ -98,7 +96,10 @@ pub async fn record_session_init(
     Ok(id)
 }
 
-pub async fn find(db: &Db, conversation_id: &str) -> anyhow::Result<Option<Conversation>> {
+pub async fn find(
+    db: &Db,
+    conversation_id: &ConversationId,
+) -> anyhow::Result<Option<Conversation>> {
     Ok(sqlx::query_as(
         "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
          from conversations where conversation_id = $1",
@@ -108,7 +109,7 @@ pub async fn find(db: &Db, conversation_id: &str) -> anyhow::Result<Option<Conve
     .await?)
 }
 
-pub async fn list_for_post(db: &Db, post_token: &str) -> anyhow::Result<Vec<Conversation>> {
+pub async fn list_for_post(db: &Db, post_token: &PostToken) -> anyhow::Result<Vec<Conversation>> {
     Ok(sqlx::query_as(
         "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
          from conversations where post_token = $1 order by updated_at desc, conversation_id",
@@ -130,7 +131,11 @@ pub async fn find_session_init(db: &Db, id: &str) -> anyhow::Result<Option<Recor
 }
 
 /// Links a conversation to its post (from a webhook); refreshes its last activity.
-pub async fn record_seen(db: &Db, conversation_id: &str, post_token: &str) -> anyhow::Result<()> {
+pub async fn record_seen(
+    db: &Db,
+    conversation_id: &ConversationId,
+    post_token: &PostToken,
+) -> anyhow::Result<()> {
     let now = now_ms();
     sqlx::query(
         "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
@@ -149,7 +154,7 @@ pub async fn record_seen(db: &Db, conversation_id: &str, post_token: &str) -> an
 /// recorded with another seller (the seller's other account, or a post that changed hands).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recipients {
-    pub conversation_ids: Vec<String>,
+    pub conversation_ids: Vec<ConversationId>,
     pub other_seller: usize,
 }
 
@@ -160,7 +165,7 @@ impl Recipients {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
         for id in &self.conversation_ids {
-            hash.update(id.as_bytes());
+            hash.update(id.as_str().as_bytes());
             hash.update([0]);
         }
         hash.finalize()
@@ -175,8 +180,8 @@ impl Recipients {
 /// the seller saw is the list that is sent to.
 pub async fn recipients_for_post(
     db: &Db,
-    post_token: &str,
-    seller_id: &str,
+    post_token: &PostToken,
+    seller_id: &UserId,
     as_of: i64,
 ) -> anyhow::Result<Recipients> {
     let rows = sqlx::query(
@@ -189,8 +194,8 @@ pub async fn recipients_for_post(
     .await?;
     let mut recipients = Recipients::default();
     for row in rows {
-        let seller: Option<String> = row.try_get("seller_id")?;
-        if seller.is_some_and(|s| s != seller_id) {
+        let seller: Option<UserId> = row.try_get("seller_id")?;
+        if seller.is_some_and(|s| &s != seller_id) {
             recipients.other_seller += 1;
         } else {
             recipients
@@ -205,7 +210,11 @@ pub async fn recipients_for_post(
 /// consented, so it is found and erased with the rest of that user's data. The conversation's
 /// seller and buyer are left as they were: the click's side was claimed for whoever clicked,
 /// and the person who opened the link may be the other party.
-pub async fn identify_click(db: &Db, session_init_id: &str, user_id: &str) -> anyhow::Result<()> {
+pub async fn identify_click(
+    db: &Db,
+    session_init_id: &str,
+    user_id: &UserId,
+) -> anyhow::Result<()> {
     sqlx::query(
         "update session_inits set user_id = $1, updated_at = $2
          where session_init_id = $3 and user_id is null",

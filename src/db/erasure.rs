@@ -1,6 +1,7 @@
 //! Forgetting a person: everything the add-on keeps about one Divar user, in one transaction.
 
 use super::Db;
+use crate::domain::UserId;
 
 /// How many rows of each kind an erasure removed (or cleared).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub struct Erased {
 /// Deletes the user's tokens, the messages and broadcasts they sent (with their outbox rows, so
 /// a running broadcast stops), their clicks and one-time links, templates and web sessions, and
 /// clears their id from conversations. Running it again changes nothing.
-pub async fn erase_user(db: &Db, user_id: &str) -> anyhow::Result<Erased> {
+pub async fn erase_user(db: &Db, user_id: &UserId) -> anyhow::Result<Erased> {
     let mut tx = db.pool().begin().await?;
     let mut run = async |sql: &str| -> anyhow::Result<u64> {
         Ok(sqlx::query(sql)
@@ -53,7 +54,7 @@ pub async fn erase_user(db: &Db, user_id: &str) -> anyhow::Result<Erased> {
     )
     .await?;
     // A web session names its visitor inside its JSON (`"user_id":"…"`, written by serde).
-    let needle = format!("\"user_id\":{}", serde_json::to_string(user_id)?);
+    let needle = format!("\"user_id\":{}", serde_json::to_string(user_id.as_str())?);
     let pattern = format!("%{}%", escape_like(&needle));
     erased.web_sessions = sqlx::query("delete from web_sessions where data like $1 escape '\\'")
         .bind(pattern)

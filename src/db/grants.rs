@@ -1,43 +1,59 @@
 //! The token vault's rows. Tokens arrive here already sealed (see `crate::crypto`); this module
 //! never sees them in plain text.
 
-use super::{Db, now_ms};
+use sqlx::{FromRow, Row, any::AnyRow};
 
-/// What a grant covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use super::{Db, now_ms};
+use crate::domain::{ConversationId, PostToken, UserId};
+
+/// What a grant covers: one conversation, or every conversation of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    Conversation,
-    Post,
+    Conversation(ConversationId),
+    Post(PostToken),
 }
 
 impl Subject {
-    pub fn as_str(self) -> &'static str {
+    /// The `subject_kind` column.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::Conversation => "conversation",
-            Self::Post => "post",
+            Self::Conversation(_) => "conversation",
+            Self::Post(_) => "post",
+        }
+    }
+
+    /// The `subject_id` column.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Conversation(id) => id.as_str(),
+            Self::Post(token) => token.as_str(),
         }
     }
 }
 
-impl TryFrom<String> for Subject {
-    type Error = String;
-
-    fn try_from(kind: String) -> Result<Self, String> {
-        match kind.as_str() {
-            "conversation" => Ok(Self::Conversation),
-            "post" => Ok(Self::Post),
-            other => Err(format!("`{other}` is not a grant subject")),
-        }
+/// Two columns make one subject, so this one mapping is written out.
+impl FromRow<'_, AnyRow> for Subject {
+    fn from_row(row: &AnyRow) -> sqlx::Result<Self> {
+        let kind: String = row.try_get("subject_kind")?;
+        Ok(match kind.as_str() {
+            "conversation" => Self::Conversation(row.try_get("subject_id")?),
+            "post" => Self::Post(row.try_get("subject_id")?),
+            other => {
+                return Err(sqlx::Error::ColumnDecode {
+                    index: "subject_kind".into(),
+                    source: format!("`{other}` is not a grant subject").into(),
+                });
+            }
+        })
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SealedGrant {
     pub grant_id: String,
-    #[sqlx(rename = "subject_kind", try_from = "String")]
+    #[sqlx(flatten)]
     pub subject: Subject,
-    pub subject_id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub scope: String,
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -58,8 +74,8 @@ pub async fn save(db: &Db, grant: &SealedGrant) -> anyhow::Result<()> {
              key_version = excluded.key_version, refresh_lease_until = null, updated_at = excluded.updated_at",
     )
     .bind(&grant.grant_id)
-    .bind(grant.subject.as_str())
-    .bind(&grant.subject_id)
+    .bind(grant.subject.kind())
+    .bind(grant.subject.id())
     .bind(&grant.user_id)
     .bind(&grant.scope)
     .bind(&grant.access_token)
@@ -74,17 +90,16 @@ pub async fn save(db: &Db, grant: &SealedGrant) -> anyhow::Result<()> {
 
 pub async fn find(
     db: &Db,
-    subject: Subject,
-    subject_id: &str,
-    user_id: &str,
+    subject: &Subject,
+    user_id: &UserId,
 ) -> anyhow::Result<Option<SealedGrant>> {
     Ok(sqlx::query_as(
         "select grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
              access_expires_at, key_version
          from grants where subject_kind = $1 and subject_id = $2 and user_id = $3",
     )
-    .bind(subject.as_str())
-    .bind(subject_id)
+    .bind(subject.kind())
+    .bind(subject.id())
     .bind(user_id)
     .fetch_optional(db.pool())
     .await?)
@@ -143,17 +158,12 @@ pub async fn release_lease(db: &Db, grant_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn delete(
-    db: &Db,
-    subject: Subject,
-    subject_id: &str,
-    user_id: &str,
-) -> anyhow::Result<bool> {
+pub async fn delete(db: &Db, subject: &Subject, user_id: &UserId) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "delete from grants where subject_kind = $1 and subject_id = $2 and user_id = $3",
     )
-    .bind(subject.as_str())
-    .bind(subject_id)
+    .bind(subject.kind())
+    .bind(subject.id())
     .bind(user_id)
     .execute(db.pool())
     .await?;

@@ -3,14 +3,14 @@
 use sqlx::Row;
 
 use super::{Db, now_ms, outbox};
-use crate::domain::status::MessageStatus;
+use crate::domain::{ConversationId, UserId, status::MessageStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MessageRow {
     pub message_id: String,
     pub idempotency_key: String,
-    pub conversation_id: String,
-    pub user_id: String,
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
     pub body: String,
     #[sqlx(try_from = "String")]
     pub status: MessageStatus,
@@ -70,12 +70,12 @@ pub enum Requeue<'a> {
     /// One message the person asked to send again (not a blocked chat's).
     One(&'a str),
     /// Every message of this conversation that failed for want of consent, now given again.
-    AfterReconsent { conversation_id: &'a str },
+    AfterReconsent { conversation_id: &'a ConversationId },
 }
 
 /// Moves failed messages of `user_id` back to `sending` and their outbox rows back to the
 /// queue, under their original idempotency keys. Returns the ids of the messages queued.
-pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Result<Vec<String>> {
+pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::Result<Vec<String>> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
     let query = match which {
@@ -103,7 +103,7 @@ pub async fn requeue(db: &Db, user_id: &str, which: Requeue<'_>) -> anyhow::Resu
         let id: String = row.try_get("message_id")?;
         // A message that failed before single sends went through the outbox has no row yet.
         if !outbox::requeue_message(&mut tx, &id, now).await? {
-            let conversation_id: String = row.try_get("conversation_id")?;
+            let conversation_id: ConversationId = row.try_get("conversation_id")?;
             let key: String = row.try_get("idempotency_key")?;
             outbox::enqueue_message(&mut tx, &id, &conversation_id, &key, now).await?;
         }
@@ -123,7 +123,7 @@ pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow
 /// Newest first.
 pub async fn list_for_conversation(
     db: &Db,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     limit: i64,
 ) -> anyhow::Result<Vec<MessageRow>> {
     Ok(sqlx::query_as(&format!(

@@ -4,13 +4,16 @@
 use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db, now_ms};
-use crate::domain::status::{BroadcastStatus, MessageStatus, Outcome};
+use crate::domain::{
+    ConversationId, PostToken, UserId,
+    status::{BroadcastStatus, MessageStatus, Outcome},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Broadcast {
     pub broadcast_id: String,
-    pub post_token: String,
-    pub user_id: String,
+    pub post_token: PostToken,
+    pub user_id: UserId,
     pub body: String,
     #[sqlx(try_from = "String")]
     pub status: BroadcastStatus,
@@ -33,7 +36,7 @@ pub enum Source {
 pub struct Claimed {
     pub outbox_id: String,
     pub source: Source,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub idempotency_key: String,
     /// Including the attempt just claimed.
     pub attempts: i64,
@@ -77,10 +80,10 @@ const ANALYZE_AFTER_ROWS: usize = 200;
 pub async fn create_broadcast(
     db: &Db,
     idempotency_key: &str,
-    post_token: &str,
-    user_id: &str,
+    post_token: &PostToken,
+    user_id: &UserId,
     body: &str,
-    conversation_ids: &[String],
+    conversation_ids: &[ConversationId],
 ) -> anyhow::Result<Created> {
     let now = now_ms();
     let broadcast_id = uuid::Uuid::new_v4().to_string();
@@ -162,7 +165,7 @@ pub async fn create_broadcast(
 pub async fn enqueue_message(
     tx: &mut Transaction<'_, Any>,
     message_id: &str,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     idempotency_key: &str,
     now: i64,
 ) -> anyhow::Result<()> {
@@ -325,7 +328,7 @@ struct ClaimedRow {
     outbox_id: String,
     broadcast_id: Option<String>,
     message_id: Option<String>,
-    conversation_id: String,
+    conversation_id: ConversationId,
     idempotency_key: String,
     attempts: i64,
 }
@@ -481,8 +484,8 @@ pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Optio
 
 pub async fn list_broadcasts(
     db: &Db,
-    post_token: &str,
-    user_id: &str,
+    post_token: &PostToken,
+    user_id: &UserId,
 ) -> anyhow::Result<Vec<Broadcast>> {
     Ok(sqlx::query_as(&format!(
         "{BROADCAST} where post_token = $1 and user_id = $2 order by created_at desc limit 50"
@@ -496,8 +499,8 @@ pub async fn list_broadcasts(
 /// Pauses every running broadcast of a seller's post (their token stopped working).
 pub async fn pause_for_grant(
     db: &Db,
-    post_token: &str,
-    user_id: &str,
+    post_token: &PostToken,
+    user_id: &UserId,
     reason: &str,
 ) -> anyhow::Result<()> {
     sqlx::query(
@@ -515,7 +518,11 @@ pub async fn pause_for_grant(
 
 /// Resumes a seller's paused broadcasts after they reconnect (one whose rows all ended while
 /// it was paused is done).
-pub async fn resume_for_grant(db: &Db, post_token: &str, user_id: &str) -> anyhow::Result<()> {
+pub async fn resume_for_grant(
+    db: &Db,
+    post_token: &PostToken,
+    user_id: &UserId,
+) -> anyhow::Result<()> {
     sqlx::query(
         "update broadcasts set paused_reason = null, updated_at = $1,
              status = case when exists (select 1 from outbox

@@ -1,6 +1,7 @@
 //! Composer drafts a user saved for reuse.
 
 use super::{Db, now_ms};
+use crate::domain::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Template {
@@ -10,7 +11,7 @@ pub struct Template {
     pub draft: String,
 }
 
-pub async fn create(db: &Db, user_id: &str, name: &str, draft: &str) -> anyhow::Result<String> {
+pub async fn create(db: &Db, user_id: &UserId, name: &str, draft: &str) -> anyhow::Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "insert into templates (template_id, user_id, name, draft, created_at, updated_at)
@@ -26,7 +27,7 @@ pub async fn create(db: &Db, user_id: &str, name: &str, draft: &str) -> anyhow::
     Ok(id)
 }
 
-pub async fn list(db: &Db, user_id: &str) -> anyhow::Result<Vec<Template>> {
+pub async fn list(db: &Db, user_id: &UserId) -> anyhow::Result<Vec<Template>> {
     Ok(sqlx::query_as(
         "select template_id, name, draft from templates where user_id = $1 order by created_at desc, template_id",
     )
@@ -36,7 +37,11 @@ pub async fn list(db: &Db, user_id: &str) -> anyhow::Result<Vec<Template>> {
 }
 
 /// Only the owner's template is found.
-pub async fn find(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<Option<Template>> {
+pub async fn find(
+    db: &Db,
+    template_id: &str,
+    user_id: &UserId,
+) -> anyhow::Result<Option<Template>> {
     Ok(sqlx::query_as(
         "select template_id, name, draft from templates where template_id = $1 and user_id = $2",
     )
@@ -46,7 +51,7 @@ pub async fn find(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<O
     .await?)
 }
 
-pub async fn delete(db: &Db, template_id: &str, user_id: &str) -> anyhow::Result<bool> {
+pub async fn delete(db: &Db, template_id: &str, user_id: &UserId) -> anyhow::Result<bool> {
     let done = sqlx::query("delete from templates where template_id = $1 and user_id = $2")
         .bind(template_id)
         .bind(user_id)

@@ -6,7 +6,10 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use secrecy::SecretString;
 
-use kenar::api::{KenarApi, SendError};
+use kenar::{
+    PostToken,
+    api::{KenarApi, SendError},
+};
 
 pub use crate::config::RetryPolicy;
 
@@ -114,7 +117,7 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
 /// token: a subscription lives as long as the token that made it (kenar-docs
 /// `docs/events/ReadMe.md`). A failure is logged, not fatal: sending still works, discovery
 /// resumes at the next renewal.
-pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &str) {
+pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &PostToken) {
     if let Err(error) = api.subscribe_new_messages(token, post_token).await {
         tracing::warn!(
             error = format!("{error:#}"),

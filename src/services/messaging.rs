@@ -10,7 +10,7 @@ use crate::{
         Db,
         messages::{self, Inserted, MessageRow, Requeue},
     },
-    domain::message::OutgoingMessage,
+    domain::{ConversationId, UserId, message::OutgoingMessage},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl Messaging {
     #[tracing::instrument(skip_all, fields(conversation_id))]
     pub async fn queue(
         &self,
-        conversation_id: &str,
-        user_id: &str,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
         message: &OutgoingMessage,
         idempotency_key: &str,
     ) -> anyhow::Result<Queued> {
@@ -47,8 +47,8 @@ impl Messaging {
             body: crate::domain::message::to_kenar_json(message, &message_id).to_string(),
             message_id: message_id.clone(),
             idempotency_key: idempotency_key.to_string(),
-            conversation_id: conversation_id.to_string(),
-            user_id: user_id.to_string(),
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.clone(),
             status: crate::domain::status::MessageStatus::Sending,
             failure: None,
             attempts: 0,
@@ -68,7 +68,7 @@ impl Messaging {
 
     /// Queues a failed message again under its original idempotency key. False when it is not
     /// this person's, not failed, or failed for a reason retrying cannot fix.
-    pub async fn resend(&self, message_id: &str, user_id: &str) -> anyhow::Result<bool> {
+    pub async fn resend(&self, message_id: &str, user_id: &UserId) -> anyhow::Result<bool> {
         let queued = messages::requeue(&self.db, user_id, Requeue::One(message_id)).await?;
         if queued.is_empty() {
             return Ok(false);
@@ -81,8 +81,8 @@ impl Messaging {
     /// want of consent go out now.
     pub async fn resume_after_consent(
         &self,
-        conversation_id: &str,
-        user_id: &str,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
     ) -> anyhow::Result<usize> {
         let queued = messages::requeue(
             &self.db,

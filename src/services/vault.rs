@@ -19,6 +19,7 @@ use crate::{
         grants::{self, SealedGrant, Subject},
         now_ms,
     },
+    domain::UserId,
 };
 
 /// How long one process may hold the right to refresh a grant.
@@ -75,13 +76,12 @@ impl Vault {
         }
     }
 
-    /// Seals and stores a fresh grant, replacing the user's earlier one for `subject_id`.
-    #[tracing::instrument(skip_all, fields(subject = subject.as_str()))]
+    /// Seals and stores a fresh grant, replacing the user's earlier one for `subject`.
+    #[tracing::instrument(skip_all, fields(subject = subject.kind()))]
     pub async fn store(
         &self,
         subject: Subject,
-        subject_id: &str,
-        user_id: &str,
+        user_id: &UserId,
         scope: &str,
         issued: &IssuedTokens,
     ) -> anyhow::Result<()> {
@@ -97,8 +97,7 @@ impl Vault {
             }),
             grant_id,
             subject,
-            subject_id: subject_id.to_string(),
-            user_id: user_id.to_string(),
+            user_id: user_id.clone(),
             scope: issued.scope.clone().unwrap_or_else(|| scope.to_string()),
             access_expires_at: usable_until(issued),
             key_version: KEY_VERSION,
@@ -106,37 +105,24 @@ impl Vault {
         grants::save(&self.db, &grant).await
     }
 
-    pub async fn has_grant(
-        &self,
-        subject: Subject,
-        subject_id: &str,
-        user_id: &str,
-    ) -> anyhow::Result<bool> {
-        Ok(grants::find(&self.db, subject, subject_id, user_id)
-            .await?
-            .is_some())
+    pub async fn has_grant(&self, subject: &Subject, user_id: &UserId) -> anyhow::Result<bool> {
+        Ok(grants::find(&self.db, subject, user_id).await?.is_some())
     }
 
-    pub async fn forget(
-        &self,
-        subject: Subject,
-        subject_id: &str,
-        user_id: &str,
-    ) -> anyhow::Result<bool> {
-        grants::delete(&self.db, subject, subject_id, user_id).await
+    pub async fn forget(&self, subject: &Subject, user_id: &UserId) -> anyhow::Result<bool> {
+        grants::delete(&self.db, subject, user_id).await
     }
 
     /// A usable access token, refreshed first when it has (nearly) expired.
-    #[tracing::instrument(skip_all, fields(subject = subject.as_str()))]
+    #[tracing::instrument(skip_all, fields(subject = subject.kind()))]
     pub async fn access_token(
         &self,
-        subject: Subject,
-        subject_id: &str,
-        user_id: &str,
+        subject: &Subject,
+        user_id: &UserId,
     ) -> Result<AccessToken, VaultError> {
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         loop {
-            let grant = grants::find(&self.db, subject, subject_id, user_id)
+            let grant = grants::find(&self.db, subject, user_id)
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
@@ -150,7 +136,7 @@ impl Vault {
             let lock = self.lock_for(&grant.grant_id);
             let _guard = lock.lock().await;
             // Another task of this process may have refreshed while we waited for the lock.
-            let grant = grants::find(&self.db, subject, subject_id, user_id)
+            let grant = grants::find(&self.db, subject, user_id)
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
@@ -220,7 +206,7 @@ impl Vault {
             }
             Err(TokenError::Refused(reason)) => {
                 tracing::warn!(%reason, "refresh refused; the grant is dropped");
-                grants::delete(&self.db, grant.subject, &grant.subject_id, &grant.user_id).await?;
+                grants::delete(&self.db, &grant.subject, &grant.user_id).await?;
                 Err(VaultError::Reconsent)
             }
             Err(TokenError::Unavailable(reason)) => {

@@ -3,6 +3,8 @@
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::domain::{ConversationId, PostToken};
+
 /// Renders a page; a template error becomes a plain 500 and is logged, never shown.
 pub fn render_page(page: &impl Template) -> Response {
     match page.render() {
@@ -63,7 +65,7 @@ impl ErrorPage {
 #[derive(Template)]
 #[template(path = "pages/home.html")]
 pub struct HomePage {
-    pub post_token: Option<String>,
+    pub post_token: Option<PostToken>,
 }
 
 /// A link or a one-button form on a page, for "what next".
@@ -110,8 +112,8 @@ pub struct NoticePage {
 #[derive(Template)]
 #[template(path = "pages/landing.html")]
 pub struct LandingPage {
-    pub conversation_id: String,
-    pub post_token: Option<String>,
+    pub conversation_id: ConversationId,
+    pub post_token: Option<PostToken>,
     /// `seller` or `buyer`.
     pub side: Option<&'static str>,
     pub connected: bool,
@@ -260,7 +262,7 @@ pub struct BroadcastRow {
 #[derive(Template)]
 #[template(path = "pages/post.html")]
 pub struct PostPage {
-    pub post_token: String,
+    pub post_token: PostToken,
     pub connected: bool,
     pub conversation_count: usize,
     pub last_activity: Option<String>,

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use tower_sessions::Session;
 
 use crate::{
-    domain::{PostToken, UserSide},
+    db::grants::Subject,
+    domain::{ConversationId, PostToken, UserId, UserSide},
     web::error::AppError,
 };
 
@@ -18,9 +19,9 @@ const PENDING_CONSENT: &str = "pending_consent";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Visit {
     pub session_init_id: String,
-    pub conversation_id: Option<String>,
-    pub post_token: Option<String>,
-    pub user_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
+    pub post_token: Option<PostToken>,
+    pub user_id: Option<UserId>,
     pub user_side: Option<UserSide>,
     pub callback_url: Option<String>,
     pub extra_data: Map<String, Value>,
@@ -31,17 +32,30 @@ pub struct Visit {
 pub struct PendingConsent {
     pub state: String,
     pub pkce_verifier: String,
-    /// The conversation for a conversation grant; empty for a post grant.
-    pub conversation_id: String,
+    /// The conversation for a conversation grant; empty for a post grant (written so by the
+    /// previous release, which a rolling upgrade may still run).
+    #[serde(default, with = "empty_is_none")]
+    pub conversation_id: Option<ConversationId>,
     /// Set for a post-wide grant.
     #[serde(default)]
-    pub post_token: Option<String>,
+    pub post_token: Option<PostToken>,
     /// The user the click named, if it named one; the grant goes to whoever Divar says consented.
     /// Left out when absent, so a replica of the previous release (which expects a string) can
     /// still finish a consent that named its user during a rolling upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub scope: String,
+}
+
+impl PendingConsent {
+    /// What the grant will cover: the post when one was asked for, else the conversation.
+    pub fn subject(&self) -> Option<Subject> {
+        match (&self.post_token, &self.conversation_id) {
+            (Some(post_token), _) => Some(Subject::Post(post_token.clone())),
+            (None, Some(conversation_id)) => Some(Subject::Conversation(conversation_id.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 pub struct TypedSession(pub Session);
@@ -92,9 +106,9 @@ impl TypedSession {
     }
 
     /// Records who the visitor turned out to be (Divar said so after consent).
-    pub async fn identify(&self, user_id: &str) -> Result<(), AppError> {
+    pub async fn identify(&self, user_id: &UserId) -> Result<(), AppError> {
         if let Some(mut visit) = self.visit().await? {
-            visit.user_id = Some(user_id.to_string());
+            visit.user_id = Some(user_id.clone());
             self.0.insert(VISIT, visit).await.map_err(store_error)?;
         }
         Ok(())
@@ -127,7 +141,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentVisit {
 /// nobody, so who it is becomes known at consent. Enough for the landing page and consent.
 pub struct ChatEntry {
     pub visit: Visit,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ChatEntry {
@@ -149,8 +163,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatEntry {
 /// A visit from a chat by a known user: what sending to one conversation needs.
 pub struct ChatVisit {
     pub visit: Visit,
-    pub conversation_id: String,
-    pub user_id: String,
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
@@ -170,27 +184,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
     }
 }
 
-impl ChatVisit {
-    /// The post the conversation is about, when Divar said.
-    pub fn post(&self) -> Option<PostToken> {
-        self.visit
-            .post_token
-            .as_deref()
-            .and_then(|p| PostToken::parse(p).ok())
-    }
-}
-
 /// A visit by the owner of a post: what messaging every conversation of that post needs.
 pub struct SellerVisit {
     pub visit: Visit,
-    pub post_token: String,
-    pub user_id: String,
-}
-
-impl SellerVisit {
-    pub fn post(&self) -> Option<PostToken> {
-        PostToken::parse(self.post_token.as_str()).ok()
-    }
+    pub post_token: PostToken,
+    pub user_id: UserId,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {
@@ -210,7 +208,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {
 /// A visit by a post's owner, perhaps not yet known by id (see [`ChatEntry`]).
 pub struct PostEntry {
     pub visit: Visit,
-    pub post_token: String,
+    pub post_token: PostToken,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
@@ -225,5 +223,33 @@ impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
             return Err(AppError::NotPostOwner);
         }
         Ok(Self { visit, post_token })
+    }
+}
+
+/// The previous release wrote a post grant's missing conversation as `""`.
+mod empty_is_none {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::ConversationId;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<ConversationId>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value
+            .as_ref()
+            .map_or("", ConversationId::as_str)
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<ConversationId>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(id) => ConversationId::parse(id)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }

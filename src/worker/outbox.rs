@@ -25,7 +25,7 @@ use crate::{
         messages, now_ms,
         outbox::{self, Claimed, Lanes, Source},
     },
-    domain::status::Outcome,
+    domain::{UserId, status::Outcome},
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -64,8 +64,7 @@ struct Sender {
     token: SecretString,
     /// Whose grant the token is.
     subject: Subject,
-    subject_id: String,
-    user_id: String,
+    user_id: UserId,
     lane: Lane,
     retry: RetryPolicy,
 }
@@ -389,8 +388,7 @@ impl OutboxWorker {
                 let sender = Sender {
                     body: serde_json::from_str(&b.body)?,
                     token: SecretString::from(String::new()),
-                    subject: Subject::Post,
-                    subject_id: b.post_token,
+                    subject: Subject::Post(b.post_token),
                     user_id: b.user_id,
                     lane: Lane::Bulk,
                     retry: self.settings.retry,
@@ -404,8 +402,7 @@ impl OutboxWorker {
                 let sender = Sender {
                     body: serde_json::from_str(&m.body)?,
                     token: SecretString::from(String::new()),
-                    subject: Subject::Conversation,
-                    subject_id: m.conversation_id,
+                    subject: Subject::Conversation(m.conversation_id),
                     user_id: m.user_id,
                     lane: Lane::Interactive,
                     retry: self.settings.interactive_retry,
@@ -419,7 +416,7 @@ impl OutboxWorker {
     async fn with_token(&self, mut sender: Sender) -> anyhow::Result<Prepared> {
         let token = match self
             .vault
-            .access_token(sender.subject, &sender.subject_id, &sender.user_id)
+            .access_token(&sender.subject, &sender.user_id)
             .await
         {
             Ok(token) => token,
@@ -439,8 +436,10 @@ impl OutboxWorker {
             }
             Err(VaultError::Store(e)) => return Err(e),
         };
-        if token.refreshed && sender.subject == Subject::Post {
-            delivery::subscribe_post_messages(&self.api, &token.secret, &sender.subject_id).await;
+        if token.refreshed
+            && let Subject::Post(post_token) = &sender.subject
+        {
+            delivery::subscribe_post_messages(&self.api, &token.secret, post_token).await;
         }
         sender.token = token.secret;
         Ok(Prepared::Ready(sender))
@@ -449,13 +448,12 @@ impl OutboxWorker {
     /// The grant is gone or no longer works: a broadcast pauses until the seller reconnects
     /// (and resumes then); a single send fails, and goes out when the person consents again.
     async fn lost_grant(&self, sender: &Sender) -> anyhow::Result<Prepared> {
-        match sender.subject {
-            Subject::Post => {
-                outbox::pause_for_grant(&self.db, &sender.subject_id, &sender.user_id, "reconsent")
-                    .await?;
+        match &sender.subject {
+            Subject::Post(post_token) => {
+                outbox::pause_for_grant(&self.db, post_token, &sender.user_id, "reconsent").await?;
                 Ok(Prepared::Later)
             }
-            Subject::Conversation => Ok(Prepared::Fail(Failure::Reconsent)),
+            Subject::Conversation(_) => Ok(Prepared::Fail(Failure::Reconsent)),
         }
     }
 
@@ -493,9 +491,7 @@ impl OutboxWorker {
             Verdict::Delivered => Ok(Some(finished(row, Outcome::Sent, None))),
             Verdict::Failed(failure) => Ok(Some(finished(row, Outcome::Failed, Some(failure)))),
             Verdict::Reconsent => {
-                self.vault
-                    .forget(sender.subject, &sender.subject_id, &sender.user_id)
-                    .await?;
+                self.vault.forget(&sender.subject, &sender.user_id).await?;
                 match self.lost_grant(sender).await? {
                     Prepared::Fail(failure) => {
                         Ok(Some(finished(row, Outcome::Failed, Some(failure))))

@@ -511,7 +511,7 @@ async fn new_messages_without_a_post_or_from_a_bot_change_nothing(engine: Engine
     }
     for conversation in ["c-no-post", "c-echo"] {
         assert_eq!(
-            kenar_chat::db::conversations::find(&app.db, conversation)
+            kenar_chat::db::conversations::find(&app.db, &conversation_id(conversation))
                 .await
                 .unwrap(),
             None,
@@ -546,7 +546,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         let response = post_event(&app, &key, &event).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let known = kenar_chat::db::conversations::list_for_post(&app.db, POST_1)
+    let known = kenar_chat::db::conversations::list_for_post(&app.db, &post_token(POST_1))
         .await
         .unwrap();
     assert_eq!(known.len(), 1, "a redelivered event is recorded once");
@@ -680,7 +680,7 @@ async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
     // The chat they wrote in is the post's too: 31 recipients.
     let page = broadcast(&app, "فروخته شد", 31).await;
     // Someone else's data, which must stay.
-    kenar_chat::db::templates::create(&app.db, BUYER_2, "مال دیگری", "{}")
+    kenar_chat::db::templates::create(&app.db, &user_id(BUYER_2), "مال دیگری", "{}")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -867,8 +867,7 @@ async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client
         &app.db,
         &app.settings,
         &app.sandbox,
-        kenar_chat::db::grants::Subject::Conversation,
-        conversation,
+        kenar_chat::db::grants::Subject::Conversation(conversation_id(conversation)),
         &buyer,
         &format!("CONVERSATION_SEND_MESSAGE.{conversation} offline_access"),
     )

@@ -445,6 +445,19 @@ pub fn fa(n: impl std::fmt::Display) -> String {
         .collect()
 }
 
+/// Typed ids for calls into the add-on's own layers.
+pub fn conversation_id(id: &str) -> kenar::ConversationId {
+    kenar::ConversationId::parse(id).unwrap()
+}
+
+pub fn post_token(token: &str) -> kenar::PostToken {
+    kenar::PostToken::parse(token).unwrap()
+}
+
+pub fn user_id(id: &str) -> kenar::UserId {
+    kenar::UserId::parse(id).unwrap()
+}
+
 /// A user's real tokens from the simulated Divar, issued without its consent screen and sealed
 /// into `db` as the consent flow stores them.
 pub async fn store_grant(
@@ -452,7 +465,6 @@ pub async fn store_grant(
     settings: &Settings,
     sandbox: &Sandbox,
     subject: kenar_chat::db::grants::Subject,
-    subject_id: &str,
     user: &str,
     scope: &str,
 ) {
@@ -478,7 +490,7 @@ pub async fn store_grant(
         scope: Some(scope.to_string()),
     };
     vault
-        .store(subject, subject_id, user, scope, &issued)
+        .store(subject, &user_id(user), scope, &issued)
         .await
         .unwrap();
 }

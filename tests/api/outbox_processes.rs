@@ -94,8 +94,7 @@ async fn seeded_broadcast(
         &db,
         &settings_of(env),
         &divar.sandbox,
-        Subject::Post,
-        POST_1,
+        Subject::Post(post_token(POST_1)),
         SELLER_1,
         &scope,
     )
@@ -120,17 +119,23 @@ async fn seeded_broadcast(
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, POST_1)
+        db::conversations::record_seen(&db, &conversation_id(conversation), &post_token(POST_1))
             .await
             .unwrap();
     }
     let body = json!({ "type": "TEXT", "message": "این آگهی فروخته شد" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
-    let db::outbox::Created::New(id) =
-        db::outbox::create_broadcast(&db, &key, POST_1, SELLER_1, &body, &conversations)
-            .await
-            .unwrap()
-    else {
+    let recipients: Vec<_> = conversations.iter().map(|c| conversation_id(c)).collect();
+    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+        &db,
+        &key,
+        &post_token(POST_1),
+        &user_id(SELLER_1),
+        &body,
+        &recipients,
+    )
+    .await
+    .unwrap() else {
         panic!("a new broadcast")
     };
     (db, id, conversations)
@@ -336,8 +341,7 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
         &db,
         &settings_of(&env),
         &divar.sandbox,
-        Subject::Conversation,
-        &conv,
+        Subject::Conversation(conversation_id(&conv)),
         BUYER_1,
         &format!("CONVERSATION_SEND_MESSAGE.{conv} offline_access"),
     )

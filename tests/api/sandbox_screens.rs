@@ -97,7 +97,7 @@ async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
     assert_eq!(call["body"]["user_side"], "Demand");
     assert_eq!(call["body"]["user_id"], BUYER_2);
 
-    let stored = kenar_chat::db::conversations::find(&app.db, &conv)
+    let stored = kenar_chat::db::conversations::find(&app.db, &conversation_id(&conv))
         .await
         .unwrap()
         .unwrap();
@@ -128,7 +128,7 @@ async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
             .contains(&format!("/sandbox/chats/{conv}"))
     );
     // The add-on learned both parties from the original payload.
-    let stored = kenar_chat::db::conversations::find(&app.db, &conv)
+    let stored = kenar_chat::db::conversations::find(&app.db, &conversation_id(&conv))
         .await
         .unwrap()
         .unwrap();

@@ -40,10 +40,11 @@ async fn a_valid_v2_call_is_recorded_and_answered_with_a_url(engine: Engine) {
     assert_eq!(reply["message"], "success");
     let url = reply["url"].as_str().unwrap();
     assert!(url.starts_with(&app.url("/s/")));
-    let stored = kenar_chat::db::conversations::find(&app.db, &conversation(1, 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored =
+        kenar_chat::db::conversations::find(&app.db, &conversation_id(&conversation(1, 1)))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(stored.buyer_id.as_deref(), Some(BUYER_1));
     // The link is one-time: the first visit binds it to a session, a replay is refused.
     let entered = app.client.get(url).send().await.unwrap();

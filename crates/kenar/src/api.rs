@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use crate::UserId;
+use crate::{ConversationId, PostToken, UserId};
 
 #[derive(Clone)]
 pub struct KenarApi {
@@ -112,7 +112,7 @@ impl KenarApi {
     /// doc revisions name; the idempotency key lets a retry be recognised.
     pub async fn send_message(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         access_token: &SecretString,
         body: &Value,
         idempotency_key: &str,
@@ -128,7 +128,7 @@ impl KenarApi {
                 "v2",
                 "open-platform",
                 "conversations",
-                conversation_id,
+                conversation_id.as_str(),
                 "messages",
             ]);
         let token = access_token.expose_secret();
@@ -199,7 +199,7 @@ impl KenarApi {
     pub async fn subscribe_new_messages(
         &self,
         access_token: &SecretString,
-        post_token: &str,
+        post_token: &PostToken,
     ) -> anyhow::Result<()> {
         let url = self.endpoint(&["v1", "open-platform", "events", "subscriptions"])?;
         let response = self

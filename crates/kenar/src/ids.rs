@@ -4,10 +4,56 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Stores a type as a SQL text column through sqlx (feature `sqlx`): written as its text,
+/// checked again when read, so a row that no longer parses is a decode error, never passed on.
+macro_rules! text_column {
+    ($name:ty, $parse:expr, $text:expr) => {
+        #[cfg(feature = "sqlx")]
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let text: String = ($text)(self);
+                text.encode_by_ref(buf)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(($parse)(<String as sqlx::Decode<'r, DB>>::decode(value)?)?)
+            }
+        }
+    };
+}
+
 macro_rules! bounded_id {
     ($(#[$doc:meta])* $name:ident, $max:expr, $what:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -34,6 +80,34 @@ macro_rules! bounded_id {
             }
         }
 
+        /// Reads as the text it is; the other way, text becomes an id only through `parse`.
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        /// Hashes and compares as its text, so a set of ids can be asked for a `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -45,6 +119,22 @@ macro_rules! bounded_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(value: String) -> Result<Self, String> {
+                Self::parse(value)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Self::parse(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+            }
+        }
+
+        text_column!($name, |s: String| $name::parse(s), |v: &$name| v.0.clone());
     };
 }
 
@@ -96,6 +186,10 @@ impl UserSide {
     }
 }
 
+text_column!(UserSide, |s: String| UserSide::parse(&s), |v: &UserSide| v
+    .as_str()
+    .to_string());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +203,15 @@ mod tests {
         assert!(UserId::parse("6GqmD76dle5NpJySqnBX8seTpt6uVtzqaNTNJU1ettI=").is_ok());
         assert!(UserId::parse("").is_err());
         assert!(ConversationId::parse("a b").is_err());
+    }
+
+    #[test]
+    fn ids_read_from_json_are_checked_too() {
+        let id: ConversationId = serde_json::from_str(r#""c-1""#).unwrap();
+        assert_eq!(id, "c-1");
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""c-1""#);
+        assert!(serde_json::from_str::<PostToken>(r#""far-too-long-a-token""#).is_err());
+        assert!(serde_json::from_str::<UserId>(r#""""#).is_err());
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   `oauth2` crate), sending messages, asking who granted a token, subscribing to events.
 //!
 //! The facts behind each type, with the kenar-docs page each comes from, are in the repository's
-//! `docs/divar-platform.md`. This crate depends on no web framework and no database.
+//! `docs/divar-platform.md`. This crate depends on no web framework and no database; the optional
+//! feature `sqlx` (off by default) maps the ids and [`UserSide`] to text columns, read back
+//! through the same checks.
 //!
 //! ```
 //! use kenar::{SessionInit, UserSide, message::{Action, Button, ButtonGrid, Message}};
@@ -52,7 +54,8 @@
 //!     SecretString::from("<API key from the Kenar panel>"),
 //! );
 //! let token = SecretString::from("<the user's access token>");
-//! api.send_message("c-1", &token, &message.to_json(), "a-unique-idempotency-key").await?;
+//! let chat = kenar::ConversationId::parse("62c82c02-6a71-4501-a1fd-4bf226b3aa78")?;
+//! api.send_message(&chat, &token, &message.to_json(), "a-unique-idempotency-key").await?;
 //! # Ok(())
 //! # }
 //! ```

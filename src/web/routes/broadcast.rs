@@ -54,7 +54,7 @@ pub fn router() -> Router<AppState> {
 async fn connected(state: &AppState, seller: &SellerVisit) -> Result<bool> {
     Ok(state
         .vault
-        .has_grant(Subject::Post, &seller.post_token, &seller.user_id)
+        .has_grant(&Subject::Post(seller.post_token.clone()), &seller.user_id)
         .await?)
 }
 
@@ -109,7 +109,7 @@ async fn show_post(State(state): State<AppState>, entry: PostEntry) -> Result<Re
         Some(user) => (
             state
                 .vault
-                .has_grant(Subject::Post, &entry.post_token, user)
+                .has_grant(&Subject::Post(entry.post_token.clone()), user)
                 .await?,
             db::outbox::list_broadcasts(&state.db, &entry.post_token, user).await?,
         ),
@@ -163,7 +163,7 @@ async fn submit_new_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
-    let message = match message::parse_form(&fields, seller.post().as_ref()) {
+    let message = match message::parse_form(&fields, Some(&seller.post_token)) {
         Ok(message) => message,
         Err(errors) => {
             let page = compose_page(
@@ -248,7 +248,7 @@ async fn create_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
-    let message = message::parse_form(&fields, seller.post().as_ref())
+    let message = message::parse_form(&fields, Some(&seller.post_token))
         .map_err(|_| AppError::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.".into()))?;
     let key = fields
         .get("idempotency_key")

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{
     db::{self, grants::Subject},
     domain::{
-        icons,
+        UserId, icons,
         message::{
             self, FieldErrors, GRID_COLS, GRID_ROWS, MAX_TEXT_CHARS, OutgoingMessage, Side,
             slot_field,
@@ -48,7 +48,10 @@ struct ComposeQuery {
 async fn require_grant(state: &AppState, chat: &ChatVisit) -> Result<Option<Response>> {
     let connected = state
         .vault
-        .has_grant(Subject::Conversation, &chat.conversation_id, &chat.user_id)
+        .has_grant(
+            &Subject::Conversation(chat.conversation_id.clone()),
+            &chat.user_id,
+        )
         .await?;
     Ok((!connected).then(|| Redirect::to("/start").into_response()))
 }
@@ -95,7 +98,7 @@ pub enum ComposeMode {
 
 pub async fn compose_page(
     state: &AppState,
-    user_id: &str,
+    user_id: &UserId,
     mode: ComposeMode,
     fields: &HashMap<String, String>,
     errors: &FieldErrors,
@@ -224,7 +227,7 @@ async fn submit_compose(
     if action == "save_template" {
         return super::templates::save_template(&state, &chat, fields).await;
     }
-    let message = match message::parse_form(&fields, chat.post().as_ref()) {
+    let message = match message::parse_form(&fields, chat.visit.post_token.as_ref()) {
         Ok(message) => message,
         Err(errors) => {
             let page = compose_page(

@@ -17,10 +17,11 @@ use kenar::oauth::{IssuedTokens, TokenError};
 use crate::{
     config::ConsentExtras,
     db::{self, grants::Subject},
+    domain::{ConversationId, PostToken, UserId},
     services::delivery,
     state::AppState,
     web::{
-        error::Result,
+        error::{AppError, Result},
         pages::{NoticePage, PageAction, render_page},
         session::{ChatEntry, PendingConsent, PostEntry, TypedSession},
     },
@@ -34,7 +35,7 @@ pub fn router() -> Router<AppState> {
 
 /// The scope that lets the add-on send in one conversation, then who consented and revocation
 /// notices (as configured), renewable without asking again.
-fn conversation_scopes(conversation_id: &str, extras: ConsentExtras) -> Vec<String> {
+fn conversation_scopes(conversation_id: &ConversationId, extras: ConsentExtras) -> Vec<String> {
     with_extras(
         vec![format!("CONVERSATION_SEND_MESSAGE.{conversation_id}")],
         extras,
@@ -43,7 +44,7 @@ fn conversation_scopes(conversation_id: &str, extras: ConsentExtras) -> Vec<Stri
 
 /// The scopes that let the add-on message every conversation of a post and hear of new ones
 /// (post owner only), with the same extras.
-fn post_scopes(post_token: &str, extras: ConsentExtras) -> Vec<String> {
+fn post_scopes(post_token: &PostToken, extras: ConsentExtras) -> Vec<String> {
     with_extras(
         vec![
             format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{post_token}"),
@@ -80,7 +81,7 @@ async fn oauth_start(
         let seller = PostEntry::from_request_parts(&mut parts, &state).await?;
         (
             post_scopes(&seller.post_token, extras),
-            String::new(),
+            None,
             Some(seller.post_token),
             seller.visit.user_id,
         )
@@ -88,7 +89,7 @@ async fn oauth_start(
         let chat = ChatEntry::from_request_parts(&mut parts, &state).await?;
         (
             conversation_scopes(&chat.conversation_id, extras),
-            chat.conversation_id,
+            Some(chat.conversation_id),
             None,
             chat.visit.user_id,
         )
@@ -230,7 +231,7 @@ async fn oauth_callback(
             ));
         }
     };
-    let user_id = match consenting_user(&state, &issued, pending.user_id.as_deref()).await {
+    let user_id = match consenting_user(&state, &issued, pending.user_id.as_ref()).await {
         Ok(user_id) => user_id,
         Err(refusal) => {
             if matches!(refusal, Refusal::AnotherAccount) {
@@ -248,34 +249,33 @@ async fn oauth_callback(
             db::conversations::identify_click(&state.db, &visit.session_init_id, &user_id).await?;
         }
     }
-    if let Some(post_token) = &pending.post_token {
-        state
-            .vault
-            .store(Subject::Post, post_token, &user_id, &pending.scope, &issued)
-            .await?;
-        // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
-        delivery::subscribe_post_messages(&state.api, &issued.access_token, post_token).await;
-        db::outbox::resume_for_grant(&state.db, post_token, &user_id).await?;
-        tracing::info!("a seller connected a post");
-        return Ok(Redirect::to("/post").into_response());
-    }
+    let Some(subject) = pending.subject() else {
+        return Err(AppError::Unexpected(anyhow::anyhow!(
+            "a pending consent names neither a conversation nor a post"
+        )));
+    };
     state
         .vault
-        .store(
-            Subject::Conversation,
-            &pending.conversation_id,
-            &user_id,
-            &pending.scope,
-            &issued,
-        )
+        .store(subject.clone(), &user_id, &pending.scope, &issued)
         .await?;
-    tracing::info!("a user connected a conversation");
-    // Messages that failed for want of consent go out now.
-    state
-        .messaging
-        .resume_after_consent(&pending.conversation_id, &user_id)
-        .await?;
-    Ok(Redirect::to("/compose").into_response())
+    match subject {
+        Subject::Post(post_token) => {
+            // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
+            delivery::subscribe_post_messages(&state.api, &issued.access_token, &post_token).await;
+            db::outbox::resume_for_grant(&state.db, &post_token, &user_id).await?;
+            tracing::info!("a seller connected a post");
+            Ok(Redirect::to("/post").into_response())
+        }
+        Subject::Conversation(conversation_id) => {
+            tracing::info!("a user connected a conversation");
+            // Messages that failed for want of consent go out now.
+            state
+                .messaging
+                .resume_after_consent(&conversation_id, &user_id)
+                .await?;
+            Ok(Redirect::to("/compose").into_response())
+        }
+    }
 }
 
 /// Why a consent that Divar granted is not kept.
@@ -322,10 +322,10 @@ impl IntoResponse for Refusal {
 async fn consenting_user(
     state: &AppState,
     issued: &IssuedTokens,
-    claimed: Option<&str>,
-) -> std::result::Result<String, Refusal> {
+    claimed: Option<&UserId>,
+) -> std::result::Result<UserId, Refusal> {
     if !state.settings.consent.user_id {
-        return claimed.map(str::to_string).ok_or_else(|| {
+        return claimed.cloned().ok_or_else(|| {
             unidentifiable_click();
             Refusal::NotAsked
         });
@@ -344,12 +344,12 @@ async fn consenting_user(
         }
     };
     match claimed {
-        Some(claimed) if claimed != verified.as_str() => {
+        Some(claimed) if *claimed != verified => {
             tracing::warn!(
                 "a consent came from another Divar account than the click named; nothing was stored"
             );
             Err(Refusal::AnotherAccount)
         }
-        _ => Ok(verified.to_string()),
+        _ => Ok(verified),
     }
 }

@@ -118,17 +118,12 @@ async fn receive_event(
             post_token: Some(post_token),
             ..
         } => {
-            db::conversations::record_seen(
-                &state.db,
-                conversation_id.as_str(),
-                post_token.as_str(),
-            )
-            .await?;
+            db::conversations::record_seen(&state.db, &conversation_id, &post_token).await?;
         }
         // The person withdrew the app's access: forget everything kept about them (Divar's
         // policy asks apps to keep people's data no longer than needed).
         DivarEvent::AccessRevoked { user_id } => {
-            let erased = db::erasure::erase_user(&state.db, user_id.as_str()).await?;
+            let erased = db::erasure::erase_user(&state.db, &user_id).await?;
             tracing::info!(
                 ?erased,
                 "a user revoked the app's access; their data was erased"

@@ -44,7 +44,7 @@ pub(super) async fn save_template(
             "نام قالب را بنویسید (تا ۶۰ نویسه).".into(),
         );
     }
-    if let Err(problems) = message::parse_form(&fields, chat.post().as_ref()) {
+    if let Err(problems) = message::parse_form(&fields, chat.visit.post_token.as_ref()) {
         errors.extend(problems);
     }
     if !errors.is_empty() {

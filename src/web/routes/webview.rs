@@ -40,9 +40,8 @@ struct HomeQuery {
 /// The panel's fallback URL: Divar opens it directly, with at most a post token and no user.
 async fn show_home(Query(query): Query<HomeQuery>) -> Response {
     render_page(&HomePage {
-        post_token: query
-            .post_token
-            .filter(|t| PostToken::parse(t.as_str()).is_ok()),
+        // A malformed token is left out rather than refused: the page works without it.
+        post_token: query.post_token.and_then(|t| PostToken::parse(t).ok()),
     })
 }
 
@@ -73,11 +72,7 @@ async fn enter(
         conversation_id: init.conversation_id,
         post_token: init.post_token,
         user_id: init.user_id,
-        // Written by us from a parsed side, so it parses back.
-        user_side: init
-            .user_side
-            .as_deref()
-            .and_then(|s| UserSide::parse(s).ok()),
+        user_side: init.user_side,
         callback_url: init.callback_url,
         extra_data,
     };
@@ -104,7 +99,7 @@ async fn next_page(state: &AppState, visit: &Visit) -> Result<String> {
     if let (Some(conversation), Some(user)) = (&visit.conversation_id, &visit.user_id)
         && state
             .vault
-            .has_grant(Subject::Conversation, conversation, user)
+            .has_grant(&Subject::Conversation(conversation.clone()), user)
             .await?
     {
         return Ok("/compose".into());
@@ -119,7 +114,7 @@ async fn show_landing(State(state): State<AppState>, chat: ChatEntry) -> Result<
         Some(user) => {
             state
                 .vault
-                .has_grant(Subject::Conversation, &chat.conversation_id, user)
+                .has_grant(&Subject::Conversation(chat.conversation_id.clone()), user)
                 .await?
         }
         None => false,
@@ -149,7 +144,10 @@ async fn back_to_divar(State(state): State<AppState>, session: TypedSession) -> 
 async fn disconnect(State(state): State<AppState>, chat: ChatVisit) -> Result<Redirect> {
     state
         .vault
-        .forget(Subject::Conversation, &chat.conversation_id, &chat.user_id)
+        .forget(
+            &Subject::Conversation(chat.conversation_id.clone()),
+            &chat.user_id,
+        )
         .await?;
     tracing::info!("a user disconnected a conversation");
     Ok(Redirect::to("/start"))
