@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     db.migrate().await?;
     let client = kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?;
     let oauth = KenarOAuth::new(&settings.oauth_credentials(), client.clone())?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
     let issued = IssuedTokens {
         access_token: SecretString::from(access.clone()),
         refresh_token: None,

@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.oauth_credentials(),
         kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?,
     )?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
     let buyer = sandbox
         .world()
         .conversation(CHAT)

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `sandbox`, `migrate`.
+//! The command line: `serve`, `sandbox`, `migrate`, `rekey`.
 
 use std::process::ExitCode;
 
@@ -36,14 +36,22 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Apply database migrations to DATABASE_URL (default sqlite://data/kenar.db) and exit.
     Migrate,
+    /// Seal every stored token again under the first key of TOKEN_ENCRYPTION_KEYS, so older
+    /// keys can be removed. Reads the same configuration as `serve`; run it after deploying a
+    /// ring with the new key first and the old one after it.
+    Rekey,
 }
 
 #[cfg(feature = "sandbox")]
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
-    /// Address to listen on. Keep it on loopback: the sandbox has no real security.
+    /// Address to listen on. Anything but loopback needs --allow-remote: the sandbox has no
+    /// real security and lists its fake tokens to whoever reaches it.
     #[arg(long, env = "SANDBOX_BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
+    /// Listen on a non-loopback address although anyone who reaches it sees the fake tokens.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Database for the add-on. The default file is recreated at every start, because the
     /// simulated Divar keeps its own state in memory and makes new keys each run.
     #[arg(
@@ -66,6 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox(args).await,
         Command::Migrate => migrate().await,
+        Command::Rekey => rekey().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +87,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    let settings = match Settings::from_env() {
+    let settings = match Settings::from_env()
+        .and_then(|settings| settings.fit_for_production(|name| std::env::var(name).ok()))
+    {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("{error}");
@@ -90,6 +101,28 @@ async fn serve() -> anyhow::Result<()> {
     let app = Application::build(settings, listener, None).await?;
     tracing::info!(addr = %app.local_addr()?, "kenar-chat is serving");
     app.run_until_stopped(shutdown_on_signals()).await
+}
+
+async fn rekey() -> anyhow::Result<()> {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let report = crate::startup::rekey(&settings).await?;
+    println!(
+        "{} grant(s) sealed again under the current key; {} open under no configured key",
+        report.resealed, report.unopenable
+    );
+    if report.unopenable > 0 {
+        println!(
+            "  those are left as they are: their people will be asked to connect again on next use. To keep them, put the key that sealed them back in TOKEN_ENCRYPTION_KEYS (after the current one) and run rekey again."
+        );
+    }
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {
@@ -109,6 +142,13 @@ async fn migrate() -> anyhow::Result<()> {
 #[cfg(feature = "sandbox")]
 async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::from_env());
+    if !args.bind.ip().is_loopback() && !args.allow_remote {
+        anyhow::bail!(
+            "refusing to listen on {}: the sandbox lists its fake tokens to anyone who can reach it. \
+             Use a loopback address, or pass --allow-remote if you mean it.",
+            args.bind
+        );
+    }
     if args.database_url == "sqlite://data/sandbox.db" {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("data/sandbox.db{suffix}"));

@@ -2,10 +2,10 @@
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use crate::crypto::TokenKey;
+pub use crate::crypto::{KeyRing, TokenKey};
 
 /// How the add-on names itself in calls to Divar.
 pub const USER_AGENT: &str = concat!("kenar-chat/", env!("CARGO_PKG_VERSION"));
@@ -29,7 +29,8 @@ pub struct Settings {
     pub identification_key: SecretString,
     /// Public base URL, without a trailing slash in its path.
     pub app_base_url: Url,
-    pub token_key: TokenKey,
+    /// Seals stored tokens: the first key seals, all of them open (`TOKEN_ENCRYPTION_KEYS`).
+    pub token_keys: KeyRing,
     pub database_url: SecretString,
     pub kenar_api_base_url: Url,
     pub kenar_oauth_base_url: Url,
@@ -48,6 +49,67 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     /// The scopes asked for besides the sending ones.
     pub consent: ConsentExtras,
+    /// Timeouts, the connection cap and per-client throttling of the HTTP server.
+    pub server: ServerLimits,
+    /// How long what people leave behind is kept.
+    pub retention: Retention,
+}
+
+/// Retention windows of the purge task (`worker::purge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub purge_every: Duration,
+    /// Clicks (who opened the add-on from where, with the button's data) after their one-time
+    /// link expired.
+    pub clicks: Duration,
+    /// Text and buttons of finished messages and broadcasts.
+    pub message_bodies: Duration,
+    /// Finished outbox rows and broadcasts, whole.
+    pub finished_sends: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 60 * 60;
+        Self {
+            purge_every: Duration::from_secs(60 * 60),
+            clicks: Duration::from_secs(DAY),
+            message_bodies: Duration::from_secs(30 * DAY),
+            finished_sends: Duration::from_secs(30 * DAY),
+        }
+    }
+}
+
+/// What one client or one connection may take of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A connection that has not sent a whole request head by then is closed.
+    pub header_read_timeout: Duration,
+    /// A request not answered by then gets 503 (its work is not cut mid-transaction: the
+    /// database statements have their own limits).
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests per minute one client may make to `/s/…` and `/oauth/callback` after its burst.
+    pub throttle_per_minute: u32,
+    pub throttle_burst: u32,
+    /// Where the client's address is, when a trusted proxy sets it (e.g. `X-Forwarded-For`,
+    /// whose last entry is taken: the one our proxy added). Unset: the peer address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            // Generous: many phones share one address behind a carrier's NAT.
+            throttle_per_minute: 120,
+            throttle_burst: 60,
+            client_ip_header: None,
+        }
+    }
 }
 
 /// The 32-byte AES-256 key that seals stored OAuth tokens.
@@ -155,7 +217,22 @@ impl Settings {
         let oauth_secret = required("KENAR_OAUTH_SECRET");
         let identification_key = required("DIVAR_IDENTIFICATION_KEY");
         let app_base_url = required("APP_BASE_URL");
-        let token_key = required("TOKEN_ENCRYPTION_KEY");
+        // A ring (current first) or, as before rotation existed, one key.
+        let key_list = lookup("TOKEN_ENCRYPTION_KEYS")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let token_key = match &key_list {
+            Some(_) => {
+                if lookup("TOKEN_ENCRYPTION_KEY").is_some_and(|v| !v.trim().is_empty()) {
+                    problems.push((
+                        "TOKEN_ENCRYPTION_KEY".into(),
+                        "is set beside TOKEN_ENCRYPTION_KEYS; keep only TOKEN_ENCRYPTION_KEYS (current key first)".into(),
+                    ));
+                }
+                None
+            }
+            None => required("TOKEN_ENCRYPTION_KEY"),
+        };
 
         let optional = |name: &str, default: &str| -> String {
             lookup(name)
@@ -176,6 +253,16 @@ impl Settings {
         let return_hosts = optional("DIVAR_RETURN_HOSTS", DEFAULT_RETURN_HOSTS);
         let ask_user_id = optional("KENAR_ASK_USER_ID", "true");
         let ask_revocation = optional("KENAR_ASK_REVOCATION_NOTICE", "true");
+        let header_timeout = optional("KENAR_HEADER_READ_TIMEOUT_SECS", "10");
+        let request_timeout = optional("KENAR_REQUEST_TIMEOUT_SECS", "30");
+        let max_connections = optional("KENAR_MAX_CONNECTIONS", "1024");
+        let throttle_per_minute = optional("KENAR_THROTTLE_PER_MINUTE", "120");
+        let throttle_burst = optional("KENAR_THROTTLE_BURST", "60");
+        let client_ip_header = optional("KENAR_CLIENT_IP_HEADER", "");
+        let purge_every = optional("KENAR_PURGE_INTERVAL_SECS", "3600");
+        let click_hours = optional("KENAR_CLICK_RETENTION_HOURS", "24");
+        let message_days = optional("KENAR_MESSAGE_RETENTION_DAYS", "30");
+        let outbox_days = optional("KENAR_OUTBOX_RETENTION_DAYS", "30");
 
         let mut check = |name: &str, result: Result<(), String>| {
             if let Err(problem) = result {
@@ -193,14 +280,24 @@ impl Settings {
             );
             parsed.ok()
         });
-        let token_key = token_key.and_then(|v| {
-            let parsed = TokenKey::parse_base64(&v);
-            check(
-                "TOKEN_ENCRYPTION_KEY",
-                parsed.as_ref().map(|_| ()).map_err(Clone::clone),
-            );
-            parsed.ok()
-        });
+        let token_keys = match (key_list, token_key) {
+            (Some(list), _) => {
+                let parsed = KeyRing::parse_base64_list(&list);
+                check(
+                    "TOKEN_ENCRYPTION_KEYS",
+                    parsed.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                parsed.ok()
+            }
+            (None, key) => key.and_then(|v| {
+                let parsed = TokenKey::parse_base64(&v).map(|key| KeyRing::new(key, Vec::new()));
+                check(
+                    "TOKEN_ENCRYPTION_KEY",
+                    parsed.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                parsed.ok()
+            }),
+        };
         check("DATABASE_URL", validate_database_url(&database_url));
         let api_base = parse_base_url(&api_base);
         check(
@@ -282,6 +379,65 @@ impl Settings {
             "KENAR_ASK_REVOCATION_NOTICE",
             ask_revocation.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let mut limit = |name: &str, value: &str, min: u32, max: u32| -> u32 {
+            let parsed = number(name, value, min, max);
+            check(name, parsed.as_ref().map(|_| ()).map_err(Clone::clone));
+            parsed.unwrap_or(min)
+        };
+        let server = ServerLimits {
+            header_read_timeout: Duration::from_secs(
+                limit("KENAR_HEADER_READ_TIMEOUT_SECS", &header_timeout, 1, 300).into(),
+            ),
+            request_timeout: Duration::from_secs(
+                limit("KENAR_REQUEST_TIMEOUT_SECS", &request_timeout, 1, 3600).into(),
+            ),
+            max_connections: limit("KENAR_MAX_CONNECTIONS", &max_connections, 1, 1_000_000)
+                as usize,
+            throttle_per_minute: limit(
+                "KENAR_THROTTLE_PER_MINUTE",
+                &throttle_per_minute,
+                1,
+                1_000_000,
+            ),
+            throttle_burst: limit("KENAR_THROTTLE_BURST", &throttle_burst, 1, 1_000_000),
+            client_ip_header: None,
+        };
+        let retention = Retention {
+            purge_every: Duration::from_secs(
+                limit("KENAR_PURGE_INTERVAL_SECS", &purge_every, 10, 86_400).into(),
+            ),
+            clicks: Duration::from_secs(
+                u64::from(limit(
+                    "KENAR_CLICK_RETENTION_HOURS",
+                    &click_hours,
+                    1,
+                    24 * 365,
+                )) * 3600,
+            ),
+            message_bodies: Duration::from_secs(
+                u64::from(limit(
+                    "KENAR_MESSAGE_RETENTION_DAYS",
+                    &message_days,
+                    1,
+                    3650,
+                )) * 86_400,
+            ),
+            finished_sends: Duration::from_secs(
+                u64::from(limit("KENAR_OUTBOX_RETENTION_DAYS", &outbox_days, 1, 3650)) * 86_400,
+            ),
+        };
+        let client_ip_header = (!client_ip_header.is_empty())
+            .then(|| axum::http::HeaderName::try_from(client_ip_header.as_str()))
+            .transpose()
+            .map_err(|_| "must be a header name such as X-Forwarded-For".to_string());
+        check(
+            "KENAR_CLIENT_IP_HEADER",
+            client_ip_header.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let server = ServerLimits {
+            client_ip_header: client_ip_header.ok().flatten(),
+            ..server
+        };
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -298,7 +454,7 @@ impl Settings {
             Some(oauth_secret),
             Some(identification_key),
             Some(app_base_url),
-            Some(token_key),
+            Some(token_keys),
             Ok(kenar_api_base_url),
             Ok(kenar_oauth_base_url),
             Ok(bind_addr),
@@ -316,7 +472,7 @@ impl Settings {
             oauth_secret,
             identification_key,
             app_base_url,
-            token_key,
+            token_keys,
             api_base,
             oauth_base,
             bind_addr,
@@ -338,7 +494,7 @@ impl Settings {
             oauth_secret: oauth_secret.into(),
             identification_key: identification_key.into(),
             app_base_url,
-            token_key,
+            token_keys,
             database_url: database_url.into(),
             kenar_api_base_url,
             kenar_oauth_base_url,
@@ -362,7 +518,79 @@ impl Settings {
                 user_id: ask_user_id,
                 revocation_notice: ask_revocation,
             },
+            server,
+            retention,
         })
+    }
+
+    /// `serve` refuses values that parse but would be unsafe in production: the `.env.example`
+    /// placeholders, a key that is not random, a short identification key, plain http on a
+    /// public address (unless `KENAR_ALLOW_INSECURE_HTTP=1`). Every reason is named at once and
+    /// no value is echoed.
+    pub fn fit_for_production(
+        self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut refuse = |name: &str, problem: &str| problems.push((name.into(), problem.into()));
+        for (name, value) in [
+            ("KENAR_APP_SLUG", self.app_slug.as_str()),
+            ("KENAR_API_KEY", self.api_key.expose_secret()),
+            ("KENAR_OAUTH_SECRET", self.oauth_secret.expose_secret()),
+            (
+                "DIVAR_IDENTIFICATION_KEY",
+                self.identification_key.expose_secret(),
+            ),
+        ] {
+            if is_placeholder(value) {
+                refuse(
+                    name,
+                    "is still the placeholder from .env.example; paste the value from the Kenar panel",
+                );
+            }
+        }
+        if self.identification_key.expose_secret().chars().count() < MIN_IDENTIFICATION_KEY {
+            refuse(
+                "DIVAR_IDENTIFICATION_KEY",
+                "is shorter than 16 characters; the Kenar panel's key is longer, so this is not it",
+            );
+        }
+        if self
+            .token_keys
+            .keys()
+            .iter()
+            .any(|key| key.expose().iter().all(|b| *b == key.expose()[0]))
+        {
+            refuse(
+                if lookup("TOKEN_ENCRYPTION_KEYS").is_some() {
+                    "TOKEN_ENCRYPTION_KEYS"
+                } else {
+                    "TOKEN_ENCRYPTION_KEY"
+                },
+                "is not random (every byte is the same); make one with `openssl rand -base64 32`",
+            );
+        }
+        let host = self.app_base_url.host_str().unwrap_or_default();
+        if is_placeholder_host(host) {
+            refuse(
+                "APP_BASE_URL",
+                "is a placeholder address; set the https address Divar reaches this add-on at",
+            );
+        }
+        let allow_http = lookup("KENAR_ALLOW_INSECURE_HTTP").is_some_and(|v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+        });
+        if self.app_base_url.scheme() == "http" && !is_loopback_host(host) && !allow_http {
+            refuse(
+                "APP_BASE_URL",
+                "uses http:// on a public address: tokens and cookies would cross the network in clear; use https (or set KENAR_ALLOW_INSECURE_HTTP=1 if a trusted network stands between)",
+            );
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// What the OAuth client needs, from the panel's credentials and this server's address.
@@ -403,6 +631,47 @@ impl Settings {
     pub fn cookies_secure(&self) -> bool {
         self.app_base_url.scheme() == "https"
     }
+
+    /// `scheme://host[:port]` of `APP_BASE_URL`, as browsers write it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.app_base_url.origin().ascii_serialization()
+    }
+}
+
+/// Divar's identification keys are long random strings; anything this short is a mistake.
+const MIN_IDENTIFICATION_KEY: usize = 16;
+
+/// The `.env.example` values and their usual variants.
+fn is_placeholder(value: &str) -> bool {
+    let value = value.to_ascii_lowercase();
+    [
+        "replace-me",
+        "replace_me",
+        "replace_with",
+        "changeme",
+        "change-me",
+        "my-fake-app-slug",
+    ]
+    .iter()
+    .any(|marker| value.contains(marker))
+        || value.starts_with("fake-")
+}
+
+/// Names reserved for examples and tests (RFC 2606), which no real add-on is served from.
+fn is_placeholder_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == "example.com"
+        || [".example.com", ".example", ".invalid", ".test"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn validate_slug(slug: &str) -> Result<(), String> {

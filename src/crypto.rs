@@ -1,6 +1,7 @@
 //! Seals OAuth tokens before they are stored: AES-256-GCM, a fresh random nonce per value, and
-//! associated data naming the row and column, so a ciphertext copied into another row (or
-//! column) no longer opens.
+//! associated data naming the row, the column, the subject and the user, so a ciphertext copied
+//! into another row or column, or a row moved to another user, no longer opens. Keys rotate
+//! through a ring: the first seals, the others still open what they sealed.
 
 use aes_gcm::{
     Aes256Gcm, Key, Nonce,
@@ -9,7 +10,7 @@ use aes_gcm::{
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-/// The 32-byte key that seals tokens (`TOKEN_ENCRYPTION_KEY`).
+/// A 32-byte key that seals tokens (one of `TOKEN_ENCRYPTION_KEYS`).
 #[derive(Clone)]
 pub struct TokenKey(std::sync::Arc<SecretBox<[u8; 32]>>);
 
@@ -42,14 +43,100 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-/// Version of the key that sealed a value, stored beside it so keys can be rotated later.
-pub const KEY_VERSION: i64 = 1;
+/// `key_version` of values sealed before key rotation: by the key then configured, with
+/// associated data naming only the grant and the column.
+pub const LEGACY_KEY_VERSION: i64 = 1;
 
 const NONCE_LEN: usize = 12;
 
+impl TokenKey {
+    /// Names the key without revealing it: 47 bits of a SHA-256 of it, above every legacy
+    /// version. Stored beside each value it seals, so the right key is found after a rotation.
+    pub fn version(&self) -> i64 {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::new()
+            .chain_update(b"kenar-chat token key version\0")
+            .chain_update(self.expose())
+            .finalize();
+        let bits = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) >> 17;
+        (bits | 1 << 47) as i64
+    }
+}
+
+/// The keys tokens may be sealed under (`TOKEN_ENCRYPTION_KEYS`): the first seals, every one
+/// opens what it sealed.
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    keys: Vec<TokenKey>,
+}
+
+impl KeyRing {
+    pub fn new(current: TokenKey, older: Vec<TokenKey>) -> Self {
+        let mut keys = vec![current];
+        keys.extend(older);
+        Self { keys }
+    }
+
+    /// Comma-separated base64 keys, current first.
+    pub fn parse_base64_list(value: &str) -> Result<Self, String> {
+        let keys = value
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .enumerate()
+            .map(|(i, k)| TokenKey::parse_base64(k).map_err(|e| format!("key {}: {e}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err("names no key".into());
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn current(&self) -> &TokenKey {
+        &self.keys[0]
+    }
+
+    pub fn keys(&self) -> &[TokenKey] {
+        &self.keys
+    }
+}
+
+/// What a grant's sealed values are bound to: a ciphertext opens only in its own row and
+/// column, for the same subject and user.
+pub struct SealContext<'a> {
+    pub grant_id: &'a str,
+    pub column: &'a str,
+    pub subject_kind: &'a str,
+    pub subject_id: &'a str,
+    pub user_id: &'a str,
+}
+
+impl SealContext<'_> {
+    fn associated_data(&self, key_version: i64) -> String {
+        if key_version == LEGACY_KEY_VERSION {
+            format!("kenar-chat:grants:{}:{}", self.grant_id, self.column)
+        } else {
+            // Lengths first, so no two different contexts can write the same string.
+            let parts = [
+                self.grant_id,
+                self.column,
+                self.subject_kind,
+                self.subject_id,
+                self.user_id,
+            ];
+            let mut aad = String::from("kenar-chat:grants:v2");
+            for part in parts {
+                aad.push_str(&format!(":{}:{part}", part.len()));
+            }
+            aad
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct TokenCipher {
-    aead: Aes256Gcm,
+    /// Each key with its version, the current one first.
+    keys: Vec<(i64, Aes256Gcm)>,
 }
 
 impl std::fmt::Debug for TokenCipher {
@@ -59,55 +146,104 @@ impl std::fmt::Debug for TokenCipher {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a stored token could not be decrypted (wrong key, or the value was moved or altered)")]
+#[error(
+    "a stored token could not be decrypted (no configured key, or the value was moved or altered)"
+)]
 pub struct OpenError;
 
+/// An opened value, and whether it should be sealed again under the current key.
+pub struct Opened {
+    pub secret: SecretString,
+    pub stale: bool,
+}
+
 impl TokenCipher {
-    pub fn new(key: &TokenKey) -> Self {
+    pub fn new(ring: &KeyRing) -> Self {
         Self {
-            aead: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose())),
+            keys: ring
+                .keys()
+                .iter()
+                .map(|key| {
+                    (
+                        key.version(),
+                        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose())),
+                    )
+                })
+                .collect(),
         }
     }
 
-    /// `base64(nonce || ciphertext+tag)`; `context` must be given again to open it.
-    pub fn seal(&self, plaintext: &str, context: &str) -> String {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ciphertext = self
-            .aead
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: context.as_bytes(),
-                },
-            )
-            // Encryption only fails for inputs of many gigabytes.
-            .expect("AES-GCM encryption of a token");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ciphertext);
-        B64.encode(out)
+    /// The version the current key writes in `key_version`.
+    pub fn current_version(&self) -> i64 {
+        self.keys[0].0
     }
 
-    pub fn open(&self, sealed: &str, context: &str) -> Result<SecretString, OpenError> {
-        let bytes = B64.decode(sealed).map_err(|_| OpenError)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(OpenError);
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plaintext = self
-            .aead
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map_err(|_| OpenError)?;
-        String::from_utf8(plaintext)
-            .map(SecretString::from)
-            .map_err(|_| OpenError)
+    /// `base64(nonce || ciphertext+tag)` under the current key; the same context (and the
+    /// current version) must be given again to open it.
+    pub fn seal(&self, plaintext: &str, context: &SealContext<'_>) -> String {
+        let (version, aead) = &self.keys[0];
+        seal_with(aead, plaintext, &context.associated_data(*version))
     }
+
+    /// Opens a value sealed under `key_version`. A legacy value is tried with every key (it
+    /// does not say which sealed it).
+    pub fn open(
+        &self,
+        sealed: &str,
+        context: &SealContext<'_>,
+        key_version: i64,
+    ) -> Result<Opened, OpenError> {
+        let aad = context.associated_data(key_version);
+        let candidates = self.keys.iter().enumerate().filter(|(_, (version, _))| {
+            key_version == LEGACY_KEY_VERSION || *version == key_version
+        });
+        for (position, (_, aead)) in candidates {
+            if let Ok(secret) = open_with(aead, sealed, &aad) {
+                return Ok(Opened {
+                    secret,
+                    stale: position > 0 || key_version == LEGACY_KEY_VERSION,
+                });
+            }
+        }
+        Err(OpenError)
+    }
+}
+
+fn seal_with(aead: &Aes256Gcm, plaintext: &str, aad: &str) -> String {
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let ciphertext = aead
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        // Encryption only fails for inputs of many gigabytes.
+        .expect("AES-GCM encryption of a token");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ciphertext);
+    B64.encode(out)
+}
+
+fn open_with(aead: &Aes256Gcm, sealed: &str, aad: &str) -> Result<SecretString, OpenError> {
+    let bytes = B64.decode(sealed).map_err(|_| OpenError)?;
+    if bytes.len() < NONCE_LEN {
+        return Err(OpenError);
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let plaintext = aead
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| OpenError)?;
+    String::from_utf8(plaintext)
+        .map(SecretString::from)
+        .map_err(|_| OpenError)
 }
 
 #[cfg(test)]
@@ -116,59 +252,115 @@ mod tests {
 
     use super::*;
 
-    fn cipher() -> TokenCipher {
-        TokenCipher::new(&TokenKey::generate())
+    fn context<'a>(grant: &'a str, column: &'a str, user: &'a str) -> SealContext<'a> {
+        SealContext {
+            grant_id: grant,
+            column,
+            subject_kind: "conversation",
+            subject_id: "c-1",
+            user_id: user,
+        }
+    }
+
+    fn ring(keys: &[&TokenKey]) -> KeyRing {
+        KeyRing::new(
+            keys[0].clone(),
+            keys[1..].iter().map(|k| (*k).clone()).collect(),
+        )
     }
 
     #[test]
     fn a_sealed_token_opens_with_the_same_context() {
-        let cipher = cipher();
-        let sealed = cipher.seal("ory_at_secret", "grant:1:access");
+        let cipher = TokenCipher::new(&ring(&[&TokenKey::generate()]));
+        let sealed = cipher.seal("ory_at_secret", &context("1", "access", "u"));
         assert!(!sealed.contains("ory_at_secret"));
-        assert_eq!(
-            cipher
-                .open(&sealed, "grant:1:access")
-                .unwrap()
-                .expose_secret(),
-            "ory_at_secret"
-        );
+        let opened = cipher
+            .open(
+                &sealed,
+                &context("1", "access", "u"),
+                cipher.current_version(),
+            )
+            .unwrap();
+        assert_eq!(opened.secret.expose_secret(), "ory_at_secret");
+        assert!(!opened.stale);
     }
 
     #[test]
     fn each_seal_uses_a_fresh_nonce() {
-        let cipher = cipher();
-        assert_ne!(cipher.seal("same", "ctx"), cipher.seal("same", "ctx"));
+        let cipher = TokenCipher::new(&ring(&[&TokenKey::generate()]));
+        let ctx = context("1", "access", "u");
+        assert_ne!(cipher.seal("same", &ctx), cipher.seal("same", &ctx));
     }
 
     #[test]
     fn moved_altered_or_foreign_ciphertexts_do_not_open() {
-        let cipher = cipher();
-        let sealed = cipher.seal("token", "grant:1:access");
-        assert_eq!(
-            cipher.open(&sealed, "grant:2:access").err(),
-            Some(OpenError)
-        );
-        assert_eq!(
-            cipher.open(&sealed, "grant:1:refresh").err(),
-            Some(OpenError)
-        );
+        let cipher = TokenCipher::new(&ring(&[&TokenKey::generate()]));
+        let v = cipher.current_version();
+        let sealed = cipher.seal("token", &context("1", "access", "u"));
+        for other in [
+            context("2", "access", "u"),
+            context("1", "refresh", "u"),
+            // Another owner: a row moved to another user does not open.
+            context("1", "access", "v"),
+        ] {
+            assert!(cipher.open(&sealed, &other, v).is_err());
+        }
         let mut bytes = B64.decode(&sealed).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert_eq!(
-            cipher.open(&B64.encode(bytes), "grant:1:access").err(),
-            Some(OpenError)
+        let ctx = context("1", "access", "u");
+        assert!(cipher.open(&B64.encode(bytes), &ctx, v).is_err());
+        let stranger = TokenCipher::new(&ring(&[&TokenKey::generate()]));
+        assert!(stranger.open(&sealed, &ctx, v).is_err());
+        assert!(cipher.open("not base64!", &ctx, v).is_err());
+        assert!(cipher.open("AAAA", &ctx, v).is_err());
+    }
+
+    #[test]
+    fn an_older_key_still_opens_and_asks_for_a_reseal() {
+        let (a, b) = (TokenKey::generate(), TokenKey::generate());
+        assert_ne!(a.version(), b.version());
+        assert!(a.version() > LEGACY_KEY_VERSION);
+        let ctx = context("1", "access", "u");
+        let old = TokenCipher::new(&ring(&[&a]));
+        let sealed = old.seal("token", &ctx);
+        let rotated = TokenCipher::new(&ring(&[&b, &a]));
+        let opened = rotated.open(&sealed, &ctx, a.version()).unwrap();
+        assert_eq!(opened.secret.expose_secret(), "token");
+        assert!(opened.stale, "sealed under an older key");
+        assert!(
+            TokenCipher::new(&ring(&[&b]))
+                .open(&sealed, &ctx, a.version())
+                .is_err()
         );
-        assert_eq!(
-            TokenCipher::new(&TokenKey::generate())
-                .open(&sealed, "grant:1:access")
-                .err(),
-            Some(OpenError)
+    }
+
+    #[test]
+    fn legacy_values_open_under_any_configured_key() {
+        let a = TokenKey::generate();
+        // What the release before rotation wrote: grant and column only.
+        let legacy = seal_with(
+            &Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(a.expose())),
+            "token",
+            "kenar-chat:grants:1:access",
         );
-        assert_eq!(
-            cipher.open("not base64!", "grant:1:access").err(),
-            Some(OpenError)
-        );
-        assert_eq!(cipher.open("AAAA", "grant:1:access").err(), Some(OpenError));
+        let ring = TokenCipher::new(&ring(&[&TokenKey::generate(), &a]));
+        let opened = ring
+            .open(&legacy, &context("1", "access", "u"), LEGACY_KEY_VERSION)
+            .unwrap();
+        assert_eq!(opened.secret.expose_secret(), "token");
+        assert!(opened.stale);
+    }
+
+    #[test]
+    fn a_key_list_parses_in_order() {
+        let (a, b) = (TokenKey::generate(), TokenKey::generate());
+        let list = format!(" {} , {} ", B64.encode(b.expose()), B64.encode(a.expose()));
+        let ring = KeyRing::parse_base64_list(&list).unwrap();
+        assert_eq!(ring.current().version(), b.version());
+        assert_eq!(ring.keys().len(), 2);
+        assert!(KeyRing::parse_base64_list(" , ").is_err());
+        let bad = KeyRing::parse_base64_list(&format!("{},c2hvcnQ=", B64.encode(a.expose())));
+        assert!(bad.unwrap_err().starts_with("key 2"));
     }
 }

@@ -54,7 +54,7 @@ pub async fn launch_with(
         oauth_secret: SecretString::from(registration.oauth_secret.clone()),
         identification_key: SecretString::from(registration.identification_key.clone()),
         app_base_url: parse_base_url(base_url.as_str()).map_err(anyhow::Error::msg)?,
-        token_key: TokenKey::generate(),
+        token_keys: crate::config::KeyRing::new(TokenKey::generate(), Vec::new()),
         database_url: SecretString::from(database_url.to_string()),
         kenar_api_base_url: divar_base.clone(),
         kenar_oauth_base_url: divar_base,
@@ -67,6 +67,8 @@ pub async fn launch_with(
         rate_limit_per_minute: 0,
         outbox: Default::default(),
         consent: Default::default(),
+        server: Default::default(),
+        retention: Default::default(),
     };
     customize(&mut settings);
     let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;

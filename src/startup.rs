@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use kenar::{api::KenarApi, oauth::KenarOAuth};
 
 use crate::{
-    config::Settings,
+    config::{Retention, ServerLimits, Settings},
     crypto::TokenCipher,
     db::Db,
     services::{messaging::Messaging, pacing::Pacer, vault::Vault},
@@ -22,6 +22,8 @@ use crate::{
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
+    retention: Retention,
     db: Db,
     outbox: OutboxWorker,
 }
@@ -46,7 +48,7 @@ impl Application {
         let oauth = KenarOAuth::new(&settings.oauth_credentials(), http.clone())?;
         let vault = Vault::new(
             db.clone(),
-            TokenCipher::new(&settings.token_key),
+            TokenCipher::new(&settings.token_keys),
             oauth.clone(),
         );
         let api = KenarApi::new(
@@ -63,6 +65,8 @@ impl Application {
             settings.outbox,
         );
         let messaging = Messaging::new(db.clone(), outbox.wake_handle());
+        let state_limits = settings.server.clone();
+        let retention = settings.retention;
         let state = AppState {
             db: db.clone(),
             settings: Arc::new(settings),
@@ -75,8 +79,20 @@ impl Application {
         if let Some(extra) = extra {
             router = router.merge(extra);
         }
+        // A stuck request answers 503 instead of holding its connection forever; a body that
+        // trickles in is cut off the same way.
+        let router = router
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                state_limits.request_timeout,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                state_limits.request_timeout,
+            ));
         Ok(Self {
             listener,
+            limits: state_limits,
+            retention,
             router: web::with_common_layers(router),
             db,
             outbox,
@@ -99,11 +115,20 @@ impl Application {
     /// Serves and runs the outbox workers until `shutdown` is cancelled, then lets in-flight
     /// requests and sends finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let workers = self.outbox.spawn_pool(shutdown.clone());
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serving HTTP");
+        let mut workers = self.outbox.spawn_pool(shutdown.clone());
+        workers.push(tokio::spawn(crate::worker::purge::run_until_stopped(
+            self.db.clone(),
+            self.retention,
+            shutdown.clone(),
+        )));
+        let served = serve(
+            self.listener,
+            self.router,
+            &self.limits,
+            shutdown.clone().cancelled_owned(),
+        )
+        .await
+        .context("serving HTTP");
         shutdown.cancel();
         for worker in workers {
             let _ = worker.await;
@@ -111,6 +136,84 @@ impl Application {
         self.db.close().await;
         served
     }
+}
+
+/// `kenar-chat rekey`: seals every stored token again under the first key of the ring, so the
+/// older keys can then be removed from `TOKEN_ENCRYPTION_KEYS`.
+pub async fn rekey(settings: &Settings) -> anyhow::Result<crate::services::vault::Rekeyed> {
+    use secrecy::ExposeSecret;
+    let db = Db::connect(settings.database_url.expose_secret()).await?;
+    db.migrate().await?;
+    let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;
+    let oauth = KenarOAuth::new(&settings.oauth_credentials(), http)?;
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let report = vault.rekey().await;
+    db.close().await;
+    report
+}
+
+/// Serves HTTP/1.1 with what `axum::serve` has no knobs for: a deadline for the request head
+/// (a client trickling header lines is cut off), a cap on open connections, and the peer address
+/// in each request (`ConnectInfo`) for per-client throttling. Stops accepting when `stop`
+/// resolves and lets open connections finish their requests.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: &ServerLimits,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    tokio::pin!(stop);
+    loop {
+        // At the cap, stop accepting: new connections wait in the backlog, not in memory.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = tower::ServiceBuilder::new()
+            .map_request(
+                move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            )
+            .service(router.clone());
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Cancels the returned token on Ctrl-C or SIGTERM.

@@ -105,20 +105,25 @@ pub async fn find(
     .await?)
 }
 
-/// Takes the right to refresh `grant_id` until `until`, unless another process holds it.
+/// Takes the right to refresh `grant_id` until `until`, unless another process holds it or has
+/// already rotated the refresh token read as `refresh_token` (then the caller reads the grant
+/// again and uses the winner's tokens: refreshing with a spent token would lose the grant).
 pub async fn take_refresh_lease(
     db: &Db,
     grant_id: &str,
+    refresh_token: &str,
     now: i64,
     until: i64,
 ) -> anyhow::Result<bool> {
     let taken = sqlx::query(
         "update grants set refresh_lease_until = $1
-         where grant_id = $2 and (refresh_lease_until is null or refresh_lease_until < $3)",
+         where grant_id = $2 and refresh_token = $4
+           and (refresh_lease_until is null or refresh_lease_until < $3)",
     )
     .bind(until)
     .bind(grant_id)
     .bind(now)
+    .bind(refresh_token)
     .execute(db.pool())
     .await?;
     Ok(taken.rows_affected() == 1)
@@ -147,6 +152,52 @@ pub async fn store_refreshed(
     .bind(grant_id)
     .execute(db.pool())
     .await?;
+    Ok(())
+}
+
+/// Replaces a grant's ciphertexts with the same tokens sealed under another key, unless the
+/// grant changed since it was read as sealed under `old_version` (a refresh got there first).
+pub async fn reseal(
+    db: &Db,
+    grant_id: &str,
+    old_version: i64,
+    access_token: &str,
+    refresh_token: Option<&str>,
+    new_version: i64,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "update grants set access_token = $1, refresh_token = $2, key_version = $3, updated_at = $4
+         where grant_id = $5 and key_version = $6",
+    )
+    .bind(access_token)
+    .bind(refresh_token)
+    .bind(new_version)
+    .bind(now_ms())
+    .bind(grant_id)
+    .bind(old_version)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Every grant not sealed under `version`, for `kenar-chat rekey`.
+pub async fn not_sealed_under(db: &Db, version: i64) -> anyhow::Result<Vec<SealedGrant>> {
+    Ok(sqlx::query_as(
+        "select grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
+             access_expires_at, key_version
+         from grants where key_version <> $1 order by grant_id",
+    )
+    .bind(version)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Drops one grant (not a newer one the same user made for the same subject since).
+pub async fn delete_by_id(db: &Db, grant_id: &str) -> anyhow::Result<()> {
+    sqlx::query("delete from grants where grant_id = $1")
+        .bind(grant_id)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 

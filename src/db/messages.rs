@@ -81,7 +81,7 @@ pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::R
     let query = match which {
         Requeue::One(message_id) => sqlx::query(
             "update messages set status = 'sending', failure = null, updated_at = $1
-             where user_id = $2 and message_id = $3 and status = 'failed'
+             where user_id = $2 and message_id = $3 and status = 'failed' and body <> '{}'
                and (failure is null or failure <> 'recipient_restricted')
              returning message_id, conversation_id, idempotency_key",
         )
@@ -91,6 +91,7 @@ pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::R
         Requeue::AfterReconsent { conversation_id } => sqlx::query(
             "update messages set status = 'sending', failure = null, updated_at = $1
              where user_id = $2 and conversation_id = $3 and status = 'failed' and failure = 'reconsent'
+               and body <> '{}'
              returning message_id, conversation_id, idempotency_key",
         )
         .bind(now)

@@ -1,5 +1,6 @@
 //! tower-sessions records in the database, so sessions survive restarts and are shared by
-//! replicas.
+//! replicas. Only a SHA-256 of each session id is stored: a copy of the table (a backup, a
+//! replica's disk) does not let anyone take over a session.
 
 use std::collections::HashMap;
 
@@ -34,6 +35,15 @@ impl DbSessionStore {
     }
 }
 
+/// The row key of a session: the hash of its id, never the id (the cookie's value) itself.
+fn key(id: &Id) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(id.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
@@ -53,7 +63,7 @@ impl SessionStore for DbSessionStore {
                 "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
                  values ($1, $2, $3, $4, $4) on conflict (session_id) do nothing",
             )
-            .bind(record.id.to_string())
+            .bind(key(&record.id))
             .bind(&data)
             .bind(expiry_ms(record))
             .bind(now)
@@ -75,7 +85,7 @@ impl SessionStore for DbSessionStore {
              on conflict (session_id) do update set
                  data = excluded.data, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
         )
-        .bind(record.id.to_string())
+        .bind(key(&record.id))
         .bind(data)
         .bind(expiry_ms(record))
         .bind(now_ms())
@@ -89,7 +99,7 @@ impl SessionStore for DbSessionStore {
         let row = sqlx::query(
             "select data, expires_at from web_sessions where session_id = $1 and expires_at > $2",
         )
-        .bind(id.to_string())
+        .bind(key(id))
         .bind(now_ms())
         .fetch_optional(self.db.pool())
         .await
@@ -110,7 +120,7 @@ impl SessionStore for DbSessionStore {
 
     async fn delete(&self, id: &Id) -> Result<()> {
         sqlx::query("delete from web_sessions where session_id = $1")
-            .bind(id.to_string())
+            .bind(key(id))
             .execute(self.db.pool())
             .await
             .map_err(backend)?;

@@ -11,20 +11,30 @@ pub struct Template {
     pub draft: String,
 }
 
-pub async fn create(db: &Db, user_id: &UserId, name: &str, draft: &str) -> anyhow::Result<String> {
+/// Saves a template unless the user already has `cap` of them (checked in the same statement,
+/// so two saves at once cannot pass it). `None` when the cap was reached.
+pub async fn create(
+    db: &Db,
+    user_id: &UserId,
+    name: &str,
+    draft: &str,
+    cap: i64,
+) -> anyhow::Result<Option<String>> {
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
+    let done = sqlx::query(
         "insert into templates (template_id, user_id, name, draft, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $5)",
+         select $1, $2, $3, $4, $5, $5
+         where (select count(*) from templates where user_id = $2) < $6",
     )
     .bind(&id)
     .bind(user_id)
     .bind(name)
     .bind(draft)
     .bind(now_ms())
+    .bind(cap)
     .execute(db.pool())
     .await?;
-    Ok(id)
+    Ok((done.rows_affected() == 1).then_some(id))
 }
 
 pub async fn list(db: &Db, user_id: &UserId) -> anyhow::Result<Vec<Template>> {

@@ -58,6 +58,20 @@ pub fn slot_field(side: Side, row: usize, col: usize, part: &str) -> String {
     format!("{}{row}{col}_{part}", side.prefix())
 }
 
+/// Whether `name` is one of the composer's own fields (the text and the button slots).
+pub fn is_composer_field(name: &str) -> bool {
+    name == "text"
+        || [Side::Sender, Side::Receiver].into_iter().any(|side| {
+            (0..GRID_ROWS).any(|row| {
+                (0..GRID_COLS).any(|col| {
+                    ["caption", "icon", "kind", "link", "data"]
+                        .iter()
+                        .any(|part| slot_field(side, row, col, part) == name)
+                })
+            })
+        })
+}
+
 /// Parses the composer's form. Every problem is reported, each beside its field. `post` is the
 /// post the message is about, for buttons that open it.
 pub fn parse_form(

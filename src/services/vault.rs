@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use kenar::oauth::{IssuedTokens, KenarOAuth, TokenError};
 
 use crate::{
-    crypto::{KEY_VERSION, TokenCipher},
+    crypto::{OpenError, Opened, SealContext, TokenCipher},
     db::{
         Db,
         grants::{self, SealedGrant, Subject},
@@ -47,6 +47,14 @@ pub struct AccessToken {
     pub refreshed: bool,
 }
 
+/// What `rekey` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub resealed: u64,
+    /// Sealed under a key no longer configured.
+    pub unopenable: u64,
+}
+
 #[derive(Clone)]
 pub struct Vault {
     db: Db,
@@ -55,8 +63,20 @@ pub struct Vault {
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-fn context(grant_id: &str, column: &str) -> String {
-    format!("kenar-chat:grants:{grant_id}:{column}")
+/// What a grant's `column` is sealed for: its row, subject and user.
+fn context<'a>(
+    grant_id: &'a str,
+    subject: &'a Subject,
+    user_id: &'a UserId,
+    column: &'a str,
+) -> SealContext<'a> {
+    SealContext {
+        grant_id,
+        column,
+        subject_kind: subject.kind(),
+        subject_id: subject.id(),
+        user_id: user_id.as_str(),
+    }
 }
 
 /// When to treat a token as expired: a tenth of its life early, at most a minute, so a send
@@ -89,18 +109,20 @@ impl Vault {
         let grant = SealedGrant {
             access_token: self.cipher.seal(
                 issued.access_token.expose_secret(),
-                &context(&grant_id, "access"),
+                &context(&grant_id, &subject, user_id, "access"),
             ),
             refresh_token: issued.refresh_token.as_ref().map(|r| {
-                self.cipher
-                    .seal(r.expose_secret(), &context(&grant_id, "refresh"))
+                self.cipher.seal(
+                    r.expose_secret(),
+                    &context(&grant_id, &subject, user_id, "refresh"),
+                )
             }),
             grant_id,
             subject,
             user_id: user_id.clone(),
             scope: issued.scope.clone().unwrap_or_else(|| scope.to_string()),
             access_expires_at: usable_until(issued),
-            key_version: KEY_VERSION,
+            key_version: self.cipher.current_version(),
         };
         grants::save(&self.db, &grant).await
     }
@@ -126,12 +148,7 @@ impl Vault {
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
-                return self
-                    .open(&grant, "access", &grant.access_token)
-                    .map(|secret| AccessToken {
-                        secret,
-                        refreshed: false,
-                    });
+                return self.usable(&grant).await;
             }
             let lock = self.lock_for(&grant.grant_id);
             let _guard = lock.lock().await;
@@ -140,21 +157,22 @@ impl Vault {
                 .await?
                 .ok_or(VaultError::NoGrant)?;
             if grant.access_expires_at > now_ms() {
-                return self
-                    .open(&grant, "access", &grant.access_token)
-                    .map(|secret| AccessToken {
-                        secret,
-                        refreshed: false,
-                    });
+                return self.usable(&grant).await;
             }
             let Some(sealed_refresh) = grant.refresh_token.clone() else {
                 return Err(VaultError::Reconsent);
             };
             let now = now_ms();
-            if !grants::take_refresh_lease(&self.db, &grant.grant_id, now, now + REFRESH_LEASE_MS)
-                .await?
+            if !grants::take_refresh_lease(
+                &self.db,
+                &grant.grant_id,
+                &sealed_refresh,
+                now,
+                now + REFRESH_LEASE_MS,
+            )
+            .await?
             {
-                // Another replica is refreshing: wait for its result.
+                // Another replica is refreshing, or already has: read its result.
                 if tokio::time::Instant::now() > deadline {
                     return Err(VaultError::Unavailable(
                         "waited too long for another refresh".into(),
@@ -174,31 +192,86 @@ impl Vault {
         }
     }
 
+    /// The grant's access token; one sealed under an older key is sealed again under the current.
+    async fn usable(&self, grant: &SealedGrant) -> Result<AccessToken, VaultError> {
+        let access = self.open(grant, "access", &grant.access_token).await?;
+        if access.stale {
+            self.reseal(grant, &access.secret).await?;
+        }
+        Ok(AccessToken {
+            secret: access.secret,
+            refreshed: false,
+        })
+    }
+
+    async fn reseal(&self, grant: &SealedGrant, access: &SecretString) -> Result<(), VaultError> {
+        let refresh = match &grant.refresh_token {
+            Some(sealed) => Some(self.open(grant, "refresh", sealed).await?.secret),
+            None => None,
+        };
+        if self.store_resealed(grant, access, refresh.as_ref()).await? {
+            tracing::info!("a grant was sealed again under the current key");
+        }
+        Ok(())
+    }
+
+    /// Stores the grant's tokens sealed under the current key, unless the row changed since it
+    /// was read (a refresh got there first, and sealed under the current key itself).
+    async fn store_resealed(
+        &self,
+        grant: &SealedGrant,
+        access: &SecretString,
+        refresh: Option<&SecretString>,
+    ) -> anyhow::Result<bool> {
+        let (access, refresh) = self.seal_pair(grant, access, refresh);
+        grants::reseal(
+            &self.db,
+            &grant.grant_id,
+            grant.key_version,
+            &access,
+            refresh.as_deref(),
+            self.cipher.current_version(),
+        )
+        .await
+    }
+
+    fn seal_pair(
+        &self,
+        grant: &SealedGrant,
+        access: &SecretString,
+        refresh: Option<&SecretString>,
+    ) -> (String, Option<String>) {
+        let seal = |secret: &SecretString, column| {
+            self.cipher.seal(
+                secret.expose_secret(),
+                &context(&grant.grant_id, &grant.subject, &grant.user_id, column),
+            )
+        };
+        (seal(access, "access"), refresh.map(|r| seal(r, "refresh")))
+    }
+
     async fn refresh(
         &self,
         grant: &SealedGrant,
         sealed_refresh: &str,
     ) -> Result<SecretString, VaultError> {
-        let refresh_token = self.open(grant, "refresh", sealed_refresh)?;
-        let access_token = self.open(grant, "access", &grant.access_token)?;
+        let refresh_token = self.open(grant, "refresh", sealed_refresh).await?.secret;
+        let access_token = self
+            .open(grant, "access", &grant.access_token)
+            .await?
+            .secret;
         match self.oauth.refresh(&refresh_token, &access_token).await {
             Ok(issued) => {
                 // Persist both rotated tokens before anyone uses them: the old pair dies soon.
-                let access = self.cipher.seal(
-                    issued.access_token.expose_secret(),
-                    &context(&grant.grant_id, "access"),
-                );
-                let refresh = issued.refresh_token.as_ref().map(|r| {
-                    self.cipher
-                        .seal(r.expose_secret(), &context(&grant.grant_id, "refresh"))
-                });
+                let (access, refresh) =
+                    self.seal_pair(grant, &issued.access_token, issued.refresh_token.as_ref());
                 grants::store_refreshed(
                     &self.db,
                     &grant.grant_id,
                     &access,
                     refresh.as_deref(),
                     usable_until(&issued),
-                    KEY_VERSION,
+                    self.cipher.current_version(),
                 )
                 .await?;
                 tracing::info!("access token refreshed");
@@ -206,7 +279,7 @@ impl Vault {
             }
             Err(TokenError::Refused(reason)) => {
                 tracing::warn!(%reason, "refresh refused; the grant is dropped");
-                grants::delete(&self.db, &grant.subject, &grant.user_id).await?;
+                grants::delete_by_id(&self.db, &grant.grant_id).await?;
                 Err(VaultError::Reconsent)
             }
             Err(TokenError::Unavailable(reason)) => {
@@ -216,16 +289,58 @@ impl Vault {
         }
     }
 
-    fn open(
+    /// Opens a sealed column. A value no configured key opens is useless: the grant is dropped,
+    /// so the person is asked to connect once, instead of being told "connected" and failing.
+    async fn open(
         &self,
         grant: &SealedGrant,
         column: &str,
         sealed: &str,
-    ) -> Result<SecretString, VaultError> {
-        self.cipher.open(sealed, &context(&grant.grant_id, column)).map_err(|e| {
-            tracing::error!(error = %e, grant_id = %grant.grant_id, "a stored token does not open");
-            VaultError::Reconsent
-        })
+    ) -> Result<Opened, VaultError> {
+        let ctx = context(&grant.grant_id, &grant.subject, &grant.user_id, column);
+        match self.cipher.open(sealed, &ctx, grant.key_version) {
+            Ok(opened) => Ok(opened),
+            Err(OpenError) => {
+                tracing::error!(
+                    grant_id = %grant.grant_id,
+                    "a stored token opens under no configured key (TOKEN_ENCRYPTION_KEYS); the grant is dropped and its user will be asked to connect again"
+                );
+                grants::delete_by_id(&self.db, &grant.grant_id).await?;
+                Err(VaultError::Reconsent)
+            }
+        }
+    }
+
+    /// Seals every grant not under the current key again under it (`kenar-chat rekey`). Grants
+    /// no configured key opens are left as they are and counted: with the old key added back to
+    /// the ring, a second run saves them.
+    pub async fn rekey(&self) -> anyhow::Result<Rekeyed> {
+        let mut report = Rekeyed::default();
+        let current = self.cipher.current_version();
+        for grant in grants::not_sealed_under(&self.db, current).await? {
+            let open = |column, sealed: &str| {
+                let ctx = context(&grant.grant_id, &grant.subject, &grant.user_id, column);
+                self.cipher.open(sealed, &ctx, grant.key_version)
+            };
+            let access = open("access", &grant.access_token);
+            let refresh = grant
+                .refresh_token
+                .as_deref()
+                .map(|sealed| open("refresh", sealed))
+                .transpose();
+            let (Ok(access), Ok(refresh)) = (access, refresh) else {
+                report.unopenable += 1;
+                continue;
+            };
+            let refresh = refresh.map(|r| r.secret);
+            if self
+                .store_resealed(&grant, &access.secret, refresh.as_ref())
+                .await?
+            {
+                report.resealed += 1;
+            }
+        }
+        Ok(report)
     }
 
     fn lock_for(&self, grant_id: &str) -> Arc<tokio::sync::Mutex<()>> {

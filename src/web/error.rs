@@ -33,6 +33,14 @@ pub enum AppError {
     LinkUsed,
     #[error("the entry link has expired")]
     LinkExpired,
+    /// A post that did not come from one of our own pages (see `web::csrf`).
+    #[error("a cross-site or tokenless post")]
+    Forbidden,
+    #[error("the request body is too large")]
+    TooLarge,
+    /// This client made too many requests to a throttled route (see `web::throttle`).
+    #[error("too many requests")]
+    TooManyRequests { retry_after: std::time::Duration },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -99,6 +107,35 @@ impl IntoResponse for AppError {
                     "پیوند ورود فقط چند دقیقه معتبر است. افزونه را دوباره از دیوار باز کنید.",
                 ),
             ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                ErrorPage::new(
+                    "این درخواست پذیرفته نشد",
+                    "این درخواست از صفحه‌ای بیرون از این افزونه آمده بود یا صفحه‌ای که از آن فرستادید قدیمی شده است، پس کاری انجام نشد. افزونه را از داخل گفت‌وگو در دیوار دوباره باز کنید.",
+                ),
+            ),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorPage::new(
+                    "این فرم بیش از اندازه بزرگ است",
+                    "چیزی ذخیره یا فرستاده نشد. متن کوتاه‌تری بنویسید و دوباره امتحان کنید.",
+                ),
+            ),
+            AppError::TooManyRequests { retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil() as u64;
+                let page = ErrorPage::new(
+                    "درخواست‌ها زیاد شد",
+                    &super::pages::persian_digits(&format!(
+                        "از این دستگاه در مدت کوتاهی درخواست‌های زیادی رسید. {seconds} ثانیهٔ دیگر دوباره امتحان کنید."
+                    )),
+                );
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+                    render_page(&page),
+                )
+                    .into_response();
+            }
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (

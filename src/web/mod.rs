@@ -1,12 +1,15 @@
 //! The add-on's HTTP surface.
 
+pub mod csrf;
 pub mod error;
 pub mod pages;
 pub mod routes;
 pub mod session;
+pub mod throttle;
 
 use axum::{
     Router,
+    extract::MatchedPath,
     http::{HeaderValue, Request, header},
 };
 use tower_http::{
@@ -24,22 +27,65 @@ use crate::{config::Settings, db::sessions::DbSessionStore, state::AppState};
 pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn router(state: AppState) -> Router {
+    // Routes a stranger can hammer, each request a database write: throttled per client.
+    let throttled = Router::new()
+        .merge(routes::webview::entry_router())
+        .merge(routes::consent::callback_router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            throttle::Throttle::new(&state.settings.server),
+            throttle::guard,
+        ));
     let pages = Router::new()
+        .merge(throttled)
         .merge(routes::webview::router())
         .merge(routes::consent::router())
         .merge(routes::compose::router())
         .merge(routes::templates::router())
         .merge(routes::messages::router())
         .merge(routes::broadcast::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::guard,
+        ))
         .layer(page_headers(&state.settings))
         .layer(session_layer(&state));
-    Router::new()
+    let hsts = state.settings.cookies_secure();
+    let app = Router::new()
         .merge(routes::health::router())
         .merge(routes::divar::router())
         .merge(pages)
         .fallback(|| async { error::AppError::NotFound })
+        // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        ))
         .with_state(state)
-        .nest_service("/static", ServeDir::new(static_dir()))
+        .nest_service(
+            "/static",
+            tower::ServiceBuilder::new()
+                // Asset URLs change with each release (`?v=`), so a day's caching is safe.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=86400"),
+                ))
+                .service(ServeDir::new(static_dir())),
+        );
+    if hsts {
+        // Only over https: browsers then refuse plain http to this host for a year.
+        app.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+    } else {
+        app
+    }
 }
 
 /// Sessions in the database; the cookie is HttpOnly, SameSite=Lax (it must survive the
@@ -95,10 +141,15 @@ pub fn with_common_layers(router: Router) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(
-            // Only the path: query strings carry OAuth codes and states that must not be logged.
+            // The route, not the path: paths carry one-time entry tokens (`/s/{token}`) and
+            // query strings OAuth codes, neither of which may reach a log.
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
-                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("(no route)", MatchedPath::as_str);
+                    tracing::info_span!("http", method = %request.method(), route)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )

@@ -12,7 +12,7 @@ use crate::{
     web::error::AppError,
 };
 
-const VISIT: &str = "visit";
+pub(super) const VISIT: &str = "visit";
 const PENDING_CONSENT: &str = "pending_consent";
 
 /// The click that opened the add-on, bound to this browser by the one-time link.
@@ -25,6 +25,10 @@ pub struct Visit {
     pub user_side: Option<UserSide>,
     pub callback_url: Option<String>,
     pub extra_data: Map<String, Value>,
+    /// Every form of this visit carries it (see `web::csrf`); empty in a visit the previous
+    /// release made, whose posts are then refused.
+    #[serde(default)]
+    pub csrf_token: String,
 }
 
 /// Remembered between sending the person to Divar's consent page and their return.
@@ -96,8 +100,17 @@ impl TypedSession {
             .map_err(store_error)
     }
 
-    pub async fn take_pending_consent(&self) -> Result<Option<PendingConsent>, AppError> {
-        self.0.remove(PENDING_CONSENT).await.map_err(store_error)
+    pub async fn pending_consent(&self) -> Result<Option<PendingConsent>, AppError> {
+        self.0.get(PENDING_CONSENT).await.map_err(store_error)
+    }
+
+    /// Used up by the callback that matched it, and only by that one.
+    pub async fn clear_pending_consent(&self) -> Result<(), AppError> {
+        self.0
+            .remove::<PendingConsent>(PENDING_CONSENT)
+            .await
+            .map(drop)
+            .map_err(store_error)
     }
 
     /// A fresh session id after a privilege change (a grant was stored).

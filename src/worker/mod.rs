@@ -1,3 +1,4 @@
 //! Background work inside the server process.
 
 pub mod outbox;
+pub mod purge;

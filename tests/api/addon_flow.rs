@@ -10,11 +10,15 @@ use url::Url;
 
 use crate::helpers::*;
 
-/// Opens the add-on from a sandbox chat as `side` and follows the one-time link. Returns where
-/// the link led.
-pub async fn enter_from_chat(app: &TestApp, conv: &str, side: &str) -> String {
-    let opened = app
-        .client
+/// Taps the add-on in a sandbox chat as `side` from `client`'s browser; returns the one-time
+/// link Divar sends the person to (not yet opened).
+pub async fn open_addon_link(
+    client: &reqwest::Client,
+    app: &TestApp,
+    conv: &str,
+    side: &str,
+) -> String {
+    let opened = client
         .post(app.url(&format!("/sandbox/chats/{conv}/open-addon")))
         .form(&[("as", side)])
         .send()
@@ -22,6 +26,13 @@ pub async fn enter_from_chat(app: &TestApp, conv: &str, side: &str) -> String {
         .unwrap();
     let link = assert_redirect(&opened);
     assert!(link.starts_with(&app.url("/s/")), "{link}");
+    link
+}
+
+/// Opens the add-on from a sandbox chat as `side` and follows the one-time link. Returns where
+/// the link led.
+pub async fn enter_from_chat(app: &TestApp, conv: &str, side: &str) -> String {
+    let link = open_addon_link(&app.client, app, conv, side).await;
     assert_redirect(&app.client.get(&link).send().await.unwrap())
 }
 
@@ -34,7 +45,7 @@ pub async fn consent(app: &TestApp, user: &str, decision: &str) -> reqwest::Resp
 /// Taps connect (`start` is `/oauth/start` or `/oauth/start?for=post`); returns where the add-on
 /// sends the person: Divar's consent URL.
 pub async fn start_consent(app: &TestApp, start: &str) -> Url {
-    let started = app.client.post(app.url(start)).send().await.unwrap();
+    let started = app.page_post(start).await.send().await.unwrap();
     Url::parse(&assert_redirect(&started)).unwrap()
 }
 
@@ -56,6 +67,15 @@ pub async fn consent_as(
     decision: &str,
 ) -> reqwest::Response {
     let authorize = start_consent(app, start).await;
+    decide(app, &authorize, user, decision).await
+}
+
+/// Approves Divar's consent page at `authorize` as `user`; returns the add-on's answer.
+pub async fn approve(app: &TestApp, authorize: &Url, user: &str) -> reqwest::Response {
+    decide(app, authorize, user, "approve").await
+}
+
+async fn decide(app: &TestApp, authorize: &Url, user: &str, decision: &str) -> reqwest::Response {
     assert!(authorize.path().ends_with("/sandbox/oauth2/auth"));
     let query: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
     let scope = &query.iter().find(|(k, _)| k == "scope").unwrap().1;
@@ -105,8 +125,8 @@ pub async fn idempotency_key(app: &TestApp) -> String {
 }
 
 pub async fn post_compose(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
-    app.client
-        .post(app.url("/compose"))
+    app.page_post("/compose")
+        .await
         .form(fields)
         .send()
         .await
@@ -408,14 +428,7 @@ async fn expired_and_replayed_links_are_refused() {
         s.entry_link_ttl = Duration::from_millis(300);
     })
     .await;
-    let opened = app
-        .client
-        .post(app.url(&format!("/sandbox/chats/{}/open-addon", conversation(1, 1))))
-        .form(&[("as", "buyer")])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
+    let link = open_addon_link(&app.client, &app, &conversation(1, 1), "buyer").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let expired = app.client.get(&link).send().await.unwrap();
     assert_eq!(expired.status(), StatusCode::GONE);
@@ -540,14 +553,17 @@ async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(eng
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut sends = tokio::task::JoinSet::new();
+    let token = csrf_token_of(&app.client, &app).await;
     for i in 0..20 {
         let client = app.client.clone();
         let url = app.url("/compose");
+        let token = token.clone();
         sends.spawn(async move {
             let key = uuid::Uuid::new_v4().to_string();
             let text = format!("پیام {i}");
             client
                 .post(url)
+                .header("x-csrf-token", token)
                 .form(&[("idempotency_key", key.as_str()), ("text", text.as_str())])
                 .send()
                 .await
@@ -594,8 +610,8 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
 
     // Asking anyway changes nothing: still failed, still one call.
     let resent = app
-        .client
-        .post(app.url(&format!("/messages/{id}/resend")))
+        .page_post(&format!("/messages/{id}/resend"))
+        .await
         .send()
         .await
         .unwrap();
@@ -664,8 +680,8 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
 
     // Divar is back: "send again" delivers it once, under the form's key.
     let resent = app
-        .client
-        .post(app.url(&format!("/messages/{id}/resend")))
+        .page_post(&format!("/messages/{id}/resend"))
+        .await
         .send()
         .await
         .unwrap();
@@ -780,8 +796,8 @@ async fn a_send_whose_client_went_away_is_still_delivered_once(engine: Engine) {
     let key = idempotency_key(&app).await;
     let started = std::time::Instant::now();
     let gave_up = app
-        .client
-        .post(app.url("/compose"))
+        .page_post("/compose")
+        .await
         .timeout(Duration::from_millis(500))
         .form(&[("idempotency_key", key.as_str()), ("text", "تلفن قطع شد")])
         .send()
@@ -903,16 +919,16 @@ async fn templates_are_saved_used_and_deleted_per_user() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.client
-            .post(app.url(&format!("/templates/{id}/delete")))
+        app.page_post(&format!("/templates/{id}/delete"))
+            .await
             .send()
             .await
             .unwrap()
             .status(),
         StatusCode::NOT_FOUND
     );
-    let deleted = owner
-        .post(app.url(&format!("/templates/{id}/delete")))
+    let deleted = page_post_as(&owner, &app, &format!("/templates/{id}/delete"))
+        .await
         .send()
         .await
         .unwrap();
@@ -927,12 +943,7 @@ async fn disconnect_deletes_the_tokens() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
     connected(&app, &conv, "buyer", BUYER_1).await;
-    let done = app
-        .client
-        .post(app.url("/disconnect"))
-        .send()
-        .await
-        .unwrap();
+    let done = app.page_post("/disconnect").await.send().await.unwrap();
     assert_eq!(assert_redirect(&done), "/start");
     let rows = sqlx::query("select grant_id from grants")
         .fetch_all(app.db.pool())
@@ -1012,19 +1023,32 @@ async fn logs_never_contain_a_token_secret_or_key() {
     let key = idempotency_key(&app).await;
     assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "دوم")]).await);
 
+    // A one-time entry link, opened once and then replayed.
+    let link = open_addon_link(&app.client, &app, &conv, "buyer").await;
+    let entry_token = link.rsplit('/').next().unwrap().to_string();
+    assert!(entry_token.len() >= 40, "{link}");
+    for _ in 0..2 {
+        app.client.get(&link).send().await.unwrap();
+    }
+    let form_token = csrf_token_of(&app.client, &app).await;
+    assert!(!form_token.is_empty());
+
     let logs = captured_logs();
     assert!(
         logs.contains("access token refreshed"),
         "the run was logged"
     );
+    assert!(logs.contains("/s/{token}"), "requests are logged by route");
     let registration = app.sandbox.app();
     let mut secrets = vec![
+        entry_token,
+        form_token,
         registration.api_key.clone(),
         registration.oauth_secret.clone(),
         registration.identification_key.clone(),
         base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
-            app.settings.token_key.expose(),
+            app.settings.token_keys.current().expose(),
         ),
     ];
     let issued = app.inspect("tokens").await;

@@ -68,8 +68,8 @@ async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> Str
         ("action", "send"),
     ];
     let confirm = app
-        .client
-        .post(app.url("/broadcasts/new"))
+        .page_post("/broadcasts/new")
+        .await
         .form(&fields)
         .send()
         .await
@@ -83,8 +83,8 @@ async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> Str
     let as_of = hidden_field(&html, "as_of");
     let digest = hidden_field(&html, "digest");
     let created = app
-        .client
-        .post(app.url("/broadcasts"))
+        .page_post("/broadcasts")
+        .await
         .form(&[
             ("idempotency_key", key.as_str()),
             ("text", text),
@@ -292,8 +292,8 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     app.control(json!({ "fail_5xx_percent": 0 })).await;
     app.block(&conversations[0], true).await;
     let retried = app
-        .client
-        .post(app.url(&format!("{page}/retry")))
+        .page_post(&format!("{page}/retry"))
+        .await
         .send()
         .await
         .unwrap();
@@ -327,8 +327,8 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     let calls = app.inspect("api-calls?endpoint=send").await["count"].clone();
     let html = app.get_html(&page).await;
     assert!(!html.contains("/retry"), "nothing left worth retrying");
-    app.client
-        .post(app.url(&format!("{page}/retry")))
+    app.page_post(&format!("{page}/retry"))
+        .await
         .send()
         .await
         .unwrap();
@@ -343,8 +343,8 @@ crate::both_engines!(
 /// Posts the broadcast composer's form with `action` (`send` leads to the confirm step,
 /// `edit` back to the composer); the page's HTML.
 async fn composer_form(app: &TestApp, key: &str, text: &str, action: &str) -> String {
-    app.client
-        .post(app.url("/broadcasts/new"))
+    app.page_post("/broadcasts/new")
+        .await
         .form(&[("idempotency_key", key), ("text", text), ("action", action)])
         .send()
         .await
@@ -385,8 +385,8 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
     // A buyer writes after the seller saw the count: the broadcast goes to the five counted.
     let late = buyers_write(&app, POST_1, 1).await;
     let created = app
-        .client
-        .post(app.url("/broadcasts"))
+        .page_post("/broadcasts")
+        .await
         .form(&[
             ("idempotency_key", key.as_str()),
             ("text", "بازدید جمعه"),
@@ -425,8 +425,8 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
         .await
         .unwrap();
     let changed = app
-        .client
-        .post(app.url("/broadcasts"))
+        .page_post("/broadcasts")
+        .await
         .form(&[
             ("idempotency_key", key.as_str()),
             ("text", "دوباره"),
@@ -454,8 +454,8 @@ async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     assert!(page.text().await.unwrap().contains("فقط صاحب آگهی"));
     let start = app
-        .client
-        .post(app.url("/oauth/start?for=post"))
+        .page_post("/oauth/start?for=post")
+        .await
         .send()
         .await
         .unwrap();
@@ -680,7 +680,7 @@ async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
     // The chat they wrote in is the post's too: 31 recipients.
     let page = broadcast(&app, "فروخته شد", 31).await;
     // Someone else's data, which must stay.
-    kenar_chat::db::templates::create(&app.db, &user_id(BUYER_2), "مال دیگری", "{}")
+    kenar_chat::db::templates::create(&app.db, &user_id(BUYER_2), "مال دیگری", "{}", 50)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -760,8 +760,8 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cancelled = app
-        .client
-        .post(app.url(&format!("{page}/cancel")))
+        .page_post(&format!("{page}/cancel"))
+        .await
         .send()
         .await
         .unwrap();
@@ -906,8 +906,8 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
     let mut committed_at = 0;
     for (person, conversation) in people.iter().zip(&singles) {
         let key = uuid::Uuid::new_v4().to_string();
-        let sent = person
-            .post(app.url("/compose"))
+        let sent = page_post_as(person, &app, "/compose")
+            .await
             .form(&[
                 ("idempotency_key", key.as_str()),
                 ("text", "سؤال دربارهٔ بازدید"),
@@ -988,8 +988,8 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
         .unwrap();
     assert!(busiest <= 120, "{busiest} sends in one 60-second window");
     assert!(busiest >= 100, "the budget was used: {busiest}");
-    app.client
-        .post(app.url(&format!("{page}/cancel")))
+    app.page_post(&format!("{page}/cancel"))
+        .await
         .send()
         .await
         .unwrap();

@@ -52,11 +52,111 @@ fn serve_reports_malformed_values_without_echoing_secrets() {
     assert!(!stderr.contains("super-secret-api-key"));
 }
 
+/// Values that parse but are unsafe: each alone stops `serve` with its variable named, and with
+/// all of them set at once every one is named. A sound set is not refused.
+#[test]
+fn serve_refuses_weak_configuration_naming_each_reason() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let random_key = b64(&(0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect::<Vec<_>>());
+    let sound = [
+        ("KENAR_APP_SLUG", "my-real-app".to_string()),
+        ("KENAR_API_KEY", "k3y-from-the-panel-0123456789".to_string()),
+        (
+            "KENAR_OAUTH_SECRET",
+            "s3cret-from-the-panel-0123456789".to_string(),
+        ),
+        (
+            "DIVAR_IDENTIFICATION_KEY",
+            "id3nt-from-the-panel-0123456789".to_string(),
+        ),
+        ("APP_BASE_URL", "https://addon.kenar-chat.ir".to_string()),
+        ("TOKEN_ENCRYPTION_KEY", random_key),
+        // Not a database it can open: a sound configuration gets past the checks to this.
+        (
+            "DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none".to_string(),
+        ),
+    ];
+    let run = |changes: &[(&str, String)]| {
+        let mut command = binary();
+        command.arg("serve");
+        for (name, value) in sound.iter().chain(changes) {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[]);
+    assert_ne!(
+        code,
+        Some(2),
+        "a sound configuration passes the checks: {stderr}"
+    );
+    assert!(!stderr.contains("invalid configuration"), "{stderr}");
+
+    let weak: [(&str, String); 8] = [
+        ("KENAR_APP_SLUG", "my-fake-app-slug".into()),
+        ("KENAR_API_KEY", "fake-api-key-replace-me".into()),
+        ("KENAR_OAUTH_SECRET", "fake-oauth-secret-replace-me".into()),
+        ("DIVAR_IDENTIFICATION_KEY", "short-key".into()),
+        ("TOKEN_ENCRYPTION_KEY", b64(&[0u8; 32])),
+        ("TOKEN_ENCRYPTION_KEY", b64(&[7u8; 32])),
+        ("APP_BASE_URL", "https://kenar-chat.example.com".into()),
+        ("APP_BASE_URL", "http://203.0.113.7:8080".into()),
+    ];
+    for (name, value) in &weak {
+        let (code, stderr) = run(&[(name, value.clone())]);
+        assert_eq!(code, Some(2), "{name}={value} is refused: {stderr}");
+        assert!(stderr.contains(name), "{name} is named: {stderr}");
+        assert!(
+            !stderr.contains(value.as_str()),
+            "the value is not echoed: {stderr}"
+        );
+    }
+    // Every reason at once.
+    let (_, stderr) = run(&[
+        ("KENAR_API_KEY", "fake-api-key-replace-me".into()),
+        ("DIVAR_IDENTIFICATION_KEY", "short-key".into()),
+        ("TOKEN_ENCRYPTION_KEY", b64(&[0u8; 32])),
+        ("APP_BASE_URL", "http://203.0.113.7:8080".into()),
+    ]);
+    assert!(stderr.contains("4 problems"), "{stderr}");
+    // Plain http on loopback, or when the operator says a trusted network stands between, is taken.
+    for changes in [
+        vec![("APP_BASE_URL", "http://127.0.0.1:8080".to_string())],
+        vec![
+            ("APP_BASE_URL", "http://203.0.113.7:8080".to_string()),
+            ("KENAR_ALLOW_INSECURE_HTTP", "1".to_string()),
+        ],
+    ] {
+        let (code, stderr) = run(&changes);
+        assert_ne!(code, Some(2), "{changes:?}: {stderr}");
+    }
+}
+
+/// The sandbox shows its fake tokens to anyone who reaches it: a public bind needs a flag.
+#[test]
+fn the_sandbox_refuses_a_public_address_unless_told() {
+    let output = binary()
+        .args(["sandbox", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
+
 #[test]
 fn help_explains_each_subcommand() {
     let output = binary().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    for word in ["serve", "sandbox", "migrate"] {
+    for word in ["serve", "sandbox", "migrate", "rekey"] {
         assert!(text.contains(word), "{text}");
     }
 }

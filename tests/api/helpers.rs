@@ -111,6 +111,69 @@ pub struct TestApp {
     shutdown: CancellationToken,
 }
 
+impl TestApp {
+    /// Stops this server and starts another on the same port, database and simulated Divar,
+    /// with `customize` applied to its settings: a restart as an operator makes one. The
+    /// browser keeps its cookies (sessions live in the database).
+    pub async fn restart(&mut self, customize: impl FnOnce(&mut Settings)) {
+        self.shutdown.cancel();
+        let addr = self.base.socket_addrs(|| None).unwrap()[0];
+        let mut settings = self.settings.clone();
+        customize(&mut settings);
+        let mut listener = None;
+        for _ in 0..200 {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(bound) => {
+                    listener = Some(bound);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let listener = listener.expect("the old server let go of its port");
+        let app = kenar_chat::startup::Application::build(
+            settings.clone(),
+            listener,
+            Some(self.sandbox.router()),
+        )
+        .await
+        .expect("restarting the app");
+        self.db = app.db().clone();
+        self.settings = settings;
+        self.shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
+    }
+
+    /// A post as our own pages make it: from this browser, with its visit's form token.
+    pub async fn page_post(&self, path: &str) -> reqwest::RequestBuilder {
+        page_post_as(&self.client, self, path).await
+    }
+}
+
+/// The form token every page of a visit carries (empty without a visit).
+pub async fn csrf_token_of(client: &reqwest::Client, app: &TestApp) -> String {
+    csrf_token_at(client, &app.url("/")).await
+}
+
+/// The form token from the page at `url`, as a script on it would read it.
+pub async fn csrf_token_at(client: &reqwest::Client, url: &str) -> String {
+    let html = client.get(url).send().await.unwrap().text().await.unwrap();
+    html.split_once(r#"<meta name="csrf-token" content=""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(token, _)| token.to_string())
+        .unwrap_or_default()
+}
+
+/// A post from `client`'s visit with its form token, in the header a script would use.
+pub async fn page_post_as(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let token = csrf_token_of(client, app).await;
+    client.post(app.url(path)).header("x-csrf-token", token)
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -157,6 +220,8 @@ pub fn browser() -> reqwest::Client {
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
+        // A fresh connection per request: a restarted server does not inherit stale ones.
+        .pool_max_idle_per_host(0)
         .build()
         .expect("client")
 }
@@ -482,7 +547,7 @@ pub async fn store_grant(
         kenar::http_client(Duration::from_secs(5), "kenar-chat-tests").unwrap(),
     )
     .unwrap();
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_key), oauth);
+    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
     let issued = IssuedTokens {
         access_token: SecretString::from(access.token),
         refresh_token: refresh.map(|r| SecretString::from(r.token)),

@@ -343,12 +343,7 @@ async fn without_user_id_a_click_naming_nobody_is_not_connected() {
         .await;
     enter_from_chat(&app, &conversation(1, 1), "buyer").await;
     // Refused before Divar is asked: a grant nobody could be filed under is never made.
-    let answer = app
-        .client
-        .post(app.url("/oauth/start"))
-        .send()
-        .await
-        .unwrap();
+    let answer = app.page_post("/oauth/start").await.send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
     let html = answer.text().await.unwrap();
     assert!(html.contains("اتصال از این‌جا ممکن نیست"), "{html}");

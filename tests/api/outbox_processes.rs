@@ -315,9 +315,11 @@ async fn compose_through(
         .unwrap();
     assert_eq!(assert_redirect(&entered), "/compose", "the grant is there");
     let key = uuid::Uuid::new_v4().to_string();
+    let token = csrf_token_at(client, &format!("{base}/compose")).await;
     client
         .post(format!("{base}/compose"))
         .form(&[
+            ("csrf_token", token.as_str()),
             ("idempotency_key", key.as_str()),
             ("action", "send"),
             ("text", text),

@@ -329,7 +329,7 @@ async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine)
         sqlx::query(
             "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
                  failure, attempts, created_at, updated_at)
-             values ($1, $2, 'c-1', 'u-1', '{}', $3, $4, 0, 1, 1)",
+             values ($1, $2, 'c-1', 'u-1', '{\"type\":\"TEXT\",\"message\":\"x\"}', $3, $4, 0, 1, 1)",
         )
         .bind(id)
         .bind(format!("key-{id}"))

@@ -28,9 +28,12 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/oauth/start", post(oauth_start))
-        .route("/oauth/callback", get(oauth_callback))
+    Router::new().route("/oauth/start", post(oauth_start))
+}
+
+/// Divar's redirect back; `web::router` throttles it per client, like the entry links.
+pub fn callback_router() -> Router<AppState> {
+    Router::new().route("/oauth/callback", get(oauth_callback))
 }
 
 /// The scope that lets the add-on send in one conversation, then who consented and revocation
@@ -160,7 +163,7 @@ async fn oauth_callback(
     session: TypedSession,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response> {
-    let Some(pending) = session.take_pending_consent().await? else {
+    let Some(pending) = session.pending_consent().await? else {
         return Ok(notice(
             StatusCode::BAD_REQUEST,
             "درخواست اجازه پیدا نشد",
@@ -174,6 +177,7 @@ async fn oauth_callback(
         bool::from(s.as_bytes().ct_eq(pending.state.as_bytes()))
     });
     if !state_matches {
+        // Left in place: a forged callback must not use up the person's real one.
         tracing::warn!("OAuth callback with a state that does not match the session");
         return Ok(notice(
             StatusCode::BAD_REQUEST,
@@ -183,6 +187,7 @@ async fn oauth_callback(
             try_again_actions(),
         ));
     }
+    session.clear_pending_consent().await?;
     match query.error.as_deref() {
         None | Some("access_denied") => {}
         Some(error) => {

@@ -16,12 +16,16 @@ use crate::{
     state::AppState,
     web::{
         error::{AppError, Result},
-        pages::render_page,
+        pages::{persian_digits, render_page},
         session::ChatVisit,
     },
 };
 
 use super::compose::{ComposeMode, compose_page};
+
+/// A person's saved templates at most, and the size of one: drafts of short chat messages.
+pub const MAX_TEMPLATES_PER_USER: i64 = 50;
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/templates/{template_id}/delete", post(delete_template))
@@ -47,6 +51,33 @@ pub(super) async fn save_template(
     if let Err(problems) = message::parse_form(&fields, chat.visit.post_token.as_ref()) {
         errors.extend(problems);
     }
+    // Only the composer's own fields are kept: anything else a client adds is not a draft.
+    fields.retain(|name, _| message::is_composer_field(name));
+    let draft = serde_json::to_string(&fields)?;
+    if errors.is_empty() && draft.len() > MAX_TEMPLATE_BYTES {
+        errors.insert(
+            "template_name".into(),
+            "این قالب بیش از اندازه بزرگ است و ذخیره نشد؛ متن یا دکمه‌ها را کوتاه‌تر کنید.".into(),
+        );
+    }
+    if errors.is_empty()
+        && db::templates::create(
+            &state.db,
+            &chat.user_id,
+            &name,
+            &draft,
+            MAX_TEMPLATES_PER_USER,
+        )
+        .await?
+        .is_none()
+    {
+        errors.insert(
+            "template_name".into(),
+            persian_digits(&format!(
+                "شما {MAX_TEMPLATES_PER_USER} قالب ذخیره کرده‌اید که بیشترین تعداد است. برای ذخیرهٔ این یکی، قالبی را که لازم ندارید حذف کنید."
+            )),
+        );
+    }
     if !errors.is_empty() {
         let notice = errors.get("template_name").cloned();
         let page = compose_page(
@@ -61,16 +92,6 @@ pub(super) async fn save_template(
         .await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
     }
-    for transient in ["idempotency_key", "action", "template_name"] {
-        fields.remove(transient);
-    }
-    db::templates::create(
-        &state.db,
-        &chat.user_id,
-        &name,
-        &serde_json::to_string(&fields)?,
-    )
-    .await?;
     Ok(Redirect::to("/compose?notice=template_saved").into_response())
 }
 

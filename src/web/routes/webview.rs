@@ -26,7 +26,6 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(show_home))
-        .route("/s/{token}", get(enter))
         .route("/start", get(show_landing))
         .route("/back", get(back_to_divar))
         .route("/disconnect", post(disconnect))
@@ -35,6 +34,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct HomeQuery {
     post_token: Option<String>,
+}
+
+/// The one-time links: anyone can probe them, so `web::router` throttles this route per client.
+pub fn entry_router() -> Router<AppState> {
+    Router::new().route("/s/{token}", get(enter))
 }
 
 /// The panel's fallback URL: Divar opens it directly, with at most a post token and no user.
@@ -75,6 +79,7 @@ async fn enter(
         user_side: init.user_side,
         callback_url: init.callback_url,
         extra_data,
+        csrf_token: crate::web::csrf::new_token(),
     };
     let target = next_page(&state, &visit).await?;
     session.begin_visit(visit).await?;

@@ -1,0 +1,94 @@
+//! Forgetting on schedule: what the add-on no longer needs is deleted, or its text cleared, once
+//! its retention window has passed (Divar asks apps to keep people's data no longer than needed).
+
+use super::Db;
+
+/// Rows older than these instants (Unix ms) go.
+#[derive(Debug, Clone, Copy)]
+pub struct Cutoffs {
+    pub now: i64,
+    /// One-time links that expired before this, and the clicks they led to.
+    pub clicks_before: i64,
+    /// Text and buttons of messages and broadcasts finished before this.
+    pub bodies_before: i64,
+    /// Outbox rows and broadcasts finished before this.
+    pub finished_before: i64,
+}
+
+/// How many rows of each kind one purge removed (or cleared).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub web_sessions: u64,
+    pub entry_links: u64,
+    pub clicks: u64,
+    pub message_bodies: u64,
+    pub broadcast_bodies: u64,
+    pub outbox_rows: u64,
+    pub broadcasts: u64,
+}
+
+impl Purged {
+    pub fn total(&self) -> u64 {
+        self.web_sessions
+            + self.entry_links
+            + self.clicks
+            + self.message_bodies
+            + self.broadcast_bodies
+            + self.outbox_rows
+            + self.broadcasts
+    }
+}
+
+/// One pass, in one transaction. A message keeps its status, attempts and times (the person's
+/// history and the operator's counts), only its text and buttons are cleared (to `{}`, which
+/// pages read as an empty message and which is never sent again); a finished
+/// broadcast keeps its counts until it is deleted whole with its outbox rows.
+pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
+    let mut tx = db.pool().begin().await?;
+    let mut run = async |sql: &str, cutoff: i64| -> anyhow::Result<u64> {
+        Ok(sqlx::query(sql)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+    };
+    let purged = Purged {
+        web_sessions: run("delete from web_sessions where expires_at < $1", at.now).await?,
+        entry_links: run("delete from entry_links where expires_at < $1", at.clicks_before).await?,
+        clicks: run(
+            "delete from session_inits where created_at < $1
+               and not exists (select 1 from entry_links l
+                               where l.session_init_id = session_inits.session_init_id)",
+            at.clicks_before,
+        )
+        .await?,
+        message_bodies: run(
+            "update messages set body = '{}' where body <> '{}' and updated_at < $1
+               and status in ('sent', 'failed')",
+            at.bodies_before,
+        )
+        .await?,
+        broadcast_bodies: run(
+            "update broadcasts set body = '{}' where body <> '{}' and updated_at < $1
+               and status in ('done', 'cancelled')",
+            at.bodies_before,
+        )
+        .await?,
+        outbox_rows: run(
+            "delete from outbox where updated_at < $1 and status in ('sent', 'failed', 'cancelled')
+               and (message_id is not null
+                    or broadcast_id in (select broadcast_id from broadcasts
+                                        where status in ('done', 'cancelled') and updated_at < $1))",
+            at.finished_before,
+        )
+        .await?,
+        broadcasts: run(
+            "delete from broadcasts where updated_at < $1 and status in ('done', 'cancelled')
+               and not exists (select 1 from outbox o where o.broadcast_id = broadcasts.broadcast_id)",
+            at.finished_before,
+        )
+        .await?,
+    };
+    tx.commit().await?;
+    Ok(purged)
+}

@@ -1,0 +1,139 @@
+//! Forged cross-site posts are refused twice over: the browser's own word (`Sec-Fetch-Site`,
+//! `Origin`) and a per-visit token that every form of ours carries. SameSite=Lax alone lets a
+//! top-level cross-site POST through in some browsers and for two minutes after a cookie is set.
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Request, State},
+    http::{HeaderMap, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use subtle::ConstantTimeEq;
+use tower_sessions::Session;
+
+use crate::{
+    state::AppState,
+    web::{error::AppError, session::Visit},
+};
+
+/// The form field, and the header a script may use instead.
+pub const FIELD: &str = "csrf_token";
+pub const HEADER: &str = "x-csrf-token";
+/// Our forms are small (the composer's is a few KiB); a larger body is not ours.
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+tokio::task_local! {
+    /// The current visit's token while its page renders.
+    static TOKEN: String;
+}
+
+/// For templates: the token to put in a form (empty without a visit, and such a post is refused
+/// by the handler for want of a visit anyway).
+pub fn token() -> String {
+    TOKEN.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// A fresh token for a new visit: 256 random bits, URL-safe.
+pub fn new_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The page layer: checks every state-changing request, and lends the visit's token to the
+/// templates of every page.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let session = request.extensions().get::<Session>().cloned();
+    let visit: Option<Visit> = match &session {
+        Some(session) => match session.get(super::session::VISIT).await {
+            Ok(visit) => visit,
+            Err(error) => {
+                return AppError::Unexpected(anyhow::Error::new(error).context("session store"))
+                    .into_response();
+            }
+        },
+        None => None,
+    };
+    let visit_present = visit.is_some();
+    let expected = visit.map(|v| v.csrf_token).unwrap_or_default();
+    if request.method().is_safe() {
+        return TOKEN.scope(expected, next.run(request)).await;
+    }
+    if let Some(reason) = cross_site(request.headers(), &state.settings.public_origin()) {
+        tracing::warn!(reason, "refused a cross-site request to a page");
+        return forbidden();
+    }
+    // Without a visit there is nothing to forge: the handler answers "open the add-on again".
+    let request = if visit_present {
+        match carried_token(request).await {
+            Ok((request, Some(sent))) if matches(&sent, &expected) => request,
+            Ok(_) => {
+                tracing::warn!("refused a post without this visit's form token");
+                return forbidden();
+            }
+            Err(response) => return response,
+        }
+    } else {
+        request
+    };
+    TOKEN.scope(expected, next.run(request)).await
+}
+
+/// A visit from before this check (made by the previous release) has no token: it is refused,
+/// and the person opens the add-on again.
+fn matches(sent: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Why the browser says this request comes from another site, if it does. `Origin: null` is
+/// what browsers send for our own forms under `Referrer-Policy: no-referrer`, so it proves
+/// nothing either way; the token decides then.
+fn cross_site(headers: &HeaderMap, ours: &str) -> Option<&'static str> {
+    if let Some(site) = headers.get("sec-fetch-site")
+        && matches!(site.as_bytes(), b"cross-site" | b"same-site")
+    {
+        return Some("Sec-Fetch-Site names another site");
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or_default();
+    if origin == "null" || origin == ours {
+        return None;
+    }
+    // Also the host the request was sent to, for a development server reached by another name.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    if host.is_some() && origin_host == host {
+        return None;
+    }
+    Some("Origin names another site")
+}
+
+/// The token from the header, or from the urlencoded form (the body is put back for the handler).
+async fn carried_token(request: Request) -> Result<(Request, Option<String>), Response> {
+    if let Some(sent) = request.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
+        let sent = sent.to_string();
+        return Ok((request, Some(sent)));
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| AppError::TooLarge.into_response())?;
+    let sent = url::form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == FIELD)
+        .map(|(_, value)| value.into_owned());
+    Ok((Request::from_parts(parts, Body::from(bytes)), sent))
+}
+
+fn forbidden() -> Response {
+    AppError::Forbidden.into_response()
+}

@@ -1,0 +1,49 @@
+//! The purge task: every `KENAR_PURGE_INTERVAL_SECS`, what is past its retention window goes
+//! (see `db::purge`). Replicas may all run it: every statement is safe to repeat.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Retention,
+    db::{
+        Db, now_ms,
+        purge::{self, Cutoffs},
+    },
+};
+
+fn before(now: i64, window: Duration) -> i64 {
+    now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The cut-offs for a purge at `now`.
+pub fn cutoffs(retention: &Retention, now: i64) -> Cutoffs {
+    Cutoffs {
+        now,
+        clicks_before: before(now, retention.clicks),
+        bodies_before: before(now, retention.message_bodies),
+        finished_before: before(now, retention.finished_sends),
+    }
+}
+
+pub async fn run_until_stopped(db: Db, retention: Retention, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(retention.purge_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match purge::purge(&db, cutoffs(&retention, now_ms())).await {
+            Ok(purged) if purged.total() > 0 => {
+                tracing::info!(?purged, "purged data past its retention window");
+            }
+            Ok(_) => tracing::debug!("nothing to purge"),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "purging failed; retrying at the next interval"
+            ),
+        }
+    }
+}

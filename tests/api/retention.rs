@@ -1,0 +1,356 @@
+//! What the add-on keeps, and for how long: the purge task, the template caps, hashed session ids.
+
+use std::time::Duration;
+
+use kenar_chat::{
+    config::Retention,
+    db::{
+        now_ms, outbox,
+        purge::{Cutoffs, purge},
+    },
+    sandbox::SandboxOptions,
+};
+use reqwest::StatusCode;
+use sqlx::Row;
+
+use crate::{addon_flow::*, helpers::*};
+
+async fn scalar(app: &TestApp, sql: &str, bind: &str) -> i64 {
+    sqlx::query(sql)
+        .bind(bind)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+async fn body_of(app: &TestApp, message_id: &str) -> (String, String) {
+    let row = sqlx::query("select body, status from messages where message_id = $1")
+        .bind(message_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    (row.try_get("body").unwrap(), row.try_get("status").unwrap())
+}
+
+async fn send(app: &TestApp, text: &str) -> String {
+    let key = idempotency_key(app).await;
+    let sent = post_compose(app, &[("idempotency_key", &key), ("text", text)]).await;
+    let id = queued_message(&assert_redirect(&sent));
+    assert_eq!(final_status(app, &id).await["status"], "sent");
+    id
+}
+
+/// The purge task, with windows of seconds: the first visit's link and click and the first
+/// message's text go; its status stays; the second visit and message, younger than the
+/// windows, stay whole.
+async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        settings.entry_link_ttl = Duration::from_secs(1);
+        settings.retention = Retention {
+            purge_every: Duration::from_millis(300),
+            clicks: Duration::from_secs(3),
+            message_bodies: Duration::from_secs(3),
+            finished_sends: Duration::from_secs(3),
+        };
+    })
+    .await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "buyer", BUYER_1).await;
+    let first = send(&app, "متن اول که باید فراموش شود").await;
+    let clicks_then: Vec<String> = sqlx::query("select session_init_id from session_inits")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("session_init_id").unwrap())
+        .collect();
+    assert_eq!(clicks_then.len(), 1);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+
+    enter_from_chat(&app, &conv, "buyer").await;
+    let second = send(&app, "متن دوم").await;
+    let first_click = &clicks_then[0];
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from session_inits where session_init_id = $1",
+            first_click
+        )
+        .await,
+        0,
+        "the first click is gone"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from entry_links where session_init_id = $1",
+            first_click
+        )
+        .await,
+        0,
+        "and its link"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from session_inits where session_init_id <> $1",
+            first_click
+        )
+        .await,
+        1,
+        "the second click stays"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from entry_links where session_init_id <> $1",
+            first_click
+        )
+        .await,
+        1
+    );
+    let (body, status) = body_of(&app, &first).await;
+    assert_eq!(
+        (body.as_str(), status.as_str()),
+        ("{}", "sent"),
+        "text gone, status kept"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from outbox where message_id = $1",
+            &first
+        )
+        .await,
+        0
+    );
+    let (body, _) = body_of(&app, &second).await;
+    assert!(body.contains("متن دوم"), "the young message is whole");
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from outbox where message_id = $1",
+            &second
+        )
+        .await,
+        1
+    );
+    // The person's history still has the first message, as sent, without its text.
+    let page = app.get(&format!("/messages/{first}/status")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("فرستاده شد") && !html.contains("متن اول"));
+    // A cleared message cannot be sent again.
+    let resend = app
+        .page_post(&format!("/messages/{first}/resend"))
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resend.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body_of(&app, &first).await.1, "sent");
+}
+crate::both_engines!(purge_task, the_purge_task_forgets_what_is_past_its_window);
+
+/// Broadcasts: finished ones past the window go whole with their outbox rows; a running one,
+/// and expired web sessions, are handled as their own rules say. Exact counts, both engines.
+async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let ids: Vec<_> = (0..3).map(|i| conversation_id(&format!("c-{i}"))).collect();
+    let mut broadcasts = Vec::new();
+    for key in ["done", "running"] {
+        let outbox::Created::New(id) = outbox::create_broadcast(
+            &app.db,
+            key,
+            &post_token("P1"),
+            &user_id("seller"),
+            r#"{"type":"TEXT","message":"پیام همگانی"}"#,
+            &ids,
+        )
+        .await
+        .unwrap() else {
+            panic!("a new broadcast")
+        };
+        broadcasts.push(id);
+    }
+    let old = now_ms() - 10_000;
+    sqlx::query("update outbox set status = 'sent', updated_at = $1 where broadcast_id = $2")
+        .bind(old)
+        .bind(&broadcasts[0])
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("update broadcasts set status = 'done', updated_at = $1 where broadcast_id = $2")
+        .bind(old)
+        .bind(&broadcasts[0])
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
+         values ('expired', '{}', $1, $1, $1), ('alive', '{}', $2, $1, $1)",
+    )
+    .bind(old)
+    .bind(now_ms() + 600_000)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    let now = now_ms();
+    let cutoffs = Cutoffs {
+        now,
+        clicks_before: now - 5_000,
+        bodies_before: now - 5_000,
+        finished_before: now - 5_000,
+    };
+    let purged = purge(&app.db, cutoffs).await.unwrap();
+    assert_eq!(purged.broadcasts, 1, "{purged:?}");
+    assert_eq!(purged.outbox_rows, 3, "{purged:?}");
+    assert_eq!(purged.broadcast_bodies, 1, "{purged:?}");
+    assert_eq!(purged.web_sessions, 1, "{purged:?}");
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from broadcasts where broadcast_id = $1",
+            &broadcasts[1]
+        )
+        .await,
+        1,
+        "a running broadcast stays"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from outbox where broadcast_id = $1",
+            &broadcasts[1]
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from web_sessions where session_id = $1",
+            "alive"
+        )
+        .await,
+        1
+    );
+    let again = purge(&app.db, cutoffs).await.unwrap();
+    assert_eq!(again.total(), 0, "running it again changes nothing");
+}
+crate::both_engines!(purge_exact, a_purge_removes_exactly_the_expired_rows);
+
+/// Templates: a person's 51st is refused with a Persian message and nothing saved; fields that
+/// are not the composer's are not stored (a 1.9 MB "template" was possible before).
+#[tokio::test]
+async fn templates_are_capped_per_person() {
+    let app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let save = async |name: &str, extra: &str| {
+        let key = idempotency_key(&app).await;
+        post_compose(
+            &app,
+            &[
+                ("idempotency_key", &key),
+                ("action", "save_template"),
+                ("template_name", name),
+                ("text", "قیمت نهایی"),
+                ("padding", extra),
+            ],
+        )
+        .await
+    };
+    let saved = save("اول", &"x".repeat(1_900_000)).await;
+    assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
+    let stored: i64 = scalar(
+        &app,
+        "select max(length(draft)) from templates where user_id = $1",
+        BUYER_1,
+    )
+    .await;
+    assert!(
+        stored < 200,
+        "only the composer's fields are kept: {stored} bytes"
+    );
+    for i in 1..50 {
+        kenar_chat::db::templates::create(
+            &app.db,
+            &user_id(BUYER_1),
+            &format!("قالب {i}"),
+            "{}",
+            50,
+        )
+        .await
+        .unwrap()
+        .expect("under the cap");
+    }
+    let refused = save("یکی بیشتر", "").await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("۵۰ قالب ذخیره کرده‌اید"), "a Persian reason");
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from templates where user_id = $1",
+            BUYER_1
+        )
+        .await,
+        50,
+        "nothing more was saved"
+    );
+}
+
+/// The session table holds hashes: its rows do not reveal the cookies that open them.
+#[tokio::test]
+async fn session_ids_are_stored_hashed() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let opened = app
+        .client
+        .post(app.url(&format!("/sandbox/chats/{}/open-addon", conversation(1, 1))))
+        .form(&[("as", "buyer")])
+        .send()
+        .await
+        .unwrap();
+    let link = assert_redirect(&opened);
+    let entered = browser().get(&link).send().await.unwrap();
+    let cookie = entered
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("kenar_session="))
+        .expect("a session cookie");
+    let id = cookie["kenar_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(id.len() >= 20, "{id}");
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from web_sessions where session_id = $1",
+            &id
+        )
+        .await,
+        0,
+        "the cookie's value is not a row key"
+    );
+    use sha2::{Digest, Sha256};
+    let hashed: String = Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        scalar(
+            &app,
+            "select count(*) from web_sessions where session_id = $1",
+            &hashed
+        )
+        .await,
+        1
+    );
+}
