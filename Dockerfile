@@ -1,25 +1,38 @@
-# syntax=docker/dockerfile:1
 # Build:  docker build -t kenar-chat .
-# Run:    docker run --env-file .env -p 8080:8080 kenar-chat   (or use docker-compose.yml)
+# Run:    docker run --env-file .env -p 127.0.0.1:8080:8080 kenar-chat   (or use docker-compose.yml)
+#
+# Behind a registry mirror (Docker Hub may be unreachable), name the base images through it:
+#   docker build --build-arg RUST_IMAGE=mirror.example.ir/library/rust:1-bookworm \
+#                --build-arg RUNTIME_IMAGE=mirror.example.ir/library/debian:bookworm-slim -t kenar-chat .
+# No `# syntax=` line on purpose: it makes BuildKit pull a frontend image from Docker Hub first.
+ARG RUST_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-# ---- builder -----------------------------------------------------------------
-FROM rust:1-bookworm AS builder
+# ---- dependencies, cached as an ordinary layer ---------------------------------
+# cargo-chef turns the workspace's manifests into a recipe; the dependencies it names are built
+# in a layer of their own, reused as long as Cargo.toml/Cargo.lock do not change (no BuildKit
+# cache mounts, which ephemeral CI builders lose).
+FROM ${RUST_IMAGE} AS chef
+RUN cargo install cargo-chef --locked --version ^0.1
 WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
 # No database at build time: sqlx macros must use offline metadata if any are used.
 ENV SQLX_OFFLINE=true
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --no-default-features -p kenar-chat --recipe-path recipe.json
+# Templates (askama) and migrations (sqlx::migrate!) are compiled into the binary. The production
+# image has no simulated Divar: kenar-chat is built without its `sandbox` feature.
 COPY . .
-# BuildKit cache mounts keep the cargo registry and compiled dependencies between
-# builds, so a source change only recompiles this crate. Templates (askama) and
-# migrations (sqlx::migrate!) are compiled into the binary. The production image
-# has no simulated Divar: kenar-chat is built without its `sandbox` feature.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/usr/local/cargo/git \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p kenar-chat --no-default-features --bin kenar-chat \
+RUN cargo build --release --locked -p kenar-chat --no-default-features --bin kenar-chat \
     && install -D -m 0755 target/release/kenar-chat /out/kenar-chat
 
 # ---- runtime -----------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
@@ -33,8 +46,12 @@ COPY --from=builder /out/kenar-chat /usr/local/bin/kenar-chat
 COPY static /app/static
 
 # Default DATABASE_URL (sqlite://data/kenar.db) resolves to /app/data, which is writable.
-ENV BIND_ADDR=0.0.0.0:8080
+ENV BIND_ADDR=0.0.0.0:8080 LOG_FORMAT=json
 USER 10001:10001
 EXPOSE 8080
+# Ready = not draining, workers alive, database reachable (`/readyz`).
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=3 CMD ["kenar-chat", "healthcheck"]
+# SIGTERM drains (KENAR_SHUTDOWN_DELAY + KENAR_SHUTDOWN_TIMEOUT, 35 s by default): give it that.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["kenar-chat"]
 CMD ["serve"]

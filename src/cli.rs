@@ -35,11 +35,29 @@ pub enum Command {
     #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
     /// Apply database migrations to DATABASE_URL (default sqlite://data/kenar.db) and exit.
-    Migrate,
+    Migrate(MigrateArgs),
+    /// Ask the running instance whether it takes traffic (`/readyz`): exit 0 when it does, 1
+    /// when it does not or cannot be reached. For Docker's HEALTHCHECK.
+    Healthcheck(HealthcheckArgs),
     /// Seal every stored token again under the first key of TOKEN_ENCRYPTION_KEYS, so older
     /// keys can be removed. Reads the same configuration as `serve`; run it after deploying a
     /// ring with the new key first and the old one after it.
     Rekey,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HealthcheckArgs {
+    /// The readiness URL. Default: /readyz on BIND_ADDR's port, on loopback.
+    #[arg(long)]
+    pub url: Option<url::Url>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// Without DATABASE_URL, migrate the default SQLite file (sqlite://data/kenar.db) instead of
+    /// refusing: a forgotten variable must not create an empty database somewhere.
+    #[arg(long)]
+    pub default_database: bool,
 }
 
 #[cfg(feature = "sandbox")]
@@ -73,7 +91,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve().await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox(args).await,
-        Command::Migrate => migrate().await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Healthcheck(args) => return healthcheck(args).await,
         Command::Rekey => rekey().await,
     };
     match result {
@@ -103,6 +122,35 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_on_signals()).await
 }
 
+async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let url = args.url.map(|u| u.to_string()).unwrap_or_else(|| {
+        let port = std::env::var("BIND_ADDR")
+            .ok()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map_or(8080, |a| a.port());
+        format!("http://127.0.0.1:{port}/readyz")
+    });
+    let answer = async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+    };
+    match answer.await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{url} could not be reached: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn rekey() -> anyhow::Result<()> {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -125,17 +173,32 @@ async fn rekey() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate() -> anyhow::Result<()> {
-    let _ = dotenvy::dotenv();
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    if let Err(error) = config::load_dotenv() {
+        eprintln!("{error}");
+        std::process::exit(2);
+    }
     telemetry::init(LogFormat::from_env());
-    let url = std::env::var("DATABASE_URL")
+    let url = match std::env::var("DATABASE_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| config::DEFAULT_DATABASE_URL.to_string());
+    {
+        Some(url) => url,
+        None if args.default_database => config::DEFAULT_DATABASE_URL.to_string(),
+        None => {
+            eprintln!(
+                "DATABASE_URL is not set: say which database to migrate (or pass --default-database for {})",
+                config::DEFAULT_DATABASE_URL
+            );
+            std::process::exit(2);
+        }
+    };
+    let target = crate::db::describe_url(&url);
     let db = Db::connect(&url).await?;
     db.migrate().await?;
+    let newest = db.newest_migration().await?.unwrap_or_default();
     db.close().await;
-    println!("migrations applied");
+    println!("migrations applied to {target} (newest: {newest})");
     Ok(())
 }
 

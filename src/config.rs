@@ -32,6 +32,12 @@ pub struct Settings {
     /// Seals stored tokens: the first key seals, all of them open (`TOKEN_ENCRYPTION_KEYS`).
     pub token_keys: KeyRing,
     pub database_url: SecretString,
+    /// `DATABASE_MAX_CONNECTIONS`; unset: 10 on PostgreSQL, 1 on SQLite.
+    pub database_max_connections: Option<u32>,
+    /// `DATABASE_ACQUIRE_TIMEOUT` (seconds): how long a request waits for a connection.
+    pub database_acquire_timeout: Duration,
+    /// `KENAR_MIGRATE_ON_START`: apply migrations when starting (else `kenar-chat migrate` does).
+    pub migrate_on_start: bool,
     pub kenar_api_base_url: Url,
     pub kenar_oauth_base_url: Url,
     pub bind_addr: SocketAddr,
@@ -53,6 +59,10 @@ pub struct Settings {
     pub server: ServerLimits,
     /// How long what people leave behind is kept.
     pub retention: Retention,
+    /// `METRICS_ADDR`: where `/metrics` is served (a listener of its own); unset: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often database-derived gauges (outbox, broadcasts, pool) are sampled.
+    pub metrics_sample_every: Duration,
 }
 
 /// Retention windows of the purge task (`worker::purge`).
@@ -96,6 +106,11 @@ pub struct ServerLimits {
     /// Where the client's address is, when a trusted proxy sets it (e.g. `X-Forwarded-For`,
     /// whose last entry is taken: the one our proxy added). Unset: the peer address.
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// On SIGTERM, `/readyz` fails at once and new connections are still taken this long, so
+    /// load balancers stop sending before the listener closes.
+    pub shutdown_delay: Duration,
+    /// Then in-flight requests and sends get this long before the process exits regardless.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -108,6 +123,8 @@ impl Default for ServerLimits {
             throttle_per_minute: 120,
             throttle_burst: 60,
             client_ip_header: None,
+            shutdown_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -155,9 +172,21 @@ pub enum LogFormat {
 impl LogFormat {
     pub fn parse(value: &str) -> Result<Self, String> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "" | "pretty" => Ok(Self::Pretty),
+            "" => Ok(Self::detect()),
+            "pretty" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
             _ => Err("must be `pretty` or `json`".into()),
+        }
+    }
+
+    /// Unset: pretty in a terminal, JSON lines anywhere else (a container, a pipe, a file), so
+    /// no colour codes end up in a log collector.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            Self::Pretty
+        } else {
+            Self::Json
         }
     }
 
@@ -166,7 +195,7 @@ impl LogFormat {
         std::env::var("LOG_FORMAT")
             .ok()
             .and_then(|v| Self::parse(&v).ok())
-            .unwrap_or(Self::Pretty)
+            .unwrap_or_else(Self::detect)
     }
 }
 
@@ -196,7 +225,7 @@ impl std::error::Error for ConfigError {}
 impl Settings {
     /// Loads `.env` (if present) and then the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let _ = dotenvy::dotenv();
+        load_dotenv()?;
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -244,7 +273,7 @@ impl Settings {
         let api_base = optional("KENAR_API_BASE_URL", DEFAULT_API_BASE_URL);
         let oauth_base = optional("KENAR_OAUTH_BASE_URL", DEFAULT_OAUTH_BASE_URL);
         let bind_addr = optional("BIND_ADDR", DEFAULT_BIND_ADDR);
-        let log_format = optional("LOG_FORMAT", "pretty");
+        let log_format = optional("LOG_FORMAT", "");
         let completion_url = optional("KENAR_COMPLETION_URL", DEFAULT_COMPLETION_URL);
         let rate_limit = optional("KENAR_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE);
         let outbox_workers = optional("KENAR_OUTBOX_WORKERS", "4");
@@ -259,6 +288,12 @@ impl Settings {
         let throttle_per_minute = optional("KENAR_THROTTLE_PER_MINUTE", "120");
         let throttle_burst = optional("KENAR_THROTTLE_BURST", "60");
         let client_ip_header = optional("KENAR_CLIENT_IP_HEADER", "");
+        let shutdown_delay = optional("KENAR_SHUTDOWN_DELAY", "5");
+        let db_max = optional("DATABASE_MAX_CONNECTIONS", "");
+        let db_acquire = optional("DATABASE_ACQUIRE_TIMEOUT", "3");
+        let migrate_on_start = optional("KENAR_MIGRATE_ON_START", "true");
+        let metrics_addr = optional("METRICS_ADDR", "");
+        let shutdown_timeout = optional("KENAR_SHUTDOWN_TIMEOUT", "30");
         let purge_every = optional("KENAR_PURGE_INTERVAL_SECS", "3600");
         let click_hours = optional("KENAR_CLICK_RETENTION_HOURS", "24");
         let message_days = optional("KENAR_MESSAGE_RETENTION_DAYS", "30");
@@ -375,6 +410,12 @@ impl Settings {
             ask_user_id.as_ref().map(|_| ()).map_err(Clone::clone),
         );
         let ask_revocation = switch(&ask_revocation);
+        let migrate_on_start = switch(&migrate_on_start);
+        check(
+            "KENAR_MIGRATE_ON_START",
+            migrate_on_start.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let migrate_on_start = migrate_on_start.unwrap_or(true);
         check(
             "KENAR_ASK_REVOCATION_NOTICE",
             ask_revocation.as_ref().map(|_| ()).map_err(Clone::clone),
@@ -401,6 +442,12 @@ impl Settings {
             ),
             throttle_burst: limit("KENAR_THROTTLE_BURST", &throttle_burst, 1, 1_000_000),
             client_ip_header: None,
+            shutdown_delay: Duration::from_secs(
+                limit("KENAR_SHUTDOWN_DELAY", &shutdown_delay, 0, 600).into(),
+            ),
+            shutdown_timeout: Duration::from_secs(
+                limit("KENAR_SHUTDOWN_TIMEOUT", &shutdown_timeout, 1, 3600).into(),
+            ),
         };
         let retention = Retention {
             purge_every: Duration::from_secs(
@@ -426,6 +473,10 @@ impl Settings {
                 u64::from(limit("KENAR_OUTBOX_RETENTION_DAYS", &outbox_days, 1, 3650)) * 86_400,
             ),
         };
+        let database_max_connections =
+            (!db_max.is_empty()).then(|| limit("DATABASE_MAX_CONNECTIONS", &db_max, 1, 1000));
+        let database_acquire_timeout =
+            Duration::from_secs(limit("DATABASE_ACQUIRE_TIMEOUT", &db_acquire, 1, 600).into());
         let client_ip_header = (!client_ip_header.is_empty())
             .then(|| axum::http::HeaderName::try_from(client_ip_header.as_str()))
             .transpose()
@@ -438,6 +489,15 @@ impl Settings {
             client_ip_header: client_ip_header.ok().flatten(),
             ..server
         };
+        let metrics_addr = (!metrics_addr.is_empty())
+            .then(|| metrics_addr.parse::<SocketAddr>())
+            .transpose()
+            .map_err(|_| "must be an address and port such as 127.0.0.1:9090".to_string());
+        check(
+            "METRICS_ADDR",
+            metrics_addr.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let metrics_addr = metrics_addr.ok().flatten();
         let log_format = LogFormat::parse(&log_format);
         check(
             "LOG_FORMAT",
@@ -496,6 +556,9 @@ impl Settings {
             app_base_url,
             token_keys,
             database_url: database_url.into(),
+            database_max_connections,
+            database_acquire_timeout,
+            migrate_on_start,
             kenar_api_base_url,
             kenar_oauth_base_url,
             bind_addr,
@@ -520,6 +583,8 @@ impl Settings {
             },
             server,
             retention,
+            metrics_addr,
+            metrics_sample_every: Duration::from_secs(10),
         })
     }
 
@@ -635,6 +700,41 @@ impl Settings {
     /// `scheme://host[:port]` of `APP_BASE_URL`, as browsers write it in `Origin`.
     pub fn public_origin(&self) -> String {
         self.app_base_url.origin().ascii_serialization()
+    }
+}
+
+/// Loads `./.env` into the environment, if there is one. A line it cannot read is reported with
+/// its number (never its text, which may hold a secret): dotenvy stops there, so a silent
+/// failure would drop every later line and blame a variable that is in the file.
+pub fn load_dotenv() -> Result<(), ConfigError> {
+    let problem = match dotenvy::dotenv() {
+        Ok(_) => return Ok(()),
+        Err(error) if error.not_found() => return Ok(()),
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            // dotenvy reports the logical line, which an open quote runs on into the next ones.
+            let first = line.lines().next().unwrap_or_default().trim();
+            let number = std::fs::read_to_string(".env").ok().and_then(|text| {
+                text.lines()
+                    .position(|l| !first.is_empty() && l.trim() == first)
+                    .map(|i| i + 1)
+            });
+            let at = number.map_or("a line".to_string(), |n| format!("line {n}"));
+            format!(
+                "{at} is not `NAME=value` (quote a value that holds spaces, `#` or quotes); that line and every one after it were not loaded"
+            )
+        }
+        Err(error) => format!("cannot be read ({})", error_kind(&error)),
+    };
+    Err(ConfigError {
+        problems: vec![(".env".into(), problem)],
+    })
+}
+
+/// The kind of an I/O failure, without any text from the file.
+fn error_kind(error: &dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::Io(io) => io.kind().to_string(),
+        _ => "unreadable".into(),
     }
 }
 

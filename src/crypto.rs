@@ -173,6 +173,11 @@ impl TokenCipher {
         }
     }
 
+    /// Whether the key that wrote `key_version` is in the ring (legacy values do not say).
+    pub fn has_version(&self, key_version: i64) -> bool {
+        self.keys.iter().any(|(version, _)| *version == key_version)
+    }
+
     /// The version the current key writes in `key_version`.
     pub fn current_version(&self) -> i64 {
         self.keys[0].0

@@ -56,6 +56,9 @@ pub async fn launch_with(
         app_base_url: parse_base_url(base_url.as_str()).map_err(anyhow::Error::msg)?,
         token_keys: crate::config::KeyRing::new(TokenKey::generate(), Vec::new()),
         database_url: SecretString::from(database_url.to_string()),
+        database_max_connections: None,
+        database_acquire_timeout: Duration::from_secs(3),
+        migrate_on_start: true,
         kenar_api_base_url: divar_base.clone(),
         kenar_oauth_base_url: divar_base,
         bind_addr: addr,
@@ -67,8 +70,14 @@ pub async fn launch_with(
         rate_limit_per_minute: 0,
         outbox: Default::default(),
         consent: Default::default(),
-        server: Default::default(),
+        // Never behind a load balancer: stop at once.
+        server: crate::config::ServerLimits {
+            shutdown_delay: Duration::ZERO,
+            ..Default::default()
+        },
         retention: Default::default(),
+        metrics_addr: None,
+        metrics_sample_every: Duration::from_secs(10),
     };
     customize(&mut settings);
     let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;

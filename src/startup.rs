@@ -1,6 +1,6 @@
 //! Builds the application from settings and runs it until told to stop.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
@@ -24,8 +24,12 @@ pub struct Application {
     router: Router,
     limits: ServerLimits,
     retention: Retention,
+    lifecycle: crate::state::Lifecycle,
     db: Db,
     outbox: OutboxWorker,
+    /// The `/metrics` listener (`METRICS_ADDR`), bound at build so its address is known.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    metrics_sample_every: std::time::Duration,
 }
 
 impl Application {
@@ -42,8 +46,30 @@ impl Application {
                 "KENAR_ASK_REVOCATION_NOTICE is on but KENAR_ASK_USER_ID is off: Divar sends revocation notices only for tokens that hold USER_ID too, so none will arrive"
             );
         }
-        let db = Db::connect(settings.database_url.expose_secret()).await?;
-        db.migrate().await?;
+        // Bound first: a taken metrics port stops the start, before anything else happens.
+        let metrics = match settings.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding METRICS_ADDR {addr}"))?;
+                Some((listener, crate::observe::install()))
+            }
+            None => None,
+        };
+        let metrics_sample_every = settings.metrics_sample_every;
+        let db = Db::connect_with(
+            settings.database_url.expose_secret(),
+            crate::db::PoolSettings {
+                max_connections: settings.database_max_connections,
+                acquire_timeout: settings.database_acquire_timeout,
+            },
+        )
+        .await?;
+        if settings.migrate_on_start {
+            db.migrate().await?;
+        } else {
+            tracing::info!("KENAR_MIGRATE_ON_START is off: the schema is left as it is");
+        }
         let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;
         let oauth = KenarOAuth::new(&settings.oauth_credentials(), http.clone())?;
         let vault = Vault::new(
@@ -67,6 +93,8 @@ impl Application {
         let messaging = Messaging::new(db.clone(), outbox.wake_handle());
         let state_limits = settings.server.clone();
         let retention = settings.retention;
+        let settings_client_ip_header = settings.server.client_ip_header.clone();
+        let lifecycle = crate::state::Lifecycle::default();
         let state = AppState {
             db: db.clone(),
             settings: Arc::new(settings),
@@ -74,6 +102,7 @@ impl Application {
             vault,
             messaging,
             api,
+            lifecycle: lifecycle.clone(),
         };
         let mut router = web::router(state);
         if let Some(extra) = extra {
@@ -93,7 +122,10 @@ impl Application {
             listener,
             limits: state_limits,
             retention,
-            router: web::with_common_layers(router),
+            lifecycle,
+            metrics,
+            metrics_sample_every,
+            router: web::with_common_layers(router, settings_client_ip_header),
             db,
             outbox,
         })
@@ -103,35 +135,88 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
     pub fn outbox(&self) -> &OutboxWorker {
         &self.outbox
     }
 
-    /// Serves and runs the outbox workers until `shutdown` is cancelled, then lets in-flight
-    /// requests and sends finish.
+    /// Serves and runs the background workers until `shutdown` is cancelled, then drains: `/readyz`
+    /// fails at once, connections are still taken for `KENAR_SHUTDOWN_DELAY` (load balancers
+    /// notice), then the listener closes, the workers stop claiming (rows waiting for their turn
+    /// are given back) and in-flight requests and sends get `KENAR_SHUTDOWN_TIMEOUT` to finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut workers = self.outbox.spawn_pool(shutdown.clone());
-        workers.push(tokio::spawn(crate::worker::purge::run_until_stopped(
+        let stopping = CancellationToken::new();
+        let mut tasks = self.outbox.spawn_pool(stopping.clone());
+        tasks.push(tokio::spawn(crate::worker::purge::run_until_stopped(
             self.db.clone(),
             self.retention,
-            shutdown.clone(),
+            stopping.clone(),
         )));
-        let served = serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            shutdown.clone().cancelled_owned(),
-        )
-        .await
-        .context("serving HTTP");
-        shutdown.cancel();
-        for worker in workers {
-            let _ = worker.await;
+        if let Some((listener, handle)) = self.metrics {
+            tasks.push(tokio::spawn(crate::worker::sampler::run_until_stopped(
+                self.db.clone(),
+                self.metrics_sample_every,
+                stopping.clone(),
+            )));
+            // Until the very end: the drain itself is worth watching.
+            tokio::spawn(crate::observe::serve(listener, handle, stopping.clone()));
+        }
+        // A worker that ends while the process goes on makes `/readyz` fail.
+        let watched: Vec<_> = tasks
+            .into_iter()
+            .map(|task| {
+                let (lifecycle, stopping) = (self.lifecycle.clone(), stopping.clone());
+                metrics::gauge!(crate::observe::WORKERS_RUNNING).increment(1.0);
+                tokio::spawn(async move {
+                    let ended = task.await;
+                    metrics::gauge!(crate::observe::WORKERS_RUNNING).decrement(1.0);
+                    if !stopping.is_cancelled() {
+                        tracing::error!(
+                            panicked = ended.is_err(),
+                            "a background worker stopped; /readyz now fails"
+                        );
+                        metrics::counter!(crate::observe::WORKERS_STOPPED).increment(1);
+                        lifecycle.worker_stopped();
+                    }
+                })
+            })
+            .collect();
+        let (delay, timeout) = (self.limits.shutdown_delay, self.limits.shutdown_timeout);
+        let drain = {
+            let (lifecycle, stopping) = (self.lifecycle.clone(), stopping.clone());
+            async move {
+                shutdown.cancelled().await;
+                lifecycle.start_draining();
+                tracing::info!(
+                    delay_secs = delay.as_secs_f64(),
+                    "draining: /readyz answers 503; the listener closes after the delay"
+                );
+                tokio::time::sleep(delay).await;
+                tracing::info!("stopped accepting; finishing requests and sends in flight");
+                stopping.cancel();
+            }
+        };
+        let served = serve(self.listener, self.router, &self.limits, drain)
+            .await
+            .context("serving HTTP");
+        stopping.cancel();
+        let workers_done = async {
+            for task in watched {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(timeout, workers_done).await.is_err() {
+            tracing::warn!("background work still running at the shutdown deadline was cut off");
         }
         self.db.close().await;
         served
@@ -152,10 +237,15 @@ pub async fn rekey(settings: &Settings) -> anyhow::Result<crate::services::vault
     report
 }
 
+/// A connection older than this finishes its request in flight and closes: a client that
+/// never reads its answers cannot hold a slot for ever.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(10 * 60);
+
 /// Serves HTTP/1.1 with what `axum::serve` has no knobs for: a deadline for the request head
-/// (a client trickling header lines is cut off), a cap on open connections, and the peer address
-/// in each request (`ConnectInfo`) for per-client throttling. Stops accepting when `stop`
-/// resolves and lets open connections finish their requests.
+/// (a client trickling header lines is cut off), a cap on open connections, a maximum
+/// connection age, the peer address in each request (`ConnectInfo`) for per-client throttling,
+/// and a bounded shutdown. Stops accepting when `stop` resolves; open connections then finish
+/// their requests in flight within `shutdown_timeout`, and are cut after it.
 async fn serve(
     listener: TcpListener,
     router: Router,
@@ -165,15 +255,15 @@ async fn serve(
     use axum::extract::ConnectInfo;
     use hyper_util::{
         rt::{TokioIo, TokioTimer},
-        server::graceful::GracefulShutdown,
         service::TowerToHyperService,
     };
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let closing = CancellationToken::new();
+    let grace = limits.request_timeout;
     tokio::pin!(stop);
     loop {
         // At the cap, stop accepting: new connections wait in the backlog, not in memory.
@@ -187,7 +277,7 @@ async fn serve(
                 Err(error) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -203,16 +293,48 @@ async fn serve(
             .service(router.clone());
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let closing = closing.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            let mut connection = std::pin::pin!(connection);
+            let deadline = tokio::time::sleep(MAX_CONNECTION_AGE);
+            tokio::pin!(deadline);
+            let mut winding_down = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = closing.cancelled(), if !winding_down => {
+                        connection.as_mut().graceful_shutdown();
+                        winding_down = true;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + grace);
+                    }
+                    () = &mut deadline => {
+                        if winding_down {
+                            break; // it had its grace: cut it
+                        }
+                        connection.as_mut().graceful_shutdown();
+                        winding_down = true;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + grace);
+                    }
+                }
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    closing.cancel();
+    // Every connection gives its slot back when it ends.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at the shutdown deadline were cut");
+    }
     Ok(())
 }
 

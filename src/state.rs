@@ -1,4 +1,7 @@
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
 
 use axum::extract::FromRef;
 
@@ -19,6 +22,36 @@ pub struct AppState {
     pub vault: Vault,
     pub messaging: Messaging,
     pub api: KenarApi,
+    pub lifecycle: Lifecycle,
+}
+
+/// What `/readyz` reports besides the database: a drain under way, or a background worker
+/// that stopped while the process goes on.
+#[derive(Clone, Default)]
+pub struct Lifecycle(Arc<LifecycleState>);
+
+#[derive(Default)]
+struct LifecycleState {
+    draining: AtomicBool,
+    stopped_workers: AtomicUsize,
+}
+
+impl Lifecycle {
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Acquire)
+    }
+
+    pub fn worker_stopped(&self) {
+        self.0.stopped_workers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn stopped_workers(&self) -> usize {
+        self.0.stopped_workers.load(Ordering::Acquire)
+    }
 }
 
 impl FromRef<AppState> for Db {

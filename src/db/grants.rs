@@ -156,25 +156,26 @@ pub async fn store_refreshed(
 }
 
 /// Replaces a grant's ciphertexts with the same tokens sealed under another key, unless the
-/// grant changed since it was read as sealed under `old_version` (a refresh got there first).
+/// grant changed since it was read with `old_access` (a refresh got there first: every seal
+/// has its own nonce, so an unchanged ciphertext means an unchanged row).
 pub async fn reseal(
     db: &Db,
     grant_id: &str,
-    old_version: i64,
+    old_access: &str,
     access_token: &str,
     refresh_token: Option<&str>,
     new_version: i64,
 ) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "update grants set access_token = $1, refresh_token = $2, key_version = $3, updated_at = $4
-         where grant_id = $5 and key_version = $6",
+         where grant_id = $5 and access_token = $6",
     )
     .bind(access_token)
     .bind(refresh_token)
     .bind(new_version)
     .bind(now_ms())
     .bind(grant_id)
-    .bind(old_version)
+    .bind(old_access)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)

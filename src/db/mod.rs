@@ -9,6 +9,7 @@ pub mod messages;
 pub mod outbox;
 pub mod purge;
 pub mod sessions;
+pub mod stats;
 pub mod templates;
 
 use std::{str::FromStr, time::Duration};
@@ -34,10 +35,88 @@ pub struct Db {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The connection pool's size and patience (`DATABASE_MAX_CONNECTIONS`,
+/// `DATABASE_ACQUIRE_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `None`: 10 on PostgreSQL, 1 on SQLite (one writer at a time is all SQLite allows).
+    pub max_connections: Option<u32>,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Whether a failure means the database cannot be reached right now (so the answer is 503 and
+/// a retry later, not 500).
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<sqlx::Error>().is_some_and(|e| {
+            matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        })
+    })
+}
+
+/// Where a database URL points, for messages: scheme, host, port and database, never the user
+/// or password.
+pub fn describe_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.scheme().starts_with("postgres") => format!(
+            "{}://{}:{}{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("localhost"),
+            parsed.port().unwrap_or(5432),
+            parsed.path()
+        ),
+        _ if url.starts_with("sqlite:") => url.split('?').next().unwrap_or(url).to_string(),
+        _ => "(an unparsable DATABASE_URL)".to_string(),
+    }
+}
+
 impl Db {
-    /// Connects to `url` (`postgres://…` or `sqlite://…`). A SQLite file and its folder are
-    /// created when missing.
+    /// Connects to `url` (`postgres://…` or `sqlite://…`) with the default pool. A SQLite file
+    /// and its folder are created when missing.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// [`Db::connect`] with a pool sized by `pool`. A failure names the database (without
+    /// credentials) and, when the pool only says it timed out, the cause from one direct try.
+    pub async fn connect_with(url: &str, pool_settings: PoolSettings) -> anyhow::Result<Self> {
+        let target = describe_url(url);
+        match Self::open(url, pool_settings).await {
+            Ok(db) => Ok(db),
+            Err(error) if is_unavailable(&error) => {
+                let cause = match AnyConnectOptions::from_str(url) {
+                    Ok(options) => {
+                        use sqlx::ConnectOptions;
+                        match tokio::time::timeout(pool_settings.acquire_timeout, options.connect())
+                            .await
+                        {
+                            Ok(Err(e)) => format!("{e}"),
+                            Ok(Ok(_)) => "it answered only just now; try again".into(),
+                            Err(_) => "no answer in time".into(),
+                        }
+                    }
+                    Err(e) => format!("{e}"),
+                };
+                Err(error.context(format!("cannot reach the database at {target}: {cause}")))
+            }
+            Err(error) => Err(error.context(format!("opening the database at {target}"))),
+        }
+    }
+
+    async fn open(url: &str, pool_settings: PoolSettings) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
             (Backend::Sqlite, prepare_sqlite_url(url)?)
@@ -46,13 +125,13 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url).context("parsing DATABASE_URL")?;
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
+            .max_connections(pool_settings.max_connections.unwrap_or(match backend {
                 Backend::Postgres => 10,
                 // One writer at a time is all SQLite allows; a single connection queues
                 // writers in the pool instead of in SQLite's sleeping busy handler.
                 Backend::Sqlite => 1,
-            })
-            .acquire_timeout(Duration::from_secs(3))
+            }))
+            .acquire_timeout(pool_settings.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -70,12 +149,45 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
+    /// Applies this release's migrations. A schema that already has newer ones (a newer replica
+    /// migrated it during a rolling upgrade) is accepted: migrations only ever expand the schema
+    /// in a way the previous release still works with (README, "Upgrades").
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
+        let migrator = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.clone(),
+            ignore_missing: true,
+            locking: MIGRATOR.locking,
+            no_tx: MIGRATOR.no_tx,
+        };
+        migrator
             .run(&self.pool)
             .await
             .context("applying migrations")?;
+        let known = MIGRATOR
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        if let Some(newest) = self.newest_migration().await?
+            && newest > known
+        {
+            tracing::warn!(
+                newest,
+                known,
+                "the database has migrations newer than this release knows; running on it as the upgrade policy allows"
+            );
+        }
         Ok(())
+    }
+
+    /// The newest migration applied to the database, if any.
+    pub async fn newest_migration(&self) -> anyhow::Result<Option<i64>> {
+        use sqlx::Row;
+        let row = sqlx::query("select max(version) as v from _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?)
     }
 
     /// A cheap round trip, for the readiness probe.
@@ -86,6 +198,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Connections open in the pool, and how many of them are idle.
+    pub fn pool_state(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     pub fn pool(&self) -> &AnyPool {

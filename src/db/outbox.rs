@@ -563,9 +563,9 @@ pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
     Ok(changed.rows_affected() == 1)
 }
 
-/// Marks running broadcasts done once nothing of them is pending. Workers call it when the
-/// queue runs dry after they finished rows, not after every batch.
-pub async fn complete_finished(db: &Db) -> anyhow::Result<u64> {
+/// Marks running broadcasts done once nothing of them is pending; returns their ids. Workers
+/// call it when the queue runs dry after they finished rows, not after every batch.
+pub async fn complete_finished(db: &Db) -> anyhow::Result<Vec<String>> {
     let now = now_ms();
     let mut book = Bookkeeping::begin(db).await?;
     // Rows of a cancelled broadcast that a worker still held when it was cancelled, and then
@@ -582,19 +582,22 @@ pub async fn complete_finished(db: &Db) -> anyhow::Result<u64> {
     )
     .await?;
     let done = book
-        .execute(
+        .fetch_all(
             sqlx::query(
                 "update broadcasts set status = 'done', updated_at = $1
                  where status = 'running'
                    and not exists (select 1 from outbox
                                    where outbox.broadcast_id = broadcasts.broadcast_id
-                                     and outbox.status = 'pending')",
+                                     and outbox.status = 'pending')
+                 returning broadcast_id",
             )
             .bind(now),
         )
         .await?;
     book.commit().await?;
-    Ok(done)
+    done.iter()
+        .map(|row| Ok(row.try_get("broadcast_id")?))
+        .collect()
 }
 
 pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
@@ -665,9 +668,10 @@ pub async fn failure_counts(db: &Db, broadcast_id: &str) -> anyhow::Result<(i64,
 pub async fn retry_failed(db: &Db, broadcast_id: &str) -> anyhow::Result<u64> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
+    // A broadcast whose text was purged (`db::purge`) has nothing left to send.
     let reopened = sqlx::query(
         "update broadcasts set status = 'running', updated_at = $1
-         where broadcast_id = $2 and status = 'done'",
+         where broadcast_id = $2 and status = 'done' and body <> '{}'",
     )
     .bind(now)
     .bind(broadcast_id)

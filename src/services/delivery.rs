@@ -89,6 +89,17 @@ pub enum Verdict {
 /// Classifies Divar's answer to attempt number `attempts` (counting from 1): 412 is final,
 /// 401/403 ask for consent again, 429/5xx/timeouts are retried until the attempts run out.
 pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy) -> Verdict {
+    let outcome = match result {
+        Ok(()) => "200".to_string(),
+        Err(SendError::RecipientRestricted) => "412".into(),
+        Err(SendError::Unauthorized { status } | SendError::Rejected { status, .. }) => {
+            status.to_string()
+        }
+        Err(SendError::Throttled { .. }) => "429".into(),
+        Err(SendError::Unavailable { .. }) => "unavailable".into(),
+    };
+    metrics::counter!(crate::observe::API_CALLS, "operation" => "send", "status" => outcome)
+        .increment(1);
     let error = match result {
         Ok(()) => return Verdict::Delivered,
         Err(error) => error,
@@ -107,9 +118,32 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
         tracing::warn!(%error, attempts, "giving up on a send");
         return Verdict::Failed(failure);
     }
-    Verdict::RetryAfter {
-        wait: policy.backoff(attempts, error.retry_after()),
-        failure,
+    let wait = policy.backoff(attempts, error.retry_after());
+    retry_warning(error, wait);
+    Verdict::RetryAfter { wait, failure }
+}
+
+/// A WARN when Divar throttles or fails a send and it is retried: at most one line every
+/// 10 s, naming how many retries it stands for, so a storm of 429s does not flood the log.
+fn retry_warning(error: &SendError, wait: Duration) {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    static LAST_MS: AtomicI64 = AtomicI64::new(0);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    let retries = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = crate::db::now_ms();
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now - last >= 10_000
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        SINCE.fetch_sub(retries, Ordering::Relaxed);
+        tracing::warn!(
+            %error,
+            retries,
+            wait_ms = wait.as_millis() as u64,
+            "Divar throttled or failed sends; retrying them later"
+        );
     }
 }
 
@@ -118,7 +152,11 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
 /// `docs/events/ReadMe.md`). A failure is logged, not fatal: sending still works, discovery
 /// resumes at the next renewal.
 pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &PostToken) {
-    if let Err(error) = api.subscribe_new_messages(token, post_token).await {
+    let subscribed = api.subscribe_new_messages(token, post_token).await;
+    let status = if subscribed.is_ok() { "ok" } else { "error" };
+    metrics::counter!(crate::observe::API_CALLS, "operation" => "subscribe", "status" => status)
+        .increment(1);
+    if let Err(error) = subscribed {
         tracing::warn!(
             error = format!("{error:#}"),
             "subscribing to the post's new messages failed"

@@ -127,8 +127,18 @@ impl Vault {
         grants::save(&self.db, &grant).await
     }
 
+    /// Whether the person has a grant this process can use: one whose token no configured key
+    /// opens (a lost key, a ring that lacks the one that sealed it) counts as none, so the person
+    /// is asked to connect instead of being told "connected" and failing.
     pub async fn has_grant(&self, subject: &Subject, user_id: &UserId) -> anyhow::Result<bool> {
-        Ok(grants::find(&self.db, subject, user_id).await?.is_some())
+        Ok(grants::find(&self.db, subject, user_id)
+            .await?
+            .is_some_and(|grant| {
+                let ctx = context(&grant.grant_id, &grant.subject, &grant.user_id, "access");
+                self.cipher
+                    .open(&grant.access_token, &ctx, grant.key_version)
+                    .is_ok()
+            }))
     }
 
     pub async fn forget(&self, subject: &Subject, user_id: &UserId) -> anyhow::Result<bool> {
@@ -227,7 +237,7 @@ impl Vault {
         grants::reseal(
             &self.db,
             &grant.grant_id,
-            grant.key_version,
+            &grant.access_token,
             &access,
             refresh.as_deref(),
             self.cipher.current_version(),
@@ -263,8 +273,10 @@ impl Vault {
         match self.oauth.refresh(&refresh_token, &access_token).await {
             Ok(issued) => {
                 // Persist both rotated tokens before anyone uses them: the old pair dies soon.
-                let (access, refresh) =
-                    self.seal_pair(grant, &issued.access_token, issued.refresh_token.as_ref());
+                // Without a new refresh token the old one stays, sealed again under the current
+                // key like the access token (the row has one key version).
+                let refresh = issued.refresh_token.as_ref().unwrap_or(&refresh_token);
+                let (access, refresh) = self.seal_pair(grant, &issued.access_token, Some(refresh));
                 grants::store_refreshed(
                     &self.db,
                     &grant.grant_id,
@@ -275,22 +287,30 @@ impl Vault {
                 )
                 .await?;
                 tracing::info!("access token refreshed");
+                metrics::counter!(crate::observe::TOKEN_REFRESHES, "outcome" => "refreshed")
+                    .increment(1);
                 Ok(issued.access_token)
             }
             Err(TokenError::Refused(reason)) => {
                 tracing::warn!(%reason, "refresh refused; the grant is dropped");
+                metrics::counter!(crate::observe::TOKEN_REFRESHES, "outcome" => "refused")
+                    .increment(1);
                 grants::delete_by_id(&self.db, &grant.grant_id).await?;
                 Err(VaultError::Reconsent)
             }
             Err(TokenError::Unavailable(reason)) => {
+                metrics::counter!(crate::observe::TOKEN_REFRESHES, "outcome" => "unavailable")
+                    .increment(1);
                 grants::release_lease(&self.db, &grant.grant_id).await?;
                 Err(VaultError::Unavailable(reason))
             }
         }
     }
 
-    /// Opens a sealed column. A value no configured key opens is useless: the grant is dropped,
-    /// so the person is asked to connect once, instead of being told "connected" and failing.
+    /// Opens a sealed column. When it does not open, the person must connect again. The row is
+    /// deleted only when the key that sealed it is here and still refuses it (the row was moved
+    /// or altered). One sealed under a key this process lacks is kept: during a rolling key
+    /// change another replica may have it, and `rekey` can still save it once the key is back.
     async fn open(
         &self,
         grant: &SealedGrant,
@@ -300,12 +320,19 @@ impl Vault {
         let ctx = context(&grant.grant_id, &grant.subject, &grant.user_id, column);
         match self.cipher.open(sealed, &ctx, grant.key_version) {
             Ok(opened) => Ok(opened),
+            Err(OpenError) if self.cipher.has_version(grant.key_version) => {
+                tracing::error!(
+                    grant_id = %grant.grant_id,
+                    "a stored token does not open under the key that sealed it (moved or altered); the grant is dropped"
+                );
+                grants::delete_by_id(&self.db, &grant.grant_id).await?;
+                Err(VaultError::Reconsent)
+            }
             Err(OpenError) => {
                 tracing::error!(
                     grant_id = %grant.grant_id,
-                    "a stored token opens under no configured key (TOKEN_ENCRYPTION_KEYS); the grant is dropped and its user will be asked to connect again"
+                    "a stored token was sealed under a key not in TOKEN_ENCRYPTION_KEYS; its user will be asked to connect again (the row is kept: add the key back and run `kenar-chat rekey` to save it)"
                 );
-                grants::delete_by_id(&self.db, &grant.grant_id).await?;
                 Err(VaultError::Reconsent)
             }
         }

@@ -125,9 +125,18 @@ async fn carried_token(request: Request) -> Result<(Request, Option<String>), Re
         return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
-    let bytes = to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| AppError::TooLarge.into_response())?;
+    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|error| {
+        let too_large = error
+            .into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
+        if too_large {
+            AppError::TooLarge.into_response()
+        } else {
+            // The client stopped sending (or took longer than the request timeout).
+            AppError::BadRequest("فرم کامل نرسید. دوباره بفرستید.".into()).into_response()
+        }
+    })?;
     let sent = url::form_urlencoded::parse(&bytes)
         .find(|(name, _)| name == FIELD)
         .map(|(_, value)| value.into_owned());

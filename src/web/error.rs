@@ -12,6 +12,9 @@ use super::pages::{ErrorPage, render_page};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
+/// What a 503 for an unreachable database asks the client to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
+
 /// Errors of the webview pages; each becomes a Persian error page with a next step.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -136,6 +139,19 @@ impl IntoResponse for AppError {
                 )
                     .into_response();
             }
+            AppError::Unexpected(error) if crate::db::is_unavailable(error) => {
+                tracing::warn!(error = format!("{error:#}"), "database unavailable");
+                let page = ErrorPage::new(
+                    "سرویس لحظه‌ای در دسترس نیست",
+                    "چیزی از دست نرفت. چند ثانیهٔ دیگر دوباره امتحان کنید.",
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                    render_page(&page),
+                )
+                    .into_response();
+            }
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (
@@ -165,6 +181,17 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            ApiError::Unexpected(error) if crate::db::is_unavailable(&error) => {
+                tracing::warn!(error = format!("{error:#}"), "database unavailable");
+                let body =
+                    json!({ "status": "503", "message": "temporarily unavailable; retry shortly" });
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "the Authorization header does not carry this app's Divar identification key"

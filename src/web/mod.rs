@@ -7,17 +7,20 @@ pub mod routes;
 pub mod session;
 pub mod throttle;
 
+use std::time::Duration;
+
 use axum::{
     Router,
     extract::MatchedPath,
-    http::{HeaderValue, Request, header},
+    http::{HeaderName, HeaderValue, Request, Response, header},
 };
 use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     services::ServeDir,
     set_header::SetResponseHeaderLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::TraceLayer,
 };
-use tracing::Level;
+use tracing::{Level, Span};
 
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
@@ -129,8 +132,10 @@ fn page_headers(
     )
 }
 
-/// Layers every response gets, the sandbox's included.
-pub fn with_common_layers(router: Router) -> Router {
+/// Layers every response gets, the sandbox's included: security headers, a request id, and
+/// one log line per request. `client_ip_header` is the trusted proxy's header, if configured.
+pub fn with_common_layers(router: Router, client_ip_header: Option<HeaderName>) -> Router {
+    let x_request_id = HeaderName::from_static(REQUEST_ID);
     router
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -144,15 +149,100 @@ pub fn with_common_layers(router: Router) -> Router {
             // The route, not the path: paths carry one-time entry tokens (`/s/{token}`) and
             // query strings OAuth codes, neither of which may reach a log.
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let route = request
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map_or("(no route)", MatchedPath::as_str);
-                    tracing::info_span!("http", method = %request.method(), route)
+                .make_span_with(move |request: &Request<_>| {
+                    request_span(request, client_ip_header.as_ref())
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_request(())
+                .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
+                    let status = response.status().as_u16();
+                    let latency_ms = latency.as_secs_f64() * 1000.0;
+                    // Probes' spans are at DEBUG: their lines too.
+                    if span.metadata().is_some_and(|m| *m.level() == Level::DEBUG) {
+                        tracing::debug!(status, latency_ms, "answered");
+                    } else {
+                        tracing::info!(status, latency_ms, "answered");
+                    }
+                })
+                .on_failure(()),
         )
+        .layer(axum::middleware::from_fn(count_request))
+        // Outermost: the id exists before the span is made, and is echoed on every answer.
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// One span per request: method, route template, request id and client address. Health probes
+/// get a DEBUG span, so they stay out of an INFO log.
+fn request_span<B>(request: &Request<B>, client_ip_header: Option<&HeaderName>) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str);
+    // A client's own id is kept only when it is a plain token, so it cannot forge log lines.
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .unwrap_or("(invalid)");
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let client = client_ip(request.headers(), peer, client_ip_header)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let method = request.method().as_str();
+    if matches!(route, "/healthz" | "/readyz") {
+        tracing::debug_span!("http", method, route, request_id, client)
+    } else {
+        tracing::info_span!("http", method, route, request_id, client)
+    }
+}
+
+/// The client's address: the last entry of the trusted proxy's header when one is configured
+/// (a client can send its own lines of that header, which come first), else the peer.
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    client_ip_header: Option<&HeaderName>,
+) -> Option<std::net::IpAddr> {
+    let from_proxy = client_ip_header.and_then(|name| {
+        let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+        let entry = last.rsplit(',').next()?.trim();
+        entry
+            .parse::<std::net::IpAddr>()
+            .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+            .ok()
+    });
+    from_proxy.or(peer.map(|p| p.ip()))
+}
+
+/// Counts every answer and its latency by route template (never the raw path) and status.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(no route)".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(crate::observe::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::observe::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 /// `./static` when run from the repository or the container's work dir, else the source tree's.

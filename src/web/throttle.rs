@@ -5,7 +5,10 @@
 use std::{
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,13 +25,16 @@ use governor::{
 
 use crate::{config::ServerLimits, web::error::AppError};
 
-/// Beyond this many remembered clients, forget those whose allowance is full again.
+/// Beyond this many remembered clients, forget those whose allowance is full again, at most
+/// once a minute (each pass visits every key).
 const FORGET_AFTER: usize = 10_000;
+const FORGET_EVERY_MS: i64 = 60_000;
 
 #[derive(Clone)]
 pub struct Throttle {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     client_ip_header: Option<HeaderName>,
+    last_forget_ms: Arc<AtomicI64>,
 }
 
 impl Throttle {
@@ -40,18 +46,35 @@ impl Throttle {
                 Quota::per_minute(per_minute).allow_burst(burst),
             )),
             client_ip_header: limits.client_ip_header.clone(),
+            last_forget_ms: Arc::default(),
         }
     }
 
-    /// The client: the trusted proxy's header when one is configured, else the peer.
+    /// The client (see `web::client_ip`); an IPv6 client counts by its /64, since one host may
+    /// hold a whole /64.
     fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
-        match &self.client_ip_header {
-            Some(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok()),
-            None => peer.map(|p| p.ip()),
+        super::client_ip(headers, peer, self.client_ip_header.as_ref()).map(|ip| match ip {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+            v4 => v4,
+        })
+    }
+
+    fn forget_idle_clients(&self) {
+        if self.limiter.len() <= FORGET_AFTER {
+            return;
+        }
+        let now = crate::db::now_ms();
+        let last = self.last_forget_ms.load(Ordering::Relaxed);
+        if now - last >= FORGET_EVERY_MS
+            && self
+                .last_forget_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.limiter.retain_recent();
         }
     }
 }
@@ -63,7 +86,7 @@ pub async fn guard(State(throttle): State<Throttle>, request: Request, next: Nex
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let Some(client) = throttle.client(request.headers(), peer) else {
-        // No address to count by (a misconfigured proxy header): do not lock everyone out.
+        // No address at all (not served by our listener): nothing to count by.
         return next.run(request).await;
     };
     if let Err(not_until) = throttle.limiter.check_key(&client) {
@@ -74,8 +97,50 @@ pub async fn guard(State(throttle): State<Throttle>, request: Request, next: Nex
         }
         .into_response();
     }
-    if throttle.limiter.len() > FORGET_AFTER {
-        throttle.limiter.retain_recent();
-    }
+    throttle.forget_idle_clients();
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(header: Option<&str>) -> Throttle {
+        Throttle::new(&ServerLimits {
+            client_ip_header: header.map(|h| h.parse().unwrap()),
+            ..ServerLimits::default()
+        })
+    }
+
+    #[test]
+    fn the_client_is_what_our_proxy_wrote_last() {
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        // The client's own line first, then the one our proxy appended.
+        headers.append("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        headers.append("x-forwarded-for", "6.6.6.6, 198.51.100.7".parse().unwrap());
+        let t = throttle(Some("x-forwarded-for"));
+        assert_eq!(t.client(&headers, Some(peer)), "198.51.100.7".parse().ok());
+        // Without the header, or with junk in it, the peer counts: never nobody.
+        assert_eq!(t.client(&HeaderMap::new(), Some(peer)), Some(peer.ip()));
+        let mut junk = HeaderMap::new();
+        junk.insert("x-forwarded-for", "unknown".parse().unwrap());
+        assert_eq!(t.client(&junk, Some(peer)), Some(peer.ip()));
+        let mut with_port = HeaderMap::new();
+        with_port.insert("x-forwarded-for", "203.0.113.9:5555".parse().unwrap());
+        assert_eq!(t.client(&with_port, Some(peer)), "203.0.113.9".parse().ok());
+        // Not configured: the header is ignored.
+        assert_eq!(throttle(None).client(&headers, Some(peer)), Some(peer.ip()));
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64() {
+        let t = throttle(None);
+        let a: SocketAddr = "[2001:db8:1:2:aaaa::1]:1".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:1:2:bbbb::9]:1".parse().unwrap();
+        let c: SocketAddr = "[2001:db8:1:3::1]:1".parse().unwrap();
+        let key = |p| t.client(&HeaderMap::new(), Some(p));
+        assert_eq!(key(a), key(b));
+        assert_ne!(key(a), key(c));
+    }
 }

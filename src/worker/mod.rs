@@ -2,3 +2,4 @@
 
 pub mod outbox;
 pub mod purge;
+pub mod sampler;

@@ -255,15 +255,17 @@ impl OutboxWorker {
             let now = now_ms();
             let overdue = now - self.last_completion.load(Ordering::Acquire)
                 > COMPLETION_CHECK_EVERY.as_millis() as i64;
-            if (self.finished_rows.swap(false, Ordering::AcqRel) || overdue)
-                && let Err(error) = {
-                    self.last_completion.store(now, Ordering::Release);
-                    outbox::complete_finished(&self.db).await
+            if self.finished_rows.swap(false, Ordering::AcqRel) || overdue {
+                self.last_completion.store(now, Ordering::Release);
+                match outbox::complete_finished(&self.db).await {
+                    Ok(done) => self.summarize(&done).await,
+                    Err(error) => {
+                        // Try again on the next dry run rather than leave a finished broadcast
+                        // running.
+                        self.finished_rows.store(true, Ordering::Release);
+                        return Err(error);
+                    }
                 }
-            {
-                // Try again on the next dry run rather than leave a finished broadcast running.
-                self.finished_rows.store(true, Ordering::Release);
-                return Err(error);
             }
             return Ok(ExecutionOutcome::EmptyQueue);
         }
@@ -375,6 +377,23 @@ impl OutboxWorker {
         match failed {
             Some(error) => Err(error),
             None => Ok(ExecutionOutcome::TaskCompleted),
+        }
+    }
+
+    /// One line per broadcast that ended with failures: the operator's view of it, without
+    /// anything about the people in it.
+    async fn summarize(&self, done: &[String]) {
+        for broadcast_id in done {
+            match outbox::progress(&self.db, broadcast_id).await {
+                Ok(progress) if progress.failed > 0 => tracing::warn!(
+                    broadcast_id,
+                    sent = progress.sent,
+                    failed = progress.failed,
+                    "a broadcast ended with failures"
+                ),
+                Ok(_) => tracing::info!(broadcast_id, "a broadcast ended"),
+                Err(error) => tracing::debug!(%error, "could not summarize a broadcast"),
+            }
         }
     }
 

@@ -998,3 +998,84 @@ crate::both_engines!(
     singles_first,
     single_sends_overtake_a_running_broadcast_within_the_limit
 );
+
+/// The value of one Prometheus sample (`name{labels}`), 0 when absent.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `/metrics` on `METRICS_ADDR` while a broadcast meets injected 429s: the 429s are counted, the
+/// outbox gauges and broadcast gauges follow, every family is there; the public listener has no
+/// `/metrics`.
+async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        settings.metrics_sample_every = Duration::from_millis(200);
+    })
+    .await;
+    let metrics_url = format!(
+        "http://{}/metrics",
+        app.metrics.expect("METRICS_ADDR is served")
+    );
+    let scrape = async || {
+        let page = reqwest::get(&metrics_url).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        page.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        StatusCode::NOT_FOUND,
+        "not on the public listener"
+    );
+
+    seller_connects(&app, POST_1, SELLER_1).await;
+    buyers_write(&app, POST_1, 40).await;
+    app.control(json!({ "fail_429_percent": 40 })).await;
+    let page = broadcast(&app, "تخفیف تا آخر هفته", 40).await;
+    let progress = wait_until_finished(&app, &page).await;
+    assert_eq!(progress["sent"].as_i64(), Some(40), "{progress}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = scrape().await;
+
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert!(
+        delta(r#"kenar_api_calls_total{operation="send",status="429"}"#) > 0.0,
+        "429s counted:\n{after}"
+    );
+    assert!(delta(r#"kenar_api_calls_total{operation="send",status="200"}"#) >= 40.0);
+    assert!(sample(&after, r#"kenar_outbox_rows{status="sent"}"#) >= 40.0);
+    assert_eq!(
+        sample(&after, r#"kenar_outbox_rows{status="pending"}"#),
+        0.0
+    );
+    assert!(sample(&after, r#"kenar_broadcasts{status="done"}"#) >= 1.0);
+    assert!(delta(r#"kenar_session_inits_total{revision="v2"}"#) >= 1.0);
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with(r#"kenar_http_requests_total{"#)
+                && l.contains(r#"route="/broadcasts""#)
+                && l.contains(r#"status="303""#)),
+        "requests by route template"
+    );
+    for family in [
+        "kenar_http_request_duration_seconds_bucket",
+        "kenar_outbox_oldest_due_seconds",
+        "kenar_outbox_in_flight",
+        "kenar_db_connections",
+        "kenar_db_acquire_seconds_bucket",
+        "kenar_workers_running",
+        "kenar_token_refreshes_total",
+        "kenar_workers_stopped_total",
+    ] {
+        assert!(after.contains(family), "{family} is exposed");
+    }
+    assert!(sample(&after, "kenar_workers_running") >= 3.0);
+}
+crate::both_engines!(metrics, metrics_follow_a_throttled_broadcast);

@@ -99,6 +99,12 @@ fn serve_refuses_weak_configuration_naming_each_reason() {
         "a sound configuration passes the checks: {stderr}"
     );
     assert!(!stderr.contains("invalid configuration"), "{stderr}");
+    // ...and stops at the database, named without its credentials, with the cause.
+    assert!(
+        stderr.contains("cannot reach the database at postgres://127.0.0.1:1/none"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nobody@"), "{stderr}");
 
     let weak: [(&str, String); 8] = [
         ("KENAR_APP_SLUG", "my-fake-app-slug".into()),
@@ -152,6 +158,30 @@ fn the_sandbox_refuses_a_public_address_unless_told() {
     assert!(stderr.contains("--allow-remote"), "{stderr}");
 }
 
+/// A line of `.env` dotenvy cannot read is reported by number, not by content (it may hold a
+/// secret), instead of silently dropping it and every line after it.
+#[test]
+fn a_broken_env_file_line_is_named_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "KENAR_APP_SLUG=app\nKENAR_API_KEY=abc\nKENAR_OAUTH_SECRET=top secret'\nAPP_BASE_URL=https://x.ir\n",
+    )
+    .unwrap();
+    let output = binary()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(".env") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("top secret"), "{stderr}");
+}
+
 #[test]
 fn help_explains_each_subcommand() {
     let output = binary().arg("--help").output().unwrap();
@@ -176,6 +206,36 @@ fn migrate_applies_migrations_to_a_sqlite_file() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(dir.path().join("sub/kenar.db").exists());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("kenar.db") && stdout.contains("newest: 7"),
+        "{stdout}"
+    );
+}
+
+/// A forgotten DATABASE_URL is an error, not a fresh SQLite file in the working folder.
+#[test]
+fn migrate_without_a_database_url_refuses_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .arg("migrate")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    let told = binary()
+        .args(["migrate", "--default-database"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        told.status.success(),
+        "{}",
+        String::from_utf8_lossy(&told.stderr)
+    );
+    assert!(dir.path().join("data/kenar.db").exists());
 }
 
 /// Reads the child's stdout until the sandbox prints the URL to open.
@@ -243,6 +303,26 @@ async fn the_sandbox_command_serves_logs_json_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(entered.headers()["location"], "/start");
+
+    // `healthcheck` against the running instance: 0; against a port nobody serves: 1.
+    let readyz = url.replace("/sandbox/", "/readyz");
+    let healthy = binary()
+        .args(["healthcheck", "--url", &readyz])
+        .output()
+        .unwrap();
+    assert!(
+        healthy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}/readyz", closed.local_addr().unwrap());
+    drop(closed);
+    let unhealthy = binary()
+        .args(["healthcheck", "--url", &nobody])
+        .output()
+        .unwrap();
+    assert_eq!(unhealthy.status.code(), Some(1));
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -108,6 +108,8 @@ pub struct TestApp {
     pub test_db: TestDb,
     /// Keeps cookies and does not follow redirects, like a careful browser under test.
     pub client: reqwest::Client,
+    /// Where `/metrics` is served, when the test set `METRICS_ADDR`.
+    pub metrics: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
 }
 
@@ -202,6 +204,7 @@ pub async fn spawn_app_customized(
         .await
         .expect("launching the app");
     let db = launched.app.db().clone();
+    let metrics = launched.app.metrics_addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(launched.app.run_until_stopped(shutdown.clone()));
     TestApp {
@@ -211,6 +214,7 @@ pub async fn spawn_app_customized(
         db,
         test_db,
         client: browser(),
+        metrics,
         shutdown,
     }
 }

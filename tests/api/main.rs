@@ -8,6 +8,7 @@ mod cli;
 mod health;
 mod helpers;
 mod identity;
+mod operations;
 mod outbox_processes;
 mod retention;
 mod sandbox_api;

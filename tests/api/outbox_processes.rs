@@ -13,6 +13,7 @@ use kenar_chat::{
     db::{self, Db, grants::Subject},
     sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions},
 };
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -403,3 +404,98 @@ crate::both_engines!(
     killed_single_send,
     a_send_answered_then_killed_is_delivered_once_after_restart
 );
+
+/// SIGTERM: `/readyz` fails at once, a request in flight still gets its answer after the
+/// listener closed, a client stalled in its request head does not hold the process, and it exits
+/// 0 before the deadline.
+async fn sigterm_drains_within_the_deadline(engine: Engine) {
+    use std::io::{Read, Write};
+    let divar = divar().await;
+    let test_db = test_db(engine).await;
+    let key = TokenKey::generate();
+    let mut env = env(&divar, &key, &test_db.url);
+    env.insert("KENAR_SHUTDOWN_DELAY", "1".into());
+    env.insert("KENAR_SHUTDOWN_TIMEOUT", "3".into());
+    let (mut child, base) = spawn_serve_at(&env);
+    let client = browser();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let addr = base.trim_start_matches("http://").to_string();
+
+    // A client stalled halfway through its request head (the header timeout is 10 s).
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // A session initialization whose body is still arriving.
+    let body =
+        json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
+                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 })
+        .to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        in_flight,
+        "POST /divar/session-init HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nAPI-Version: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        divar.sandbox.app().identification_key,
+        body.len()
+    )
+    .unwrap();
+    in_flight.write_all(first).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    loop {
+        let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(500),
+            "readyz kept answering 200"
+        );
+    }
+    let to_503 = signalled.elapsed();
+    assert!(
+        to_503 < Duration::from_millis(100),
+        "/readyz failed after {to_503:?}"
+    );
+
+    // After the delay the listener is closed; the request in flight is still answered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "no new connections after the delay"
+    );
+    in_flight.write_all(rest).unwrap();
+    let mut answer = String::new();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = in_flight.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(5500),
+            "still running past delay + timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(5000),
+        "exited after {:?}",
+        signalled.elapsed()
+    );
+    drop(stalled);
+}
+crate::both_engines!(sigterm_drain, sigterm_drains_within_the_deadline);

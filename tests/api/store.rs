@@ -245,11 +245,14 @@ crate::both_engines!(
 async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let first = new_broadcast(&db, &conversation_ids(30)).await;
-    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 0);
+    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
     assert_eq!(finish_all(&db, "w", "sent").await, 30);
     // A second broadcast still waiting keeps running while the first is marked done.
     let second = new_broadcast(&db, &conversation_ids(3)).await;
-    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 1);
+    assert_eq!(
+        outbox::complete_finished(&db).await.unwrap(),
+        std::slice::from_ref(&first)
+    );
     let status = |id: String| {
         let db = db.clone();
         async move {
@@ -263,7 +266,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     };
     assert_eq!(status(first.clone()).await, "done");
     assert_eq!(status(second.clone()).await, "running");
-    assert_eq!(outbox::complete_finished(&db).await.unwrap(), 0);
+    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
 
     // Paused with nothing left (its rows ended while it was paused): resuming finishes it.
     outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")

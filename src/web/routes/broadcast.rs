@@ -381,7 +381,9 @@ async fn show_broadcast(
         done: progress.sent + progress.failed + progress.cancelled,
         cancelled_note,
         failures,
-        retry_offer: (broadcast.status == BroadcastStatus::Done && retryable > 0)
+        retry_offer: (broadcast.status == BroadcastStatus::Done
+            && retryable > 0
+            && broadcast.body != "{}")
             .then(|| persian_digits(&format!("دوباره فرستادن به {retryable} نفر"))),
         restricted_note: (restricted > 0).then(|| {
             persian_digits(&format!(

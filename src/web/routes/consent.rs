@@ -216,7 +216,11 @@ async fn oauth_callback(
             try_again_actions(),
         ));
     };
-    let issued = match state.oauth.exchange(&code, &pending.pkce_verifier).await {
+    let exchanged = state.oauth.exchange(&code, &pending.pkce_verifier).await;
+    let status = if exchanged.is_ok() { "ok" } else { "error" };
+    metrics::counter!(crate::observe::API_CALLS, "operation" => "token_exchange", "status" => status)
+        .increment(1);
+    let issued = match exchanged {
         Ok(issued) => issued,
         Err(error) => {
             // The error names no secret (see `kenar::oauth::classify`).
@@ -335,7 +339,11 @@ async fn consenting_user(
             Refusal::NotAsked
         });
     }
-    let verified = match state.api.user_id(&issued.access_token).await {
+    let asked = state.api.user_id(&issued.access_token).await;
+    let status = if asked.is_ok() { "ok" } else { "error" };
+    metrics::counter!(crate::observe::API_CALLS, "operation" => "users", "status" => status)
+        .increment(1);
+    let verified = match asked {
         Ok(Some(verified)) => verified,
         Ok(None) => {
             tracing::error!(

@@ -80,6 +80,8 @@ async fn session_init(
     )
     .await?;
     tracing::info!(revision = init.revision.as_str(), source = %init.source, "session initialized");
+    metrics::counter!(crate::observe::SESSION_INITS, "revision" => init.revision.as_str())
+        .increment(1);
     Ok(Json(SessionInitReply {
         status: "200",
         message: "success",

@@ -3,7 +3,7 @@ use std::time::Duration;
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde_json::{Value, json};
 
-use crate::{db::Db, state::AppState};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -16,9 +16,22 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The process can reach its database; a load balancer stops routing here when it cannot.
-async fn readyz(State(db): State<Db>) -> (StatusCode, Json<Value>) {
-    match tokio::time::timeout(Duration::from_secs(3), db.ping()).await {
+/// The process takes traffic: not draining, its workers running, its database reachable. A load
+/// balancer stops routing here when it answers 503.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let unavailable = |status: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": status })),
+        )
+    };
+    if state.lifecycle.is_draining() {
+        return unavailable("draining");
+    }
+    if state.lifecycle.stopped_workers() > 0 {
+        return unavailable("a background worker stopped");
+    }
+    match tokio::time::timeout(Duration::from_secs(3), state.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => {
             tracing::warn!(error = format!("{error:#}"), "database unreachable");

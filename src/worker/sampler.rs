@@ -1,0 +1,63 @@
+//! Samples what only the database knows into gauges: outbox rows by status, the age of the
+//! oldest due row, rows in flight, broadcasts by status, and the pool's connections.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    db::{Db, now_ms, stats},
+    observe,
+};
+
+/// Every status a gauge is kept for, so one that empties reads 0 instead of its last value.
+const OUTBOX_STATUSES: [&str; 4] = ["pending", "sent", "failed", "cancelled"];
+const BROADCAST_STATUSES: [&str; 4] = ["running", "paused", "done", "cancelled"];
+
+pub async fn run_until_stopped(db: Db, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(error) = sample(&db).await {
+            tracing::debug!(error = format!("{error:#}"), "sampling metrics failed");
+        }
+    }
+}
+
+async fn sample(db: &Db) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let connection = db.pool().acquire().await;
+    metrics::histogram!(observe::DB_ACQUIRE).record(started.elapsed().as_secs_f64());
+    drop(connection?);
+    let (size, idle) = db.pool_state();
+    metrics::gauge!(observe::DB_CONNECTIONS, "state" => "idle").set(idle as f64);
+    metrics::gauge!(observe::DB_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(size).max(idle as f64) - idle as f64);
+
+    let now = now_ms();
+    let outbox = stats::outbox(db, now).await?;
+    for status in OUTBOX_STATUSES {
+        let n = outbox
+            .by_status
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!(observe::OUTBOX_ROWS, "status" => status).set(n as f64);
+    }
+    let waited_ms = outbox.oldest_due_at.map_or(0, |due| (now - due).max(0));
+    metrics::gauge!(observe::OUTBOX_OLDEST_DUE).set(waited_ms as f64 / 1000.0);
+    metrics::gauge!(observe::OUTBOX_IN_FLIGHT).set(outbox.in_flight as f64);
+    let broadcasts = stats::broadcasts(db).await?;
+    for status in BROADCAST_STATUSES {
+        let n = broadcasts
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!(observe::BROADCASTS, "status" => status).set(n as f64);
+    }
+    Ok(())
+}
