@@ -1,5 +1,6 @@
 //! The add-on's HTTP surface.
 
+pub mod assets;
 pub mod csrf;
 pub mod error;
 pub mod pages;
@@ -25,9 +26,6 @@ use tracing::{Level, Span};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{config::Settings, db::sessions::DbSessionStore, state::AppState};
-
-/// Bumped into asset URLs so a new release is never served a stale stylesheet.
-pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn router(state: AppState) -> Router {
     // Routes a stranger can hammer, each request a database write: throttled per client.
@@ -56,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(routes::health::router())
         .merge(routes::divar::router())
+        .merge(routes::compose::assets_router())
         .merge(pages)
         .fallback(|| async { error::AppError::NotFound })
         // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.
@@ -73,11 +72,7 @@ pub fn router(state: AppState) -> Router {
         .nest_service(
             "/static",
             tower::ServiceBuilder::new()
-                // Asset URLs change with each release (`?v=`), so a day's caching is safe.
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=86400"),
-                ))
+                .layer(axum::middleware::from_fn(assets::cache_headers))
                 .service(ServeDir::new(static_dir())),
         );
     if hsts {
@@ -166,6 +161,10 @@ pub fn with_common_layers(router: Router, client_ip_header: Option<HeaderName>) 
                 .on_failure(()),
         )
         .layer(axum::middleware::from_fn(count_request))
+        // Pages, CSS, JS and JSON travel compressed (brotli or gzip, as the client accepts).
+        // Pages hold a form token beside what a person typed, but nothing a third party can
+        // put there, so size differences reveal nothing (BREACH needs attacker input).
+        .layer(tower_http::compression::CompressionLayer::new())
         // Outermost: the id exists before the span is made, and is echoed on every answer.
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
@@ -246,7 +245,7 @@ async fn count_request(
 }
 
 /// `./static` when run from the repository or the container's work dir, else the source tree's.
-fn static_dir() -> std::path::PathBuf {
+pub(crate) fn static_dir() -> std::path::PathBuf {
     let local = std::path::PathBuf::from("static");
     if local.is_dir() {
         local

@@ -165,7 +165,8 @@ pub struct ComposePage {
     pub text_error: Option<String>,
     pub max_text: usize,
     pub grids: Vec<GridView>,
-    pub icons: Vec<&'static str>,
+    /// Where the composer's script loads the icon list from (a cached asset).
+    pub icons_url: String,
     pub templates: Vec<TemplateView>,
     pub template_name: String,
     pub notice: Option<String>,

@@ -4,6 +4,23 @@
   "use strict";
   var form = document.getElementById("compose");
   if (!form) return;
+
+  // The icon suggestions come from a cached list, loaded once (not inlined in every page).
+  var icons = document.getElementById("icons");
+  if (icons && icons.dataset.src && window.fetch) {
+    fetch(icons.dataset.src, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (names) {
+        var options = document.createDocumentFragment();
+        names.forEach(function (name) {
+          var option = document.createElement("option");
+          option.value = name;
+          options.appendChild(option);
+        });
+        icons.appendChild(options);
+      })
+      .catch(function () {});
+  }
   var text = form.elements.namedItem("text");
   var count = document.getElementById("text-count");
   var preview = document.getElementById("preview");

@@ -1040,8 +1040,21 @@ async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
     let page = broadcast(&app, "تخفیف تا آخر هفته", 40).await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["sent"].as_i64(), Some(40), "{progress}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let after = scrape().await;
+    // Gauges are sampled (every 200 ms here) and process-wide: the other engine's run of this
+    // test writes them too, so wait until both have settled.
+    let settled = |page: &str| {
+        sample(page, r#"kenar_outbox_rows{status="sent"}"#) >= 40.0
+            && sample(page, r#"kenar_outbox_rows{status="pending"}"#) == 0.0
+            && sample(page, r#"kenar_broadcasts{status="done"}"#) >= 1.0
+    };
+    let mut after = scrape().await;
+    for _ in 0..50 {
+        if settled(&after) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = scrape().await;
+    }
 
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert!(

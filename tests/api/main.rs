@@ -17,3 +17,4 @@ mod sandbox_screens;
 mod security;
 mod session_init;
 mod store;
+mod weight;

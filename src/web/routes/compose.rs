@@ -38,6 +38,43 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/compose", get(show_compose).post(submit_compose))
 }
 
+/// The composer's cacheable data, outside the pages' `no-store` and session layers.
+pub fn assets_router() -> Router<AppState> {
+    Router::new().route("/icons.json", get(icon_list))
+}
+
+/// Divar's icon names, with a fingerprint for the URL: the composer's script loads the list
+/// once and the browser keeps it, instead of every composer page carrying 23 KB of it.
+static ICONS: std::sync::LazyLock<(Vec<&'static str>, String)> = std::sync::LazyLock::new(|| {
+    use sha2::{Digest, Sha256};
+    let list: Vec<&'static str> = icons::all().collect();
+    let hash = Sha256::digest(list.join(",").as_bytes());
+    let short = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    (list, short)
+});
+
+fn icons_url() -> String {
+    format!("/icons.json?v={}", ICONS.1)
+}
+
+#[derive(Deserialize)]
+struct IconQuery {
+    v: Option<String>,
+}
+
+async fn icon_list(Query(query): Query<IconQuery>) -> Response {
+    let cache = if query.v.as_deref() == Some(ICONS.1.as_str()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=3600"
+    };
+    (
+        [(axum::http::header::CACHE_CONTROL, cache)],
+        axum::Json(&ICONS.0),
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 struct ComposeQuery {
     template: Option<String>,
@@ -170,7 +207,7 @@ pub async fn compose_page(
                 "تا ۳ ردیف و هر ردیف تا ۳ دکمه.",
             ),
         ],
-        icons: icons::all().collect(),
+        icons_url: icons_url(),
         templates,
         template_name: get("template_name"),
         notice,

@@ -1,0 +1,105 @@
+//! What a page costs on a phone: compressed answers, assets cached for good, a light composer.
+
+use reqwest::StatusCode;
+
+use crate::{addon_flow::*, helpers::*};
+
+/// A client without automatic decompression, to see what travels.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
+    let app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let composer = app.get_html("/compose").await;
+    // The icon list is not inlined any more (it was 23.5 KB of every composer page).
+    assert!(!composer.contains(r#"<option value="ACCESS_TIME">"#));
+    // Every asset the pages name is fingerprinted, and that URL is cached for a year.
+    let mut assets: Vec<String> = composer
+        .split(['"', '\''])
+        .filter(|part| part.starts_with("/static/") && part.contains("?v="))
+        .map(str::to_string)
+        .collect();
+    assets.sort();
+    assets.dedup();
+    assert!(
+        assets
+            .iter()
+            .any(|a| a.starts_with("/static/css/app.css?v="))
+            && assets
+                .iter()
+                .any(|a| a.starts_with("/static/js/compose.js?v="))
+            && assets
+                .iter()
+                .any(|a| a.starts_with("/static/favicon.svg?v=")),
+        "{assets:?}"
+    );
+    let raw = raw_client();
+    for asset in &assets {
+        let answer = raw
+            .get(app.url(asset))
+            .header("accept-encoding", "br, gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{asset}");
+        assert_eq!(
+            answer.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{asset}"
+        );
+        if asset.contains(".css") || asset.contains(".js") || asset.contains(".svg") {
+            assert_eq!(answer.headers()["content-encoding"], "br", "{asset}");
+        }
+    }
+    // A stale fingerprint is not kept for a year.
+    let stale = raw
+        .get(app.url("/static/css/app.css?v=000000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.headers()["cache-control"], "public, max-age=3600");
+    // The page itself, compressed when asked, plain when not.
+    let page = app
+        .client
+        .get(app.url("/compose"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let mut plain = raw_client().get(app.url("/")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    plain = raw_client()
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.headers()["content-encoding"], "gzip");
+    // The icon list the composer's script loads: once, cached, all of Divar's icons.
+    let list_url = composer
+        .split('"')
+        .find(|p| p.starts_with("/icons.json?v="))
+        .expect("the composer names its icon list")
+        .replace("&amp;", "&");
+    let list = raw.get(app.url(&list_url)).send().await.unwrap();
+    assert_eq!(
+        list.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let names: Vec<String> = list.json().await.unwrap();
+    assert!(
+        names.contains(&"ACCESS_TIME".to_string()) && names.len() > 100,
+        "{}",
+        names.len()
+    );
+}
