@@ -86,7 +86,7 @@ pub fn parse_form(
     } else if text.chars().count() > MAX_TEXT_CHARS {
         errors.insert(
             "text".into(),
-            format!("متن پیام حداکثر {MAX_TEXT_CHARS} نویسه است."),
+            super::persian_digits(&format!("متن پیام حداکثر {MAX_TEXT_CHARS} نویسه است.")),
         );
     }
     let sender_buttons = parse_grid(Side::Sender, &get, post, &mut errors);
@@ -144,7 +144,7 @@ fn parse_button<'a>(
     } else if caption.chars().count() > MAX_CAPTION_CHARS {
         errors.insert(
             field("caption"),
-            format!("عنوان دکمه حداکثر {MAX_CAPTION_CHARS} نویسه است."),
+            super::persian_digits(&format!("عنوان دکمه حداکثر {MAX_CAPTION_CHARS} نویسه است.")),
         );
     }
     if !icons::is_known(icon) {
@@ -223,7 +223,9 @@ fn parse_data(text: &str) -> Result<Map<String, Value>, String> {
         );
     }
     if map.len() > MAX_DATA_PAIRS {
-        return Err(format!("حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."));
+        return Err(super::persian_digits(&format!(
+            "حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."
+        )));
     }
     Ok(map)
 }

@@ -9,3 +9,14 @@ pub use kenar::{
     ConversationId, PayloadRevision, PostToken, SessionInit, UserId, UserSide, event, icons, ids,
     session_init,
 };
+
+/// Writes every digit of `text` as a Persian digit (۰–۹): what a person reads is Persian.
+pub fn persian_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            c.to_digit(10)
+                .and_then(|d| char::from_u32(0x06F0 + d))
+                .unwrap_or(c)
+        })
+        .collect()
+}

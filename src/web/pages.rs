@@ -240,15 +240,14 @@ pub fn tehran_date_time(epoch_ms: i64) -> String {
     format!("{when} {}", tehran_time(epoch_ms))
 }
 
-pub fn persian_digits(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            c.to_digit(10)
-                .and_then(|d| char::from_u32(0x06F0 + d))
-                .unwrap_or(c)
-        })
-        .collect()
+/// Template filters: `{{ n|fa }}` writes a number (or any text) with Persian digits.
+mod filters {
+    pub fn fa<T: std::fmt::Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::persian_digits(&value.to_string()))
+    }
 }
+
+pub use crate::domain::persian_digits;
 
 pub struct BroadcastRow {
     pub broadcast_id: String,

@@ -73,7 +73,9 @@
   }
 
   function render() {
-    count.textContent = String(Array.from(text.value).length);
+    count.textContent = String(Array.from(text.value).length).replace(/[0-9]/g, function (d) {
+      return String.fromCharCode(0x06f0 + Number(d));
+    });
     var pair = el("div", "preview-pair");
     pair.appendChild(bubble("آنچه شما می‌بینید", "mine", grid("s")));
     pair.appendChild(bubble("آنچه طرف مقابل می‌بیند", "theirs", grid("r")));

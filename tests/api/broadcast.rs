@@ -166,7 +166,7 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
     let conversations = buyers_write(&app, POST_1, 200).await;
     let post_page = app.get_html("/post").await;
     assert!(
-        post_page.contains(r#"<dd id="conversation-count">200</dd>"#),
+        post_page.contains(r#"<dd id="conversation-count">۲۰۰</dd>"#),
         "all 200 were discovered"
     );
 
@@ -215,7 +215,7 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
         .unwrap();
     assert_eq!(total, 200, "no conversation was added by the echoes");
     let post_page = app.get_html("/post").await;
-    assert!(post_page.contains(r#"<dd id="conversation-count">200</dd>"#));
+    assert!(post_page.contains(r#"<dd id="conversation-count">۲۰۰</dd>"#));
 }
 crate::both_engines!(
     broadcast_200,
@@ -1092,3 +1092,91 @@ async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
     assert!(sample(&after, "kenar_workers_running") >= 3.0);
 }
 crate::both_engines!(metrics, metrics_follow_a_throttled_broadcast);
+
+/// The text a person sees on a page: the body without scripts, styles and tags.
+fn visible_text(html: &str) -> String {
+    let mut body = html
+        .split_once("<body")
+        .map_or(html, |(_, b)| b)
+        .to_string();
+    for tag in ["script", "style"] {
+        while let Some(start) = body.find(&format!("<{tag}")) {
+            let end = body[start..]
+                .find(&format!("</{tag}>"))
+                .map_or(body.len(), |e| start + e + tag.len() + 3);
+            body.replace_range(start..end, " ");
+        }
+    }
+    let mut visible = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                visible.push(' ');
+            }
+            _ if !in_tag => visible.push(c),
+            _ => {}
+        }
+    }
+    visible
+}
+
+/// Every add-on page a buyer and a seller walk through: no Latin digit and no raw conversation
+/// id or post code in what they read.
+async fn pages_speak_persian_digits_and_show_no_ids(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    let conv = conversation(1, 1);
+    let mut pages = Vec::new();
+    let mut check = async |path: &str, html: String| {
+        let text = visible_text(&html);
+        let latin: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+        assert!(
+            latin.is_empty(),
+            "{path}: Latin digits «{latin}» in:\n{text}"
+        );
+        assert!(
+            !text.contains(&conv),
+            "{path}: the conversation id is shown"
+        );
+        assert!(!text.contains(POST_1), "{path}: the post code is shown");
+        pages.push(path.to_string());
+    };
+    check("/", app.get_html("/").await).await;
+    crate::addon_flow::enter_from_chat(&app, &conv, "buyer").await;
+    check("/start", app.get_html("/start").await).await;
+    let callback = crate::addon_flow::consent(&app, BUYER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/compose");
+    check("/compose", app.get_html("/compose").await).await;
+    let key = crate::addon_flow::idempotency_key(&app).await;
+    let sent =
+        crate::addon_flow::post_compose(&app, &[("idempotency_key", &key), ("text", "سلام ۱۲")])
+            .await;
+    let status = assert_redirect(&sent);
+    let id = crate::addon_flow::queued_message(&status);
+    crate::addon_flow::final_status(&app, &id).await;
+    check(&status, app.get_html(&status).await).await;
+    check("/history", app.get_html("/history").await).await;
+    let too_long = crate::addon_flow::post_compose(
+        &app,
+        &[("idempotency_key", &key), ("text", &"س".repeat(1001))],
+    )
+    .await;
+    check("/compose (an error)", too_long.text().await.unwrap()).await;
+    check(
+        "/no-such-page",
+        app.get("/no-such-page").await.text().await.unwrap(),
+    )
+    .await;
+
+    seller_connects(&app, POST_1, SELLER_1).await;
+    buyers_write(&app, POST_1, 12).await;
+    check("/post", app.get_html("/post").await).await;
+    let page = broadcast(&app, "تخفیف", 13).await;
+    wait_until_finished(&app, &page).await;
+    check(&page, app.get_html(&page).await).await;
+    check("/post (after)", app.get_html("/post").await).await;
+    assert!(pages.len() >= 10, "{pages:?}");
+}
+crate::both_engines!(persian_pages, pages_speak_persian_digits_and_show_no_ids);
