@@ -130,7 +130,8 @@ pub struct SlotView {
     pub kind: String,
     pub link: String,
     pub data: String,
-    pub errors: Vec<String>,
+    /// Each field's problem, by part (`caption`, `icon`, `kind`, `link`, `data`): shown beside it.
+    pub errors: std::collections::HashMap<&'static str, String>,
     pub filled: bool,
 }
 
@@ -170,7 +171,10 @@ pub struct ComposePage {
     pub templates: Vec<TemplateView>,
     pub template_name: String,
     pub notice: Option<String>,
-    pub has_errors: bool,
+    /// How many fields need fixing (the banner says so, truthfully).
+    pub error_count: usize,
+    /// The id of the first field that needs fixing: focused when the page opens.
+    pub first_invalid: String,
     pub preview: Option<PreviewView>,
     pub app_title: &'static str,
     /// Composing for every conversation of a post: the send button leads to a confirm step.

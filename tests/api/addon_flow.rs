@@ -863,6 +863,54 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
         html.contains(&key),
         "the same form keeps its idempotency key"
     );
+    // Each problem sits under its own field, which says so to assistive technology; the first
+    // one is focused; the banner counts them.
+    assert!(
+        html.contains("۳ مورد نیاز به اصلاح دارد"),
+        "the banner counts three"
+    );
+    for (field, message) in [
+        ("text", "متن پیام را بنویسید"),
+        ("s00_icon", "یکی از نمادهای دیوار"),
+        ("s00_link", "http:// یا https://"),
+    ] {
+        let opening = html
+            .split(&format!(r#"id="{field}""#))
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .unwrap_or_default();
+        assert!(
+            opening.contains(r#"aria-invalid="true""#)
+                && opening.contains(&format!(r#"aria-describedby="{field}-error""#)),
+            "{field}: {opening}"
+        );
+        let note = html
+            .split(&format!(r#"id="{field}-error">"#))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            note.split("</p>")
+                .next()
+                .unwrap_or_default()
+                .contains(message),
+            "{field}'s note is beside it"
+        );
+    }
+    let text_tag = html.split(r#"id="text""#).nth(1).unwrap_or_default();
+    assert!(
+        text_tag
+            .split('>')
+            .next()
+            .unwrap_or_default()
+            .contains("autofocus"),
+        "the first problem is focused"
+    );
+    assert_eq!(html.matches(" autofocus").count(), 1);
+    assert!(
+        !html.contains(
+            r#"id="s00_caption" name="s00_caption" value="x" maxlength="30" aria-invalid"#
+        )
+    );
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 0);
     let preview = post_compose(
         &app,

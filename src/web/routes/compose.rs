@@ -126,6 +126,27 @@ async fn show_compose(
     Ok(render_page(&page))
 }
 
+/// A button slot's fields, in the order the page shows them.
+const SLOT_PARTS: [&str; 5] = ["caption", "icon", "kind", "link", "data"];
+
+/// The first field with a problem, in the order of the page (the text, then each slot's
+/// fields): the one the page focuses.
+fn first_invalid(errors: &FieldErrors) -> String {
+    let mut order = vec!["text".to_string()];
+    for side in [Side::Sender, Side::Receiver] {
+        for row in 0..GRID_ROWS {
+            for col in 0..GRID_COLS {
+                order.extend(SLOT_PARTS.iter().map(|p| slot_field(side, row, col, p)));
+            }
+        }
+    }
+    order.push("template_name".into());
+    order
+        .into_iter()
+        .find(|name| errors.contains_key(name))
+        .unwrap_or_default()
+}
+
 /// Where the composer's form goes: one conversation, or every conversation of a post.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ComposeMode {
@@ -148,10 +169,9 @@ pub async fn compose_page(
         for row in 0..GRID_ROWS {
             for col in 0..GRID_COLS {
                 let f = |part: &str| slot_field(side, row, col, part);
-                let parts = ["caption", "icon", "kind", "link", "data"];
-                let slot_errors: Vec<String> = parts
+                let slot_errors: HashMap<&'static str, String> = SLOT_PARTS
                     .iter()
-                    .filter_map(|p| errors.get(&f(p)).cloned())
+                    .filter_map(|p| errors.get(&f(p)).map(|e| (*p, e.clone())))
                     .collect();
                 slots.push(SlotView {
                     prefix: format!("{}{row}{col}", side.prefix()),
@@ -211,7 +231,8 @@ pub async fn compose_page(
         templates,
         template_name: get("template_name"),
         notice,
-        has_errors: !errors.is_empty(),
+        error_count: errors.len(),
+        first_invalid: first_invalid(errors),
         preview,
         app_title: APP_TITLE,
         broadcast: mode == ComposeMode::Broadcast,
