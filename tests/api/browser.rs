@@ -69,6 +69,15 @@ async fn start_driver() -> Driver {
 }
 
 async fn phone(driver: &Driver, profile: &std::path::Path) -> Client {
+    phone_of_size(driver, profile, 390, 844).await
+}
+
+async fn phone_of_size(
+    driver: &Driver,
+    profile: &std::path::Path,
+    width: u32,
+    height: u32,
+) -> Client {
     let chromium = find_program(
         "CHROMIUM_PATH",
         &["chromium", "chromium-browser", "google-chrome"],
@@ -79,10 +88,10 @@ async fn phone(driver: &Driver, profile: &std::path::Path) -> Client {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=390,844", "--lang=fa",
+                "--no-first-run", format!("--window-size={width},{height}"), "--lang=fa",
                 format!("--user-data-dir={}", profile.display())
             ],
-            "mobileEmulation": { "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0 } }
+            "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0 } }
         }
     });
     let serde_json::Value::Object(capabilities) = capabilities else {
@@ -310,4 +319,47 @@ async fn a_person_connects_and_sends_from_a_phone() {
     screenshot(&client, "07-seller-sees-the-button").await;
     client.close().await.unwrap();
     assert_eq!(app.inspect("messages?sender_type=BOT").await["count"], 1);
+}
+
+/// The smallest phones Divar runs on: at 320×640 the composer's top bar stays one line (it is
+/// sticky, so every extra line is lost reading space) and nothing scrolls sideways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_bar_is_one_line_on_a_320_px_phone() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone_of_size(&driver, profile.path(), 320, 640).await;
+    let conv = conversation(1, 2);
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .await
+        .unwrap();
+    click_text(&client, "button", "گفت‌وگو یار").await;
+    wait_for_path(&client, "/start").await;
+    click_text(&client, "button", "اتصال به دیوار").await;
+    wait_for_path(&client, "/sandbox/oauth2/auth").await;
+    click_text(&client, "button", "اجازه می‌دهم").await;
+    wait_for_path(&client, "/compose").await;
+    assert_persian_rtl(&client).await;
+    // Each item's text on one line box, and the bar no taller than one row of tap targets.
+    let bar = client
+        .execute(
+            "const b = document.querySelector('.topbar'); \
+             const lines = [...b.children].map(el => { const r = document.createRange(); \
+               r.selectNodeContents(el); \
+               return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }); \
+             return [b.getBoundingClientRect().height, window.innerWidth, Math.max(...lines)];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let height = bar[0].as_f64().unwrap();
+    assert_eq!(bar[1].as_f64().unwrap(), 320.0, "a 320 px viewport");
+    assert_eq!(
+        bar[2].as_i64(),
+        Some(1),
+        "an item of the top bar wraps at 320 px"
+    );
+    assert!(height <= 60.0, "the top bar is {height}px tall at 320 px");
+    screenshot(&client, "05-composer-320").await;
 }
