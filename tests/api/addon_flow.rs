@@ -283,6 +283,13 @@ async fn a_connected_user_goes_straight_to_the_composer() {
     // The other side of the same chat, in another browser, has its own grant to make.
     app.client = browser();
     assert_eq!(enter_from_chat(&app, &conv, "seller").await, "/start");
+    // The seller's way to the post-wide feature is a full-size button (a 44 px tap target),
+    // not a line of small text.
+    let landing = app.get_html("/start").await;
+    assert!(
+        landing.contains(r#"<a class="btn secondary" href="/post">"#),
+        "{landing}"
+    );
 }
 
 #[tokio::test]
