@@ -64,7 +64,7 @@ pub fn is_composer_field(name: &str) -> bool {
         || [Side::Sender, Side::Receiver].into_iter().any(|side| {
             (0..GRID_ROWS).any(|row| {
                 (0..GRID_COLS).any(|col| {
-                    ["caption", "icon", "kind", "link", "data"]
+                    super::button_kit::SLOT_PARTS
                         .iter()
                         .any(|part| slot_field(side, row, col, part) == name)
                 })
@@ -86,7 +86,9 @@ pub fn parse_form(
     } else if text.chars().count() > MAX_TEXT_CHARS {
         errors.insert(
             "text".into(),
-            super::persian_digits(&format!("متن پیام حداکثر {MAX_TEXT_CHARS} نویسه است.")),
+            super::persian_digits(&format!(
+                "متن پیام نباید بیشتر از {MAX_TEXT_CHARS} حرف باشد."
+            )),
         );
     }
     let sender_buttons = parse_grid(Side::Sender, &get, post, &mut errors);
@@ -131,34 +133,41 @@ fn parse_button<'a>(
     errors: &mut FieldErrors,
 ) -> Option<Button> {
     let caption = get(&field("caption"));
-    let icon = get(&field("icon"));
+    // Typed on a phone keyboard, `place` means `PLACE`.
+    let icon = get(&field("icon")).to_ascii_uppercase();
     let kind = get(&field("kind"));
-    let link = get(&field("link"));
+    let link = with_scheme(get(&field("link")));
     let data = get(&field("data"));
     if caption.is_empty() && kind.is_empty() && link.is_empty() && data.is_empty() {
         return None;
     }
     let before = errors.len();
     if caption.is_empty() {
-        errors.insert(field("caption"), "عنوان دکمه را بنویسید.".into());
+        errors.insert(field("caption"), "نوشتهٔ روی دکمه را بنویسید.".into());
     } else if caption.chars().count() > MAX_CAPTION_CHARS {
         errors.insert(
             field("caption"),
-            super::persian_digits(&format!("عنوان دکمه حداکثر {MAX_CAPTION_CHARS} نویسه است.")),
+            super::persian_digits(&format!(
+                "نوشتهٔ دکمه نباید بیشتر از {MAX_CAPTION_CHARS} حرف باشد."
+            )),
         );
     }
-    if !icons::is_known(icon) {
-        errors.insert(field("icon"), "یکی از نمادهای دیوار را انتخاب کنید.".into());
+    if !icons::is_known(&icon) {
+        errors.insert(field("icon"), "یکی از نمادهای فهرست را انتخاب کنید.".into());
     }
     let action = match kind {
-        "link" => match Url::parse(link) {
+        "link" => match Url::parse(&link) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && link.len() <= 2048 => {
                 Some(Action::DirectLink(url))
             }
             _ => {
                 errors.insert(
                     field("link"),
-                    "نشانی باید کامل و با http:// یا https:// باشد.".into(),
+                    if link.is_empty() {
+                        "لینکی را که باید باز شود بنویسید.".into()
+                    } else {
+                        "این لینک درست نیست؛ لینک کامل را از مرورگر کپی کنید.".into()
+                    },
                 );
                 None
             }
@@ -176,26 +185,32 @@ fn parse_button<'a>(
             None => {
                 errors.insert(
                     field("kind"),
-                    "این گفت‌وگو به آگهی‌ای وصل نیست؛ دکمهٔ آگهی برایش ممکن نیست.".into(),
+                    "این گفت‌وگو به آگهی‌ای وصل نیست؛ دکمهٔ آگهی اینجا کار نمی‌کند.".into(),
                 );
                 None
             }
         },
         _ => {
-            errors.insert(
-                field("kind"),
-                "کار دکمه را انتخاب کنید: باز کردن نشانی، آگهی یا بازگشت به افزونه.".into(),
-            );
+            errors.insert(field("kind"), "انتخاب کنید با زدن دکمه چه شود.".into());
             None
         }
     };
     match action {
         Some(action) if errors.len() == before => Some(Button {
             caption: caption.to_string(),
-            icon: icon.to_string(),
+            icon,
             action,
         }),
         _ => None,
+    }
+}
+
+/// A link typed without a scheme (`example.com/map`) is an https link.
+fn with_scheme(link: &str) -> String {
+    if link.is_empty() || link.contains("://") {
+        link.to_string()
+    } else {
+        format!("https://{link}")
     }
 }
 

@@ -126,20 +126,29 @@ pub struct SlotView {
     pub prefix: String,
     pub label: String,
     pub caption: String,
+    /// Divar's icon name, upper case.
     pub icon: String,
+    /// The icon, when it is not one of the named ones (from the full list, or typed).
+    pub other_icon: Option<String>,
     pub kind: String,
     pub link: String,
     pub data: String,
     /// Each field's problem, by part (`caption`, `icon`, `kind`, `link`, `data`): shown beside it.
     pub errors: std::collections::HashMap<&'static str, String>,
-    pub filled: bool,
 }
 
+/// One side's buttons: only those in use, and the ready-made ones to add.
 pub struct GridView {
+    /// `s` or `r`: the form's prefix for this side.
+    pub side: char,
     pub title: &'static str,
     pub hint: &'static str,
     pub slots: Vec<SlotView>,
-    pub open: bool,
+    pub presets: Vec<&'static crate::domain::button_kit::Preset>,
+    /// No room for another button.
+    pub full: bool,
+    /// Why the last «افزودن» did nothing.
+    pub problem: Option<String>,
 }
 
 pub struct PreviewButton {
@@ -170,11 +179,13 @@ pub struct ComposePage {
     pub icons_url: String,
     pub templates: Vec<TemplateView>,
     pub template_name: String,
+    pub template_error: Option<String>,
     pub notice: Option<String>,
     /// How many fields need fixing (the banner says so, truthfully).
     pub error_count: usize,
-    /// The id of the first field that needs fixing: focused when the page opens.
-    pub first_invalid: String,
+    /// The id of the field focused when the page opens: the first that needs fixing, else the
+    /// one a button just added asks for.
+    pub focus: String,
     pub preview: Option<PreviewView>,
     pub app_title: &'static str,
     /// Composing for every conversation of a post: the send button leads to a confirm step.
@@ -217,12 +228,18 @@ pub struct MessageStatusPage {
 #[derive(Template)]
 #[template(path = "pages/message.html")]
 pub struct MessagePage {
+    /// The caption of the button that brought the person here, when it is known.
+    pub tapped: Option<String>,
+    /// The person is the message's sender (else the other side of the conversation).
+    pub mine: bool,
     pub text: String,
-    pub status: &'static str,
+    /// The buttons under the message as this person sees them.
+    pub rows: Vec<Vec<PreviewButton>>,
+    /// The send's status, for its sender only.
+    pub status: Option<&'static str>,
     pub time: String,
     /// The data of the button that brought the person here, as `key: value` lines.
     pub clicked: Vec<(String, String)>,
-    pub preview: PreviewView,
 }
 
 /// Tehran wall-clock time (UTC+03:30; no daylight saving since 2022) in Persian digits.
@@ -257,6 +274,7 @@ pub struct BroadcastRow {
     pub broadcast_id: String,
     pub text: String,
     pub status: &'static str,
+    pub tone: &'static str,
     pub sent: i64,
     pub failed: i64,
     pub total: i64,
@@ -298,6 +316,7 @@ pub struct BroadcastPage {
     pub text: String,
     pub status: String,
     pub status_label: &'static str,
+    pub status_tone: &'static str,
     pub total: i64,
     pub sent: i64,
     pub failed: i64,

@@ -5,22 +5,58 @@
   var form = document.getElementById("compose");
   if (!form) return;
 
-  // The icon suggestions come from a cached list, loaded once (not inlined in every page).
-  var icons = document.getElementById("icons");
-  if (icons && icons.dataset.src && window.fetch) {
-    fetch(icons.dataset.src, { credentials: "same-origin" })
+  // The icon picker: named icons are in the page; the rest of Divar's list comes from a cached
+  // file, loaded once, under «بیشتر». A search box filters both.
+  var pickers = Array.prototype.slice.call(form.querySelectorAll("select.icon-picker"));
+  var list = document.getElementById("icon-list");
+  if (pickers.length && list && list.dataset.src && window.fetch) {
+    fetch(list.dataset.src, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : []; })
       .then(function (names) {
-        var options = document.createDocumentFragment();
-        names.forEach(function (name) {
-          var option = document.createElement("option");
-          option.value = name;
-          options.appendChild(option);
+        pickers.forEach(function (select) {
+          var known = {};
+          Array.prototype.forEach.call(select.options, function (o) { known[o.value] = true; });
+          var more = document.createElement("optgroup");
+          more.label = "بیشتر";
+          names.forEach(function (name) {
+            if (known[name]) return;
+            var option = document.createElement("option");
+            option.value = name;
+            option.textContent = name;
+            more.appendChild(option);
+          });
+          select.appendChild(more);
         });
-        icons.appendChild(options);
       })
       .catch(function () {});
   }
+  pickers.forEach(function (select) {
+    var search = document.createElement("input");
+    search.type = "search";
+    search.className = "icon-search";
+    search.placeholder = "جست‌وجوی نماد…";
+    search.setAttribute("aria-label", "جست‌وجوی نماد");
+    search.setAttribute("aria-controls", select.id);
+    select.parentNode.insertBefore(search, select);
+    search.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") event.preventDefault();
+    });
+    search.addEventListener("input", function () {
+      var q = search.value.trim().toLowerCase();
+      var first = null;
+      Array.prototype.forEach.call(select.options, function (o) {
+        var match = !q || o.text.toLowerCase().indexOf(q) >= 0 || o.value.toLowerCase().indexOf(q) >= 0;
+        o.hidden = !match;
+        if (match && !first) first = o;
+      });
+      var current = select.options[select.selectedIndex];
+      if (q && first && (!current || current.hidden)) {
+        select.value = first.value;
+        render();
+      }
+    });
+  });
+
   var text = form.elements.namedItem("text");
   var count = document.getElementById("text-count");
   var preview = document.getElementById("preview");
@@ -40,8 +76,10 @@
         var p = side + r + c + "_";
         var caption = (form.elements.namedItem(p + "caption") || {}).value || "";
         var kind = (form.elements.namedItem(p + "kind") || {}).value || "";
+        var icon = form.elements.namedItem(p + "icon");
+        var chosen = icon && icon.options ? icon.options[icon.selectedIndex] : null;
         if (caption.trim() && kind) {
-          row.push({ caption: caption.trim(), icon: (form.elements.namedItem(p + "icon") || {}).value || "" });
+          row.push({ caption: caption.trim(), icon: chosen ? chosen.text : "" });
         }
       }
       if (row.length) rows.push(row);
@@ -110,4 +148,8 @@
   form.addEventListener("input", render);
   form.addEventListener("change", render);
   render();
+  // The field that needs attention (a problem, or the link of a button just added) in the
+  // middle of the screen, not under the sticky bar.
+  var focused = form.querySelector("[autofocus]");
+  if (focused && focused.scrollIntoView) focused.scrollIntoView({ block: "center" });
 })();

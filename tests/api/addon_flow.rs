@@ -109,7 +109,7 @@ async fn decide(app: &TestApp, authorize: &Url, user: &str, decision: &str) -> r
 pub async fn connected(app: &TestApp, conv: &str, side: &str, user: &str) {
     assert_eq!(enter_from_chat(app, conv, side).await, "/start");
     let landing = app.get_html("/start").await;
-    assert!(landing.contains("اتصال به دیوار"));
+    assert!(landing.contains("ادامه با حساب دیوار"));
     let callback = consent(app, user, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
 }
@@ -268,6 +268,15 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("فردا ساعت ۵") && html.contains("friday"));
+    // The page speaks to the one who tapped (the seller, not the buyer who sent it): it is
+    // named after the button, shows the seller's own grid only, and leads on.
+    assert!(html.contains("<h1>تأیید بازدید</h1>"), "{html}");
+    assert!(html.contains("طرف مقابل این پیام را") && !html.contains("خودتان"));
+    assert!(
+        !html.contains(">مسیر"),
+        "the buyer's own button is not the seller's"
+    );
+    assert!(html.contains(r#"href="/start">فرستادن پیام با دکمه"#));
 }
 crate::both_engines!(
     whole_flow,
@@ -439,7 +448,13 @@ async fn expired_and_replayed_links_are_refused() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let expired = app.client.get(&link).send().await.unwrap();
     assert_eq!(expired.status(), StatusCode::GONE);
-    assert!(expired.text().await.unwrap().contains("منقضی"));
+    assert!(
+        expired
+            .text()
+            .await
+            .unwrap()
+            .contains("وقت این لینک تمام شده")
+    );
     let unknown = app
         .client
         .get(app.url(&format!("/s/{}", "A".repeat(43))))
@@ -728,7 +743,7 @@ async fn a_revoked_token_leads_back_to_consent() {
     );
     let landing = app.get_html("/start?reconnect=1").await;
     assert!(
-        landing.contains("اتصال به دیوار"),
+        landing.contains("ادامه با حساب دیوار"),
         "the grant was dropped, so consent is asked again"
     );
     let callback = consent(&app, BUYER_1, "approve").await;
@@ -861,8 +876,8 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
     let html = response.text().await.unwrap();
     for message in [
         "متن پیام را بنویسید",
-        "یکی از نمادهای دیوار",
-        "http:// یا https://",
+        "یکی از نمادهای فهرست",
+        "این لینک درست نیست",
     ] {
         assert!(html.contains(message), "{message}");
     }
@@ -878,8 +893,8 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
     );
     for (field, message) in [
         ("text", "متن پیام را بنویسید"),
-        ("s00_icon", "یکی از نمادهای دیوار"),
-        ("s00_link", "http:// یا https://"),
+        ("s00_icon", "یکی از نمادهای فهرست"),
+        ("s00_link", "این لینک درست نیست"),
     ] {
         let opening = html
             .split(&format!(r#"id="{field}""#))

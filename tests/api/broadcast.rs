@@ -31,7 +31,7 @@ pub async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
 async fn seller_connects(app: &TestApp, post: &str, seller: &str) {
     assert_eq!(enter_from_post(app, post, seller).await, "/post");
     let page = app.get_html("/post").await;
-    assert!(page.contains("اتصال آگهی به دیوار"));
+    assert!(page.contains("ادامه با حساب دیوار"));
     let callback = consent_as(app, "/oauth/start?for=post", seller, "approve").await;
     assert_eq!(assert_redirect(&callback), "/post");
 }
@@ -592,7 +592,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
     assert_eq!(app.get("/post").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post").await;
-    assert!(page.contains("اتصال آگهی به دیوار"));
+    assert!(page.contains("ادامه با حساب دیوار"));
 }
 crate::both_engines!(
     webhook,

@@ -142,6 +142,43 @@ async fn wait_for_path(client: &Client, suffix: &str) {
     panic!("expected a page ending in {suffix}, still at {here}: {text}");
 }
 
+/// Waits for an element (e.g. after a form came back with a change).
+async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    for _ in 0..100 {
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            return element;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {css} after 10 s");
+}
+
+/// Runs axe-core's WCAG 2.1 A/AA rules on the page and fails on any violation.
+async fn assert_accessible(client: &Client, page: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: `bash .ci/test` installs it (npm ci --prefix tests/browser)",
+            path.display()
+        )
+    });
+    client.execute(&axe, vec![]).await.unwrap();
+    let violations = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag',
+                 values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then(r => done(r.violations.map(v =>
+                   [v.id, v.impact, v.nodes.slice(0, 3).map(n => n.target.join(' '))])))
+               .catch(e => done([['axe failed', String(e)]]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(violations, json!([]), "axe-core on {page}: {violations:#}");
+}
+
 async fn assert_persian_rtl(client: &Client) {
     let html = client.find(Locator::Css("html")).await.unwrap();
     assert_eq!(html.attr("dir").await.unwrap().as_deref(), Some("rtl"));
@@ -180,8 +217,9 @@ async fn a_person_connects_and_sends_from_a_phone() {
     let landing = client.source().await.unwrap();
     assert!(landing.contains("پیام‌های کاربردی در همین گفت‌وگو"));
     screenshot(&client, "02-landing").await;
+    assert_accessible(&client, "the landing page").await;
 
-    click_text(&client, "button", "اتصال به دیوار").await;
+    click_text(&client, "button", "ادامه با حساب دیوار").await;
     wait_for_path(&client, "/sandbox/oauth2/auth").await;
     assert_persian_rtl(&client).await;
     screenshot(&client, "03-consent").await;
@@ -196,38 +234,67 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .send_keys("سلام! جمعه ساعت ۱۰ برای بازدید می‌آیم.")
         .await
         .unwrap();
-    click_text(&client, "summary", "دکمه‌هایی که طرف مقابل می‌بیند").await;
-    // Open the first button slot of the receiver's grid.
+    assert_accessible(&client, "the composer").await;
+    // One tap adds a ready-made button for the other side (a round trip that keeps the text).
     client
-        .find(Locator::XPath(
-            "//input[@id='r00_caption']/ancestor::details[1]/summary",
-        ))
+        .find(Locator::Css("button[name='add'][value='r:visit']"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    let caption = wait_for(&client, "#r00_caption").await;
+    assert_eq!(
+        caption.prop("value").await.unwrap().as_deref(),
+        Some("زمان بازدید")
+    );
+    let text = client.find(Locator::Id("text")).await.unwrap();
+    assert!(
+        text.prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .contains("جمعه ساعت ۱۰")
+    );
+    // Only the chosen action's fields show: a server-page button has no link to fill in.
+    let link = client.find(Locator::Id("r00_link")).await.unwrap();
+    assert!(!link.is_displayed().await.unwrap());
+    let kind = client.find(Locator::Id("r00_kind")).await.unwrap();
+    kind.select_by_value("link").await.unwrap();
+    assert!(link.is_displayed().await.unwrap());
+    kind.select_by_value("server").await.unwrap();
+    assert!(!link.is_displayed().await.unwrap());
+    // The icon picker: Persian names, a search box, and Divar's whole list under «بیشتر».
     client
-        .find(Locator::Id("r00_caption"))
+        .find(Locator::Css("#r00 input.icon-search"))
         .await
         .unwrap()
-        .send_keys("تأیید بازدید")
+        .send_keys("نقشه")
         .await
         .unwrap();
-    client
-        .find(Locator::Id("r00_icon"))
-        .await
-        .unwrap()
-        .send_keys("CHECKED")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("r00_kind"))
-        .await
-        .unwrap()
-        .select_by_value("server")
-        .await
-        .unwrap();
+    let icon = client.find(Locator::Id("r00_icon")).await.unwrap();
+    assert_eq!(
+        icon.prop("value").await.unwrap().as_deref(),
+        Some("MAP_VIEW")
+    );
+    let mut more = 0;
+    for _ in 0..50 {
+        more = client
+            .execute(
+                "var g = document.querySelector('#r00_icon optgroup[label=\"بیشتر\"]');
+                 return g ? g.children.length : 0;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(0);
+        if more > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(more > 700, "the full icon list under «بیشتر»: {more}");
     let preview = client
         .find(Locator::Id("preview"))
         .await
@@ -236,9 +303,28 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     assert!(
-        preview.contains("تأیید بازدید") && preview.contains("جمعه ساعت ۱۰"),
+        preview.contains("زمان بازدید")
+            && preview.contains("نقشه")
+            && !preview.contains("MAP_VIEW")
+            && preview.contains("جمعه ساعت ۱۰"),
         "live preview: {preview}"
     );
+    // Each bubble on its own side: own on the right, the other side's on the left.
+    let sides = client
+        .execute(
+            "var m = document.querySelector('#preview .bubble.mine').getBoundingClientRect();
+             var t = document.querySelector('#preview .bubble.theirs').getBoundingClientRect();
+             return [m.left, m.right, t.left, t.right];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let x = |i: usize| sides[i].as_f64().unwrap();
+    assert!(
+        x(1) > x(3) && x(0) > x(2),
+        "own bubble right, theirs left: {sides}"
+    );
+    assert_accessible(&client, "the composer with a button").await;
     screenshot(&client, "04-composer").await;
 
     // A slow Divar: the person sees the send being handled, not a frozen page.
@@ -308,6 +394,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         "the status page turns to sent by itself"
     );
     screenshot(&client, "06-status-sent").await;
+    assert_accessible(&client, "the status page").await;
     app.control(json!({ "slow_percent": 0 })).await;
 
     client
@@ -315,8 +402,28 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     let chat = client.source().await.unwrap();
-    assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("تأیید بازدید"));
+    assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("زمان بازدید"));
     screenshot(&client, "07-seller-sees-the-button").await;
+    // The seller taps it: a page for the one who tapped, named after the button, not a dead end.
+    click_text(&client, "button", "زمان بازدید").await;
+    let mut here = client.current_url().await.unwrap();
+    for _ in 0..100 {
+        let ready = client
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        here = client.current_url().await.unwrap();
+        if here.path().starts_with("/messages/") && ready == "complete" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(here.path().starts_with("/messages/"), "{here}");
+    let title = wait_for(&client, "main h1").await.text().await.unwrap();
+    assert_eq!(title, "زمان بازدید");
+    assert_persian_rtl(&client).await;
+    screenshot(&client, "08-seller-opens-the-button").await;
+    assert_accessible(&client, "the tapped button's page").await;
     client.close().await.unwrap();
     assert_eq!(app.inspect("messages?sender_type=BOT").await["count"], 1);
 }
@@ -336,7 +443,7 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         .unwrap();
     click_text(&client, "button", "گفت‌وگو یار").await;
     wait_for_path(&client, "/start").await;
-    click_text(&client, "button", "اتصال به دیوار").await;
+    click_text(&client, "button", "ادامه با حساب دیوار").await;
     wait_for_path(&client, "/sandbox/oauth2/auth").await;
     click_text(&client, "button", "اجازه می‌دهم").await;
     wait_for_path(&client, "/compose").await;

@@ -143,7 +143,7 @@ async fn a_link_consented_by_another_account_stores_nothing(engine: Engine) {
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     let html = answer.text().await.unwrap();
     assert!(
-        html.contains("این پیوند مال حساب دیگری است") && html.contains("چیزی ذخیره نشد"),
+        html.contains("این لینک مال حساب دیگری است") && html.contains("چیزی ذخیره نشد"),
         "{html}"
     );
     assert_eq!(grants(&app).await, 0);
@@ -208,7 +208,7 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
     assert!(init["body"].get("user_id").is_none());
     assert_eq!(init["body"]["user_side"], "DEMAND");
     let landing = app.get_html("/start").await;
-    assert!(landing.contains("اتصال به دیوار"), "{landing}");
+    assert!(landing.contains("ادامه با حساب دیوار"), "{landing}");
     let back = app.get("/back").await;
     assert!(
         assert_redirect(&back).ends_with(&format!("/sandbox/chats/{conv}?as=buyer")),
@@ -415,7 +415,7 @@ async fn a_seller_named_by_no_click_connects_a_post_as_the_verified_user() {
         .await;
     assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post").await;
-    assert!(page.contains("اتصال آگهی به دیوار"), "{page}");
+    assert!(page.contains("ادامه با حساب دیوار"), "{page}");
     let callback =
         crate::addon_flow::consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/post");
@@ -426,5 +426,5 @@ async fn a_seller_named_by_no_click_connects_a_post_as_the_verified_user() {
     assert_eq!(row.try_get::<String, _>("user_id").unwrap(), SELLER_1);
     assert_eq!(row.try_get::<String, _>("subject_kind").unwrap(), "post");
     let page = app.get_html("/post").await;
-    assert!(!page.contains("اتصال آگهی به دیوار"), "connected now");
+    assert!(!page.contains("ادامه با حساب دیوار"), "connected now");
 }

@@ -5,6 +5,7 @@ mod addon_flow;
 mod broadcast;
 mod browser;
 mod cli;
+mod composer;
 mod health;
 mod helpers;
 mod identity;

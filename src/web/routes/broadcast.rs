@@ -19,7 +19,7 @@ use crate::{
         now_ms,
         outbox::{Broadcast, Created},
     },
-    domain::message::{self, FieldErrors},
+    domain::message,
     domain::status::BroadcastStatus,
     services::delivery::Failure,
     state::AppState,
@@ -29,7 +29,7 @@ use crate::{
             BroadcastConfirmPage, BroadcastPage, BroadcastRow, PostPage, PreviewView,
             persian_digits, render_page, tehran_date_time, tehran_time,
         },
-        routes::compose::{ComposeMode, compose_page, preview_of},
+        routes::compose::{ComposeMode, Draft, compose_page, edit_buttons, preview_of},
         session::{PostEntry, SellerVisit},
     },
 };
@@ -70,6 +70,15 @@ fn status_label(status: BroadcastStatus, pending: i64) -> &'static str {
     }
 }
 
+/// The status badge's colour: green once done, red when it waits for the seller.
+fn status_tone(status: BroadcastStatus) -> &'static str {
+    match status {
+        BroadcastStatus::Done => "success",
+        BroadcastStatus::Paused => "blocked",
+        BroadcastStatus::Running | BroadcastStatus::Cancelled => "",
+    }
+}
+
 /// Whether the counts can still change.
 fn settled(status: BroadcastStatus, pending: i64) -> bool {
     match status {
@@ -92,6 +101,7 @@ async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<
                 .take(80)
                 .collect(),
             status: status_label(b.status, progress.pending),
+            tone: status_tone(b.status),
             sent: progress.sent,
             failed: progress.failed,
             total: b.total,
@@ -141,17 +151,11 @@ async fn show_new_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
-    let page = compose_page(
-        &state,
-        &seller.user_id,
-        ComposeMode::Broadcast,
-        &HashMap::new(),
-        &FieldErrors::new(),
-        None,
-        None,
-    )
-    .await?;
-    Ok(render_page(&page))
+    let fields = HashMap::new();
+    let draft = Draft::new(ComposeMode::Broadcast, true, &fields);
+    Ok(render_page(
+        &compose_page(&state, &seller.user_id, draft).await?,
+    ))
 }
 
 /// Checks the message; "preview" shows it, "send" leads to the confirm step with the count.
@@ -163,19 +167,14 @@ async fn submit_new_broadcast(
     if let Some(redirect) = require_post_grant(&state, &seller).await? {
         return Ok(redirect);
     }
+    let draft = || Draft::new(ComposeMode::Broadcast, true, &fields);
+    if let Some(page) = edit_buttons(&state, &seller.user_id, draft()).await? {
+        return Ok(page);
+    }
     let message = match message::parse_form(&fields, Some(&seller.post_token)) {
         Ok(message) => message,
         Err(errors) => {
-            let page = compose_page(
-                &state,
-                &seller.user_id,
-                ComposeMode::Broadcast,
-                &fields,
-                &errors,
-                None,
-                None,
-            )
-            .await?;
+            let page = compose_page(&state, &seller.user_id, Draft { errors, ..draft() }).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
         }
     };
@@ -184,16 +183,8 @@ async fn submit_new_broadcast(
     // "preview" shows it with the preview.
     let action = fields.get("action").map(String::as_str);
     if matches!(action, Some("edit" | "preview")) {
-        let page = compose_page(
-            &state,
-            &seller.user_id,
-            ComposeMode::Broadcast,
-            &fields,
-            &FieldErrors::new(),
-            None,
-            (action == Some("preview")).then_some(preview),
-        )
-        .await?;
+        let preview = (action == Some("preview")).then_some(preview);
+        let page = compose_page(&state, &seller.user_id, Draft { preview, ..draft() }).await?;
         return Ok(render_page(&page));
     }
     let as_of = now_ms();
@@ -253,7 +244,7 @@ async fn create_broadcast(
     let key = fields
         .get("idempotency_key")
         .filter(|k| uuid::Uuid::parse_str(k).is_ok())
-        .ok_or_else(|| AppError::BadRequest("فرم ناقص است؛ دوباره شروع کنید.".into()))?
+        .ok_or_else(|| AppError::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید.".into()))?
         .clone();
     // A second submit of the same confirm form leads to the broadcast the first one made.
     if let Some(existing) = db::outbox::broadcast_for_key(&state.db, &key).await? {
@@ -262,7 +253,7 @@ async fn create_broadcast(
     let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
     let (Some(as_of), Some(digest)) = (number("as_of"), fields.get("digest")) else {
         return Err(AppError::BadRequest(
-            "فرم ناقص است؛ دوباره شروع کنید.".into(),
+            "صفحه کامل نرسید؛ دوباره شروع کنید.".into(),
         ));
     };
     let recipients = db::conversations::recipients_for_post(
@@ -373,6 +364,7 @@ async fn show_broadcast(
         text: body["message"].as_str().unwrap_or_default().to_string(),
         status: broadcast.status.as_str().to_string(),
         status_label: status_label(broadcast.status, progress.pending),
+        status_tone: status_tone(broadcast.status),
         live: !is_settled,
         total: broadcast.total,
         sent: progress.sent,

@@ -15,11 +15,14 @@ use serde::Deserialize;
 use crate::{
     db::{self, grants::Subject},
     domain::{
-        UserId, icons,
+        UserId,
+        button_kit::{self, Edit, Edited, PRESETS, Preset, SLOT_PARTS},
+        icons,
         message::{
             self, FieldErrors, GRID_COLS, GRID_ROWS, MAX_TEXT_CHARS, OutgoingMessage, Side,
             slot_field,
         },
+        persian_digits,
     },
     services::messaging::Queued,
     state::AppState,
@@ -113,25 +116,20 @@ async fn show_compose(
         Some("template_deleted") => Some("قالب حذف شد.".to_string()),
         _ => None,
     };
-    let page = compose_page(
-        &state,
-        &chat.user_id,
+    let mut draft = Draft::new(
         ComposeMode::Conversation,
+        chat.visit.post_token.is_some(),
         &fields,
-        &FieldErrors::new(),
-        notice,
-        None,
-    )
-    .await?;
-    Ok(render_page(&page))
+    );
+    draft.notice = notice;
+    Ok(render_page(
+        &compose_page(&state, &chat.user_id, draft).await?,
+    ))
 }
-
-/// A button slot's fields, in the order the page shows them.
-const SLOT_PARTS: [&str; 5] = ["caption", "icon", "kind", "link", "data"];
 
 /// The first field with a problem, in the order of the page (the text, then each slot's
 /// fields): the one the page focuses.
-fn first_invalid(errors: &FieldErrors) -> String {
+fn first_invalid(errors: &FieldErrors) -> Option<String> {
     let mut order = vec!["text".to_string()];
     for side in [Side::Sender, Side::Receiver] {
         for row in 0..GRID_ROWS {
@@ -141,10 +139,7 @@ fn first_invalid(errors: &FieldErrors) -> String {
         }
     }
     order.push("template_name".into());
-    order
-        .into_iter()
-        .find(|name| errors.contains_key(name))
-        .unwrap_or_default()
+    order.into_iter().find(|name| errors.contains_key(name))
 }
 
 /// Where the composer's form goes: one conversation, or every conversation of a post.
@@ -154,16 +149,72 @@ pub enum ComposeMode {
     Broadcast,
 }
 
+/// What the composer page shows: the draft as the person left it, and what to say about it.
+pub struct Draft<'a> {
+    pub mode: ComposeMode,
+    /// The message is about a post: buttons that open the post are offered.
+    pub has_post: bool,
+    pub fields: &'a HashMap<String, String>,
+    pub errors: FieldErrors,
+    pub notice: Option<String>,
+    pub preview: Option<PreviewView>,
+    /// The field to focus when no field has a problem (e.g. the link of a button just added).
+    pub focus: Option<String>,
+    /// A side whose grid had no room for one more button, and what to say.
+    pub full: Option<(Side, String)>,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(mode: ComposeMode, has_post: bool, fields: &'a HashMap<String, String>) -> Self {
+        Self {
+            mode,
+            has_post,
+            fields,
+            errors: FieldErrors::new(),
+            notice: None,
+            preview: None,
+            focus: None,
+            full: None,
+        }
+    }
+}
+
+/// Runs a tap on «افزودن …» or «حذف این دکمه», if the form was one: the same page comes back
+/// with the change made and nothing sent or checked yet.
+pub async fn edit_buttons(
+    state: &AppState,
+    user_id: &UserId,
+    mut draft: Draft<'_>,
+) -> Result<Option<Response>> {
+    let Some(edit) = Edit::from_form(draft.fields) else {
+        return Ok(None);
+    };
+    let mut fields = draft.fields.clone();
+    match edit.apply(&mut fields) {
+        Edited::Done { focus } => draft.focus = focus,
+        Edited::Full(problem) => {
+            if let Edit::Add { side, .. } = edit {
+                draft.full = Some((side, problem));
+            }
+        }
+    }
+    draft.fields = &fields;
+    let page = compose_page(state, user_id, draft).await?;
+    Ok(Some(render_page(&page)))
+}
+
 pub async fn compose_page(
     state: &AppState,
     user_id: &UserId,
-    mode: ComposeMode,
-    fields: &HashMap<String, String>,
-    errors: &FieldErrors,
-    notice: Option<String>,
-    preview: Option<PreviewView>,
+    draft: Draft<'_>,
 ) -> Result<ComposePage> {
+    let fields = draft.fields;
+    let errors = &draft.errors;
     let get = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let presets: Vec<&'static Preset> = PRESETS
+        .iter()
+        .filter(|p| draft.has_post || !p.needs_post)
+        .collect();
     let grid = |side: Side, title, hint| {
         let mut slots = Vec::new();
         for row in 0..GRID_ROWS {
@@ -173,29 +224,36 @@ pub async fn compose_page(
                     .iter()
                     .filter_map(|p| errors.get(&f(p)).map(|e| (*p, e.clone())))
                     .collect();
+                if slot_errors.is_empty() && !button_kit::is_used(fields, side, row, col) {
+                    continue;
+                }
+                let icon = get(&f("icon")).trim().to_ascii_uppercase();
                 slots.push(SlotView {
                     prefix: format!("{}{row}{col}", side.prefix()),
-                    label: format!(
-                        "دکمهٔ ردیف {} ستون {}",
-                        persian_digit(row + 1),
-                        persian_digit(col + 1)
-                    ),
+                    label: format!("دکمهٔ {}", persian_digits(&(slots.len() + 1).to_string())),
                     caption: get(&f("caption")),
-                    icon: get(&f("icon")),
+                    other_icon: (!icon.is_empty() && button_kit::persian_name(&icon).is_none())
+                        .then(|| icon.clone()),
+                    icon,
                     kind: get(&f("kind")),
                     link: get(&f("link")),
                     data: get(&f("data")),
-                    filled: !slot_errors.is_empty() || !get(&f("caption")).is_empty(),
                     errors: slot_errors,
                 });
             }
         }
-        let open = slots.iter().any(|s| s.filled);
         GridView {
+            side: side.prefix(),
             title,
             hint,
+            full: slots.len() == GRID_ROWS * GRID_COLS,
+            problem: draft
+                .full
+                .as_ref()
+                .filter(|(s, _)| *s == side)
+                .map(|(_, p)| p.clone()),
             slots,
-            open,
+            presets: presets.clone(),
         }
     };
     let templates = db::templates::list(&state.db, user_id)
@@ -206,6 +264,10 @@ pub async fn compose_page(
             name: t.name,
         })
         .collect();
+    let form_action = match draft.mode {
+        ComposeMode::Conversation => "/compose",
+        ComposeMode::Broadcast => "/broadcasts/new",
+    };
     Ok(ComposePage {
         idempotency_key: fields
             .get("idempotency_key")
@@ -219,32 +281,30 @@ pub async fn compose_page(
             grid(
                 Side::Sender,
                 "دکمه‌هایی که خودتان می‌بینید",
-                "تا ۳ ردیف و هر ردیف تا ۳ دکمه.",
+                "زیر پیام، فقط برای شما.",
             ),
             grid(
                 Side::Receiver,
-                "دکمه‌هایی که طرف مقابل می‌بیند",
-                "تا ۳ ردیف و هر ردیف تا ۳ دکمه.",
+                if draft.mode == ComposeMode::Broadcast {
+                    "دکمه‌هایی که خریداران می‌بینند"
+                } else {
+                    "دکمه‌هایی که طرف مقابل می‌بیند"
+                },
+                "زیر همان پیام، برای طرف دیگر گفت‌وگو.",
             ),
         ],
         icons_url: icons_url(),
         templates,
         template_name: get("template_name"),
-        notice,
+        template_error: errors.get("template_name").cloned(),
+        notice: draft.notice,
         error_count: errors.len(),
-        first_invalid: first_invalid(errors),
-        preview,
+        focus: first_invalid(errors).or(draft.focus).unwrap_or_default(),
+        preview: draft.preview,
         app_title: APP_TITLE,
-        broadcast: mode == ComposeMode::Broadcast,
-        form_action: match mode {
-            ComposeMode::Conversation => "/compose",
-            ComposeMode::Broadcast => "/broadcasts/new",
-        },
+        broadcast: draft.mode == ComposeMode::Broadcast,
+        form_action,
     })
-}
-
-fn persian_digit(n: usize) -> char {
-    char::from_u32(0x06F0 + n as u32).unwrap_or('?')
 }
 
 fn is_idempotency_key(key: &str) -> bool {
@@ -259,7 +319,7 @@ pub fn preview_of(message: &OutgoingMessage) -> PreviewView {
                 row.iter()
                     .map(|b| PreviewButton {
                         caption: b.caption.clone(),
-                        icon: b.icon.clone(),
+                        icon: button_kit::icon_label(&b.icon),
                     })
                     .collect()
             })
@@ -281,6 +341,11 @@ async fn submit_compose(
     if let Some(redirect) = require_grant(&state, &chat).await? {
         return Ok(redirect);
     }
+    let has_post = chat.visit.post_token.is_some();
+    let draft = || Draft::new(ComposeMode::Conversation, has_post, &fields);
+    if let Some(page) = edit_buttons(&state, &chat.user_id, draft()).await? {
+        return Ok(page);
+    }
     let action = fields.get("action").map(String::as_str).unwrap_or("send");
     if action == "save_template" {
         return super::templates::save_template(&state, &chat, fields).await;
@@ -288,37 +353,20 @@ async fn submit_compose(
     let message = match message::parse_form(&fields, chat.visit.post_token.as_ref()) {
         Ok(message) => message,
         Err(errors) => {
-            let page = compose_page(
-                &state,
-                &chat.user_id,
-                ComposeMode::Conversation,
-                &fields,
-                &errors,
-                None,
-                None,
-            )
-            .await?;
+            let page = compose_page(&state, &chat.user_id, Draft { errors, ..draft() }).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
         }
     };
     if action == "preview" {
-        let page = compose_page(
-            &state,
-            &chat.user_id,
-            ComposeMode::Conversation,
-            &fields,
-            &FieldErrors::new(),
-            None,
-            Some(preview_of(&message)),
-        )
-        .await?;
+        let preview = Some(preview_of(&message));
+        let page = compose_page(&state, &chat.user_id, Draft { preview, ..draft() }).await?;
         return Ok(render_page(&page));
     }
     let key = fields
         .get("idempotency_key")
         .filter(|k| is_idempotency_key(k))
         .ok_or_else(|| {
-            AppError::BadRequest("فرم ناقص است؛ صفحه را دوباره باز کنید و پیام را بفرستید.".into())
+            AppError::BadRequest("صفحه کامل نرسید؛ آن را دوباره باز کنید و پیام را بفرستید.".into())
         })?;
     // Recorded and queued in one commit: from here the outbox delivers it, whether or not
     // this request's client is still there to read the answer.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     db::{self, messages::MessageRow},
-    domain::status::MessageStatus,
+    domain::{button_kit, status::MessageStatus},
     services::delivery::Failure,
     state::AppState,
     web::{
@@ -197,6 +197,14 @@ async fn show_message(
         return Err(AppError::NotFound);
     }
     let body: Value = serde_json::from_str(&row.body)?;
+    // The page speaks to whoever tapped: the message's sender sees their own grid, the other
+    // side theirs.
+    let mine = chat.visit.user_id.as_ref() == Some(&row.user_id);
+    let grid = if mine {
+        "sender_buttons"
+    } else {
+        "receiver_buttons"
+    };
     let clicked = chat
         .visit
         .extra_data
@@ -211,14 +219,41 @@ async fn show_message(
             )
         })
         .collect();
-    let status = status_text(&row).label;
+    let preview = preview_of_body(&body);
     Ok(render_page(&MessagePage {
-        text: body["message"].as_str().unwrap_or_default().to_string(),
-        status,
+        tapped: tapped_caption(&body, grid, &chat.visit.extra_data),
+        mine,
+        text: preview.text,
+        rows: if mine {
+            preview.sender_rows
+        } else {
+            preview.receiver_rows
+        },
+        status: mine.then(|| status_text(&row).label),
         time: tehran_time(row.created_at),
         clicked,
-        preview: preview_of_body(&body),
     }))
+}
+
+/// The caption of the button that was tapped: the one on the tapper's side whose data came
+/// back (our own `kc_` keys tell one message from another, not one button from another).
+fn tapped_caption(
+    body: &Value,
+    grid: &str,
+    data: &serde_json::Map<String, Value>,
+) -> Option<String> {
+    body.pointer(&format!("/{grid}/rows"))?
+        .as_array()?
+        .iter()
+        .filter_map(|row| row.get("buttons")?.as_array())
+        .flatten()
+        .find(|b| {
+            b.pointer("/action/open_server_link/data")
+                .and_then(Value::as_object)
+                == Some(data)
+        })
+        .and_then(|b| b["caption"].as_str())
+        .map(str::to_string)
 }
 
 /// The preview of a body as it was sent to Divar.
@@ -235,7 +270,7 @@ fn preview_of_body(body: &Value) -> PreviewView {
                     .flatten()
                     .map(|b| PreviewButton {
                         caption: b["caption"].as_str().unwrap_or_default().to_string(),
-                        icon: b["icon"].as_str().unwrap_or_default().to_string(),
+                        icon: button_kit::icon_label(b["icon"].as_str().unwrap_or_default()),
                     })
                     .collect()
             })

@@ -21,7 +21,7 @@ use crate::{
     },
 };
 
-use super::compose::{ComposeMode, compose_page};
+use super::compose::{ComposeMode, Draft, compose_page};
 
 /// A person's saved templates at most, and the size of one: drafts of short chat messages.
 pub const MAX_TEMPLATES_PER_USER: i64 = 50;
@@ -45,7 +45,7 @@ pub(super) async fn save_template(
     if name.is_empty() || name.chars().count() > 60 {
         errors.insert(
             "template_name".into(),
-            "نام قالب را بنویسید (تا ۶۰ نویسه).".into(),
+            "نام قالب را بنویسید (تا ۶۰ حرف).".into(),
         );
     }
     if let Err(problems) = message::parse_form(&fields, chat.visit.post_token.as_ref()) {
@@ -79,17 +79,13 @@ pub(super) async fn save_template(
         );
     }
     if !errors.is_empty() {
-        let notice = errors.get("template_name").cloned();
-        let page = compose_page(
-            state,
-            &chat.user_id,
+        let mut draft = Draft::new(
             ComposeMode::Conversation,
+            chat.visit.post_token.is_some(),
             &fields,
-            &errors,
-            notice,
-            None,
-        )
-        .await?;
+        );
+        draft.errors = errors;
+        let page = compose_page(state, &chat.user_id, draft).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render_page(&page)).into_response());
     }
     Ok(Redirect::to("/compose?notice=template_saved").into_response())

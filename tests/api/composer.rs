@@ -1,0 +1,185 @@
+//! The button editor as a seller uses it, with no script: ready-made buttons added with one tap,
+//! removed again, Persian icon names, links without `https://`, icon names in any case.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+
+use crate::{addon_flow::*, helpers::*};
+
+/// The fields of a composer page as the browser would send them back: every input, textarea
+/// and selected option (the page is our own markup, one attribute order).
+fn form_of(html: &str) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    let attr = |tag: &str, name: &str| {
+        tag.split(&format!(r#" {name}=""#))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(|v| v.replace("&amp;", "&").replace("&quot;", "\""))
+    };
+    for tag in html.split("<input").skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        if let (Some(name), Some(value)) = (attr(tag, "name"), attr(tag, "value")) {
+            fields.insert(name, value);
+        }
+    }
+    for part in html.split("<textarea").skip(1) {
+        let (tag, rest) = part.split_once('>').unwrap_or_default();
+        if let Some(name) = attr(tag, "name") {
+            let value = rest.split("</textarea>").next().unwrap_or_default();
+            fields.insert(name, value.to_string());
+        }
+    }
+    for part in html.split("<select").skip(1) {
+        let (tag, rest) = part.split_once('>').unwrap_or_default();
+        let options = rest.split("</select>").next().unwrap_or_default();
+        let selected = options.split("<option").find(|o| {
+            o.split('>')
+                .next()
+                .unwrap_or_default()
+                .contains(" selected")
+        });
+        if let (Some(name), Some(option)) = (attr(tag, "name"), selected) {
+            let value = attr(option.split('>').next().unwrap_or_default(), "value");
+            fields.insert(name, value.unwrap_or_default());
+        }
+    }
+    fields
+}
+
+async fn post_fields(app: &TestApp, fields: HashMap<String, String>) -> reqwest::Response {
+    let pairs: Vec<(String, String)> = fields.into_iter().collect();
+    app.page_post("/compose")
+        .await
+        .form(&pairs)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Taps one of the editor's buttons (`add` or `remove`) on a page whose fields are `fields`.
+async fn tap(
+    app: &TestApp,
+    mut fields: HashMap<String, String>,
+    name: &str,
+    value: &str,
+) -> String {
+    fields.insert(name.into(), value.into());
+    let answer = post_fields(app, fields).await;
+    assert_eq!(answer.status(), StatusCode::OK, "{name}={value}");
+    answer.text().await.unwrap()
+}
+
+/// The opening tag of the element with `id`.
+fn tag_of<'a>(html: &'a str, id: &str) -> &'a str {
+    html.split(&format!(r#"id="{id}""#))
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap_or_else(|| panic!("no #{id}"))
+}
+
+#[tokio::test]
+async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 1);
+    connected(&app, &conv, "seller", SELLER_1).await;
+
+    // An empty composer: no button forms yet, only the ready-made buttons to add, light.
+    let empty = app.get_html("/compose").await;
+    assert!(
+        empty.len() < 20 * 1024,
+        "the composer is {} bytes",
+        empty.len()
+    );
+    assert!(
+        !empty.contains("_caption\""),
+        "no button slots until one is added"
+    );
+    for preset in [
+        "+ زمان بازدید",
+        "+ نشانی روی نقشه",
+        "+ مشاهدهٔ آگهی",
+        "+ دکمهٔ دلخواه",
+    ] {
+        assert_eq!(empty.matches(preset).count(), 2, "{preset}, once per side");
+    }
+    assert!(empty.contains(r#"name="add" value="r:map""#));
+
+    // «+ نشانی روی نقشه» for the buyer: a filled button whose link is what is left to write,
+    // focused; the text written so far stays; nothing is sent.
+    let mut fields = form_of(&empty);
+    fields.insert("text".into(), "جمعه ساعت ۱۰ منتظرتان هستم".into());
+    let page = tap(&app, fields, "add", "r:map").await;
+    assert!(page.contains("جمعه ساعت ۱۰ منتظرتان هستم"));
+    assert!(tag_of(&page, "r00_caption").contains(r#"value="نشانی روی نقشه""#));
+    assert!(tag_of(&page, "r00_link").contains("autofocus"));
+    assert!(
+        page.contains(r#"<option value="MAP_VIEW" selected>نقشه</option>"#),
+        "the icon by its Persian name"
+    );
+    assert!(page.contains(r#"<option value="link" selected>"#));
+    assert!(page.contains(r#"name="remove" value="r00""#));
+
+    // Two more: «زمان بازدید» beside it, and a custom one for the seller's own grid.
+    let page = tap(&app, form_of(&page), "add", "r:visit").await;
+    assert!(tag_of(&page, "r01_caption").contains(r#"value="زمان بازدید""#));
+    let page = tap(&app, form_of(&page), "add", "s:custom").await;
+    assert!(tag_of(&page, "s00_caption").contains("autofocus"));
+    // «حذف این دکمه» on the map button.
+    let page = tap(&app, form_of(&page), "remove", "r00").await;
+    assert!(!page.contains(r#"id="r00_caption""#) && page.contains(r#"id="r01_caption""#));
+    assert_eq!(
+        bot_messages(&app, &conv).await["count"],
+        0,
+        "editing sends nothing"
+    );
+
+    // Send: a link typed without https://, an icon name typed in lower case.
+    let mut fields = form_of(&page);
+    fields.insert("s00_caption".into(), "پرداخت بیعانه".into());
+    fields.insert("s00_icon".into(), "payment".into());
+    fields.insert("s00_link".into(), "example.com/pay?id=7".into());
+    fields.insert("action".into(), "send".into());
+    let sent = post_fields(&app, fields).await;
+    let id = queued_message(&assert_redirect(&sent));
+    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    let message = &bot_messages(&app, &conv).await["messages"][0];
+    let mine = &message["sender_buttons"]["rows"][0]["buttons"][0];
+    assert_eq!(mine["icon"], "PAYMENT");
+    assert_eq!(
+        mine["action"]["open_direct_link"],
+        "https://example.com/pay?id=7"
+    );
+    let theirs = &message["receiver_buttons"]["rows"][0]["buttons"][0];
+    assert_eq!(theirs["caption"], "زمان بازدید");
+    assert_eq!(theirs["icon"], "ACCESS_TIME");
+    assert!(theirs["action"]["open_server_link"].is_object());
+
+    // The status page's preview names icons in Persian.
+    let status = app.get_html(&format!("/messages/{id}/status")).await;
+    assert!(status.contains(">ساعت</span>") && !status.contains("ACCESS_TIME"));
+}
+
+#[tokio::test]
+async fn a_full_grid_says_so_instead_of_adding() {
+    let app = spawn_app(Engine::Sqlite).await;
+    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let mut page = app.get_html("/compose").await;
+    for _ in 0..9 {
+        page = tap(&app, form_of(&page), "add", "r:visit").await;
+    }
+    assert!(page.contains(r#"id="r22_caption""#));
+    assert!(
+        !page.contains(r#"value="r:visit""#),
+        "no add buttons on a full grid"
+    );
+    let mut fields = form_of(&page);
+    let full = tap(&app, fields.clone(), "add", "r:pay").await;
+    assert!(full.contains("جای دکمهٔ دیگری نیست"), "{full}");
+    assert_eq!(full.matches(r#"_caption" name="#).count(), 9);
+    // An edit the page never offers is not one: the form is checked as usual.
+    fields.insert("add".into(), "x:nothing".into());
+    fields.insert("action".into(), "preview".into());
+    let answer = post_fields(&app, fields).await;
+    assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
