@@ -69,7 +69,7 @@ async fn start_driver() -> Driver {
 }
 
 async fn phone(driver: &Driver, profile: &std::path::Path) -> Client {
-    phone_of_size(driver, profile, 390, 844).await
+    phone_of_size(driver, profile, 390, 844, false).await
 }
 
 async fn phone_of_size(
@@ -77,6 +77,7 @@ async fn phone_of_size(
     profile: &std::path::Path,
     width: u32,
     height: u32,
+    dark: bool,
 ) -> Client {
     let chromium = find_program(
         "CHROMIUM_PATH",
@@ -89,7 +90,9 @@ async fn phone_of_size(
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", format!("--window-size={width},{height}"), "--lang=fa",
-                format!("--user-data-dir={}", profile.display())
+                format!("--user-data-dir={}", profile.display()),
+                // 0 is dark, 1 light: what the page's `prefers-color-scheme` sees.
+                format!("--blink-settings=preferredColorScheme={}", if dark { 0 } else { 1 })
             ],
             "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0 } }
         }
@@ -119,6 +122,16 @@ async fn click_text(client: &Client, tag: &str, text: &str) {
         .find(Locator::XPath(&xpath))
         .await
         .unwrap_or_else(|_| panic!("no {tag} with “{text}”"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn click_css(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css}"))
         .click()
         .await
         .unwrap();
@@ -236,13 +249,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .unwrap();
     assert_accessible(&client, "the composer").await;
     // One tap adds a ready-made button for the other side (a round trip that keeps the text).
-    client
-        .find(Locator::Css("button[name='add'][value='r:visit']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_css(&client, "button[name='add'][value='r:visit']").await;
     let caption = wait_for(&client, "#r00_caption").await;
     assert_eq!(
         caption.prop("value").await.unwrap().as_deref(),
@@ -325,6 +332,10 @@ async fn a_person_connects_and_sends_from_a_phone() {
         "own bubble right, theirs left: {sides}"
     );
     assert_accessible(&client, "the composer with a button").await;
+    client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
     screenshot(&client, "04-composer").await;
 
     // A slow Divar: the person sees the send being handled, not a frozen page.
@@ -428,14 +439,15 @@ async fn a_person_connects_and_sends_from_a_phone() {
     assert_eq!(app.inspect("messages?sender_type=BOT").await["count"], 1);
 }
 
-/// The smallest phones Divar runs on: at 320×640 the composer's top bar stays one line (it is
-/// sticky, so every extra line is lost reading space) and nothing scrolls sideways.
+/// The smallest phones Divar runs on, in dark mode: at 320×640 the composer's top bar stays one
+/// line (it is sticky, so every extra line is lost reading space), nothing scrolls sideways, and
+/// the dark colours pass axe-core too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     let app = spawn_app(Engine::Sqlite).await;
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
-    let client = phone_of_size(&driver, profile.path(), 320, 640).await;
+    let client = phone_of_size(&driver, profile.path(), 320, 640, true).await;
     let conv = conversation(1, 2);
     client
         .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
@@ -468,5 +480,17 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         "an item of the top bar wraps at 320 px"
     );
     assert!(height <= 60.0, "the top bar is {height}px tall at 320 px");
+    let dark = client
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dark, json!(true), "the phone is in dark mode");
+    click_css(&client, "button[name='add'][value='s:map']").await;
+    wait_for(&client, "#s00_link").await;
+    assert_persian_rtl(&client).await;
+    assert_accessible(&client, "the composer, dark, 320 px").await;
     screenshot(&client, "05-composer-320").await;
 }
