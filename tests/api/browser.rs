@@ -493,4 +493,27 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     assert_persian_rtl(&client).await;
     assert_accessible(&client, "the composer, dark, 320 px").await;
     screenshot(&client, "05-composer-320").await;
+    // Sent without the map's link: the page comes back with that field focused, in view below
+    // the sticky bar, its problem beside it; and still passes axe-core.
+    client
+        .find(Locator::Id("text"))
+        .await
+        .unwrap()
+        .send_keys("نشانی را ببینید")
+        .await
+        .unwrap();
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    wait_for(&client, "#s00_link-error").await;
+    let focus = client
+        .execute(
+            "var el = document.activeElement, r = el.getBoundingClientRect();
+             var bar = document.querySelector('.topbar').getBoundingClientRect().bottom;
+             return [el.id, r.top >= bar && r.bottom <= window.innerHeight,
+                     el.getAttribute('aria-describedby')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focus, json!(["s00_link", true, "s00_link-error"]));
+    assert_accessible(&client, "the composer with a problem, dark, 320 px").await;
 }
