@@ -354,6 +354,30 @@ async fn composer_form(app: &TestApp, key: &str, text: &str, action: &str) -> St
         .unwrap()
 }
 
+/// The post-wide composer has the same button editor: the buyers' grid gets a ready-made
+/// «مشاهدهٔ آگهی» with one tap, and nothing is sent or counted for it.
+#[tokio::test]
+async fn the_post_wide_composer_adds_ready_made_buttons() {
+    let app = spawn_app(Engine::Sqlite).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    buyers_write(&app, POST_1, 1).await;
+    let page = app.get_html("/broadcasts/new").await;
+    assert!(page.contains("دکمه‌هایی که خریداران می‌بینند"));
+    assert!(page.contains(r#"formaction="/broadcasts/new#r-buttons""#));
+    let added = app
+        .page_post("/broadcasts/new")
+        .await
+        .form(&[("text", "قیمت کم شد"), ("add", "r:post")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), reqwest::StatusCode::OK);
+    let html = added.text().await.unwrap();
+    assert!(html.contains(r#"value="مشاهدهٔ آگهی""#) && html.contains("قیمت کم شد"));
+    assert!(html.contains(r#"<option value="post" selected>"#));
+    assert!(!html.contains("تأیید ارسال"), "no confirm step for an edit");
+}
+
 #[tokio::test]
 async fn the_confirmed_count_is_exactly_who_gets_it() {
     let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
