@@ -473,6 +473,23 @@ pub async fn broadcast_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result
         .map_err(Into::into)
 }
 
+/// The broadcast made with this idempotency key, if it went to `conversation_id`: where a tap
+/// on one of its buttons in that conversation leads.
+pub async fn broadcast_sent_to(
+    db: &Db,
+    idempotency_key: &str,
+    conversation_id: &ConversationId,
+) -> anyhow::Result<Option<Broadcast>> {
+    Ok(sqlx::query_as(&format!(
+        "{BROADCAST} where idempotency_key = $1 and broadcast_id in
+            (select broadcast_id from outbox where conversation_id = $2)"
+    ))
+    .bind(idempotency_key)
+    .bind(conversation_id)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
 pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Option<Broadcast>> {
     Ok(
         sqlx::query_as(&format!("{BROADCAST} where broadcast_id = $1"))

@@ -106,12 +106,13 @@ pub struct Preset {
 }
 
 impl Preset {
-    /// The field to focus once added: a link still to paste, or the caption to write.
+    /// The field to focus once added: a link still to paste, else the caption (to check or
+    /// write): either way the new button is in view.
     fn focus(&self) -> &'static str {
-        match (self.kind, self.caption.is_empty()) {
-            (_, true) => "caption",
-            ("link", false) => "link",
-            _ => "",
+        if self.kind == "link" && !self.caption.is_empty() {
+            "link"
+        } else {
+            "caption"
         }
     }
 }
@@ -193,8 +194,8 @@ impl Eq for Preset {}
 /// What happened to the form.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Edited {
-    /// Done; the field to focus next, if any (e.g. `r01_link`).
-    Done { focus: Option<String> },
+    /// Done; the element to focus next (e.g. `r01_link`, or `r-title` after a removal).
+    Done { focus: String },
     /// The side's grid has no free place: a Persian sentence for the page.
     Full(String),
 }
@@ -230,7 +231,9 @@ impl Edit {
                 for part in SLOT_PARTS {
                     fields.remove(&slot_field(side, row, col, part));
                 }
-                Edited::Done { focus: None }
+                Edited::Done {
+                    focus: format!("{}-title", side.prefix()),
+                }
             }
             Self::Add { side, preset } => {
                 let free = (0..GRID_ROWS)
@@ -249,9 +252,8 @@ impl Edit {
                 ] {
                     fields.insert(slot_field(side, row, col, part), value.to_string());
                 }
-                let focus = preset.focus();
                 Edited::Done {
-                    focus: (!focus.is_empty()).then(|| slot_field(side, row, col, focus)),
+                    focus: slot_field(side, row, col, preset.focus()),
                 }
             }
         }
@@ -299,23 +301,30 @@ mod tests {
         assert_eq!(
             add("s", "map").apply(&mut fields),
             Edited::Done {
-                focus: Some("s01_link".into())
+                focus: "s01_link".into()
             }
         );
         assert_eq!(fields["s01_kind"], "link");
         assert_eq!(fields["s01_icon"], "MAP_VIEW");
         assert_eq!(
             add("s", "visit").apply(&mut fields),
-            Edited::Done { focus: None }
+            Edited::Done {
+                focus: "s02_caption".into()
+            }
         );
         assert_eq!(fields["s02_kind"], "server");
         let remove = Edit::from_form(&HashMap::from([("remove".into(), "s01".into())])).unwrap();
-        remove.apply(&mut fields);
+        assert_eq!(
+            remove.apply(&mut fields),
+            Edited::Done {
+                focus: "s-title".into()
+            }
+        );
         assert!(!fields.contains_key("s01_caption") && !fields.contains_key("s01_kind"));
         assert_eq!(
             add("s", "custom").apply(&mut fields),
             Edited::Done {
-                focus: Some("s01_caption".into())
+                focus: "s01_caption".into()
             }
         );
         for _ in 0..6 {

@@ -16,6 +16,8 @@ pub use kenar::message::{GRID_COLS, GRID_ROWS};
 /// Keys the add-on adds to its own `open_server_link` data, to route the click back.
 pub const PAGE_KEY: &str = "kc_page";
 pub const MESSAGE_KEY: &str = "kc_message";
+/// Which button was tapped: side and place in the sent grid, e.g. `r01`.
+pub const BUTTON_KEY: &str = "kc_button";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -38,16 +40,78 @@ pub use kenar::message::{Action, Button, ButtonGrid};
 pub type OutgoingMessage = kenar::message::Message;
 
 /// The send-message body for the message stored as `message_id`: our server-link buttons carry
-/// that id, so a tap finds its way back to this message.
+/// that id and their own place, so a tap finds its way back to this message and button.
 pub fn to_kenar_json(message: &OutgoingMessage, message_id: &str) -> Value {
     let mut message = message.clone();
-    for grid in [&mut message.sender_buttons, &mut message.receiver_buttons] {
-        for data in grid.server_link_data_mut() {
+    for (side, grid) in [
+        (Side::Sender, &mut message.sender_buttons),
+        (Side::Receiver, &mut message.receiver_buttons),
+    ] {
+        for ((row, col), data) in grid.server_links_mut() {
             data.insert(PAGE_KEY.into(), json!("message"));
             data.insert(MESSAGE_KEY.into(), json!(message_id));
+            data.insert(
+                BUTTON_KEY.into(),
+                json!(format!("{}{row}{col}", side.prefix())),
+            );
         }
     }
     message.to_json()
+}
+
+/// The button a tap came from, read back from the sent body: its side and caption. Buttons sent
+/// before `kc_button` existed are found by their data, on the side `fallback` names.
+pub fn tapped_button(
+    body: &Value,
+    data: &Map<String, Value>,
+    fallback: Side,
+) -> (Side, Option<String>) {
+    let grid = |side: Side| match side {
+        Side::Sender => "sender_buttons",
+        Side::Receiver => "receiver_buttons",
+    };
+    let buttons = |side: Side| {
+        body.pointer(&format!("/{}/rows", grid(side)))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(r, row)| {
+                row.get("buttons")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(c, b)| ((r, c), b))
+            })
+    };
+    let caption = |b: &Value| b["caption"].as_str().map(str::to_string);
+    let place = data.get(BUTTON_KEY).and_then(Value::as_str).and_then(|p| {
+        let mut chars = p.chars();
+        let side = match chars.next()? {
+            's' => Side::Sender,
+            'r' => Side::Receiver,
+            _ => return None,
+        };
+        let row = chars.next()?.to_digit(10)? as usize;
+        let col = chars.next()?.to_digit(10)? as usize;
+        Some((side, (row, col)))
+    });
+    if let Some((side, at)) = place {
+        let found = buttons(side)
+            .find(|(p, _)| *p == at)
+            .and_then(|(_, b)| caption(b));
+        return (side, found);
+    }
+    let found = buttons(fallback)
+        .map(|(_, b)| b)
+        .find(|b| {
+            b.pointer("/action/open_server_link/data")
+                .and_then(Value::as_object)
+                == Some(data)
+        })
+        .and_then(caption);
+    (fallback, found)
 }
 
 /// Persian problems keyed by form field name.
@@ -136,7 +200,7 @@ fn parse_button<'a>(
     // Typed on a phone keyboard, `place` means `PLACE`.
     let icon = get(&field("icon")).to_ascii_uppercase();
     let kind = get(&field("kind"));
-    let link = with_scheme(get(&field("link")));
+    let link = get(&field("link"));
     let data = get(&field("data"));
     if caption.is_empty() && kind.is_empty() && link.is_empty() && data.is_empty() {
         return None;
@@ -156,19 +220,10 @@ fn parse_button<'a>(
         errors.insert(field("icon"), "یکی از نمادهای فهرست را انتخاب کنید.".into());
     }
     let action = match kind {
-        "link" => match Url::parse(&link) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && link.len() <= 2048 => {
-                Some(Action::DirectLink(url))
-            }
-            _ => {
-                errors.insert(
-                    field("link"),
-                    if link.is_empty() {
-                        "لینکی را که باید باز شود بنویسید.".into()
-                    } else {
-                        "این لینک درست نیست؛ لینک کامل را از مرورگر کپی کنید.".into()
-                    },
-                );
+        "link" => match web_link(link) {
+            Ok(url) => Some(Action::DirectLink(url)),
+            Err(problem) => {
+                errors.insert(field("link"), problem.into());
                 None
             }
         },
@@ -213,6 +268,30 @@ fn with_scheme(link: &str) -> String {
         format!("https://{link}")
     }
 }
+
+/// A web page a button can open (Divar opens `open_direct_link` in a browser view, so http(s)
+/// only), or what to tell the person. A host needs a dot: `https://salam` or `https//x.com`
+/// typed by hand is a mistake, not a page.
+fn web_link(link: &str) -> Result<Url, &'static str> {
+    if link.is_empty() {
+        return Err("لینکی را که باید باز شود بنویسید.");
+    }
+    let phone = link
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('۰'..='۹').contains(&c) || " +-()".contains(c));
+    if phone {
+        return Err("دکمه نمی‌تواند شماره بگیرد؛ لینک یک صفحهٔ وب بنویسید (مثلاً wa.me/98912…).");
+    }
+    let url = Url::parse(&with_scheme(link)).map_err(|_| BAD_LINK)?;
+    let host = url.host_str().unwrap_or_default();
+    let real_host = (host.contains('.') && !host.ends_with('.')) || host == "localhost";
+    if !matches!(url.scheme(), "http" | "https") || !real_host || link.len() > 2048 {
+        return Err(BAD_LINK);
+    }
+    Ok(url)
+}
+
+const BAD_LINK: &str = "این لینک درست نیست؛ لینک کامل را از مرورگر کپی کنید.";
 
 /// `key=value` lines into the button's data object.
 fn parse_data(text: &str) -> Result<Map<String, Value>, String> {
@@ -266,7 +345,7 @@ mod tests {
                 ("s12_kind", "link"),
                 ("s12_link", "https://example.com/map"),
                 ("r00_caption", "جزئیات"),
-                ("r00_icon", "CHECKED"),
+                ("r00_icon", "checked"),
                 ("r00_kind", "server"),
                 ("r00_data", "booking=12\nview = buyer"),
             ]),
@@ -289,6 +368,30 @@ mod tests {
         assert_eq!(data["booking"], "12");
         assert_eq!(data["view"], "buyer");
         assert_eq!(data[MESSAGE_KEY], "m-1");
+        assert_eq!(data[BUTTON_KEY], "r00", "the tapped button names its place");
+        assert_eq!(
+            body["receiver_buttons"]["rows"][0]["buttons"][0]["icon"], "CHECKED",
+            "icon names in any case"
+        );
+        let data = data.as_object().unwrap();
+        assert_eq!(
+            tapped_button(&body, data, Side::Sender),
+            (Side::Receiver, Some("جزئیات".to_string()))
+        );
+        // A button from before `kc_button`: found by its data on the fallback side.
+        let mut old = data.clone();
+        old.remove(BUTTON_KEY);
+        let mut old_body = body.clone();
+        old_body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]["data"] =
+            Value::Object(old.clone());
+        assert_eq!(
+            tapped_button(&old_body, &old, Side::Receiver),
+            (Side::Receiver, Some("جزئیات".to_string()))
+        );
+        assert_eq!(
+            tapped_button(&old_body, &old, Side::Sender),
+            (Side::Sender, None)
+        );
     }
 
     #[test]
@@ -319,6 +422,43 @@ mod tests {
             "r01_kind",
         ] {
             assert!(errors.contains_key(field), "{field}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn links_get_https_when_typed_bare_and_mistakes_are_caught() {
+        for (typed, sent) in [
+            ("example.com/map", "https://example.com/map"),
+            (
+                "neshan.org/maps/@35.7,51.4",
+                "https://neshan.org/maps/@35.7,51.4",
+            ),
+            ("http://localhost:8080/x", "http://localhost:8080/x"),
+            ("https://wa.me/989121234567", "https://wa.me/989121234567"),
+        ] {
+            assert_eq!(
+                web_link(typed).map(String::from),
+                Ok(sent.to_string()),
+                "{typed}"
+            );
+        }
+        for typed in [
+            "0912-123-4567",
+            "+989121234567",
+            "۰۹۱۲۱۲۳۴۵۶۷",
+            "09121234567",
+        ] {
+            assert!(web_link(typed).unwrap_err().contains("شماره"), "{typed}");
+        }
+        for typed in [
+            "salam",
+            "https//example.com",
+            "http:/example.com",
+            "ftp://example.com",
+            "javascript:alert(1)",
+            "https://",
+        ] {
+            assert_eq!(web_link(typed), Err(BAD_LINK), "{typed}");
         }
     }
 

@@ -141,8 +141,6 @@ pub struct SlotView {
 pub struct GridView {
     /// `s` or `r`: the form's prefix for this side.
     pub side: char,
-    pub title: &'static str,
-    pub hint: &'static str,
     pub slots: Vec<SlotView>,
     pub presets: Vec<&'static crate::domain::button_kit::Preset>,
     /// No room for another button.

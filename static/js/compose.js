@@ -151,5 +151,8 @@
   // The field that needs attention (a problem, or the link of a button just added) in the
   // middle of the screen, not under the sticky bar.
   var focused = form.querySelector("[autofocus]");
-  if (focused && focused.scrollIntoView) focused.scrollIntoView({ block: "center" });
+  if (focused) {
+    focused.focus({ preventScroll: true });
+    if (focused.scrollIntoView) focused.scrollIntoView({ block: "center" });
+  }
 })();

@@ -9,7 +9,7 @@
   }
   function set(id, value) {
     var el = document.getElementById(id);
-    if (el) el.textContent = fa(value);
+    if (el && el.textContent !== fa(value)) el.textContent = fa(value);
   }
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -19,7 +19,9 @@
         set("sent", p.sent);
         set("failed", p.failed);
         set("pending", p.pending);
-        document.getElementById("status").textContent = p.status_label;
+        // Inside a live region: only a change is news.
+        var status = document.getElementById("status");
+        if (status.textContent !== p.status_label) status.textContent = p.status_label;
         var bar = document.getElementById("bar");
         if (bar) bar.value = p.sent + p.failed + p.cancelled;
         // Settled: the page shows the final counts and what can be done next.

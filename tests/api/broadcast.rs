@@ -9,7 +9,8 @@ use sqlx::Row;
 
 use crate::{
     addon_flow::{
-        connected, consent_as, final_status, idempotency_key, post_compose, queued_message,
+        connected, consent_as, final_status, idempotency_key, open_addon_link, post_compose,
+        queued_message, tap_first_button,
     },
     helpers::*,
 };
@@ -58,15 +59,26 @@ async fn buyers_write(app: &TestApp, post: &str, count: usize) -> Vec<String> {
 
 /// Composes, confirms (checking the count shown), and returns the broadcast's page path.
 async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> String {
+    broadcast_with(app, text, &[], expected_recipients).await
+}
+
+/// [`broadcast`] with buttons: `buttons` are the composer's slot fields (e.g. `r00_caption`).
+async fn broadcast_with(
+    app: &TestApp,
+    text: &str,
+    buttons: &[(&str, &str)],
+    expected_recipients: usize,
+) -> String {
     let html = app.get_html("/broadcasts/new").await;
     let marker = r#"name="idempotency_key" value=""#;
     let start = html.find(marker).unwrap() + marker.len();
     let key = html[start..start + 36].to_string();
-    let fields = [
+    let mut fields = vec![
         ("idempotency_key", key.as_str()),
         ("text", text),
         ("action", "send"),
     ];
+    fields.extend_from_slice(buttons);
     let confirm = app
         .page_post("/broadcasts/new")
         .await
@@ -85,12 +97,17 @@ async fn broadcast(app: &TestApp, text: &str, expected_recipients: usize) -> Str
     let created = app
         .page_post("/broadcasts")
         .await
-        .form(&[
-            ("idempotency_key", key.as_str()),
-            ("text", text),
-            ("as_of", &as_of),
-            ("digest", &digest),
-        ])
+        .form(
+            &[
+                ("idempotency_key", key.as_str()),
+                ("text", text),
+                ("as_of", &as_of),
+                ("digest", &digest),
+            ]
+            .into_iter()
+            .chain(buttons.iter().copied())
+            .collect::<Vec<_>>(),
+        )
         .send()
         .await
         .unwrap();
@@ -363,7 +380,7 @@ async fn the_post_wide_composer_adds_ready_made_buttons() {
     buyers_write(&app, POST_1, 1).await;
     let page = app.get_html("/broadcasts/new").await;
     assert!(page.contains("دکمه‌هایی که خریداران می‌بینند"));
-    assert!(page.contains(r#"formaction="/broadcasts/new#r-buttons""#));
+    assert!(page.contains(r#"name="add" value="r:post""#));
     let added = app
         .page_post("/broadcasts/new")
         .await
@@ -376,6 +393,38 @@ async fn the_post_wide_composer_adds_ready_made_buttons() {
     assert!(html.contains(r#"value="مشاهدهٔ آگهی""#) && html.contains("قیمت کم شد"));
     assert!(html.contains(r#"<option value="post" selected>"#));
     assert!(!html.contains("تأیید ارسال"), "no confirm step for an edit");
+}
+
+/// A buyer who taps a broadcast's «زمان بازدید» lands on a page about it, spoken to them (it
+/// was a 404: broadcast buttons carry the broadcast's key, not a message id).
+#[tokio::test]
+async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
+    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
+    seller_connects(&app, POST_1, SELLER_1).await;
+    let conversations = buyers_write(&app, POST_1, 2).await;
+    let buttons = [
+        ("r00_caption", "زمان بازدید"),
+        ("r00_icon", "ACCESS_TIME"),
+        ("r00_kind", "server"),
+    ];
+    let page = broadcast_with(&app, "جمعه بازدید آزاد است", &buttons, 2).await;
+    assert_eq!(wait_until_finished(&app, &page).await["sent"], 2);
+    let (buyer, entered) = tap_first_button(&app, &conversations[1], "buyer", 0).await;
+    assert!(entered.starts_with("/messages/"), "{entered}");
+    let answer = buyer.get(app.url(&entered)).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let html = answer.text().await.unwrap();
+    assert!(html.contains("<h1>زمان بازدید</h1>") && html.contains("جمعه بازدید آزاد است"));
+    assert!(
+        html.contains("طرف مقابل این پیام را"),
+        "spoken to the buyer"
+    );
+    // The same key opened from a conversation the broadcast did not reach is not found.
+    let stranger = browser();
+    let link = open_addon_link(&stranger, &app, &conversation(2, 1), "buyer").await;
+    stranger.get(&link).send().await.unwrap();
+    let elsewhere = stranger.get(app.url(&entered)).send().await.unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -255,6 +255,19 @@ async fn a_person_connects_and_sends_from_a_phone() {
         caption.prop("value").await.unwrap().as_deref(),
         Some("زمان بازدید")
     );
+    let active = client
+        .execute(
+            "var el = document.activeElement, r = el.getBoundingClientRect();
+             return [el.id, r.top >= 0 && r.bottom <= window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        active,
+        json!(["r00_caption", true]),
+        "the new button in view, focused"
+    );
     let text = client.find(Locator::Id("text")).await.unwrap();
     assert!(
         text.prop("value")
@@ -490,6 +503,15 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     assert_eq!(dark, json!(true), "the phone is in dark mode");
     click_css(&client, "button[name='add'][value='s:map']").await;
     wait_for(&client, "#s00_link").await;
+    let active = client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        active,
+        json!("s00_link"),
+        "the map's link is what is left to write"
+    );
     assert_persian_rtl(&client).await;
     assert_accessible(&client, "the composer, dark, 320 px").await;
     screenshot(&client, "05-composer-320").await;

@@ -123,11 +123,16 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     // Two more: «زمان بازدید» beside it, and a custom one for the seller's own grid.
     let page = tap(&app, form_of(&page), "add", "r:visit").await;
     assert!(tag_of(&page, "r01_caption").contains(r#"value="زمان بازدید""#));
+    assert!(tag_of(&page, "r01_caption").contains("autofocus"));
     let page = tap(&app, form_of(&page), "add", "s:custom").await;
     assert!(tag_of(&page, "s00_caption").contains("autofocus"));
     // «حذف این دکمه» on the map button.
     let page = tap(&app, form_of(&page), "remove", "r00").await;
     assert!(!page.contains(r#"id="r00_caption""#) && page.contains(r#"id="r01_caption""#));
+    assert!(
+        tag_of(&page, "r-title").contains("autofocus"),
+        "focus stays on that side"
+    );
     assert_eq!(
         bot_messages(&app, &conv).await["count"],
         0,

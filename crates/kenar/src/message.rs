@@ -83,6 +83,21 @@ impl ButtonGrid {
         self.rows.is_empty()
     }
 
+    /// The data of every `open_server_link` button with its place `(row, index in the row)`, to
+    /// add what the app needs to route a tap.
+    pub fn server_links_mut(
+        &mut self,
+    ) -> impl Iterator<Item = ((usize, usize), &mut Map<String, Value>)> {
+        self.rows.iter_mut().enumerate().flat_map(|(r, row)| {
+            row.iter_mut()
+                .enumerate()
+                .filter_map(move |(c, button)| match &mut button.action {
+                    Action::ServerLink(data) => Some(((r, c), data)),
+                    _ => None,
+                })
+        })
+    }
+
     /// The data of every `open_server_link` button, to add what the app needs to route a tap.
     pub fn server_link_data_mut(&mut self) -> impl Iterator<Item = &mut Map<String, Value>> {
         self.rows

@@ -191,7 +191,7 @@ pub async fn edit_buttons(
     };
     let mut fields = draft.fields.clone();
     match edit.apply(&mut fields) {
-        Edited::Done { focus } => draft.focus = focus,
+        Edited::Done { focus } => draft.focus = Some(focus),
         Edited::Full(problem) => {
             if let Edit::Add { side, .. } = edit {
                 draft.full = Some((side, problem));
@@ -215,7 +215,7 @@ pub async fn compose_page(
         .iter()
         .filter(|p| draft.has_post || !p.needs_post)
         .collect();
-    let grid = |side: Side, title, hint| {
+    let grid = |side: Side| {
         let mut slots = Vec::new();
         for row in 0..GRID_ROWS {
             for col in 0..GRID_COLS {
@@ -244,8 +244,6 @@ pub async fn compose_page(
         }
         GridView {
             side: side.prefix(),
-            title,
-            hint,
             full: slots.len() == GRID_ROWS * GRID_COLS,
             problem: draft
                 .full
@@ -277,22 +275,7 @@ pub async fn compose_page(
         text: get("text"),
         text_error: errors.get("text").cloned(),
         max_text: MAX_TEXT_CHARS,
-        grids: vec![
-            grid(
-                Side::Sender,
-                "دکمه‌هایی که خودتان می‌بینید",
-                "زیر پیام، فقط برای شما.",
-            ),
-            grid(
-                Side::Receiver,
-                if draft.mode == ComposeMode::Broadcast {
-                    "دکمه‌هایی که خریداران می‌بینند"
-                } else {
-                    "دکمه‌هایی که طرف مقابل می‌بیند"
-                },
-                "زیر همان پیام، برای طرف دیگر گفت‌وگو.",
-            ),
-        ],
+        grids: vec![grid(Side::Sender), grid(Side::Receiver)],
         icons_url: icons_url(),
         templates,
         template_name: get("template_name"),

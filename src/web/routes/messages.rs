@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 
 use crate::{
     db::{self, messages::MessageRow},
-    domain::{button_kit, status::MessageStatus},
+    domain::{
+        button_kit,
+        message::{self, Side},
+        status::MessageStatus,
+    },
     services::delivery::Failure,
     state::AppState,
     web::{
@@ -183,28 +187,46 @@ async fn resend_message(
     Ok(Redirect::to(&format!("/messages/{id}/status")).into_response())
 }
 
-/// Where one of our `open_server_link` buttons leads: the message it was sent with. Both sides
-/// of the conversation may open it.
+/// Where one of our `open_server_link` buttons leads: the message it was sent with (a single
+/// send, or a broadcast that reached this conversation). Both sides of the conversation may
+/// open it; the page speaks to whoever tapped.
 async fn show_message(
     State(state): State<AppState>,
     chat: ChatEntry,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let row = db::messages::find(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.conversation_id != chat.conversation_id {
-        return Err(AppError::NotFound);
-    }
-    let body: Value = serde_json::from_str(&row.body)?;
-    // The page speaks to whoever tapped: the message's sender sees their own grid, the other
-    // side theirs.
-    let mine = chat.visit.user_id.as_ref() == Some(&row.user_id);
-    let grid = if mine {
-        "sender_buttons"
-    } else {
-        "receiver_buttons"
+    let (body, sender, created_at, status) = match db::messages::find(&state.db, &id).await? {
+        Some(row) if row.conversation_id == chat.conversation_id => (
+            row.body.clone(),
+            row.user_id.clone(),
+            row.created_at,
+            Some(status_text(&row).label),
+        ),
+        Some(_) => return Err(AppError::NotFound),
+        // A broadcast's buttons carry its idempotency key (its id is made with it).
+        None => {
+            let broadcast = db::outbox::broadcast_sent_to(&state.db, &id, &chat.conversation_id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            (
+                broadcast.body,
+                broadcast.user_id,
+                broadcast.created_at,
+                None,
+            )
+        }
     };
+    let body: Value = serde_json::from_str(&body)?;
+    // The sender's grid is only ever shown to the sender, so the tapped button's side says who
+    // tapped; the user id is the fallback for buttons sent before buttons named their place
+    // (and not every session-init body carries a user id).
+    let fallback = if chat.visit.user_id.as_ref() == Some(&sender) {
+        Side::Sender
+    } else {
+        Side::Receiver
+    };
+    let (side, tapped) = message::tapped_button(&body, &chat.visit.extra_data, fallback);
+    let mine = side == Side::Sender;
     let clicked = chat
         .visit
         .extra_data
@@ -221,7 +243,7 @@ async fn show_message(
         .collect();
     let preview = preview_of_body(&body);
     Ok(render_page(&MessagePage {
-        tapped: tapped_caption(&body, grid, &chat.visit.extra_data),
+        tapped,
         mine,
         text: preview.text,
         rows: if mine {
@@ -229,31 +251,10 @@ async fn show_message(
         } else {
             preview.receiver_rows
         },
-        status: mine.then(|| status_text(&row).label),
-        time: tehran_time(row.created_at),
+        status: status.filter(|_| mine),
+        time: tehran_time(created_at),
         clicked,
     }))
-}
-
-/// The caption of the button that was tapped: the one on the tapper's side whose data came
-/// back (our own `kc_` keys tell one message from another, not one button from another).
-fn tapped_caption(
-    body: &Value,
-    grid: &str,
-    data: &serde_json::Map<String, Value>,
-) -> Option<String> {
-    body.pointer(&format!("/{grid}/rows"))?
-        .as_array()?
-        .iter()
-        .filter_map(|row| row.get("buttons")?.as_array())
-        .flatten()
-        .find(|b| {
-            b.pointer("/action/open_server_link/data")
-                .and_then(Value::as_object)
-                == Some(data)
-        })
-        .and_then(|b| b["caption"].as_str())
-        .map(str::to_string)
 }
 
 /// The preview of a body as it was sent to Divar.
