@@ -1,158 +1,197 @@
 // Progressive enhancement for the composer: a live character count and a live preview of
-// what each side will see. The form works the same without it.
+// what each side will see, an icon search, and button edits without a page load (so the back
+// button does not walk through one page per edit). The form works the same without it.
 (function () {
   "use strict";
-  var form = document.getElementById("compose");
-  if (!form) return;
-
-  // The icon picker: named icons are in the page; the rest of Divar's list comes from a cached
-  // file, loaded once, under «بیشتر». A search box filters both.
-  var pickers = Array.prototype.slice.call(form.querySelectorAll("select.icon-picker"));
-  var list = document.getElementById("icon-list");
-  if (pickers.length && list && list.dataset.src && window.fetch) {
-    fetch(list.dataset.src, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : []; })
-      .then(function (names) {
-        pickers.forEach(function (select) {
-          var known = {};
-          Array.prototype.forEach.call(select.options, function (o) { known[o.value] = true; });
-          var more = document.createElement("optgroup");
-          more.label = "بیشتر";
-          names.forEach(function (name) {
-            if (known[name]) return;
-            var option = document.createElement("option");
-            option.value = name;
-            option.textContent = name;
-            more.appendChild(option);
-          });
-          select.appendChild(more);
-        });
-      })
-      .catch(function () {});
-  }
-  pickers.forEach(function (select) {
-    var search = document.createElement("input");
-    search.type = "search";
-    search.className = "icon-search";
-    search.placeholder = "جست‌وجوی نماد…";
-    search.setAttribute("aria-label", "جست‌وجوی نماد");
-    search.setAttribute("aria-controls", select.id);
-    select.parentNode.insertBefore(search, select);
-    search.addEventListener("keydown", function (event) {
-      if (event.key === "Enter") event.preventDefault();
-    });
-    search.addEventListener("input", function () {
-      var q = search.value.trim().toLowerCase();
-      var first = null;
-      Array.prototype.forEach.call(select.options, function (o) {
-        var match = !q || o.text.toLowerCase().indexOf(q) >= 0 || o.value.toLowerCase().indexOf(q) >= 0;
-        o.hidden = !match;
-        if (match && !first) first = o;
-      });
-      var current = select.options[select.selectedIndex];
-      if (q && first && (!current || current.hidden)) {
-        select.value = first.value;
-        render();
-      }
-    });
-  });
-
-  var text = form.elements.namedItem("text");
-  var count = document.getElementById("text-count");
-  var preview = document.getElementById("preview");
-
-  function el(tag, cls, content) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (content) node.textContent = content;
-    return node;
-  }
-
-  function grid(side) {
-    var rows = [];
-    for (var r = 0; r < 3; r++) {
-      var row = [];
-      for (var c = 0; c < 3; c++) {
-        var p = side + r + c + "_";
-        var caption = (form.elements.namedItem(p + "caption") || {}).value || "";
-        var kind = (form.elements.namedItem(p + "kind") || {}).value || "";
-        var icon = form.elements.namedItem(p + "icon");
-        var chosen = icon && icon.options ? icon.options[icon.selectedIndex] : null;
-        if (caption.trim() && kind) {
-          row.push({ caption: caption.trim(), icon: chosen ? chosen.text : "" });
-        }
-      }
-      if (row.length) rows.push(row);
-    }
-    return rows;
-  }
-
-  function bubble(title, cls, rows) {
-    var wrap = el("div");
-    wrap.appendChild(el("h3", null, title));
-    var b = el("article", "bubble bot " + cls);
-    b.appendChild(el("div", "bot-title", "گفت‌وگو یار"));
-    b.appendChild(el("p", null, text.value.trim() || "…"));
-    if (rows.length) {
-      var g = el("div", "button-grid");
-      rows.forEach(function (row) {
-        var rowEl = el("div", "button-row");
-        row.forEach(function (btn) {
-          var s = el("span", "chat-button", btn.caption + " ");
-          s.appendChild(el("span", "icon", btn.icon));
-          rowEl.appendChild(s);
-        });
-        g.appendChild(rowEl);
-      });
-      b.appendChild(g);
-    }
-    wrap.appendChild(b);
-    return wrap;
-  }
-
-  function render() {
-    count.textContent = String(Array.from(text.value).length).replace(/[0-9]/g, function (d) {
-      return String.fromCharCode(0x06f0 + Number(d));
-    });
-    var pair = el("div", "preview-pair");
-    pair.appendChild(bubble("آنچه شما می‌بینید", "mine", grid("s")));
-    pair.appendChild(bubble("آنچه طرف مقابل می‌بیند", "theirs", grid("r")));
-    while (preview.children.length > 1) preview.removeChild(preview.lastChild);
-    preview.appendChild(pair);
-  }
-
-  // The first tap on "send" is the only one: the button turns into a note that the message is
-  // on its way, so a slow network does not invite a second tap (the server ignores a repeated
-  // form anyway).
+  var iconNames = null; // one request for the whole visit
   var sending = false;
-  form.addEventListener("submit", function (event) {
-    var button = event.submitter;
-    if (!button || button.value !== "send" || form.getAttribute("action") !== "/compose") return;
-    if (sending) { event.preventDefault(); return; }
-    sending = true;
-    // A disabled button is left out of the form's data: carry its value in a hidden field.
-    var action = document.createElement("input");
-    action.type = "hidden";
-    action.name = "action";
-    action.value = "send";
-    form.appendChild(action);
-    button.disabled = true;
-    button.textContent = "در حال ارسال…";
-  });
+
   // Coming back with the browser's back button shows the form as it was left: ready again.
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted || !sending) return;
     window.location.reload();
   });
 
-  form.addEventListener("input", render);
-  form.addEventListener("change", render);
-  render();
-  // The field that needs attention (a problem, or the link of a button just added) in the
-  // middle of the screen, not under the sticky bar.
-  var focused = form.querySelector("[autofocus]");
-  if (focused) {
-    focused.focus({ preventScroll: true });
-    if (focused.scrollIntoView) focused.scrollIntoView({ block: "center" });
+  var first = document.getElementById("compose");
+  if (first) enhance(first);
+
+  function enhance(form) {
+    // The icon picker: named icons are in the page; the rest of Divar's list comes from a cached
+    // file, loaded once, under «بیشتر». A search box filters both.
+    var pickers = Array.prototype.slice.call(form.querySelectorAll("select.icon-picker"));
+    var list = document.getElementById("icon-list");
+    if (pickers.length && list && list.dataset.src && window.fetch) {
+      iconNames = iconNames || fetch(list.dataset.src, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : []; })
+        .catch(function () { iconNames = null; return []; });
+      iconNames
+        .then(function (names) {
+          pickers.forEach(function (select) {
+            var known = {};
+            Array.prototype.forEach.call(select.options, function (o) { known[o.value] = true; });
+            var more = document.createElement("optgroup");
+            more.label = "بیشتر";
+            names.forEach(function (name) {
+              if (known[name]) return;
+              var option = document.createElement("option");
+              option.value = name;
+              option.textContent = name;
+              more.appendChild(option);
+            });
+            select.appendChild(more);
+          });
+        });
+    }
+    pickers.forEach(function (select) {
+      var search = document.createElement("input");
+      search.type = "search";
+      search.className = "icon-search";
+      search.placeholder = "جست‌وجوی نماد…";
+      search.setAttribute("aria-label", "جست‌وجوی نماد");
+      search.setAttribute("aria-controls", select.id);
+      select.parentNode.insertBefore(search, select);
+      search.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") event.preventDefault();
+      });
+      search.addEventListener("input", function () {
+        var q = search.value.trim().toLowerCase();
+        var first = null;
+        Array.prototype.forEach.call(select.options, function (o) {
+          var match = !q || o.text.toLowerCase().indexOf(q) >= 0 || o.value.toLowerCase().indexOf(q) >= 0;
+          o.hidden = !match;
+          if (match && !first) first = o;
+        });
+        var current = select.options[select.selectedIndex];
+        if (q && first && (!current || current.hidden)) {
+          select.value = first.value;
+          render();
+        }
+      });
+    });
+
+    var text = form.elements.namedItem("text");
+    var count = document.getElementById("text-count");
+    var preview = document.getElementById("preview");
+
+    function el(tag, cls, content) {
+      var node = document.createElement(tag);
+      if (cls) node.className = cls;
+      if (content) node.textContent = content;
+      return node;
+    }
+
+    function grid(side) {
+      var rows = [];
+      for (var r = 0; r < 3; r++) {
+        var row = [];
+        for (var c = 0; c < 3; c++) {
+          var p = side + r + c + "_";
+          var caption = (form.elements.namedItem(p + "caption") || {}).value || "";
+          var kind = (form.elements.namedItem(p + "kind") || {}).value || "";
+          var icon = form.elements.namedItem(p + "icon");
+          var chosen = icon && icon.options ? icon.options[icon.selectedIndex] : null;
+          if (caption.trim() && kind) {
+            row.push({ caption: caption.trim(), icon: chosen ? chosen.text : "" });
+          }
+        }
+        if (row.length) rows.push(row);
+      }
+      return rows;
+    }
+
+    function bubble(title, cls, rows) {
+      var wrap = el("div");
+      wrap.appendChild(el("h3", null, title));
+      var b = el("article", "bubble bot " + cls);
+      b.appendChild(el("div", "bot-title", "گفت‌وگو یار"));
+      b.appendChild(el("p", null, text.value.trim() || "…"));
+      if (rows.length) {
+        var g = el("div", "button-grid");
+        rows.forEach(function (row) {
+          var rowEl = el("div", "button-row");
+          row.forEach(function (btn) {
+            var s = el("span", "chat-button", btn.caption + " ");
+            s.appendChild(el("span", "icon", btn.icon));
+            rowEl.appendChild(s);
+          });
+          g.appendChild(rowEl);
+        });
+        b.appendChild(g);
+      }
+      wrap.appendChild(b);
+      return wrap;
+    }
+
+    function render() {
+      count.textContent = String(Array.from(text.value).length).replace(/[0-9]/g, function (d) {
+        return String.fromCharCode(0x06f0 + Number(d));
+      });
+      var pair = el("div", "preview-pair");
+      pair.appendChild(bubble("آنچه شما می‌بینید", "mine", grid("s")));
+      pair.appendChild(bubble("آنچه طرف مقابل می‌بیند", "theirs", grid("r")));
+      while (preview.children.length > 1) preview.removeChild(preview.lastChild);
+      preview.appendChild(pair);
+    }
+
+    // The first tap on "send" is the only one: the button turns into a note that the message is
+    // on its way, so a slow network does not invite a second tap (the server ignores a repeated
+    // form anyway).
+    form.addEventListener("submit", function (event) {
+      var button = event.submitter;
+      if (!button || button.value !== "send" || form.getAttribute("action") !== "/compose") return;
+      if (sending) { event.preventDefault(); return; }
+      sending = true;
+      // A disabled button is left out of the form's data: carry its value in a hidden field.
+      var action = document.createElement("input");
+      action.type = "hidden";
+      action.name = "action";
+      action.value = "send";
+      form.appendChild(action);
+      button.disabled = true;
+      button.textContent = "در حال ارسال…";
+    });
+    // «+ …» and «حذف این دکمه»: the server makes the change and answers the page; only the form
+    // is swapped in. When that fails for any reason, the tap goes through as a plain submit.
+    form.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("button[name=add], button[name=remove]");
+      if (!button || !window.fetch || !window.DOMParser || !window.URLSearchParams) return;
+      event.preventDefault();
+      if (button.disabled) return;
+      button.disabled = true;
+      var data = new URLSearchParams(new FormData(form));
+      data.append(button.name, button.value);
+      // Not `form.action`: the form has controls named "action", which shadow it.
+      fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" })
+        .then(function (r) {
+          if (!r.ok) throw new Error(String(r.status));
+          return r.text();
+        })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("compose");
+          if (!fresh) throw new Error("no form in the answer");
+          form.replaceWith(fresh);
+          enhance(fresh);
+        })
+        .catch(function () {
+          button.disabled = false;
+          var carry = document.createElement("input");
+          carry.type = "hidden";
+          carry.name = button.name;
+          carry.value = button.value;
+          form.appendChild(carry);
+          form.submit();
+        });
+    });
+
+    form.addEventListener("input", render);
+    form.addEventListener("change", render);
+    render();
+    // The field that needs attention (a problem, or the link of a button just added) in the
+    // middle of the screen, not under the sticky bar.
+    var focused = form.querySelector("[autofocus]");
+    if (focused) {
+      focused.focus({ preventScroll: true });
+      if (focused.scrollIntoView) focused.scrollIntoView({ block: "center" });
+    }
   }
 })();

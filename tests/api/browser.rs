@@ -248,9 +248,22 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     assert_accessible(&client, "the composer").await;
-    // One tap adds a ready-made button for the other side (a round trip that keeps the text).
+    // One tap adds a ready-made button for the other side (a round trip that keeps the text);
+    // with scripts, only the form is swapped: no page load, no new history entry.
+    let history = client
+        .execute("window.__same_page = true; return history.length", vec![])
+        .await
+        .unwrap();
     click_css(&client, "button[name='add'][value='r:visit']").await;
     let caption = wait_for(&client, "#r00_caption").await;
+    let after = client
+        .execute(
+            "return [window.__same_page === true, history.length]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after, json!([true, history]), "an edit is not a page load");
     assert_eq!(
         caption.prop("value").await.unwrap().as_deref(),
         Some("زمان بازدید")
@@ -511,6 +524,21 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         active,
         json!("s00_link"),
         "the map's link is what is left to write"
+    );
+    // When the script's request fails (a flaky network), the tap still goes through as a plain
+    // form submit: nothing the person did is lost.
+    client
+        .execute(
+            "window.fetch = function () { return Promise.reject(new Error('offline')); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click_css(&client, "button[name='add'][value='s:visit']").await;
+    let added = wait_for(&client, "#s01_caption").await;
+    assert_eq!(
+        added.prop("value").await.unwrap().as_deref(),
+        Some("زمان بازدید")
     );
     assert_persian_rtl(&client).await;
     assert_accessible(&client, "the composer, dark, 320 px").await;
