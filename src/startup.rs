@@ -11,9 +11,9 @@ use kenar::{api::KenarApi, oauth::KenarOAuth};
 
 use crate::{
     config::{Retention, ServerLimits, Settings},
-    crypto::TokenCipher,
+    crypto::{LinkSealer, TokenCipher},
     db::Db,
-    services::{messaging::Messaging, pacing::Pacer, vault::Vault},
+    services::{entry_links::EntryLinks, messaging::Messaging, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
     worker::outbox::OutboxWorker,
@@ -91,6 +91,11 @@ impl Application {
             settings.outbox,
         );
         let messaging = Messaging::new(db.clone(), outbox.wake_handle());
+        let entry_links = EntryLinks::new(
+            db.clone(),
+            LinkSealer::new(&settings.token_keys),
+            settings.entry_link_ttl,
+        );
         let state_limits = settings.server.clone();
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
@@ -100,6 +105,7 @@ impl Application {
             settings: Arc::new(settings),
             oauth,
             vault,
+            entry_links,
             messaging,
             api,
             lifecycle: lifecycle.clone(),

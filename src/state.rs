@@ -10,7 +10,7 @@ use kenar::{api::KenarApi, oauth::KenarOAuth};
 use crate::{
     config::Settings,
     db::Db,
-    services::{messaging::Messaging, vault::Vault},
+    services::{entry_links::EntryLinks, messaging::Messaging, vault::Vault},
 };
 
 /// What every handler may need; cheap to clone. Clients are built once, in `Application::build`.
@@ -20,6 +20,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub oauth: KenarOAuth,
     pub vault: Vault,
+    pub entry_links: EntryLinks,
     pub messaging: Messaging,
     pub api: KenarApi,
     pub lifecycle: Lifecycle,
