@@ -291,7 +291,8 @@ impl LinkSealer {
 
     /// `base64url(nonce || ciphertext+tag)` under the current key, fit for a URL path.
     pub fn seal(&self, plaintext: &[u8]) -> String {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        // A random 96-bit nonce from a CSPRNG seeded from the OS (no system call per link).
+        let nonce = Aes256Gcm::generate_nonce(&mut rand::thread_rng());
         let ciphertext = self.keys[0]
             .encrypt(
                 &nonce,

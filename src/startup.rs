@@ -100,7 +100,7 @@ impl Application {
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
-        let state = AppState {
+        let state = AppState::new(crate::state::AppParts {
             db: db.clone(),
             settings: Arc::new(settings),
             oauth,
@@ -109,7 +109,7 @@ impl Application {
             messaging,
             api,
             lifecycle: lifecycle.clone(),
-        };
+        });
         let mut router = web::router(state);
         if let Some(extra) = extra {
             router = router.merge(extra);

@@ -32,7 +32,8 @@ pub struct Click {
 impl Click {
     pub fn new(init: &SessionInit, expires_at: i64) -> Self {
         let mut id = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut id);
+        // A CSPRNG seeded from the OS, without a system call per click.
+        rand::thread_rng().fill_bytes(&mut id);
         Self {
             id: URL_SAFE_NO_PAD.encode(id),
             expires_at,
