@@ -7,8 +7,11 @@ use aes_gcm::{
     Aes256Gcm, Key, Nonce,
     aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
 };
-use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD},
+};
+use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
 
 /// A 32-byte key that seals tokens (one of `TOKEN_ENCRYPTION_KEYS`).
 #[derive(Clone)]
@@ -251,6 +254,83 @@ fn open_with(aead: &Aes256Gcm, sealed: &str, aad: &str) -> Result<SecretString, 
         .map_err(|_| OpenError)
 }
 
+/// Seals one-time entry links: the click travels inside the link instead of a database row.
+/// AES-256-GCM under a key of its own per ring key (HKDF-SHA256 of the token key, so a link
+/// and a stored token never share a key), a fresh random nonce, and associated data that says
+/// what the value is. The link opens under any configured key, so a rotation breaks no link.
+#[derive(Clone)]
+pub struct LinkSealer {
+    keys: Vec<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for LinkSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSealer([REDACTED])")
+    }
+}
+
+const LINK_AAD: &[u8] = b"kenar-chat:entry-link:v1";
+
+impl LinkSealer {
+    pub fn new(ring: &KeyRing) -> Self {
+        Self {
+            keys: ring
+                .keys()
+                .iter()
+                .map(|key| {
+                    // A secret box, so the derived bytes are wiped once the cipher holds them.
+                    let mut derived = SecretBox::new(Box::new([0u8; 32]));
+                    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"kenar-chat"), key.expose())
+                        .expand(b"entry links v1", derived.expose_secret_mut())
+                        .expect("32 bytes is a valid HKDF-SHA256 length");
+                    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(derived.expose_secret()))
+                })
+                .collect(),
+        }
+    }
+
+    /// `base64url(nonce || ciphertext+tag)` under the current key, fit for a URL path.
+    pub fn seal(&self, plaintext: &[u8]) -> String {
+        // A random 96-bit nonce from a CSPRNG seeded from the OS (no system call per link).
+        let nonce = Aes256Gcm::generate_nonce(&mut rand::thread_rng());
+        let ciphertext = self.keys[0]
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: LINK_AAD,
+                },
+            )
+            // Encryption only fails for inputs of many gigabytes.
+            .expect("AES-GCM encryption of an entry link");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The plaintext, if `sealed` is a link one of the configured keys sealed, unaltered.
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, OpenError> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(OpenError);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        self.keys
+            .iter()
+            .find_map(|aead| {
+                aead.decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: LINK_AAD,
+                    },
+                )
+                .ok()
+            })
+            .ok_or(OpenError)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret;
@@ -367,5 +447,30 @@ mod tests {
         assert!(KeyRing::parse_base64_list(" , ").is_err());
         let bad = KeyRing::parse_base64_list(&format!("{},c2hvcnQ=", B64.encode(a.expose())));
         assert!(bad.unwrap_err().starts_with("key 2"));
+    }
+    #[test]
+    fn a_sealed_link_opens_only_unaltered_and_under_a_configured_key() {
+        let (a, b) = (TokenKey::generate(), TokenKey::generate());
+        let sealer = LinkSealer::new(&ring(&[&a]));
+        let sealed = sealer.seal(b"the click");
+        assert!(
+            sealed
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_eq!(sealer.open(&sealed).unwrap(), b"the click");
+        assert_ne!(sealer.seal(b"the click"), sealed, "a fresh nonce each time");
+        // After a rotation the old key still opens it; a ring without it does not.
+        assert!(LinkSealer::new(&ring(&[&b, &a])).open(&sealed).is_ok());
+        assert!(LinkSealer::new(&ring(&[&b])).open(&sealed).is_err());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        bytes[20] ^= 1;
+        assert!(sealer.open(&URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+        assert!(sealer.open("not base64!").is_err());
+        assert!(sealer.open("AAAA").is_err());
+        // The link key is not the token key: a token sealed with the same key does not open.
+        let token = TokenCipher::new(&ring(&[&a])).seal("x", &context("1", "access", "u"));
+        let token = URL_SAFE_NO_PAD.encode(B64.decode(token).unwrap());
+        assert!(sealer.open(&token).is_err());
     }
 }

@@ -11,9 +11,9 @@ use kenar::{api::KenarApi, oauth::KenarOAuth};
 
 use crate::{
     config::{Retention, ServerLimits, Settings},
-    crypto::TokenCipher,
+    crypto::{LinkSealer, TokenCipher},
     db::Db,
-    services::{messaging::Messaging, pacing::Pacer, vault::Vault},
+    services::{entry_links::EntryLinks, messaging::Messaging, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
     worker::outbox::OutboxWorker,
@@ -91,19 +91,25 @@ impl Application {
             settings.outbox,
         );
         let messaging = Messaging::new(db.clone(), outbox.wake_handle());
+        let entry_links = EntryLinks::new(
+            db.clone(),
+            LinkSealer::new(&settings.token_keys),
+            settings.entry_link_ttl,
+        );
         let state_limits = settings.server.clone();
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
-        let state = AppState {
+        let state = AppState::new(crate::state::AppParts {
             db: db.clone(),
             settings: Arc::new(settings),
             oauth,
             vault,
+            entry_links,
             messaging,
             api,
             lifecycle: lifecycle.clone(),
-        };
+        });
         let mut router = web::router(state);
         if let Some(extra) = extra {
             router = router.merge(extra);

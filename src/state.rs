@@ -10,16 +10,35 @@ use kenar::{api::KenarApi, oauth::KenarOAuth};
 use crate::{
     config::Settings,
     db::Db,
-    services::{messaging::Messaging, vault::Vault},
+    services::{entry_links::EntryLinks, messaging::Messaging, vault::Vault},
 };
 
-/// What every handler may need; cheap to clone. Clients are built once, in `Application::build`.
+/// What every handler may need. Clients are built once, in `Application::build`; each request
+/// clones only the `Arc` (a deep copy of the OAuth client, the vault and the ciphers showed in
+/// the session-init profile: README, "Session initialization under load").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub oauth: KenarOAuth,
     pub vault: Vault,
+    pub entry_links: EntryLinks,
     pub messaging: Messaging,
     pub api: KenarApi,
     pub lifecycle: Lifecycle,

@@ -29,71 +29,32 @@ pub struct RecordedSessionInit {
     pub created_at: i64,
 }
 
-/// A one-time link into the webview: only the hash of its token is stored.
-pub struct NewEntryLink<'a> {
-    pub link_hash: &'a str,
-    pub expires_at: i64,
-}
-
-/// Records a click: the conversation (created, or completed with what this payload knows), the
-/// click context and the one-time link that leads to it, in one transaction. Returns the click's id.
+/// What a click tells about its conversation: created, or completed with what this payload
+/// knows. The one write of session initialization (the click itself travels in its sealed
+/// link, see `domain::entry_link`); nothing when the click names no conversation.
 #[tracing::instrument(skip_all, fields(conversation_id = ?init.conversation_id))]
-pub async fn record_session_init(
-    db: &Db,
-    init: &SessionInit,
-    link: NewEntryLink<'_>,
-) -> anyhow::Result<String> {
-    let now = now_ms();
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut tx = db.pool().begin().await?;
-    if let Some(conversation_id) = &init.conversation_id {
-        // A later click may know more (e.g. the other side's id); never erase what we knew.
-        sqlx::query(
-            "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $5)
-             on conflict (conversation_id) do update set
-                 post_token = coalesce(excluded.post_token, conversations.post_token),
-                 seller_id = coalesce(excluded.seller_id, conversations.seller_id),
-                 buyer_id = coalesce(excluded.buyer_id, conversations.buyer_id),
-                 updated_at = excluded.updated_at",
-        )
-        .bind(conversation_id)
-        .bind(&init.post_token)
-        .bind(&init.seller_id)
-        .bind(&init.buyer_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
+pub async fn record_click(db: &Db, init: &SessionInit) -> anyhow::Result<()> {
+    let Some(conversation_id) = &init.conversation_id else {
+        return Ok(());
+    };
+    // A later click may know more (e.g. the other side's id); never erase what we knew.
     sqlx::query(
-        "insert into session_inits (session_init_id, conversation_id, post_token, user_id, user_side,
-             source, revision, extra_data, callback_url, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $5)
+         on conflict (conversation_id) do update set
+             post_token = coalesce(excluded.post_token, conversations.post_token),
+             seller_id = coalesce(excluded.seller_id, conversations.seller_id),
+             buyer_id = coalesce(excluded.buyer_id, conversations.buyer_id),
+             updated_at = excluded.updated_at",
     )
-    .bind(&id)
-    .bind(&init.conversation_id)
+    .bind(conversation_id)
     .bind(&init.post_token)
-    .bind(&init.user_id)
-    .bind(init.user_side)
-    .bind(&init.source)
-    .bind(init.revision.as_str())
-    .bind(serde_json::Value::Object(init.extra_data.clone()).to_string())
-    .bind(&init.callback_url)
-    .bind(now)
-    .execute(&mut *tx)
+    .bind(&init.seller_id)
+    .bind(&init.buyer_id)
+    .bind(now_ms())
+    .execute(db.pool())
     .await?;
-    sqlx::query(
-        "insert into entry_links (link_hash, session_init_id, expires_at, used_at, created_at, updated_at)
-         values ($1, $2, $3, null, $4, $4)",
-    )
-    .bind(link.link_hash)
-    .bind(&id)
-    .bind(link.expires_at)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(id)
+    Ok(())
 }
 
 pub async fn find(

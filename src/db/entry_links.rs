@@ -1,8 +1,53 @@
-//! One-time links into the webview, made by session initialization.
+//! One-time links into the webview, made by session initialization: sealed links, spent once
+//! when opened, and the previous release's links, whose hash and click are stored.
 
 use sqlx::Row;
 
-use super::Db;
+use super::{Db, now_ms};
+use crate::domain::entry_link::Click;
+
+/// Spends a sealed link and records its click, in one transaction. Exactly one caller gets
+/// the click's id; a link spent before gets `None`. The spent row holds no personal data (a
+/// hash of the link's random id, and its expiry) and is purged once the link has expired,
+/// when its seal alone refuses it.
+#[tracing::instrument(skip_all)]
+pub async fn spend(db: &Db, click: &Click) -> anyhow::Result<Option<String>> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let spent = sqlx::query(
+        "insert into spent_links (link_hash, expires_at, created_at, updated_at)
+         values ($1, $2, $3, $3)
+         on conflict (link_hash) do nothing",
+    )
+    .bind(click.id_hash())
+    .bind(click.expires_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if spent.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "insert into session_inits (session_init_id, conversation_id, post_token, user_id, user_side,
+             source, revision, extra_data, callback_url, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(&id)
+    .bind(&click.conversation_id)
+    .bind(&click.post_token)
+    .bind(&click.user_id)
+    .bind(click.user_side)
+    .bind(&click.source)
+    .bind(&click.revision)
+    .bind(serde_json::Value::Object(click.extra_data.clone()).to_string())
+    .bind(&click.callback_url)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(id))
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Consumed {
@@ -13,7 +58,8 @@ pub enum Consumed {
     Unknown,
 }
 
-/// Marks the link used if it is unused and unexpired. Exactly one caller ever gets `Fresh`.
+/// Marks a link of the previous release used if it is unused and unexpired. Exactly one
+/// caller ever gets `Fresh`.
 pub async fn consume(db: &Db, link_hash: &str, now: i64) -> anyhow::Result<Consumed> {
     let claimed = sqlx::query(
         "update entry_links set used_at = $1, updated_at = $1

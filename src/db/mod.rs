@@ -16,7 +16,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     sqlite::SqliteConnectOptions,
 };
@@ -32,6 +32,9 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
 }
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -132,6 +135,19 @@ impl Db {
                 Backend::Sqlite => 1,
             }))
             .acquire_timeout(pool_settings.acquire_timeout)
+            // sqlx pings a connection when it comes back to the pool; its default ping on
+            // checkout too was one more round trip for every request and every outbox step
+            // (README, "Session initialization under load"). Only a connection that sat idle,
+            // which the server may have dropped meanwhile, is checked before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

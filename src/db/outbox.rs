@@ -266,6 +266,20 @@ impl<'a> Bookkeeping<'a> {
     }
 }
 
+/// For a bookkeeping statement that runs alone: on PostgreSQL a CTE to put first in its `with`
+/// list, and a join to add to its `from`, that turn off `synchronous_commit` for the
+/// statement's own transaction (`set_config(…, true)`), so it needs no BEGIN and COMMIT of its
+/// own (see [`Bookkeeping`] for why the commit need not wait for the disk). Nothing on SQLite.
+fn async_commit(db: &Db) -> (&'static str, &'static str) {
+    match db.backend() {
+        Backend::Postgres => (
+            "async_commit as (select set_config('synchronous_commit', 'off', true) as done),",
+            ", async_commit",
+        ),
+        Backend::Sqlite => ("", ""),
+    }
+}
+
 /// Claims up to `limit` due rows for `lease_ms`: single sends first, then rows of running
 /// broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
 /// holds; SQLite runs one writer at a time, and the outer `where` repeats the lease condition,
@@ -278,11 +292,13 @@ pub async fn claim_batch(
     lanes: Lanes,
 ) -> anyhow::Result<Vec<Claimed>> {
     let now = now_ms();
-    // The one dialect switch of the outbox: only PostgreSQL has SKIP LOCKED.
+    // The dialect switches of the outbox: only PostgreSQL has SKIP LOCKED, and only there a
+    // commit waits for the disk (see [`async_commit`]).
     let lock_clause = match db.backend() {
         Backend::Postgres => "for update of o skip locked",
         Backend::Sqlite => "",
     };
+    let (async_cte, async_from) = async_commit(db);
     let lane_clause = match lanes {
         Lanes::All => "",
         Lanes::InteractiveOnly => "and o.priority = 0",
@@ -290,7 +306,7 @@ pub async fn claim_batch(
     // The pick is a CTE: PostgreSQL evaluates it once, so LIMIT bounds the claim (a plain
     // `IN (subquery)` may be re-run and claim more rows than asked for).
     let sql = format!(
-        "with picked as (
+        "with {async_cte} picked as (
              select o.outbox_id from outbox o
              where o.status = 'pending' {lane_clause} and o.next_attempt_at <= $3
                and (o.locked_until is null or o.locked_until < $3)
@@ -300,23 +316,20 @@ pub async fn claim_batch(
              order by o.priority, o.next_attempt_at, o.outbox_id
              limit $4 {lock_clause})
          update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
-         from picked
+         from picked {async_from}
          where outbox.outbox_id = picked.outbox_id
            and outbox.status = 'pending' and (outbox.locked_until is null or outbox.locked_until < $3)
          returning outbox.outbox_id, outbox.broadcast_id, outbox.message_id, outbox.conversation_id,
              outbox.idempotency_key, outbox.attempts"
     );
-    let mut book = Bookkeeping::begin(db).await?;
-    let rows = book
-        .fetch_all(
-            sqlx::query(&sql)
-                .bind(now + lease_ms)
-                .bind(worker)
-                .bind(now)
-                .bind(limit),
-        )
+    // One statement, so no transaction around it: one round trip.
+    let rows = sqlx::query(&sql)
+        .bind(now + lease_ms)
+        .bind(worker)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.pool())
         .await?;
-    book.commit().await?;
     rows.iter()
         .map(|r| Claimed::try_from(ClaimedRow::from_row(r)?))
         .collect()
@@ -378,9 +391,33 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             None => groups.push((key, vec![&outcome.outbox_id])),
         }
     }
+    let singles = outcomes.iter().any(|o| o.message_id.is_some());
+    // The usual batch (one outcome for all, no single send): one statement, one round trip.
+    if let ([((status, failure), ids)], false) = (groups.as_slice(), singles) {
+        let (async_cte, async_from) = async_commit(db);
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+        // `settled` is a one-row CTE, so the `from` has a first table on SQLite too.
+        let sql = format!(
+            "with {async_cte} settled as (select 1 as one)
+             update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
+             from settled {async_from}
+             where locked_by = $4 and status = 'pending' and outbox_id in ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(*failure)
+            .bind(now_ms())
+            .bind(worker);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let updated = query.execute(db.pool()).await?.rows_affected();
+        return Ok(updated == outcomes.len() as u64);
+    }
     // A single send's outcome goes to its outbox row and its message together, or not at all:
     // a message must never stay "sending" behind a finished row.
-    let mut book = if outcomes.iter().any(|o| o.message_id.is_some()) {
+    let mut book = if singles {
         Bookkeeping::begin_atomic(db).await?
     } else {
         Bookkeeping::begin(db).await?

@@ -175,6 +175,10 @@ const REQUEST_ID: &str = "x-request-id";
 /// One span per request: method, route template, request id and client address. Health probes
 /// get a DEBUG span, so they stay out of an INFO log.
 fn request_span<B>(request: &Request<B>, client_ip_header: Option<&HeaderName>) -> Span {
+    // With INFO off (e.g. RUST_LOG=warn) the span records nothing: skip working out its fields.
+    if !tracing::enabled!(Level::INFO) {
+        return Span::none();
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()

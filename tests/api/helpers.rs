@@ -563,3 +563,14 @@ pub async fn store_grant(
         .await
         .unwrap();
 }
+
+/// Rows in `table`.
+pub async fn count(app: &TestApp, table: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(&format!("select count(*) as n from {table}"))
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}

@@ -21,15 +21,6 @@ const POST_ROUTES: [&str; 10] = [
     "/oauth/start?for=post",
 ];
 
-async fn count(app: &TestApp, table: &str) -> i64 {
-    sqlx::query(&format!("select count(*) as n from {table}"))
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap()
-}
-
 async fn snapshot(app: &TestApp) -> [i64; 4] {
     [
         count(app, "grants").await,

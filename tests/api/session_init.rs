@@ -1,5 +1,6 @@
 //! The add-on's session-initialization endpoint, called as Divar calls it.
 
+use kenar_chat::sandbox::SandboxOptions;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -110,3 +111,171 @@ async fn the_fallback_page_is_honest_about_an_unknown_post() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(missing.text().await.unwrap().contains("پیدا نشد"));
 }
+
+async fn new_link(app: &TestApp, body: Value) -> String {
+    let key = app.sandbox.app().identification_key.clone();
+    let response = post_init(app, Some(&key), Some("2"), body.to_string()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    reply["url"].as_str().unwrap().to_string()
+}
+
+/// Session initialization writes the conversation and nothing else: the click travels sealed
+/// in the link, which names nothing of it in clear; opening the link records the click once.
+async fn the_click_travels_sealed_in_its_link_and_is_recorded_when_opened(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let mut body = v2_body();
+    body["extra_data"] = json!({ "page": "secret-page-name" });
+    let url = new_link(&app, body).await;
+    let token = url.rsplit('/').next().unwrap();
+    for clear in [
+        conversation(1, 1).as_str(),
+        POST_1,
+        BUYER_1,
+        "secret-page-name",
+        "Demand",
+        "buyer",
+        "CHAT_MESSAGE_ACTION",
+    ] {
+        assert!(!token.contains(clear), "{clear} is not in the link");
+    }
+    assert!(token.len() > 64, "a sealed link, not a bare id: {token}");
+    assert_eq!(count(&app, "conversations").await, 1);
+    for table in ["session_inits", "spent_links", "entry_links"] {
+        assert_eq!(count(&app, table).await, 0, "{table} is not written");
+    }
+    let entered = app.client.get(&url).send().await.unwrap();
+    assert_eq!(entered.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count(&app, "session_inits").await, 1);
+    assert_eq!(count(&app, "spent_links").await, 1);
+    let click = kenar_chat::db::conversations::find_session_init(
+        &app.db,
+        &sqlx::query_scalar::<_, String>("select session_init_id from session_inits")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(click.user_id.as_deref(), Some(BUYER_1));
+    assert_eq!(
+        click.conversation_id.as_deref(),
+        Some(conversation(1, 1).as_str())
+    );
+    assert_eq!(click.source, "CHAT_MESSAGE_ACTION");
+    assert!(click.extra_data.contains("secret-page-name"));
+}
+crate::both_engines!(
+    sealed_click,
+    the_click_travels_sealed_in_its_link_and_is_recorded_when_opened
+);
+
+/// Eight browsers open the same link at once: exactly one gets in, the others get 410, and the
+/// click is recorded once.
+async fn a_link_opened_many_times_at_once_lets_exactly_one_in(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let url = new_link(&app, v2_body()).await;
+    let opens = (0..8).map(|_| {
+        let url = url.clone();
+        async move { browser().get(&url).send().await.unwrap() }
+    });
+    let answers = futures::future::join_all(opens).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [303, 410, 410, 410, 410, 410, 410, 410]);
+    assert_eq!(count(&app, "session_inits").await, 1);
+    let replay = browser().get(&url).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::GONE);
+    assert!(replay.text().await.unwrap().contains("قبلاً باز شده"));
+}
+crate::both_engines!(
+    single_use_under_races,
+    a_link_opened_many_times_at_once_lets_exactly_one_in
+);
+
+/// A link that was altered, cut short, made up, or sealed under a key this server does not
+/// hold, is "not found" (a Persian page, never a 500) and spends nothing: the real link still
+/// opens afterwards.
+async fn forged_or_altered_links_are_not_found_and_spend_nothing(engine: Engine) {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use kenar_chat::{
+        crypto::{KeyRing, LinkSealer, TokenKey},
+        domain::entry_link::Click,
+    };
+    let app = spawn_app(engine).await;
+    let url = new_link(&app, v2_body()).await;
+    let (base, token) = url.rsplit_once('/').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(token).unwrap();
+    bytes[30] ^= 0x40;
+    let altered = URL_SAFE_NO_PAD.encode(&bytes);
+    let init = kenar::SessionInit::parse(v2_body().to_string().as_bytes(), Some("2")).unwrap();
+    let click = Click::new(&init, i64::MAX);
+    let foreign = LinkSealer::new(&KeyRing::new(TokenKey::generate(), vec![]))
+        .seal(&serde_json::to_vec(&click).unwrap());
+    for (name, forged) in [
+        ("altered", altered),
+        ("cut short", token[..token.len() - 4].to_string()),
+        ("made up", URL_SAFE_NO_PAD.encode([7u8; 300])),
+        ("another key", foreign),
+        ("not base64", format!("{}~~", &token[..100])),
+        ("huge", "A".repeat(40_000)),
+    ] {
+        let response = browser()
+            .get(format!("{base}/{forged}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{name}");
+        assert!(
+            response.text().await.unwrap().contains("پیدا نشد"),
+            "{name}: a Persian page"
+        );
+    }
+    assert_eq!(count(&app, "spent_links").await, 0);
+    let entered = app.client.get(&url).send().await.unwrap();
+    assert_eq!(
+        entered.status(),
+        StatusCode::SEE_OTHER,
+        "the real link still opens"
+    );
+}
+crate::both_engines!(
+    forged_links,
+    forged_or_altered_links_are_not_found_and_spend_nothing
+);
+
+/// Expiry is inside the seal: a late link is gone whether it was opened or not, and the spent
+/// rows are purged once their links expired, without making a spent link usable again.
+async fn late_links_are_gone_and_spent_rows_are_purged_after_expiry(engine: Engine) {
+    let app = spawn_app_customized(engine, SandboxOptions::default(), |s| {
+        s.entry_link_ttl = std::time::Duration::from_millis(800);
+        s.retention.purge_every = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let opened = new_link(&app, v2_body()).await;
+    let mut other = v2_body();
+    other["conversation_id"] = json!(conversation(1, 2));
+    let unopened = new_link(&app, other).await;
+    assert_eq!(
+        app.client.get(&opened).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(count(&app, "spent_links").await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(count(&app, "spent_links").await, 0, "purged after expiry");
+    for url in [&opened, &unopened] {
+        let late = browser().get(url).send().await.unwrap();
+        assert_eq!(late.status(), StatusCode::GONE);
+        assert!(late.text().await.unwrap().contains("منقضی"));
+    }
+    assert_eq!(
+        count(&app, "session_inits").await,
+        1,
+        "the late link recorded nothing"
+    );
+}
+crate::both_engines!(
+    expiry,
+    late_links_are_gone_and_spent_rows_are_purged_after_expiry
+);

@@ -1,8 +1,8 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations, outbox},
-    domain::{SessionInit, status::Outcome},
+    db::{Db, conversations, entry_links, outbox},
+    domain::{SessionInit, entry_link::Click, status::Outcome},
 };
 
 use crate::helpers::*;
@@ -14,13 +14,14 @@ async fn store(engine: Engine) -> (Db, TestDb) {
     (db, test_db)
 }
 
+/// A click as the add-on stores it: its conversation at session initialization, the click
+/// itself when its one-time link is spent.
 async fn record(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
-    let hash = uuid::Uuid::new_v4().to_string();
-    let link = conversations::NewEntryLink {
-        link_hash: &hash,
-        expires_at: i64::MAX,
-    };
-    conversations::record_session_init(db, init, link).await
+    conversations::record_click(db, init).await?;
+    let click = Click::new(init, i64::MAX);
+    Ok(entry_links::spend(db, &click)
+        .await?
+        .expect("a fresh link is spent once"))
 }
 
 fn init(json: &str) -> SessionInit {

@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     config::Settings,
-    db::{self, conversations::NewEntryLink},
-    domain::{SessionInit, entry_link::EntryLinkToken, event::DivarEvent},
+    db,
+    domain::{SessionInit, event::DivarEvent},
     state::AppState,
     web::error::ApiError,
 };
@@ -67,31 +67,20 @@ async fn session_init(
         .or_else(|| headers.get("api_version"))
         .and_then(|v| v.to_str().ok());
     let init = SessionInit::parse(&body, api_version).map_err(ApiError::BadRequest)?;
-    let link = EntryLinkToken::generate();
-    let hash = link.hash();
-    let expires_at = db::now_ms() + state.settings.entry_link_ttl.as_millis() as i64;
-    db::conversations::record_session_init(
-        &state.db,
-        &init,
-        NewEntryLink {
-            link_hash: &hash,
-            expires_at,
-        },
-    )
-    .await?;
+    let token = state.entry_links.issue(&init).await?;
     tracing::info!(revision = init.revision.as_str(), source = %init.source, "session initialized");
     metrics::counter!(crate::observe::SESSION_INITS, "revision" => init.revision.as_str())
         .increment(1);
     Ok(Json(SessionInitReply {
         status: "200",
         message: "success",
-        url: entry_url(&state.settings, &link),
+        url: entry_url(&state.settings, &token),
     }))
 }
 
 /// The one-time link into the webview; opening it binds the click to a session.
-fn entry_url(settings: &Arc<Settings>, link: &EntryLinkToken) -> String {
-    settings.url(&format!("/s/{}", link.as_str())).to_string()
+fn entry_url(settings: &Arc<Settings>, token: &str) -> String {
+    settings.url(&format!("/s/{token}")).to_string()
 }
 
 /// Event webhooks (docs/divar-platform.md, "Events"): `NEW_MESSAGE` links a conversation to its post,

@@ -9,12 +9,12 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    db::{self, entry_links::Consumed, grants::Subject},
+    db::{self, grants::Subject},
     domain::{
         PostToken, UserSide,
-        entry_link::EntryLinkToken,
         message::{MESSAGE_KEY, PAGE_KEY},
     },
+    services::entry_links::Entry,
     state::AppState,
     web::{
         error::{AppError, Result},
@@ -56,29 +56,23 @@ async fn enter(
     session: TypedSession,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    let token = EntryLinkToken::parse(&token).ok_or(AppError::NotFound)?;
-    let session_init_id =
-        match db::entry_links::consume(&state.db, &token.hash(), db::now_ms()).await? {
-            Consumed::Fresh(id) => id,
-            Consumed::AlreadyUsed => return Err(AppError::LinkUsed),
-            Consumed::Expired => return Err(AppError::LinkExpired),
-            Consumed::Unknown => return Err(AppError::NotFound),
-        };
-    let init = db::conversations::find_session_init(&state.db, &session_init_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("an entry link without its click"))?;
-    let extra_data = match serde_json::from_str(&init.extra_data)? {
-        serde_json::Value::Object(map) => map,
-        _ => Default::default(),
+    let (session_init_id, click) = match state.entry_links.open(&token, db::now_ms()).await? {
+        Entry::Fresh {
+            session_init_id,
+            click,
+        } => (session_init_id, click),
+        Entry::AlreadyUsed => return Err(AppError::LinkUsed),
+        Entry::Expired => return Err(AppError::LinkExpired),
+        Entry::Unknown => return Err(AppError::NotFound),
     };
     let visit = Visit {
         session_init_id,
-        conversation_id: init.conversation_id,
-        post_token: init.post_token,
-        user_id: init.user_id,
-        user_side: init.user_side,
-        callback_url: init.callback_url,
-        extra_data,
+        conversation_id: click.conversation_id,
+        post_token: click.post_token,
+        user_id: click.user_id,
+        user_side: click.user_side,
+        callback_url: click.callback_url,
+        extra_data: click.extra_data,
         csrf_token: crate::web::csrf::new_token(),
     };
     let target = next_page(&state, &visit).await?;
