@@ -267,7 +267,7 @@ async fn late_links_are_gone_and_spent_rows_are_purged_after_expiry(engine: Engi
     for url in [&opened, &unopened] {
         let late = browser().get(url).send().await.unwrap();
         assert_eq!(late.status(), StatusCode::GONE);
-        assert!(late.text().await.unwrap().contains("منقضی"));
+        assert!(late.text().await.unwrap().contains("وقت این لینک تمام شده"));
     }
     assert_eq!(
         count(&app, "session_inits").await,
