@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod features;
 pub mod observe;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -12,8 +12,9 @@ use kenar::{api::KenarApi, oauth::KenarOAuth};
 use crate::{
     config::{Retention, ServerLimits, Settings},
     crypto::{LinkSealer, TokenCipher},
-    db::Db,
-    services::{entry_links::EntryLinks, messaging::Messaging, pacing::Pacer, vault::Vault},
+    db::{Db, sessions::DbSessionStore},
+    features,
+    services::{Deps, entry_links::EntryLinks, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
     worker::outbox::OutboxWorker,
@@ -90,7 +91,6 @@ impl Application {
             pacer.clone(),
             settings.outbox,
         );
-        let messaging = Messaging::new(db.clone(), outbox.wake_handle());
         let entry_links = EntryLinks::new(
             db.clone(),
             LinkSealer::new(&settings.token_keys),
@@ -100,17 +100,22 @@ impl Application {
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
-        let state = AppState::new(crate::state::AppParts {
+        let deps = Deps {
             db: db.clone(),
             settings: Arc::new(settings),
             oauth,
             vault,
             entry_links,
-            messaging,
             api,
+            wake: outbox.wake_handle(),
+            catalog: Arc::new(features::catalog()),
+        };
+        let state = AppState::new(crate::state::AppParts {
+            deps,
             lifecycle: lifecycle.clone(),
         });
-        let mut router = web::router(state);
+        let store = DbSessionStore::new(db.clone());
+        let mut router = web::router(state, features::page_routes(), store);
         if let Some(extra) = extra {
             router = router.merge(extra);
         }

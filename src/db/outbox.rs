@@ -774,3 +774,40 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 const BROADCAST: &str =
     "select broadcast_id, post_token, user_id, body, status, paused_reason, total, created_at
     from broadcasts";
+
+/// A seller's broadcasts to a post, newest first (the last 50), each with its progress: one
+/// query for the post's page.
+pub async fn list_broadcasts_with_progress(
+    db: &Db,
+    post_token: &PostToken,
+    user_id: &UserId,
+) -> anyhow::Result<Vec<(Broadcast, Progress)>> {
+    let rows = sqlx::query(
+        "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.paused_reason, b.total,
+                b.created_at,
+                coalesce(sum(case when o.status = 'pending' then 1 else 0 end), 0) as pending,
+                coalesce(sum(case when o.status = 'sent' then 1 else 0 end), 0) as sent,
+                coalesce(sum(case when o.status = 'failed' then 1 else 0 end), 0) as failed,
+                coalesce(sum(case when o.status = 'cancelled' then 1 else 0 end), 0) as cancelled
+         from broadcasts b left join outbox o on o.broadcast_id = b.broadcast_id
+         where b.post_token = $1 and b.user_id = $2
+         group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.paused_reason,
+                  b.total, b.created_at
+         order by b.created_at desc limit 50",
+    )
+    .bind(post_token)
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let progress = Progress {
+                pending: row.try_get("pending")?,
+                sent: row.try_get("sent")?,
+                failed: row.try_get("failed")?,
+                cancelled: row.try_get("cancelled")?,
+            };
+            Ok((Broadcast::from_row(row)?, progress))
+        })
+        .collect()
+}

@@ -2,6 +2,7 @@
 //! Divar's own types live in the `kenar` crate; these are the add-on's.
 
 pub mod button_kit;
+pub mod compose;
 pub mod entry_link;
 pub mod message;
 pub mod status;

@@ -62,7 +62,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if request.method().is_safe() {
         return TOKEN.scope(expected, next.run(request)).await;
     }
-    if let Some(reason) = cross_site(request.headers(), &state.settings.public_origin()) {
+    if let Some(reason) = cross_site(request.headers(), &state.deps.settings.public_origin()) {
         tracing::warn!(reason, "refused a cross-site request to a page");
         return forbidden();
     }
