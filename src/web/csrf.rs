@@ -134,7 +134,7 @@ async fn carried_token(request: Request) -> Result<(Request, Option<String>), Re
             AppError::TooLarge.into_response()
         } else {
             // The client stopped sending (or took longer than the request timeout).
-            AppError::BadRequest("آنچه فرستادید کامل نرسید. دوباره بفرستید.".into()).into_response()
+            AppError::Incomplete.into_response()
         }
     })?;
     let sent = url::form_urlencoded::parse(&bytes)

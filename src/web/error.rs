@@ -24,9 +24,12 @@ const RETRY_AFTER_SECS: &str = "5";
 pub enum AppError {
     #[error("not found")]
     NotFound,
-    /// The text is shown to the person, so it is written for them (in Persian).
+    /// The text is shown to the person, so it is written for them (in Persian, below).
     #[error("bad request: {0}")]
-    BadRequest(String),
+    BadRequest(&'static str),
+    /// What the browser sent did not arrive whole (the client stopped, or it is not our form).
+    #[error("an incomplete request")]
+    Incomplete,
     /// The session has no visit: it expired, or the page was opened outside Divar.
     #[error("no visit in the session")]
     NoVisit,
@@ -70,7 +73,7 @@ impl From<SendError> for AppError {
             SendError::NotConnected => Self::Connect("/start"),
             SendError::NotFound => Self::NotFound,
             SendError::Incomplete => {
-                Self::BadRequest("صفحه کامل نرسید؛ آن را دوباره باز کنید و پیام را بفرستید.".into())
+                Self::BadRequest("صفحه کامل نرسید؛ آن را دوباره باز کنید و پیام را بفرستید.")
             }
             SendError::Store(error) => Self::Unexpected(error),
         }
@@ -83,13 +86,13 @@ impl From<BroadcastError> for AppError {
             BroadcastError::NotConnected => Self::Connect("/post"),
             BroadcastError::NotFound => Self::NotFound,
             BroadcastError::Incomplete => {
-                Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید.".into())
+                Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید.")
             }
             BroadcastError::InvalidMessage => {
-                Self::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.".into())
+                Self::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.")
             }
             BroadcastError::NoConversations => {
-                Self::BadRequest("هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.".into())
+                Self::BadRequest("هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.")
             }
             BroadcastError::Store(error) => Self::Unexpected(error),
         }
@@ -141,6 +144,10 @@ impl IntoResponse for AppError {
                     "صفحه پیدا نشد",
                     "صفحه‌ای که باز کردید وجود ندارد یا دیگر در دسترس نیست.",
                 ),
+            ),
+            AppError::Incomplete => (
+                StatusCode::BAD_REQUEST,
+                page("درخواست نادرست", "آنچه فرستادید کامل نرسید. دوباره بفرستید."),
             ),
             AppError::BadRequest(message) => {
                 (StatusCode::BAD_REQUEST, page("درخواست نادرست", message))

@@ -17,9 +17,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             Ok(axum::Form(value)) => Ok(Form(value)),
             Err(rejection) => {
                 tracing::debug!(%rejection, "a form that does not read");
-                Err(AppError::BadRequest(
-                    "آنچه فرستادید کامل نرسید. دوباره بفرستید.".into(),
-                ))
+                Err(AppError::Incomplete)
             }
         }
     }

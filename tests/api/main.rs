@@ -6,6 +6,7 @@ mod broadcast;
 mod browser;
 mod cli;
 mod composer;
+mod erasure;
 mod health;
 mod helpers;
 mod identity;
