@@ -11,7 +11,6 @@ pub struct Erased {
     pub broadcasts: u64,
     pub outbox_rows: u64,
     pub clicks: u64,
-    pub entry_links: u64,
     pub templates: u64,
     pub web_sessions: u64,
     /// Conversations kept (they are the other person's too) with this user's id cleared.
@@ -19,7 +18,7 @@ pub struct Erased {
 }
 
 /// Deletes the user's tokens, the messages and broadcasts they sent (with their outbox rows, so
-/// a running broadcast stops), their clicks and one-time links, templates and web sessions, and
+/// a running broadcast stops), their clicks, templates and web sessions, and
 /// clears their id from conversations. Running it again changes nothing.
 pub async fn erase_user(db: &Db, user_id: &UserId) -> anyhow::Result<Erased> {
     let mut tx = db.pool().begin().await?;
@@ -30,6 +29,8 @@ pub async fn erase_user(db: &Db, user_id: &UserId) -> anyhow::Result<Erased> {
             .await?
             .rows_affected())
     };
+    // Outbox rows would go with their message or broadcast (`on delete cascade`); deleting them
+    // first is what counts them.
     let mut erased = Erased {
         outbox_rows: run("delete from outbox where message_id in
                   (select message_id from messages where user_id = $1)")
@@ -41,17 +42,13 @@ pub async fn erase_user(db: &Db, user_id: &UserId) -> anyhow::Result<Erased> {
               (select broadcast_id from broadcasts where user_id = $1)")
     .await?;
     erased.broadcasts = run("delete from broadcasts where user_id = $1").await?;
-    erased.entry_links = run("delete from entry_links where session_init_id in
-              (select session_init_id from session_inits where user_id = $1)")
-    .await?;
     erased.clicks = run("delete from session_inits where user_id = $1").await?;
     erased.templates = run("delete from templates where user_id = $1").await?;
     erased.grants = run("delete from grants where user_id = $1").await?;
-    erased.conversations_cleared = run(
-        "update conversations set seller_id = case when seller_id = $1 then null else seller_id end,
-                                  buyer_id = case when buyer_id = $1 then null else buyer_id end
-         where seller_id = $1 or buyer_id = $1",
-    )
+    erased.conversations_cleared = run("update conversations
+         set seller_user_id = case when seller_user_id = $1 then null else seller_user_id end,
+             buyer_user_id = case when buyer_user_id = $1 then null else buyer_user_id end
+         where seller_user_id = $1 or buyer_user_id = $1")
     .await?;
     // A web session names its visitor inside its JSON (`"user_id":"…"`, written by serde).
     let needle = format!("\"user_id\":{}", serde_json::to_string(user_id.as_str())?);
