@@ -59,8 +59,9 @@ pub fn to_kenar_json(message: &OutgoingMessage, message_id: &str) -> Value {
     message.to_json()
 }
 
-/// The button a tap came from, read back from the sent body: its side and caption. Buttons sent
-/// before `kc_button` existed are found by their data, on the side `fallback` names.
+/// The button a tap came from, read back from the sent body: its side and caption. Data that
+/// names no place in the grid (not one of our buttons) gets the side `fallback` names and no
+/// caption.
 pub fn tapped_button(
     body: &Value,
     data: &Map<String, Value>,
@@ -97,21 +98,15 @@ pub fn tapped_button(
         let col = chars.next()?.to_digit(10)? as usize;
         Some((side, (row, col)))
     });
-    if let Some((side, at)) = place {
-        let found = buttons(side)
-            .find(|(p, _)| *p == at)
-            .and_then(|(_, b)| caption(b));
-        return (side, found);
+    match place {
+        Some((side, at)) => {
+            let found = buttons(side)
+                .find(|(p, _)| *p == at)
+                .and_then(|(_, b)| caption(b));
+            (side, found)
+        }
+        None => (fallback, None),
     }
-    let found = buttons(fallback)
-        .map(|(_, b)| b)
-        .find(|b| {
-            b.pointer("/action/open_server_link/data")
-                .and_then(Value::as_object)
-                == Some(data)
-        })
-        .and_then(caption);
-    (fallback, found)
 }
 
 /// Persian problems keyed by form field name.
@@ -378,18 +373,11 @@ mod tests {
             tapped_button(&body, data, Side::Sender),
             (Side::Receiver, Some("جزئیات".to_string()))
         );
-        // A button from before `kc_button`: found by its data on the fallback side.
-        let mut old = data.clone();
-        old.remove(BUTTON_KEY);
-        let mut old_body = body.clone();
-        old_body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]["data"] =
-            Value::Object(old.clone());
+        // Data that names no place: the fallback side, no caption.
+        let mut placeless = data.clone();
+        placeless.remove(BUTTON_KEY);
         assert_eq!(
-            tapped_button(&old_body, &old, Side::Receiver),
-            (Side::Receiver, Some("جزئیات".to_string()))
-        );
-        assert_eq!(
-            tapped_button(&old_body, &old, Side::Sender),
+            tapped_button(&body, &placeless, Side::Sender),
             (Side::Sender, None)
         );
     }

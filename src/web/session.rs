@@ -25,9 +25,7 @@ pub struct Visit {
     pub user_side: Option<UserSide>,
     pub callback_url: Option<String>,
     pub extra_data: Map<String, Value>,
-    /// Every form of this visit carries it (see `web::csrf`); empty in a visit the previous
-    /// release made, whose posts are then refused.
-    #[serde(default)]
+    /// Every form of this visit carries it (see `web::csrf`).
     pub csrf_token: String,
 }
 
@@ -36,17 +34,11 @@ pub struct Visit {
 pub struct PendingConsent {
     pub state: String,
     pub pkce_verifier: String,
-    /// The conversation for a conversation grant; empty for a post grant (written so by the
-    /// previous release, which a rolling upgrade may still run).
-    #[serde(default, with = "empty_is_none")]
+    /// The conversation for a conversation grant.
     pub conversation_id: Option<ConversationId>,
     /// Set for a post-wide grant.
-    #[serde(default)]
     pub post_token: Option<PostToken>,
     /// The user the click named, if it named one; the grant goes to whoever Divar says consented.
-    /// Left out when absent, so a replica of the previous release (which expects a string) can
-    /// still finish a consent that named its user during a rolling upgrade.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
     pub scope: String,
 }
@@ -236,33 +228,5 @@ impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
             return Err(AppError::NotPostOwner);
         }
         Ok(Self { visit, post_token })
-    }
-}
-
-/// The previous release wrote a post grant's missing conversation as `""`.
-mod empty_is_none {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::domain::ConversationId;
-
-    pub fn serialize<S: Serializer>(
-        value: &Option<ConversationId>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        value
-            .as_ref()
-            .map_or("", ConversationId::as_str)
-            .serialize(serializer)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<ConversationId>, D::Error> {
-        match Option::<String>::deserialize(deserializer)?.filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(id) => ConversationId::parse(id)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-        }
     }
 }

@@ -218,8 +218,8 @@ async fn show_message(
     };
     let body: Value = serde_json::from_str(&body)?;
     // The sender's grid is only ever shown to the sender, so the tapped button's side says who
-    // tapped; the user id is the fallback for buttons sent before buttons named their place
-    // (and not every session-init body carries a user id).
+    // tapped; the user id is the fallback when the data names no button (not every
+    // session-init body carries a user id).
     let fallback = if chat.visit.user_id.as_ref() == Some(&sender) {
         Side::Sender
     } else {
