@@ -50,20 +50,7 @@ pub async fn erase_user(db: &Db, user_id: &UserId) -> anyhow::Result<Erased> {
              buyer_user_id = case when buyer_user_id = $1 then null else buyer_user_id end
          where seller_user_id = $1 or buyer_user_id = $1")
     .await?;
-    // A web session names its visitor inside its JSON (`"user_id":"…"`, written by serde).
-    let needle = format!("\"user_id\":{}", serde_json::to_string(user_id.as_str())?);
-    let pattern = format!("%{}%", escape_like(&needle));
-    erased.web_sessions = sqlx::query("delete from web_sessions where data like $1 escape '\\'")
-        .bind(pattern)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    erased.web_sessions = run("delete from web_sessions where user_id = $1").await?;
     tx.commit().await?;
     Ok(erased)
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -489,3 +489,47 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
     );
 }
 crate::both_engines!(status_checks, status_columns_accept_only_known_values);
+
+/// The session store files a session under the visitor its data names, so erasing the person
+/// finds it by key; a session of nobody in particular stays.
+async fn sessions_are_erased_by_their_visitor(engine: Engine) {
+    use kenar_chat::db::sessions::{DbSessionStore, USER_ID_KEY};
+    use tower_sessions::{SessionStore, session::Record};
+    let (db, _guard) = store(engine).await;
+    let sessions = DbSessionStore::new(db.clone());
+    let record = |user: Option<&str>| {
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            "visit".to_string(),
+            serde_json::json!({ "csrf_token": "t" }),
+        );
+        if let Some(user) = user {
+            data.insert(USER_ID_KEY.to_string(), serde_json::json!(user));
+        }
+        Record {
+            id: Default::default(),
+            data,
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    };
+    let mut named = record(None);
+    sessions.create(&mut named).await.unwrap();
+    // Identified later: the save files it under the user.
+    named
+        .data
+        .insert(USER_ID_KEY.to_string(), serde_json::json!("u-1"));
+    sessions.save(&named).await.unwrap();
+    let mut other = record(Some("u-2"));
+    sessions.create(&mut other).await.unwrap();
+    let mut anonymous = record(None);
+    sessions.create(&mut anonymous).await.unwrap();
+
+    let erased = kenar_chat::db::erasure::erase_user(&db, &user_id("u-1"))
+        .await
+        .unwrap();
+    assert_eq!(erased.web_sessions, 1);
+    assert!(sessions.load(&named.id).await.unwrap().is_none());
+    assert!(sessions.load(&other.id).await.unwrap().is_some());
+    assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
+}
+crate::both_engines!(sessions_by_visitor, sessions_are_erased_by_their_visitor);
