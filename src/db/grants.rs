@@ -68,7 +68,7 @@ pub async fn save(db: &Db, grant: &SealedGrant) -> anyhow::Result<()> {
         "insert into grants (grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
              access_expires_at, key_version, refresh_lease_until, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, null, $10, $10)
-         on conflict (subject_kind, subject_id, user_id) do update set
+         on conflict (user_id, subject_kind, subject_id) do update set
              grant_id = excluded.grant_id, scope = excluded.scope, access_token = excluded.access_token,
              refresh_token = excluded.refresh_token, access_expires_at = excluded.access_expires_at,
              key_version = excluded.key_version, refresh_lease_until = null, updated_at = excluded.updated_at",

@@ -102,7 +102,9 @@ pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::R
     let mut ids = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.try_get("message_id")?;
-        // A message that failed before single sends went through the outbox has no row yet.
+        // Its row is gone when the purge deleted finished outbox rows before the message's
+        // text (KENAR_OUTBOX_RETENTION_DAYS shorter than KENAR_MESSAGE_RETENTION_DAYS): queue it
+        // anew.
         if !outbox::requeue_message(&mut tx, &id, now).await? {
             let conversation_id: ConversationId = row.try_get("conversation_id")?;
             let key: String = row.try_get("idempotency_key")?;

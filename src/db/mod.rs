@@ -2,13 +2,13 @@
 //! `Any` driver; the few statements that must differ switch on [`Backend`] right where they are.
 
 pub mod conversations;
-pub mod entry_links;
 pub mod erasure;
 pub mod grants;
 pub mod messages;
 pub mod outbox;
 pub mod purge;
 pub mod sessions;
+pub mod spent_links;
 pub mod stats;
 pub mod templates;
 
@@ -166,8 +166,8 @@ impl Db {
     }
 
     /// Applies this release's migrations. A schema that already has newer ones (a newer replica
-    /// migrated it during a rolling upgrade) is accepted: migrations only ever expand the schema
-    /// in a way the previous release still works with (README, "Upgrades").
+    /// migrated it during a rolling upgrade) is accepted: a release's migrations only expand the
+    /// schema in a way the release before still works with (docs/operations.md, "Migrations").
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),

@@ -518,8 +518,9 @@ pub async fn broadcast_sent_to(
     conversation_id: &ConversationId,
 ) -> anyhow::Result<Option<Broadcast>> {
     Ok(sqlx::query_as(&format!(
-        "{BROADCAST} where idempotency_key = $1 and broadcast_id in
-            (select broadcast_id from outbox where conversation_id = $2)"
+        "{BROADCAST} where idempotency_key = $1
+           and exists (select 1 from outbox o
+                       where o.broadcast_id = broadcasts.broadcast_id and o.conversation_id = $2)"
     ))
     .bind(idempotency_key)
     .bind(conversation_id)

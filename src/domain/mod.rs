@@ -12,6 +12,11 @@ pub use kenar::{
     session_init,
 };
 
+/// The top-level key under which a web session's data names its visitor: the web layer writes
+/// it, and the session store copies it into an indexed column, so erasing a person finds their
+/// sessions without reading every session.
+pub const SESSION_USER_KEY: &str = "user_id";
+
 /// Writes every digit of `text` as a Persian digit (۰–۹): what a person reads is Persian.
 pub fn persian_digits(text: &str) -> String {
     text.chars()

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::{
     crypto::LinkSealer,
-    db::{self, Db, conversations::RecordedSessionInit, entry_links::Consumed},
-    domain::{SessionInit, entry_link::Click, entry_link::EntryLinkToken},
+    db::{self, Db},
+    domain::{SessionInit, entry_link::Click},
 };
 
 /// Longer than any link we seal (the session-init body is capped at 16 KiB); refused unread.
@@ -51,9 +51,6 @@ impl EntryLinks {
     /// Opens a link once. A forged or altered link is `Unknown` before the database is asked.
     #[tracing::instrument(skip_all)]
     pub async fn open(&self, token: &str, now: i64) -> anyhow::Result<Entry> {
-        if let Some(legacy) = EntryLinkToken::parse(token) {
-            return self.open_legacy(&legacy, now).await;
-        }
         if token.len() > MAX_LINK_LEN {
             return Ok(Entry::Unknown);
         }
@@ -68,45 +65,12 @@ impl EntryLinks {
         if click.expires_at <= now {
             return Ok(Entry::Expired);
         }
-        Ok(match db::entry_links::spend(&self.db, &click).await? {
+        Ok(match db::spent_links::spend(&self.db, &click).await? {
             Some(session_init_id) => Entry::Fresh {
                 session_init_id,
                 click: Box::new(click),
             },
             None => Entry::AlreadyUsed,
-        })
-    }
-
-    /// A link the previous release made: its hash and click are rows.
-    async fn open_legacy(&self, token: &EntryLinkToken, now: i64) -> anyhow::Result<Entry> {
-        let session_init_id = match db::entry_links::consume(&self.db, &token.hash(), now).await? {
-            Consumed::Fresh(id) => id,
-            Consumed::AlreadyUsed => return Ok(Entry::AlreadyUsed),
-            Consumed::Expired => return Ok(Entry::Expired),
-            Consumed::Unknown => return Ok(Entry::Unknown),
-        };
-        let init: RecordedSessionInit =
-            db::conversations::find_session_init(&self.db, &session_init_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("an entry link without its click"))?;
-        let extra_data = match serde_json::from_str(&init.extra_data)? {
-            serde_json::Value::Object(map) => map,
-            _ => Default::default(),
-        };
-        Ok(Entry::Fresh {
-            session_init_id,
-            click: Box::new(Click {
-                id: String::new(),
-                expires_at: now,
-                revision: init.revision,
-                source: init.source,
-                conversation_id: init.conversation_id,
-                post_token: init.post_token,
-                user_id: init.user_id,
-                user_side: init.user_side,
-                extra_data,
-                callback_url: init.callback_url,
-            }),
         })
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tower_sessions::Session;
 
 use crate::{
-    domain::{ConversationId, PostToken, UserId, UserSide},
+    domain::{ConversationId, PostToken, SESSION_USER_KEY, UserId, UserSide},
     services::consent::PendingConsent,
     web::error::AppError,
 };
@@ -73,7 +73,18 @@ impl TypedSession {
     pub async fn begin_visit(&self, visit: Visit) -> Result<(), AppError> {
         self.0.clear().await;
         self.0.cycle_id().await.map_err(store_error)?;
+        if let Some(user_id) = &visit.user_id {
+            self.set_user_id(user_id).await?;
+        }
         self.0.insert(VISIT, visit).await.map_err(store_error)
+    }
+
+    /// Files the session under its visitor, so erasing the person finds it.
+    async fn set_user_id(&self, user_id: &UserId) -> Result<(), AppError> {
+        self.0
+            .insert(SESSION_USER_KEY, user_id)
+            .await
+            .map_err(store_error)
     }
 
     pub async fn set_pending_consent(&self, pending: PendingConsent) -> Result<(), AppError> {
@@ -106,6 +117,7 @@ impl TypedSession {
         if let Some(mut visit) = self.visit().await? {
             visit.user_id = Some(user_id.clone());
             self.0.insert(VISIT, visit).await.map_err(store_error)?;
+            self.set_user_id(user_id).await?;
         }
         Ok(())
     }

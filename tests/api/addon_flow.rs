@@ -517,7 +517,7 @@ async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
         ("messages", "body"),
         ("outbox", "idempotency_key, failure"),
         ("session_inits", "extra_data"),
-        ("entry_links", "link_hash"),
+        ("spent_links", "link_hash"),
     ] {
         let rows = sqlx::query(&format!("select {columns} from {table}"))
             .fetch_all(app.db.pool())

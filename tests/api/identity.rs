@@ -220,7 +220,7 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
     let message_id = send_text(&app, "فردا ساعت ۵ می‌آیم").await;
     let click: (Option<String>, Option<String>) = {
         let row = sqlx::query(
-            "select s.user_id, c.buyer_id from session_inits s
+            "select s.user_id, c.buyer_user_id from session_inits s
              join conversations c on c.conversation_id = s.conversation_id
              where s.revision = 'touchpoints' order by s.created_at limit 1",
         )
@@ -229,7 +229,7 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
         .unwrap();
         (
             row.try_get("user_id").unwrap(),
-            row.try_get("buyer_id").unwrap(),
+            row.try_get("buyer_user_id").unwrap(),
         )
     };
     assert_eq!(

@@ -16,6 +16,7 @@ mod retention;
 mod sandbox_api;
 mod sandbox_oauth;
 mod sandbox_screens;
+mod schema;
 mod security;
 mod session_init;
 mod store;

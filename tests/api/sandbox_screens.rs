@@ -104,7 +104,7 @@ async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.post_token.as_deref(), Some(POST_1));
-    assert_eq!(stored.buyer_id.as_deref(), Some(BUYER_2));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some(BUYER_2));
 }
 crate::both_engines!(
     opening_the_addon_from_a_chat,
@@ -134,8 +134,8 @@ async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.seller_id.as_deref(), Some(SELLER_1));
-    assert_eq!(stored.buyer_id.as_deref(), Some("u-neda"));
+    assert_eq!(stored.seller_user_id.as_deref(), Some(SELLER_1));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some("u-neda"));
 }
 crate::both_engines!(
     original_revision,

@@ -46,7 +46,7 @@ async fn a_valid_v2_call_is_recorded_and_answered_with_a_url(engine: Engine) {
             .await
             .unwrap()
             .unwrap();
-    assert_eq!(stored.buyer_id.as_deref(), Some(BUYER_1));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some(BUYER_1));
     // The link is one-time: the first visit binds it to a session, a replay is refused.
     let entered = app.client.get(url).send().await.unwrap();
     assert_eq!(assert_redirect(&entered), "/start");
@@ -141,7 +141,7 @@ async fn the_click_travels_sealed_in_its_link_and_is_recorded_when_opened(engine
     }
     assert!(token.len() > 64, "a sealed link, not a bare id: {token}");
     assert_eq!(count(&app, "conversations").await, 1);
-    for table in ["session_inits", "spent_links", "entry_links"] {
+    for table in ["session_inits", "spent_links"] {
         assert_eq!(count(&app, table).await, 0, "{table} is not written");
     }
     let entered = app.client.get(&url).send().await.unwrap();

@@ -1,7 +1,7 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations, entry_links, outbox},
+    db::{Db, conversations, outbox, spent_links},
     domain::{SessionInit, entry_link::Click, status::Outcome},
 };
 
@@ -19,7 +19,7 @@ async fn store(engine: Engine) -> (Db, TestDb) {
 async fn record(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
     conversations::record_click(db, init).await?;
     let click = Click::new(init, i64::MAX);
-    Ok(entry_links::spend(db, &click)
+    Ok(spent_links::spend(db, &click)
         .await?
         .expect("a fresh link is spent once"))
 }
@@ -55,8 +55,8 @@ async fn later_clicks_complete_a_conversation_without_erasing_it(engine: Engine)
         Some("gZd7omnS"),
         "a click without a post token keeps it"
     );
-    assert_eq!(stored.buyer_id.as_deref(), Some("buyer"));
-    assert_eq!(stored.seller_id.as_deref(), Some("seller"));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some("buyer"));
+    assert_eq!(stored.seller_user_id.as_deref(), Some("seller"));
     assert!(stored.updated_at >= stored.created_at);
 
     let click = conversations::find_session_init(&db, &b)
@@ -129,7 +129,7 @@ async fn a_stored_id_that_does_not_parse_is_refused_on_read(engine: Engine) {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].conversation_id, "c-1");
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ('has a space', 'P1', null, null, 1, 1)",
     )
         .execute(db.pool())
@@ -304,84 +304,19 @@ crate::both_engines!(
     broadcasts_are_done_only_when_nothing_is_pending
 );
 
-/// Messages left "sending" by the old in-request path (a dropped request) are queued by the
-/// migration that brought single sends to the outbox, and broadcast rows keep their place.
-async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine) {
-    let test_db = test_db(engine).await;
-    let db = Db::connect(&test_db.url).await.unwrap();
-    // The schema as the previous release left it: the migrations before 0006.
-    let old = tempfile::tempdir().unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0006" {
-            std::fs::copy(&path, old.path().join(name)).unwrap();
-        }
-    }
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(db.pool())
-        .await
-        .unwrap();
-    for (id, status, failure) in [
-        ("m-stuck", "sending", None),
-        ("m-done", "sent", None),
-        ("m-failed", "failed", Some("unavailable")),
-    ] {
-        sqlx::query(
-            "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
-                 failure, attempts, created_at, updated_at)
-             values ($1, $2, 'c-1', 'u-1', '{\"type\":\"TEXT\",\"message\":\"x\"}', $3, $4, 0, 1, 1)",
-        )
-        .bind(id)
-        .bind(format!("key-{id}"))
-        .bind(status)
-        .bind(failure)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    }
+/// A failed message whose outbox row the purge already deleted (finished rows may be kept
+/// shorter than message text) is queued again under a new row, with its own idempotency key.
+async fn a_failed_message_without_its_outbox_row_is_queued_again(engine: Engine) {
+    let (db, _guard) = store(engine).await;
     sqlx::query(
-        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status,
-             paused_reason, total, created_at, updated_at)
-         values ('b-1', 'key-b', 'p-1', 'u-2', '{}', 'running', null, 1, 1, 1)",
+        "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
+             failure, attempts, created_at, updated_at)
+         values ('m-failed', 'key-m-failed', 'c-1', 'u-1', '{\"type\":\"TEXT\",\"message\":\"x\"}',
+             'failed', 'unavailable', 3, 1, 1)",
     )
     .execute(db.pool())
     .await
     .unwrap();
-    sqlx::query(
-        "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure,
-             attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
-         values ('o-1', 'b-1', 'c-2', 'key-o', 'pending', null, 0, 1, null, null, 1, 1)",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
-
-    db.migrate().await.unwrap();
-    // One row at a time: the stuck message first (a person waits for it), then the broadcast
-    // row, and the delivered message not at all.
-    let mut claimed = Vec::new();
-    for _ in 0..3 {
-        claimed.extend(
-            outbox::claim_batch(&db, "w", 30_000, 1, outbox::Lanes::All)
-                .await
-                .unwrap(),
-        );
-    }
-    let sources: Vec<_> = claimed.iter().map(|c| c.source.clone()).collect();
-    assert_eq!(
-        sources,
-        [
-            outbox::Source::Message("m-stuck".into()),
-            outbox::Source::Broadcast("b-1".into())
-        ]
-    );
-    assert_eq!(claimed[0].idempotency_key, "key-m-stuck");
-
-    // A message that failed under the old version has no outbox row: sending it again makes one.
     let queued = kenar_chat::db::messages::requeue(
         &db,
         &user_id("u-1"),
@@ -400,6 +335,10 @@ async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine)
     );
     assert_eq!(claimed[0].idempotency_key, "key-m-failed");
 }
+crate::both_engines!(
+    requeue_without_row,
+    a_failed_message_without_its_outbox_row_is_queued_again
+);
 
 /// Rows a worker held when their broadcast was cancelled, and then gave back or left behind,
 /// are settled as cancelled once nobody holds them, so the broadcast's counts become final.
@@ -434,13 +373,9 @@ async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     );
 }
 crate::both_engines!(cancel_settles, rows_left_behind_by_a_cancel_are_settled);
-crate::both_engines!(
-    upgrade_queues_stuck_messages,
-    the_upgrade_queues_messages_an_old_version_left_sending
-);
 
-/// After the rebuild that added them, status columns refuse values the code does not know,
-/// known values go in, and the outbox's foreign keys still point at live tables.
+/// Status columns refuse values the code does not know, known values go in, and outbox rows
+/// belong to a message or a broadcast that exists, and go with it.
 async fn status_columns_accept_only_known_values(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let message = |id: &str, status: &str| {
@@ -539,21 +474,63 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
             .await
             .is_err()
     );
-    let link = |hash: &str, click: &str| {
-        sqlx::query(
-            "insert into entry_links (link_hash, session_init_id, expires_at, used_at, created_at, updated_at)
-             values ($1, $2, 1, null, 1, 1)",
-        )
-        .bind(hash.to_string())
-        .bind(click.to_string())
-    };
-    link("h-ok", "s-ok").execute(db.pool()).await.unwrap();
-    assert!(
-        link("h-orphan", "s-missing")
-            .execute(db.pool())
+    // Erasing a message or a broadcast takes its queue rows.
+    sqlx::query("delete from messages where message_id = 'm-ok'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("select count(*) from outbox where outbox_id = 'o-ok'")
+            .fetch_one(db.pool())
             .await
-            .is_err(),
-        "entry links still reference clicks"
+            .unwrap(),
+        0,
+        "the outbox row went with its message"
     );
 }
 crate::both_engines!(status_checks, status_columns_accept_only_known_values);
+
+/// The session store files a session under the visitor its data names, so erasing the person
+/// finds it by key; a session of nobody in particular stays.
+async fn sessions_are_erased_by_their_visitor(engine: Engine) {
+    use kenar_chat::db::sessions::{DbSessionStore, USER_ID_KEY};
+    use tower_sessions::{SessionStore, session::Record};
+    let (db, _guard) = store(engine).await;
+    let sessions = DbSessionStore::new(db.clone());
+    let record = |user: Option<&str>| {
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            "visit".to_string(),
+            serde_json::json!({ "csrf_token": "t" }),
+        );
+        if let Some(user) = user {
+            data.insert(USER_ID_KEY.to_string(), serde_json::json!(user));
+        }
+        Record {
+            id: Default::default(),
+            data,
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    };
+    let mut named = record(None);
+    sessions.create(&mut named).await.unwrap();
+    // Identified later: the save files it under the user.
+    named
+        .data
+        .insert(USER_ID_KEY.to_string(), serde_json::json!("u-1"));
+    sessions.save(&named).await.unwrap();
+    let mut other = record(Some("u-2"));
+    sessions.create(&mut other).await.unwrap();
+    let mut anonymous = record(None);
+    sessions.create(&mut anonymous).await.unwrap();
+
+    let tables: Vec<_> = kenar_chat::db::erasure::CORE_TABLES.iter().collect();
+    let erased = kenar_chat::db::erasure::erase(&db, &tables, &user_id("u-1"))
+        .await
+        .unwrap();
+    assert!(erased.0.contains(&("web_sessions.user_id".to_string(), 1)), "{erased:?}");
+    assert!(sessions.load(&named.id).await.unwrap().is_none());
+    assert!(sessions.load(&other.id).await.unwrap().is_some());
+    assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
+}
+crate::both_engines!(sessions_by_visitor, sessions_are_erased_by_their_visitor);
