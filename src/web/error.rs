@@ -85,9 +85,7 @@ impl From<BroadcastError> for AppError {
         match error {
             BroadcastError::NotConnected => Self::Connect("/post"),
             BroadcastError::NotFound => Self::NotFound,
-            BroadcastError::Incomplete => {
-                Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید.")
-            }
+            BroadcastError::Incomplete => Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید."),
             BroadcastError::InvalidMessage => {
                 Self::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.")
             }
@@ -147,7 +145,10 @@ impl IntoResponse for AppError {
             ),
             AppError::Incomplete => (
                 StatusCode::BAD_REQUEST,
-                page("درخواست نادرست", "آنچه فرستادید کامل نرسید. دوباره بفرستید."),
+                page(
+                    "درخواست نادرست",
+                    "آنچه فرستادید کامل نرسید. دوباره بفرستید.",
+                ),
             ),
             AppError::BadRequest(message) => {
                 (StatusCode::BAD_REQUEST, page("درخواست نادرست", message))

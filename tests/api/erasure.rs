@@ -9,14 +9,12 @@ use crate::helpers::*;
 /// column called `user_id` or ending in `_user_id`.
 async fn user_columns(app: &TestApp) -> Vec<(String, String)> {
     let rows = match app.test_db.postgres {
-        Some(_) => {
-            sqlx::query(
-                "select table_name as t, column_name as c from information_schema.columns
+        Some(_) => sqlx::query(
+            "select table_name::text as t, column_name::text as c from information_schema.columns
                  where table_schema = current_schema()",
-            )
-            .fetch_all(app.db.pool())
-            .await
-        }
+        )
+        .fetch_all(app.db.pool())
+        .await,
         None => {
             sqlx::query(
                 "select m.name as t, p.name as c from sqlite_master m, pragma_table_info(m.name) p

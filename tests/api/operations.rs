@@ -132,8 +132,20 @@ async fn an_unreachable_database_answers_503_and_recovers() {
         settings.database_acquire_timeout = Duration::from_secs(1);
     })
     .await;
-    let probe = "/s/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    assert_eq!(app.get(probe).await.status(), StatusCode::NOT_FOUND);
+    // A real one-time link: opening it spends it with a database write.
+    let init = json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
+                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 });
+    let session_init = || {
+        app.client
+            .post(app.url("/divar/session-init"))
+            .header("authorization", &app.sandbox.app().identification_key)
+            .header("API-Version", "2")
+            .json(&init)
+            .send()
+    };
+    let reply: serde_json::Value = session_init().await.unwrap().json().await.unwrap();
+    let link = url::Url::parse(reply["url"].as_str().unwrap()).unwrap();
+    let probe = link.path();
 
     first.stop.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -141,18 +153,7 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.headers().contains_key("retry-after"));
     assert!(page.text().await.unwrap().contains("دوباره امتحان کنید"));
-    let divar_call = app
-        .client
-        .post(app.url("/divar/session-init"))
-        .header("authorization", &app.sandbox.app().identification_key)
-        .header("API-Version", "2")
-        .json(
-            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                        "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 }),
-        )
-        .send()
-        .await
-        .unwrap();
+    let divar_call = session_init().await.unwrap();
     assert_eq!(divar_call.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(divar_call.headers().contains_key("retry-after"));
     assert_eq!(
@@ -163,7 +164,8 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     let back = relay(first.addr, upstream).await;
     let mut recovered = false;
     for _ in 0..50 {
-        if app.get(probe).await.status() == StatusCode::NOT_FOUND {
+        // The link was not spent while the database was away: it opens now.
+        if app.get(probe).await.status() == StatusCode::SEE_OTHER {
             recovered = true;
             break;
         }

@@ -528,7 +528,10 @@ async fn sessions_are_erased_by_their_visitor(engine: Engine) {
     let erased = kenar_chat::db::erasure::erase(&db, &tables, &user_id("u-1"))
         .await
         .unwrap();
-    assert!(erased.0.contains(&("web_sessions.user_id".to_string(), 1)), "{erased:?}");
+    assert!(
+        erased.0.contains(&("web_sessions.user_id".to_string(), 1)),
+        "{erased:?}"
+    );
     assert!(sessions.load(&named.id).await.unwrap().is_none());
     assert!(sessions.load(&other.id).await.unwrap().is_some());
     assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
