@@ -21,3 +21,6 @@ mod security;
 mod session_init;
 mod store;
 mod weight;
+
+// The features' own tests (tests/api/features/*.rs), listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/feature_tests.rs"));

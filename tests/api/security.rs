@@ -7,19 +7,32 @@ use sqlx::Row;
 
 use crate::{addon_flow::*, helpers::*};
 
-/// Every state-changing page route.
-const POST_ROUTES: [&str; 10] = [
-    "/oauth/start",
-    "/compose",
-    "/disconnect",
-    "/templates/00000000-0000-4000-8000-000000000000/delete",
-    "/messages/00000000-0000-4000-8000-000000000000/resend",
-    "/broadcasts/new",
-    "/broadcasts",
-    "/broadcasts/00000000-0000-4000-8000-000000000000/cancel",
-    "/broadcasts/00000000-0000-4000-8000-000000000000/retry",
-    "/oauth/start?for=post",
-];
+/// Every state-changing page route, read from the router itself (the core's and every
+/// feature's), with a made-up id in each path parameter. `/oauth/start` is also tried with
+/// `?for=post`, its post-wide form.
+fn post_routes() -> Vec<String> {
+    let routes = kenar_chat::features::page_routes();
+    let mut posts: Vec<String> = routes
+        .list()
+        .iter()
+        .filter(|(method, _)| !method.is_safe())
+        .map(|(_, path)| {
+            path.split('/')
+                .map(|part| {
+                    if part.starts_with('{') {
+                        "00000000-0000-4000-8000-000000000000"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    assert!(posts.len() >= 9, "the router's posts: {posts:?}");
+    posts.push("/oauth/start?for=post".into());
+    posts
+}
 
 async fn snapshot(app: &TestApp) -> [i64; 4] {
     [
@@ -55,7 +68,8 @@ async fn a_cross_site_or_tokenless_post_changes_nothing(engine: Engine) {
         ("csrf_token", token.as_str()),
     ];
 
-    for route in POST_ROUTES {
+    for route in post_routes() {
+        let route = route.as_str();
         // The browser says another site sent it: refused even with the right token.
         let cross_site = app
             .client
