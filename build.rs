@@ -20,7 +20,10 @@ fn main() {
         println!("cargo:rerun-if-changed={dir}");
     }
     let features = modules(&root.join("src/features"));
-    let all: Vec<String> = features.iter().map(|(n, _)| format!("&{n}::FEATURE")).collect();
+    let all: Vec<String> = features
+        .iter()
+        .map(|(n, _)| format!("&{n}::FEATURE"))
+        .collect();
     let list = format!(
         "{}/// Every feature in `src/features/`, by name.\npub static ALL: &[&Feature] = &[{}];\n",
         declarations(&features),
@@ -36,7 +39,10 @@ fn modules(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let file = if path.is_dir() {
             path.join("mod.rs")
         } else if path.extension().is_some_and(|e| e == "rs") && name != "mod" {
@@ -55,6 +61,11 @@ fn modules(dir: &Path) -> Vec<(String, PathBuf)> {
 fn declarations(modules: &[(String, PathBuf)]) -> String {
     modules
         .iter()
-        .map(|(name, file)| format!("#[path = {:?}]\npub mod {name};\n", file.display().to_string()))
+        .map(|(name, file)| {
+            format!(
+                "#[path = {:?}]\npub mod {name};\n",
+                file.display().to_string()
+            )
+        })
         .collect()
 }

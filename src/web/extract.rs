@@ -3,8 +3,9 @@
 //!
 //! - [`Visitor`]: anyone with a visit (opened from Divar through a one-time link)
 //! - [`ChatVisitor`]: a visit from a chat, the person perhaps not yet known by id
+//! - [`Seller`]: a visit from a chat about a post, by its seller (the post's owner)
 //! - [`PostOwner`]: a visit from a post, by its owner, perhaps not yet known by id
-//! - [`Known`]: either of the two, with the person known by id (what writing needs)
+//! - [`Known`]: any of these, with the person known by id (what writing needs)
 
 use std::ops::Deref;
 
@@ -50,6 +51,33 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatVisitor {
     }
 }
 
+/// A visit from a chat about a post, on the seller's side: the post's owner, in one of its
+/// conversations.
+pub struct Seller {
+    pub visit: Visit,
+    pub conversation: ConversationId,
+    pub post: PostToken,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Seller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ChatVisitor {
+            visit,
+            conversation,
+        } = ChatVisitor::from_request_parts(parts, state).await?;
+        match (&visit.post_token, visit.user_side) {
+            (Some(post), Some(UserSide::Seller)) => Ok(Self {
+                post: post.clone(),
+                visit,
+                conversation,
+            }),
+            _ => Err(AppError::NotPostOwner),
+        }
+    }
+}
+
 /// A visit opened from a post by its owner (Divar says the side: `Supply`/`SUPPLY` in the
 /// current bodies, `supplier.id` in the original one; Divar checks the post-wide grant itself
 /// at consent).
@@ -77,6 +105,12 @@ pub trait HasVisit {
 }
 
 impl HasVisit for ChatVisitor {
+    fn visit(&self) -> &Visit {
+        &self.visit
+    }
+}
+
+impl HasVisit for Seller {
     fn visit(&self) -> &Visit {
         &self.visit
     }
