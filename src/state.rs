@@ -15,7 +15,7 @@ use crate::{
 
 /// What every handler may need. Clients are built once, in `Application::build`; each request
 /// clones only the `Arc` (a deep copy of the OAuth client, the vault and the ciphers showed in
-/// the session-init profile: README, "Session initialization under load").
+/// the session-init profile: docs/benchmarks.md, "Session initialization").
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 

@@ -137,7 +137,7 @@ impl Db {
             .acquire_timeout(pool_settings.acquire_timeout)
             // sqlx pings a connection when it comes back to the pool; its default ping on
             // checkout too was one more round trip for every request and every outbox step
-            // (README, "Session initialization under load"). Only a connection that sat idle,
+            // (docs/benchmarks.md, "Session initialization"). Only a connection that sat idle,
             // which the server may have dropped meanwhile, is checked before use.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
@@ -167,7 +167,7 @@ impl Db {
 
     /// Applies this release's migrations. A schema that already has newer ones (a newer replica
     /// migrated it during a rolling upgrade) is accepted: migrations only ever expand the schema
-    /// in a way the previous release still works with (README, "Upgrades").
+    /// in a way the previous release still works with (docs/operations.md, "Upgrades").
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),
