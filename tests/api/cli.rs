@@ -1,6 +1,9 @@
 //! The binary itself, as an operator runs it.
 
-use std::process::{Command, Stdio};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Command, Stdio},
+};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kenar-chat"));
@@ -345,7 +348,7 @@ async fn the_sandbox_command_serves_logs_json_and_stops_cleanly_on_sigterm() {
 }
 
 /// Every setting `serve` declares, with its default (if it has one).
-fn declared_settings() -> std::collections::BTreeMap<String, Option<String>> {
+fn declared_settings() -> BTreeMap<String, Option<String>> {
     use clap::CommandFactory;
     let command = kenar_chat::cli::Cli::command();
     let serve = command.find_subcommand("serve").expect("a serve command");
@@ -357,6 +360,19 @@ fn declared_settings() -> std::collections::BTreeMap<String, Option<String>> {
             Some((env, default.map(|d| d.to_string_lossy().into_owned())))
         })
         .collect()
+}
+
+/// Names `documented` and `declared` do not share, for a readable failure.
+fn differences(
+    documented: &BTreeSet<String>,
+    declared: &BTreeMap<String, Option<String>>,
+) -> String {
+    let declared: BTreeSet<_> = declared.keys().cloned().collect();
+    let undocumented: Vec<_> = declared.difference(documented).collect();
+    let undeclared: Vec<_> = documented.difference(&declared).collect();
+    format!(
+        "declared but not documented: {undocumented:?}; documented but not declared: {undeclared:?}"
+    )
 }
 
 /// `.env.example` and README's settings table name exactly the settings the code declares, and
@@ -372,16 +388,13 @@ fn env_example_and_readme_name_exactly_the_declared_settings() {
         let is_name = name
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        (is_name && !name.is_empty()).then(|| name.to_string())
+        (is_name && !name.is_empty() && name != "POSTGRES_PASSWORD").then(|| name.to_string())
     };
-    let mut in_example: Vec<_> = example.lines().filter_map(variable).collect();
-    in_example.retain(|name| name != "POSTGRES_PASSWORD");
-    in_example.sort();
-    in_example.dedup();
-    assert_eq!(
-        in_example,
-        declared.keys().cloned().collect::<Vec<_>>(),
-        ".env.example"
+    let in_example: BTreeSet<_> = example.lines().filter_map(variable).collect();
+    let problem = differences(&in_example, &declared);
+    assert!(
+        in_example.iter().eq(declared.keys()),
+        ".env.example: {problem}"
     );
 
     let readme = read("README.md").unwrap();
@@ -390,7 +403,7 @@ fn env_example_and_readme_name_exactly_the_declared_settings() {
         .nth(1)
         .expect("a Configuration section");
     let section = section.split("\n## ").next().unwrap();
-    let rows: std::collections::BTreeMap<String, String> = section
+    let rows: BTreeMap<String, String> = section
         .lines()
         .filter_map(|line| {
             let cells: Vec<_> = line.split('|').map(str::trim).collect();
@@ -398,10 +411,11 @@ fn env_example_and_readme_name_exactly_the_declared_settings() {
             Some((name.to_string(), cells.get(3)?.to_string()))
         })
         .collect();
-    assert_eq!(
-        rows.keys().collect::<Vec<_>>(),
-        declared.keys().collect::<Vec<_>>(),
-        "README's settings table"
+    let in_readme = rows.keys().cloned().collect();
+    let problem = differences(&in_readme, &declared);
+    assert!(
+        in_readme.iter().eq(declared.keys()),
+        "README's settings table: {problem}"
     );
     for (name, default) in &declared {
         if let Some(default) = default {
