@@ -99,7 +99,11 @@ impl Args for SettingsArgs {
             arg.required(false)
                 .value_parser(clap::value_parser!(String))
         };
-        Settings::augment_args(cmd).mut_args(as_text)
+        let cmd = Settings::augment_args(cmd).mut_args(as_text);
+        let groups: Vec<_> = cmd.get_groups().map(|g| g.get_id().to_string()).collect();
+        let relax =
+            |cmd: clap::Command, id| cmd.mut_group(id, |g| g.required(false).multiple(true));
+        groups.iter().fold(cmd, relax)
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)

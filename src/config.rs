@@ -103,8 +103,9 @@ pub struct Settings {
     pub retention: Retention,
 }
 
-/// `TOKEN_ENCRYPTION_KEYS`, or the single `TOKEN_ENCRYPTION_KEY` of before rotation.
+/// `TOKEN_ENCRYPTION_KEYS`, or the single `TOKEN_ENCRYPTION_KEY` of before rotation: one of them.
 #[derive(Args)]
+#[group(required = true, multiple = false)]
 struct TokenKeyArgs {
     /// Keys that seal stored tokens, comma-separated, the current one first: each 32 random
     /// bytes, base64 (`openssl rand -base64 32`). Set this or TOKEN_ENCRYPTION_KEY.
@@ -277,14 +278,18 @@ fn read<T: Args + FromArgMatches>(
     lookup: &dyn Fn(&str) -> Option<String>,
     problems: &mut ConfigError,
 ) -> Option<T> {
-    let declared = T::augment_args(Command::new("settings")).mut_args(|a| a.env(None::<&str>));
+    let declared = T::augment_args(Command::new("settings"));
+    let value = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let env = |id: &clap::Id| {
+        let arg = declared.get_arguments().find(|arg| arg.get_id() == id)?;
+        Some(arg.get_env()?.to_string_lossy().into_owned())
+    };
     let mut argv = vec!["settings".to_string()];
-    for arg in T::augment_args(Command::new("settings")).get_arguments() {
-        let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) else {
+    for arg in declared.get_arguments() {
+        let (Some(name), Some(long)) = (env(arg.get_id()), arg.get_long()) else {
             continue;
         };
-        let name = name.to_string_lossy();
-        let Some(value) = lookup(&name).filter(|v| !v.trim().is_empty()) else {
+        let Some(value) = value(&name) else {
             if arg.is_required_set() {
                 problems.refuse(&name, "is missing");
             }
@@ -303,11 +308,36 @@ fn read<T: Args + FromArgMatches>(
             ),
         }
     }
+    // Groups of one-of settings (`#[group(required = true, multiple = false)]`).
+    for group in declared
+        .get_groups()
+        .filter(|group| group.is_required_set())
+    {
+        let names: Vec<_> = group.get_args().filter_map(env).collect();
+        match names
+            .iter()
+            .filter(|name| value(name).is_some())
+            .collect::<Vec<_>>()[..]
+        {
+            [] => problems.refuse(names.last()?, "is missing"),
+            [first, ref others @ ..] => others.iter().for_each(|name| {
+                problems.refuse(
+                    name,
+                    &format!("is set beside {first}; keep only one of them"),
+                )
+            }),
+        }
+    }
     if !problems.problems.is_empty() {
         return None;
     }
-    let matches = declared.try_get_matches_from(argv).ok()?;
-    T::from_arg_matches(&matches).ok()
+    let declared = declared.mut_args(|arg| arg.env(None::<&str>));
+    let parsed = declared
+        .try_get_matches_from(argv)
+        .and_then(|m| T::from_arg_matches(&m));
+    parsed
+        .map_err(|e| problems.refuse("settings", &e.kind().to_string()))
+        .ok()
 }
 
 impl Settings {
@@ -315,82 +345,77 @@ impl Settings {
     /// or a map in tests. Names every problem at once and echoes no value.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut problems = ConfigError::default();
-        let settings = read::<Self>(&lookup, &mut problems);
-        let given = |name| lookup(name).is_some_and(|v| !v.trim().is_empty());
-        match (given("TOKEN_ENCRYPTION_KEYS"), given("TOKEN_ENCRYPTION_KEY")) {
-            (true, true) => problems.refuse("TOKEN_ENCRYPTION_KEY", "is set beside TOKEN_ENCRYPTION_KEYS; keep only TOKEN_ENCRYPTION_KEYS (current key first)"),
-            (false, false) => problems.refuse("TOKEN_ENCRYPTION_KEY", "is missing"),
-            _ => {}
-        }
-        match settings {
-            Some(settings) if problems.problems.is_empty() => Ok(settings),
-            _ => Err(problems),
-        }
+        read(&lookup, &mut problems).ok_or(problems)
     }
 
     /// `serve` refuses values that parse but would be unsafe in production: the `.env.example`
     /// placeholders, a key that is not random, a short identification key, a reserved example
     /// host, plain http on a public address (unless `allow_insecure_http`). Every reason is named
-    /// at once and no value is echoed.
+    /// at once and no value is echoed; `lookup` tells which key variable was used.
     pub fn fit_for_production(
         self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut problems = ConfigError::default();
-        let mut refuse = |name: &str, problem: &str| problems.refuse(name, problem);
-        for (name, value) in [
-            ("KENAR_APP_SLUG", self.app_slug.as_str()),
-            ("KENAR_API_KEY", self.api_key.expose_secret()),
-            ("KENAR_OAUTH_SECRET", self.oauth_secret.expose_secret()),
+        let placeholder =
+            "is still the placeholder from .env.example; paste the value from the Kenar panel";
+        let identification_key = self.identification_key.expose_secret();
+        let same_bytes = |key: &TokenKey| key.expose().iter().all(|b| *b == key.expose()[0]);
+        let keys = match lookup("TOKEN_ENCRYPTION_KEYS") {
+            Some(_) => "TOKEN_ENCRYPTION_KEYS",
+            None => "TOKEN_ENCRYPTION_KEY",
+        };
+        let host = self.app_base_url.host_str().unwrap_or_default();
+        let plain_http = self.app_base_url.scheme() == "http" && !is_loopback_host(host);
+        let rules = [
             (
-                "DIVAR_IDENTIFICATION_KEY",
-                self.identification_key.expose_secret(),
+                is_placeholder(&self.app_slug),
+                "KENAR_APP_SLUG",
+                placeholder,
             ),
-        ] {
-            if is_placeholder(value) {
-                refuse(
-                    name,
-                    "is still the placeholder from .env.example; paste the value from the Kenar panel",
-                );
-            }
-        }
-        if self.identification_key.expose_secret().chars().count() < 16 {
-            refuse(
+            (
+                is_placeholder(self.api_key.expose_secret()),
+                "KENAR_API_KEY",
+                placeholder,
+            ),
+            (
+                is_placeholder(self.oauth_secret.expose_secret()),
+                "KENAR_OAUTH_SECRET",
+                placeholder,
+            ),
+            (
+                is_placeholder(identification_key),
+                "DIVAR_IDENTIFICATION_KEY",
+                placeholder,
+            ),
+            (
+                identification_key.chars().count() < 16,
                 "DIVAR_IDENTIFICATION_KEY",
                 "is shorter than 16 characters; the Kenar panel's key is longer, so this is not it",
-            );
-        }
-        let same_bytes = |key: &TokenKey| key.expose().iter().all(|b| *b == key.expose()[0]);
-        if self.token_keys.keys().iter().any(same_bytes) {
-            let name = match lookup("TOKEN_ENCRYPTION_KEYS") {
-                Some(_) => "TOKEN_ENCRYPTION_KEYS",
-                None => "TOKEN_ENCRYPTION_KEY",
-            };
-            refuse(
-                name,
+            ),
+            (
+                self.token_keys.keys().iter().any(same_bytes),
+                keys,
                 "is not random (every byte is the same); make one with `openssl rand -base64 32`",
-            );
-        }
-        let host = self.app_base_url.host_str().unwrap_or_default();
-        if is_placeholder_host(host) {
-            refuse(
+            ),
+            (
+                is_placeholder_host(host),
                 "APP_BASE_URL",
                 "is a placeholder address; set the https address Divar reaches this add-on at",
-            );
-        }
-        if self.app_base_url.scheme() == "http"
-            && !is_loopback_host(host)
-            && !self.allow_insecure_http
-        {
-            refuse(
+            ),
+            (
+                plain_http && !self.allow_insecure_http,
                 "APP_BASE_URL",
                 "uses http:// on a public address: tokens and cookies would cross the network in clear; use https (or set KENAR_ALLOW_INSECURE_HTTP=1 if a trusted network stands between)",
-            );
-        }
-        if problems.problems.is_empty() {
+            ),
+        ];
+        let broken = rules.into_iter().filter(|(broken, ..)| *broken);
+        let problems: Vec<_> = broken
+            .map(|(_, name, why)| (name.into(), why.into()))
+            .collect();
+        if problems.is_empty() {
             Ok(self)
         } else {
-            Err(problems)
+            Err(ConfigError { problems })
         }
     }
 
