@@ -8,7 +8,7 @@ protocol on the way: each simple query ('Q') and each Sync ('S', the end of an e
 pipeline) is one trip the client waits for. Send it SIGUSR1 to print the counts so far and reset
 them; SIGINT prints them and exits. Point the program under test at the relay's port (e.g.
 BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:15432/kenar_bench) and divide by the work done.
-Used for the round-trip figures in README (*Benchmarks*); not a load-test tool (it is slow).
+Used for the round-trip figures in docs/benchmarks.md; not a load-test tool (it is slow).
 """
 import asyncio
 import collections

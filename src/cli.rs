@@ -1,12 +1,13 @@
 //! The command line: `serve`, `sandbox`, `migrate`, `rekey`.
 
-use std::process::ExitCode;
+use std::{collections::BTreeMap, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::{
-    config::{self, LogFormat, Settings},
+    config::{self, ConfigError, LogFormat, Settings},
     db::Db,
     startup::{Application, shutdown_on_signals},
     telemetry,
@@ -25,10 +26,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the add-on server for production. All configuration comes from the environment
-    /// (or `.env`); see `.env.example`. Refuses to start, naming every problem, when any is
-    /// missing or malformed.
-    Serve,
+    /// Run the add-on server for production. Each setting comes from its flag or its environment
+    /// variable (or `.env`; see `.env.example`). Refuses to start, naming every problem, when any
+    /// is missing, malformed or unsafe.
+    Serve(SettingsArgs),
     /// Run the add-on together with a simulated Divar (OAuth server, chat API and chat screens)
     /// on one port, for development and demos. Needs no configuration and no internet: it makes
     /// its own app credentials, keys and SQLite database, and prints the URL to open.
@@ -42,7 +43,7 @@ pub enum Command {
     /// Seal every stored token again under the first key of TOKEN_ENCRYPTION_KEYS, so older
     /// keys can be removed. Reads the same configuration as `serve`; run it after deploying a
     /// ring with the new key first and the old one after it.
-    Rekey,
+    Rekey(SettingsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,14 +87,134 @@ pub struct SandboxArgs {
     pub rate_limit: u32,
 }
 
+/// The settings as `serve` and `rekey` were given them (a flag, or else its variable), still as
+/// text by variable name: clap would stop at the first bad value, so [`Settings::from_lookup`]
+/// parses them, naming every problem. `--help` shows the declarations of [`Settings`].
+#[derive(Debug, Clone)]
+pub struct SettingsArgs(BTreeMap<String, SecretString>);
+
+impl Args for SettingsArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let as_text = |arg: clap::Arg| {
+            arg.required(false)
+                .value_parser(clap::value_parser!(String))
+        };
+        let cmd = Settings::augment_args(cmd).mut_args(as_text);
+        let groups: Vec<_> = cmd.get_groups().map(|g| g.get_id().to_string()).collect();
+        let relax =
+            |cmd: clap::Command, id| cmd.mut_group(id, |g| g.required(false).multiple(true));
+        groups.iter().fold(cmd, relax)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for SettingsArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let declared = Settings::augment_args(clap::Command::new("settings"));
+        let given = declared.get_arguments().filter_map(|arg| {
+            let id = arg.get_id().as_str();
+            if matches.value_source(id)? == clap::parser::ValueSource::DefaultValue {
+                return None;
+            }
+            let values: Vec<_> = matches.get_raw(id)?.map(|v| v.to_string_lossy()).collect();
+            Some((
+                arg.get_env()?.to_string_lossy().into_owned(),
+                values.join(",").into(),
+            ))
+        });
+        Ok(Self(given.collect()))
+    }
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl SettingsArgs {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.expose_secret().to_string())
+    }
+
+    /// The settings, or (exit code 2) every problem, without their values.
+    fn settings_or_exit(&self, production: bool) -> Settings {
+        let mut settings = Settings::from_lookup(|name| self.get(name));
+        if production {
+            settings = settings.and_then(|s| s.fit_for_production(|name| self.get(name)));
+        }
+        settings.unwrap_or_else(|error| {
+            eprintln!("{error}");
+            std::process::exit(2);
+        })
+    }
+}
+
+impl Cli {
+    /// Parses the command line. The commands that read the settings load `./.env` first (it
+    /// never overrides the environment), then parse again so that clap sees its lines.
+    pub fn load() -> Self {
+        let cli = Self::parse();
+        if !matches!(
+            cli.command,
+            Command::Serve(_) | Command::Rekey(_) | Command::Migrate(_)
+        ) {
+            return cli;
+        }
+        if let Err(error) = load_dotenv() {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+        Self::parse()
+    }
+}
+
+/// Loads `./.env` into the environment, if there is one. A line it cannot read is reported with
+/// its number (never its text, which may hold a secret): dotenvy stops there, so a silent
+/// failure would drop every later line and blame a variable that is in the file.
+fn load_dotenv() -> Result<(), ConfigError> {
+    let problem = match dotenvy::dotenv() {
+        Ok(_) => return Ok(()),
+        Err(error) if error.not_found() => return Ok(()),
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            // dotenvy reports the logical line, which an open quote runs on into the next ones.
+            let first = line.lines().next().unwrap_or_default().trim();
+            let text = std::fs::read_to_string(".env").unwrap_or_default();
+            let number = text
+                .lines()
+                .position(|l| !first.is_empty() && l.trim() == first);
+            let at = number.map_or("a line".to_string(), |n| format!("line {}", n + 1));
+            format!(
+                "{at} is not `NAME=value` (quote a value that holds spaces, `#` or quotes); that line and every one after it were not loaded"
+            )
+        }
+        Err(dotenvy::Error::Io(io)) => format!("cannot be read ({})", io.kind()),
+        Err(_) => "cannot be read".into(),
+    };
+    let mut error = ConfigError::default();
+    error.refuse(".env", &problem);
+    Err(error)
+}
+
+/// Logging for the commands that run without the settings: `LOG_FORMAT` and `RUST_LOG` as set.
+fn init_logging_from_env() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty());
+    telemetry::init(
+        LogFormat::from_env(),
+        filter.as_deref().unwrap_or(config::DEFAULT_LOG_FILTER),
+    );
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve => serve().await,
+        Command::Serve(args) => serve(args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Healthcheck(args) => return healthcheck(args).await,
-        Command::Rekey => rekey().await,
+        Command::Rekey(args) => rekey(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,17 +226,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let settings = match Settings::from_env()
-        .and_then(|settings| settings.fit_for_production(|name| std::env::var(name).ok()))
-    {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(2);
-        }
-    };
-    telemetry::init(settings.log_format);
+async fn serve(args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = args.settings_or_exit(true);
+    telemetry::init(settings.log_format, &settings.log_filter);
     let listener = TcpListener::bind(settings.bind_addr).await?;
     let app = Application::build(settings, listener, None).await?;
     tracing::info!(addr = %app.local_addr()?, "kenar-chat is serving");
@@ -151,15 +264,9 @@ async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     }
 }
 
-async fn rekey() -> anyhow::Result<()> {
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(2);
-        }
-    };
-    telemetry::init(settings.log_format);
+async fn rekey(args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = args.settings_or_exit(false);
+    telemetry::init(settings.log_format, &settings.log_filter);
     let report = crate::startup::rekey(&settings).await?;
     println!(
         "{} grant(s) sealed again under the current key; {} open under no configured key",
@@ -174,11 +281,7 @@ async fn rekey() -> anyhow::Result<()> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    if let Err(error) = config::load_dotenv() {
-        eprintln!("{error}");
-        std::process::exit(2);
-    }
-    telemetry::init(LogFormat::from_env());
+    init_logging_from_env();
     let url = match std::env::var("DATABASE_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -204,7 +307,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "sandbox")]
 async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::from_env());
+    init_logging_from_env();
     if !args.bind.ip().is_loopback() && !args.allow_remote {
         anyhow::bail!(
             "refusing to listen on {}: the sandbox lists its fake tokens to anyone who can reach it. \

@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = kenar_chat::cli::Cli::parse();
+    let cli = kenar_chat::cli::Cli::load();
     kenar_chat::cli::run(cli).await
 }

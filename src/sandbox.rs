@@ -63,6 +63,8 @@ pub async fn launch_with(
         kenar_oauth_base_url: divar_base,
         bind_addr: addr,
         log_format: crate::config::LogFormat::from_env(),
+        log_filter: crate::config::DEFAULT_LOG_FILTER.into(),
+        allow_insecure_http: false,
         http_timeout: Duration::from_secs(10),
         completion_url: Url::parse(&sandbox.url("/completion"))?,
         return_hosts: vec!["divar.ir".into(), host.clone()],

@@ -2,14 +2,12 @@
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::config::{DEFAULT_LOG_FILTER, LogFormat};
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info";
-
-/// Installs the global subscriber. `RUST_LOG` overrides the default filter.
-pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+/// Installs the global subscriber, logging what `filter` (`RUST_LOG` syntax) lets through; an
+/// invalid filter falls back to the default one.
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),

@@ -1,6 +1,9 @@
 //! The binary itself, as an operator runs it.
 
-use std::process::{Command, Stdio};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Command, Stdio},
+};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kenar-chat"));
@@ -342,4 +345,127 @@ async fn the_sandbox_command_serves_logs_json_and_stops_cleanly_on_sigterm() {
         lines.iter().any(|l| l.contains("shutting down")),
         "{lines:?}"
     );
+}
+
+/// Every setting `serve` declares, with its default (if it has one).
+fn declared_settings() -> BTreeMap<String, Option<String>> {
+    use clap::CommandFactory;
+    let command = kenar_chat::cli::Cli::command();
+    let serve = command.find_subcommand("serve").expect("a serve command");
+    serve
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_string_lossy().into_owned();
+            let default = arg.get_default_values().first();
+            Some((env, default.map(|d| d.to_string_lossy().into_owned())))
+        })
+        .collect()
+}
+
+/// Names `documented` and `declared` do not share, for a readable failure.
+fn differences(
+    documented: &BTreeSet<String>,
+    declared: &BTreeMap<String, Option<String>>,
+) -> String {
+    let declared: BTreeSet<_> = declared.keys().cloned().collect();
+    let undocumented: Vec<_> = declared.difference(documented).collect();
+    let undeclared: Vec<_> = documented.difference(&declared).collect();
+    format!(
+        "declared but not documented: {undocumented:?}; documented but not declared: {undeclared:?}"
+    )
+}
+
+/// `.env.example` and README's settings table name exactly the settings the code declares, and
+/// README's defaults are the declared ones. (`POSTGRES_PASSWORD` is docker compose's, not ours.)
+#[test]
+fn env_example_and_readme_name_exactly_the_declared_settings() {
+    let declared = declared_settings();
+    let read =
+        |file: &str| std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")));
+    let example = read(".env.example").unwrap();
+    let variable = |line: &str| {
+        let (name, _) = line.trim_start_matches('#').trim().split_once('=')?;
+        let is_name = name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        (is_name && !name.is_empty() && name != "POSTGRES_PASSWORD").then(|| name.to_string())
+    };
+    let in_example: BTreeSet<_> = example.lines().filter_map(variable).collect();
+    let problem = differences(&in_example, &declared);
+    assert!(
+        in_example.iter().eq(declared.keys()),
+        ".env.example: {problem}"
+    );
+
+    let readme = read("README.md").unwrap();
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("a Configuration section");
+    let section = section.split("\n## ").next().unwrap();
+    let rows: BTreeMap<String, String> = section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<_> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name.to_string(), cells.get(3)?.to_string()))
+        })
+        .collect();
+    let in_readme = rows.keys().cloned().collect();
+    let problem = differences(&in_readme, &declared);
+    assert!(
+        in_readme.iter().eq(declared.keys()),
+        "README's settings table: {problem}"
+    );
+    for (name, default) in &declared {
+        if let Some(default) = default {
+            let cell = &rows[name];
+            assert!(
+                cell.contains(&format!("`{default}`")),
+                "README gives {name} the default {cell:?}, the code {default:?}"
+            );
+        }
+    }
+}
+
+/// `serve --help` names each setting's variable and default, and never shows a secret's value
+/// (clap would print the current value of a variable next to its name).
+#[test]
+fn serve_help_lists_every_setting_and_shows_no_secret() {
+    let secrets = [
+        ("KENAR_API_KEY", "k3y-from-the-panel-0123456789"),
+        ("KENAR_OAUTH_SECRET", "s3cret-from-the-panel-0123456789"),
+        (
+            "DIVAR_IDENTIFICATION_KEY",
+            "id3nt-from-the-panel-0123456789",
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEYS",
+            "AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        ("DATABASE_URL", "postgres://kenar:pa55word@db:5432/kenar"),
+    ];
+    let output = binary()
+        .args(["serve", "--help"])
+        .envs(secrets)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (name, default) in declared_settings() {
+        assert!(help.contains(&format!("[env: {name}")), "{name} in: {help}");
+        if let Some(default) = default {
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "{name}'s default in: {help}"
+            );
+        }
+    }
+    for (name, value) in secrets {
+        assert!(!help.contains(value), "{name}'s value is shown: {help}");
+    }
 }
