@@ -242,7 +242,7 @@ async fn through_outbox(
     body: &Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+    let db::broadcasts::Created::New(id) = db::broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post(),
@@ -266,7 +266,7 @@ async fn through_outbox(
         task.await??;
     }
     let elapsed = started.elapsed();
-    let progress = db::outbox::progress(db, &id).await?;
+    let progress = db::broadcasts::progress(db, &id).await?;
     anyhow::ensure!(
         progress.sent as usize == conversations.len(),
         "outbox sent {} of {}",

@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         let mut running: Option<String> = None;
         while busy.len() < samples {
             let done = match &running {
-                Some(id) => db::outbox::progress(&db, id).await?.pending == 0,
+                Some(id) => db::broadcasts::progress(&db, id).await?.pending == 0,
                 None => true,
             };
             if done {
@@ -196,14 +196,14 @@ async fn main() -> anyhow::Result<()> {
             let latency = send_one(&person, &base, &sandbox).await?;
             // Count it only if the broadcast was still running when it arrived.
             let id = running.as_deref().unwrap_or_default();
-            if db::outbox::progress(&db, id).await?.pending > 0 {
+            if db::broadcasts::progress(&db, id).await?.pending > 0 {
                 busy.push(latency);
             }
         }
         // The next round starts idle: cancel what still runs and let it settle.
         if let Some(id) = &running {
-            db::outbox::cancel(&db, id).await?;
-            while db::outbox::progress(&db, id).await?.pending > 0 {
+            db::broadcasts::cancel(&db, id).await?;
+            while db::broadcasts::progress(&db, id).await?.pending > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -256,8 +256,8 @@ async fn grant(
 async fn start_broadcast(db: &Db, conversations: &[ConversationId]) -> anyhow::Result<String> {
     let body = json!({ "type": "TEXT", "message": "benchmark broadcast" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
-    match db::outbox::create_broadcast(db, &key, &post(), &seller(), &body, conversations).await? {
-        db::outbox::Created::New(id) | db::outbox::Created::Existing(id) => Ok(id),
+    match db::broadcasts::create(db, &key, &post(), &seller(), &body, conversations).await? {
+        db::broadcasts::Created::New(id) | db::broadcasts::Created::Existing(id) => Ok(id),
     }
 }
 

@@ -20,7 +20,7 @@ use kenar::api::KenarApi;
 
 use crate::{
     db::{
-        Db,
+        Db, broadcasts,
         grants::Subject,
         messages, now_ms,
         outbox::{self, Claimed, Lanes, Source},
@@ -314,7 +314,7 @@ impl OutboxWorker {
                 tokio::time::sleep(CANCEL_POLL).await;
                 for (source, token) in &cancels {
                     let cancelled = match source {
-                        Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+                        Source::Broadcast(id) => broadcasts::is_cancelled(&self.db, id).await,
                         Source::Message(_) => Ok(false),
                     };
                     if cancelled.unwrap_or(false) {
@@ -384,7 +384,7 @@ impl OutboxWorker {
     /// anything about the people in it.
     async fn summarize(&self, done: &[String]) {
         for broadcast_id in done {
-            match outbox::progress(&self.db, broadcast_id).await {
+            match broadcasts::progress(&self.db, broadcast_id).await {
                 Ok(progress) if progress.failed > 0 => tracing::warn!(
                     broadcast_id,
                     sent = progress.sent,
@@ -401,7 +401,7 @@ impl OutboxWorker {
     async fn prepare(&self, source: &Source) -> anyhow::Result<Prepared> {
         match source {
             Source::Broadcast(id) => {
-                let Some(b) = outbox::find_broadcast(&self.db, id).await? else {
+                let Some(b) = broadcasts::find(&self.db, id).await? else {
                     anyhow::bail!("outbox rows without their broadcast {id}");
                 };
                 let sender = Sender {
@@ -469,7 +469,8 @@ impl OutboxWorker {
     async fn lost_grant(&self, sender: &Sender) -> anyhow::Result<Prepared> {
         match &sender.subject {
             Subject::Post(post_token) => {
-                outbox::pause_for_grant(&self.db, post_token, &sender.user_id, "reconsent").await?;
+                broadcasts::pause_for_grant(&self.db, post_token, &sender.user_id, "reconsent")
+                    .await?;
                 Ok(Prepared::Later)
             }
             Subject::Conversation(_) => Ok(Prepared::Fail(Failure::Reconsent)),
@@ -573,7 +574,7 @@ impl OutboxWorker {
 
     async fn cancelled(&self, row: &Claimed) -> anyhow::Result<bool> {
         match &row.source {
-            Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+            Source::Broadcast(id) => broadcasts::is_cancelled(&self.db, id).await,
             Source::Message(_) => Ok(false),
         }
     }

@@ -127,7 +127,7 @@ async fn seeded_broadcast(
     let body = json!({ "type": "TEXT", "message": "این آگهی فروخته شد" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
     let recipients: Vec<_> = conversations.iter().map(|c| conversation_id(c)).collect();
-    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+    let db::broadcasts::Created::New(id) = db::broadcasts::create(
         &db,
         &key,
         &post_token(POST_1),
@@ -157,7 +157,7 @@ fn delivered_to(sandbox: &Sandbox, conversations: &[String]) -> HashMap<String, 
 
 async fn wait_for_done(db: &Db, id: &str) {
     for _ in 0..600 {
-        let broadcast = db::outbox::find_broadcast(db, id).await.unwrap().unwrap();
+        let broadcast = db::broadcasts::find(db, id).await.unwrap().unwrap();
         if broadcast.status.as_str() == "done" {
             return;
         }
@@ -165,7 +165,7 @@ async fn wait_for_done(db: &Db, id: &str) {
     }
     panic!(
         "the broadcast did not finish in 60 s: {:?}",
-        db::outbox::progress(db, id).await.unwrap()
+        db::broadcasts::progress(db, id).await.unwrap()
     );
 }
 
@@ -201,7 +201,7 @@ async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates
         delivered.values().all(|n| *n == 1),
         "no conversation got the message twice"
     );
-    let progress = db::outbox::progress(&db, &id).await.unwrap();
+    let progress = db::broadcasts::progress(&db, &id).await.unwrap();
     assert_eq!(
         (progress.sent, progress.pending, progress.failed),
         (300, 0, 0)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use kenar_chat::{
     config::Retention,
     db::{
-        now_ms, outbox,
+        broadcasts, now_ms,
         purge::{Cutoffs, purge},
     },
     sandbox::SandboxOptions,
@@ -154,7 +154,7 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     let ids: Vec<_> = (0..3).map(|i| conversation_id(&format!("c-{i}"))).collect();
     let mut broadcasts = Vec::new();
     for key in ["done", "running"] {
-        let outbox::Created::New(id) = outbox::create_broadcast(
+        let broadcasts::Created::New(id) = broadcasts::create(
             &app.db,
             key,
             &post_token("P1"),

@@ -1,7 +1,7 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations, outbox, spent_links},
+    db::{Db, broadcasts, conversations, outbox, spent_links},
     domain::{SessionInit, entry_link::Click, status::Outcome},
 };
 
@@ -173,7 +173,7 @@ fn conversation_ids(n: usize) -> Vec<kenar::ConversationId> {
 }
 
 async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> String {
-    match outbox::create_broadcast(
+    match broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post_token("P1"),
@@ -184,8 +184,8 @@ async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> Stri
     .await
     .unwrap()
     {
-        outbox::Created::New(id) => id,
-        outbox::Created::Existing(_) => panic!("expected a new broadcast"),
+        broadcasts::Created::New(id) => id,
+        broadcasts::Created::Existing(_) => panic!("expected a new broadcast"),
     }
 }
 
@@ -218,7 +218,7 @@ async fn a_large_broadcast_is_written_whole_with_distinct_keys(engine: Engine) {
     // More than two insert chunks, the last one partial.
     let conversations = conversation_ids(1234);
     let id = new_broadcast(&db, &conversations).await;
-    assert_eq!(outbox::progress(&db, &id).await.unwrap().pending, 1234);
+    assert_eq!(broadcasts::progress(&db, &id).await.unwrap().pending, 1234);
     let mut keys = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();
     loop {
@@ -257,7 +257,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     let status = |id: String| {
         let db = db.clone();
         async move {
-            outbox::find_broadcast(&db, &id)
+            broadcasts::find(&db, &id)
                 .await
                 .unwrap()
                 .unwrap()
@@ -270,7 +270,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
 
     // Paused with nothing left (its rows ended while it was paused): resuming finishes it.
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
+    broadcasts::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
         .await
         .unwrap();
     assert_eq!(status(second.clone()).await, "paused");
@@ -281,7 +281,7 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
             .is_empty(),
         "a paused broadcast's rows are not claimed"
     );
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
         .await
         .unwrap();
     assert_eq!(
@@ -290,10 +290,10 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
         "rows still pending"
     );
     assert_eq!(finish_all(&db, "w", "failed").await, 3);
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
+    broadcasts::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
         .await
         .unwrap();
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
         .await
         .unwrap();
     assert_eq!(status(second).await, "done");
@@ -345,7 +345,7 @@ crate::both_engines!(
 async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let ids = conversation_ids(3);
-    let outbox::Created::New(id) = outbox::create_broadcast(
+    let broadcasts::Created::New(id) = broadcasts::create(
         &db,
         "key-1",
         &post_token("p-1"),
@@ -362,10 +362,10 @@ async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(held.len(), 3);
-    outbox::cancel(&db, &id).await.unwrap();
+    broadcasts::cancel(&db, &id).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     outbox::complete_finished(&db).await.unwrap();
-    let progress = outbox::progress(&db, &id).await.unwrap();
+    let progress = broadcasts::progress(&db, &id).await.unwrap();
     assert_eq!(
         (progress.pending, progress.cancelled),
         (0, 3),
@@ -533,3 +533,67 @@ async fn sessions_are_erased_by_their_visitor(engine: Engine) {
     assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
 }
 crate::both_engines!(sessions_by_visitor, sessions_are_erased_by_their_visitor);
+
+/// The post page's list: a seller's broadcasts of one post, newest first, each with its counts,
+/// from one query; a broadcast with no rows counts zeros, other posts and sellers are left out.
+async fn a_post_lists_its_broadcasts_with_their_progress(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let first = new_broadcast(&db, &conversation_ids(4)).await;
+    assert_eq!(finish_all(&db, "w", "sent").await, 4);
+    let second = new_broadcast(&db, &conversation_ids(3)).await;
+    let empty = new_broadcast(&db, &[]).await;
+    broadcasts::create(
+        &db,
+        "another seller",
+        &post_token("P1"),
+        &user_id("other"),
+        "{}",
+        &conversation_ids(2),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 1 where broadcast_id = $1")
+        .bind(&second)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 2 where broadcast_id = $1")
+        .bind(&empty)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let listed = broadcasts::list_for_post(&db, &post_token("P1"), &user_id("seller"))
+        .await
+        .unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|l| (l.broadcast.broadcast_id.clone(), l.progress.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (empty.clone(), broadcasts::Progress::default()),
+            (
+                second.clone(),
+                broadcasts::Progress {
+                    pending: 3,
+                    ..Default::default()
+                }
+            ),
+            (
+                first.clone(),
+                broadcasts::Progress {
+                    sent: 4,
+                    ..Default::default()
+                }
+            ),
+        ]
+    );
+    for (id, progress) in &summary {
+        assert_eq!(&broadcasts::progress(&db, id).await.unwrap(), progress);
+    }
+}
+crate::both_engines!(
+    post_broadcasts,
+    a_post_lists_its_broadcasts_with_their_progress
+);

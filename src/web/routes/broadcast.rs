@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use crate::{
     db::{
         self,
+        broadcasts::{Broadcast, Created, WithProgress},
         grants::Subject,
         now_ms,
-        outbox::{Broadcast, Created},
     },
     domain::message,
     domain::status::BroadcastStatus,
@@ -88,10 +88,13 @@ fn settled(status: BroadcastStatus, pending: i64) -> bool {
     }
 }
 
-async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<Vec<BroadcastRow>> {
+fn broadcast_rows(broadcasts: Vec<WithProgress>) -> Vec<BroadcastRow> {
     let mut rows = Vec::new();
-    for b in broadcasts {
-        let progress = db::outbox::progress(&state.db, &b.broadcast_id).await?;
+    for WithProgress {
+        broadcast: b,
+        progress,
+    } in broadcasts
+    {
         let body: Value = serde_json::from_str(&b.body).unwrap_or(Value::Null);
         rows.push(BroadcastRow {
             text: body["message"]
@@ -109,7 +112,7 @@ async fn broadcast_rows(state: &AppState, broadcasts: Vec<Broadcast>) -> Result<
             broadcast_id: b.broadcast_id,
         });
     }
-    Ok(rows)
+    rows
 }
 
 /// The post's page: connect, or the known conversations and the broadcasts so far. An owner
@@ -121,7 +124,7 @@ async fn show_post(State(state): State<AppState>, entry: PostEntry) -> Result<Re
                 .vault
                 .has_grant(&Subject::Post(entry.post_token.clone()), user)
                 .await?,
-            db::outbox::list_broadcasts(&state.db, &entry.post_token, user).await?,
+            db::broadcasts::list_for_post(&state.db, &entry.post_token, user).await?,
         ),
         None => (false, Vec::new()),
     };
@@ -136,7 +139,7 @@ async fn show_post(State(state): State<AppState>, entry: PostEntry) -> Result<Re
         connected,
         conversation_count: conversations.len(),
         last_activity,
-        broadcasts: broadcast_rows(&state, broadcasts).await?,
+        broadcasts: broadcast_rows(broadcasts),
     }))
 }
 
@@ -247,7 +250,7 @@ async fn create_broadcast(
         .ok_or_else(|| AppError::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید.".into()))?
         .clone();
     // A second submit of the same confirm form leads to the broadcast the first one made.
-    if let Some(existing) = db::outbox::broadcast_for_key(&state.db, &key).await? {
+    if let Some(existing) = db::broadcasts::id_for_key(&state.db, &key).await? {
         return Ok(Redirect::to(&format!("/broadcasts/{existing}")).into_response());
     }
     let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
@@ -283,7 +286,7 @@ async fn create_broadcast(
     }
     let key = key.as_str();
     let body = crate::domain::message::to_kenar_json(&message, key).to_string();
-    let id = match db::outbox::create_broadcast(
+    let id = match db::broadcasts::create(
         &state.db,
         key,
         &seller.post_token,
@@ -304,7 +307,7 @@ async fn create_broadcast(
 
 /// Only the seller who made it sees a broadcast.
 async fn owned(state: &AppState, seller: &SellerVisit, id: &str) -> Result<Broadcast> {
-    let broadcast = db::outbox::find_broadcast(&state.db, id)
+    let broadcast = db::broadcasts::find(&state.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
     if broadcast.user_id != seller.user_id || broadcast.post_token != seller.post_token {
@@ -332,9 +335,9 @@ async fn show_broadcast(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let broadcast = owned(&state, &seller, &id).await?;
-    let progress = db::outbox::progress(&state.db, &id).await?;
-    let failed = db::outbox::failures(&state.db, &id).await?;
-    let (retryable, restricted) = db::outbox::failure_counts(&state.db, &id).await?;
+    let progress = db::broadcasts::progress(&state.db, &id).await?;
+    let failed = db::broadcasts::failures(&state.db, &id).await?;
+    let (retryable, restricted) = db::broadcasts::failure_counts(&state.db, &id).await?;
     let failures = failed
         .iter()
         .map(|f| {
@@ -392,7 +395,7 @@ async fn broadcast_progress(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let broadcast = owned(&state, &seller, &id).await?;
-    let progress = db::outbox::progress(&state.db, &id).await?;
+    let progress = db::broadcasts::progress(&state.db, &id).await?;
     Ok(Json(json!({
         "status": broadcast.status,
         "status_label": status_label(broadcast.status, progress.pending),
@@ -411,7 +414,7 @@ async fn cancel_broadcast(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
-    db::outbox::cancel(&state.db, &id).await?;
+    db::broadcasts::cancel(&state.db, &id).await?;
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }
 
@@ -422,7 +425,7 @@ async fn retry_failed(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
-    let queued = db::outbox::retry_failed(&state.db, &id).await?;
+    let queued = db::broadcasts::retry_failed(&state.db, &id).await?;
     tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }

@@ -271,7 +271,7 @@ async fn oauth_callback(
         Subject::Post(post_token) => {
             // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
             delivery::subscribe_post_messages(&state.api, &issued.access_token, &post_token).await;
-            db::outbox::resume_for_grant(&state.db, &post_token, &user_id).await?;
+            db::broadcasts::resume_for_grant(&state.db, &post_token, &user_id).await?;
             tracing::info!("a seller connected a post");
             Ok(Redirect::to("/post").into_response())
         }

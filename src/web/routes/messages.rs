@@ -205,7 +205,7 @@ async fn show_message(
         Some(_) => return Err(AppError::NotFound),
         // A broadcast's buttons carry its idempotency key (its id is made with it).
         None => {
-            let broadcast = db::outbox::broadcast_sent_to(&state.db, &id, &chat.conversation_id)
+            let broadcast = db::broadcasts::sent_to(&state.db, &id, &chat.conversation_id)
                 .await?
                 .ok_or(AppError::NotFound)?;
             (
