@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use kenar::{api::KenarApi, oauth::KenarOAuth};
 
 use crate::{
+    clock::SharedClock,
     config::Settings,
     db::Db,
     services::{entry_links::EntryLinks, messaging::Messaging, vault::Vault},
@@ -42,6 +43,8 @@ pub struct AppParts {
     pub messaging: Messaging,
     pub api: KenarApi,
     pub lifecycle: Lifecycle,
+    /// "Now" for handlers, the same clock the services and workers read.
+    pub clock: SharedClock,
 }
 
 /// What `/readyz` reports besides the database: a drain under way, or a background worker

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Db, now_ms, outbox};
+use super::{Backend, Db, outbox};
 use crate::domain::{ConversationId, PostToken, UserId, status::BroadcastStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -44,8 +44,8 @@ pub async fn create(
     user_id: &UserId,
     body: &str,
     conversation_ids: &[ConversationId],
+    now: i64,
 ) -> anyhow::Result<Created> {
-    let now = now_ms();
     let broadcast_id = uuid::Uuid::new_v4().to_string();
     let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
     let inserted = sqlx::query(
@@ -173,13 +173,14 @@ pub async fn pause_for_grant(
     post_token: &PostToken,
     user_id: &UserId,
     reason: &str,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update broadcasts set status = 'paused', paused_reason = $1, updated_at = $2
          where post_token = $3 and user_id = $4 and status = 'running'",
     )
     .bind(reason)
-    .bind(now_ms())
+    .bind(now)
     .bind(post_token)
     .bind(user_id)
     .execute(db.pool())
@@ -193,6 +194,7 @@ pub async fn resume_for_grant(
     db: &Db,
     post_token: &PostToken,
     user_id: &UserId,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update broadcasts set paused_reason = null, updated_at = $1,
@@ -202,7 +204,7 @@ pub async fn resume_for_grant(
                            then 'running' else 'done' end
          where post_token = $2 and user_id = $3 and status = 'paused'",
     )
-    .bind(now_ms())
+    .bind(now)
     .bind(post_token)
     .bind(user_id)
     .execute(db.pool())
@@ -211,9 +213,8 @@ pub async fn resume_for_grant(
 }
 
 /// Cancels a broadcast: its pending rows are never sent.
-pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
+pub async fn cancel(db: &Db, broadcast_id: &str, now: i64) -> anyhow::Result<bool> {
     let mut tx = db.pool().begin().await?;
-    let now = now_ms();
     let changed = sqlx::query(
         "update broadcasts set status = 'cancelled', updated_at = $1
          where broadcast_id = $2 and status in ('running', 'paused')",
@@ -299,8 +300,7 @@ pub async fn failure_counts(db: &Db, broadcast_id: &str) -> anyhow::Result<(i64,
 /// Queues a finished broadcast's failed rows again, except the blocked chats (a 412 cannot
 /// change by retrying). Each row keeps its idempotency key, so a conversation Divar did reach
 /// despite the failure is not messaged twice. Returns how many rows were queued.
-pub async fn retry_failed(db: &Db, broadcast_id: &str) -> anyhow::Result<u64> {
-    let now = now_ms();
+pub async fn retry_failed(db: &Db, broadcast_id: &str, now: i64) -> anyhow::Result<u64> {
     let mut tx = db.pool().begin().await?;
     // A broadcast whose text was purged (`db::purge`) has nothing left to send.
     let reopened = sqlx::query(

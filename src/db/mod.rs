@@ -247,11 +247,3 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
         format!("{url}?mode=rwc")
     })
 }
-
-/// Milliseconds since the Unix epoch: the one timestamp format both engines store alike.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
-use super::{Backend, Db, now_ms};
+use super::{Backend, Db};
 use crate::domain::{
     ConversationId,
     status::{MessageStatus, Outcome},
@@ -218,8 +218,8 @@ pub async fn claim_batch(
     lease_ms: i64,
     limit: i64,
     lanes: Lanes,
+    now: i64,
 ) -> anyhow::Result<Vec<Claimed>> {
-    let now = now_ms();
     // The dialect switches of the outbox: only PostgreSQL has SKIP LOCKED, and only there a
     // commit waits for the disk (see [`async_commit`]).
     let lock_clause = match db.backend() {
@@ -306,7 +306,12 @@ pub struct Finished {
 /// Records final outcomes for rows this worker holds, one statement per distinct outcome, and
 /// the same outcome on the messages of single sends, in one transaction.
 /// Returns false when some lease was lost (another worker took the row over).
-pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow::Result<bool> {
+pub async fn finish_many(
+    db: &Db,
+    worker: &str,
+    outcomes: &[Finished],
+    now: i64,
+) -> anyhow::Result<bool> {
     if outcomes.is_empty() {
         return Ok(true);
     }
@@ -335,7 +340,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(*failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(worker);
         for id in ids {
             query = query.bind(*id);
@@ -361,7 +366,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(worker);
         for id in ids {
             query = query.bind(id);
@@ -383,7 +388,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             )
             .bind(message_status(outcome.status).as_str())
             .bind(outcome.failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(message_id)
             .bind(outcome.status.as_str()),
         )
@@ -410,6 +415,7 @@ pub async fn reschedule(
     at: i64,
     failure: Option<&str>,
     refund: bool,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update outbox set next_attempt_at = $1, failure = $2, locked_until = null, locked_by = null,
@@ -419,7 +425,7 @@ pub async fn reschedule(
     .bind(at)
     .bind(failure)
     .bind(if refund { 1i64 } else { 0 })
-    .bind(now_ms())
+    .bind(now)
     .bind(outbox_id)
     .bind(worker)
     .execute(db.pool())
@@ -429,8 +435,7 @@ pub async fn reschedule(
 
 /// Marks running broadcasts done once nothing of them is pending; returns their ids. Workers
 /// call it when the queue runs dry after they finished rows, not after every batch.
-pub async fn complete_finished(db: &Db) -> anyhow::Result<Vec<String>> {
-    let now = now_ms();
+pub async fn complete_finished(db: &Db, now: i64) -> anyhow::Result<Vec<String>> {
     let mut book = Bookkeeping::begin(db).await?;
     // Rows of a cancelled broadcast that a worker still held when it was cancelled, and then
     // gave back or left behind (it died): nobody claims them any more, so settle them here.

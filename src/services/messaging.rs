@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::{
+    clock::SharedClock,
     db::{
         Db,
         messages::{self, Inserted, MessageRow, Requeue},
@@ -26,11 +27,12 @@ pub struct Messaging {
     db: Db,
     /// Wakes the outbox's express worker as soon as a send is committed.
     wake: Arc<Notify>,
+    clock: SharedClock,
 }
 
 impl Messaging {
-    pub fn new(db: Db, wake: Arc<Notify>) -> Self {
-        Self { db, wake }
+    pub fn new(db: Db, wake: Arc<Notify>, clock: SharedClock) -> Self {
+        Self { db, wake, clock }
     }
 
     /// Queues a message once per `idempotency_key`, whatever the number of submits.
@@ -55,7 +57,7 @@ impl Messaging {
             created_at: 0,
             updated_at: 0,
         };
-        match messages::insert_queued(&self.db, &row).await? {
+        match messages::insert_queued(&self.db, &row, self.clock.now_ms()).await? {
             Inserted::Existing(existing) => Ok(Queued::Duplicate {
                 message: Box::new(existing),
             }),
@@ -69,7 +71,13 @@ impl Messaging {
     /// Queues a failed message again under its original idempotency key. False when it is not
     /// this person's, not failed, or failed for a reason retrying cannot fix.
     pub async fn resend(&self, message_id: &str, user_id: &UserId) -> anyhow::Result<bool> {
-        let queued = messages::requeue(&self.db, user_id, Requeue::One(message_id)).await?;
+        let queued = messages::requeue(
+            &self.db,
+            user_id,
+            Requeue::One(message_id),
+            self.clock.now_ms(),
+        )
+        .await?;
         if queued.is_empty() {
             return Ok(false);
         }
@@ -88,6 +96,7 @@ impl Messaging {
             &self.db,
             user_id,
             Requeue::AfterReconsent { conversation_id },
+            self.clock.now_ms(),
         )
         .await?;
         if !queued.is_empty() {

@@ -91,7 +91,7 @@ pub fn router(state: AppState) -> Router {
 /// and expires after 15 minutes without activity (Divar's security checklist).
 fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
     let secure = state.settings.cookies_secure();
-    SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+    SessionManagerLayer::new(DbSessionStore::new(state.db.clone(), state.clock.clone()))
         .with_name(if secure {
             "__Host-kenar_session"
         } else {

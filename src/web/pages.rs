@@ -246,11 +246,11 @@ pub fn tehran_time(epoch_ms: i64) -> String {
     persian_digits(&format!("{:02}:{:02}", seconds / 3600, seconds % 3600 / 60))
 }
 
-/// When, relative to today in Tehran: «امروز ۱۴:۳۰», «دیروز ۰۹:۱۵», «۳ روز پیش ۱۸:۰۰»
+/// When, relative to `now`'s day in Tehran: «امروز ۱۴:۳۰», «دیروز ۰۹:۱۵», «۳ روز پیش ۱۸:۰۰»
 /// (no calendar to get wrong: Divar's users read Solar Hijri dates).
-pub fn tehran_date_time(epoch_ms: i64) -> String {
+pub fn tehran_date_time(epoch_ms: i64, now: i64) -> String {
     let day = |ms: i64| (ms / 1000 + 12_600).div_euclid(86_400);
-    let days_ago = day(crate::db::now_ms()) - day(epoch_ms);
+    let days_ago = day(now) - day(epoch_ms);
     let when = match days_ago {
         ..=0 => "امروز".to_string(),
         1 => "دیروز".to_string(),

@@ -120,9 +120,14 @@ async fn seeded_broadcast(
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     for conversation in &conversations {
-        db::conversations::record_seen(&db, &conversation_id(conversation), &post_token(POST_1))
-            .await
-            .unwrap();
+        db::conversations::record_seen(
+            &db,
+            &conversation_id(conversation),
+            &post_token(POST_1),
+            now_ms(),
+        )
+        .await
+        .unwrap();
     }
     let body = json!({ "type": "TEXT", "message": "این آگهی فروخته شد" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
@@ -134,6 +139,7 @@ async fn seeded_broadcast(
         &user_id(SELLER_1),
         &body,
         &recipients,
+        now_ms(),
     )
     .await
     .unwrap() else {
@@ -466,11 +472,22 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
         "/readyz failed after {to_503:?}"
     );
 
-    // After the delay the listener is closed; the request in flight is still answered.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The listener closes when the delay (1 s, on the process's own timer) is over, not
+    // before; the request in flight is still answered after that. Polled: the test cannot
+    // move a child process's clock.
+    let closed = loop {
+        if std::net::TcpStream::connect(&addr).is_err() {
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(3),
+            "still taking connections long after the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "no new connections after the delay"
+        closed >= Duration::from_millis(900),
+        "the listener closed {closed:?} after the signal, before the delay"
     );
     in_flight.write_all(rest).unwrap();
     let mut answer = String::new();

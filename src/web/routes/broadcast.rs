@@ -17,7 +17,6 @@ use crate::{
         self,
         broadcasts::{Broadcast, Created, WithProgress},
         grants::Subject,
-        now_ms,
     },
     domain::message,
     domain::status::BroadcastStatus,
@@ -190,7 +189,7 @@ async fn submit_new_broadcast(
         let page = compose_page(&state, &seller.user_id, Draft { preview, ..draft() }).await?;
         return Ok(render_page(&page));
     }
-    let as_of = now_ms();
+    let as_of = state.clock.now_ms();
     confirm_page(&state, &seller, fields, preview, as_of, None).await
 }
 
@@ -273,7 +272,7 @@ async fn create_broadcast(
             &seller,
             fields,
             preview_of(&message),
-            now_ms(),
+            state.clock.now_ms(),
             Some("از وقتی این صفحه را باز کردید فهرست گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید."),
         )
         .await;
@@ -293,6 +292,7 @@ async fn create_broadcast(
         &seller.user_id,
         &body,
         &conversations,
+        state.clock.now_ms(),
     )
     .await?
     {
@@ -338,12 +338,13 @@ async fn show_broadcast(
     let progress = db::broadcasts::progress(&state.db, &id).await?;
     let failed = db::broadcasts::failures(&state.db, &id).await?;
     let (retryable, restricted) = db::broadcasts::failure_counts(&state.db, &id).await?;
+    let now = state.clock.now_ms();
     let failures = failed
         .iter()
         .map(|f| {
             let what = failure_label(f.failure.as_deref().and_then(Failure::parse));
             let chat = match f.conversation_seen_at {
-                Some(seen) => format!("گفت‌وگویی که {} به فهرست آمد", tehran_date_time(seen)),
+                Some(seen) => format!("گفت‌وگویی که {} به فهرست آمد", tehran_date_time(seen, now)),
                 None => "یکی از گفت‌وگوهای آگهی".to_string(),
             };
             persian_digits(&format!(
@@ -414,7 +415,7 @@ async fn cancel_broadcast(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
-    db::broadcasts::cancel(&state.db, &id).await?;
+    db::broadcasts::cancel(&state.db, &id, state.clock.now_ms()).await?;
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }
 
@@ -425,7 +426,7 @@ async fn retry_failed(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     owned(&state, &seller, &id).await?;
-    let queued = db::broadcasts::retry_failed(&state.db, &id).await?;
+    let queued = db::broadcasts::retry_failed(&state.db, &id, state.clock.now_ms()).await?;
     tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(Redirect::to(&format!("/broadcasts/{id}")))
 }

@@ -255,7 +255,13 @@ async fn oauth_callback(
     if pending.user_id.is_none() {
         session.identify(&user_id).await?;
         if let Some(visit) = &visit {
-            db::conversations::identify_click(&state.db, &visit.session_init_id, &user_id).await?;
+            db::conversations::identify_click(
+                &state.db,
+                &visit.session_init_id,
+                &user_id,
+                state.clock.now_ms(),
+            )
+            .await?;
         }
     }
     let Some(subject) = pending.subject() else {
@@ -271,7 +277,13 @@ async fn oauth_callback(
         Subject::Post(post_token) => {
             // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
             delivery::subscribe_post_messages(&state.api, &issued.access_token, &post_token).await;
-            db::broadcasts::resume_for_grant(&state.db, &post_token, &user_id).await?;
+            db::broadcasts::resume_for_grant(
+                &state.db,
+                &post_token,
+                &user_id,
+                state.clock.now_ms(),
+            )
+            .await?;
             tracing::info!("a seller connected a post");
             Ok(Redirect::to("/post").into_response())
         }

@@ -109,7 +109,13 @@ async fn receive_event(
             post_token: Some(post_token),
             ..
         } => {
-            db::conversations::record_seen(&state.db, &conversation_id, &post_token).await?;
+            db::conversations::record_seen(
+                &state.db,
+                &conversation_id,
+                &post_token,
+                state.clock.now_ms(),
+            )
+            .await?;
         }
         // The person withdrew the app's access: forget everything kept about them (Divar's
         // policy asks apps to keep people's data no longer than needed).

@@ -67,6 +67,7 @@ pub(super) async fn save_template(
             &name,
             &draft,
             MAX_TEMPLATES_PER_USER,
+            state.clock.now_ms(),
         )
         .await?
         .is_none()

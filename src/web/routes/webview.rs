@@ -9,7 +9,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    db::{self, grants::Subject},
+    db::grants::Subject,
     domain::{
         PostToken, UserSide,
         message::{MESSAGE_KEY, PAGE_KEY},
@@ -56,7 +56,7 @@ async fn enter(
     session: TypedSession,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    let (session_init_id, click) = match state.entry_links.open(&token, db::now_ms()).await? {
+    let (session_init_id, click) = match state.entry_links.open(&token).await? {
         Entry::Fresh {
             session_init_id,
             click,
