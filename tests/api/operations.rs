@@ -132,12 +132,35 @@ async fn an_unreachable_database_answers_503_and_recovers() {
         settings.database_acquire_timeout = Duration::from_secs(1);
     })
     .await;
-    let probe = "/s/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    assert_eq!(app.get(probe).await.status(), StatusCode::NOT_FOUND);
+    // One-time links, made while the database is up: opening one spends it in the database.
+    let new_link = async || {
+        let made: serde_json::Value = app
+            .client
+            .post(app.url("/divar/session-init"))
+            .header("authorization", &app.sandbox.app().identification_key)
+            .header("API-Version", "2")
+            .json(&json!({ "source": "CHAT", "post_token": POST_1,
+                           "conversation_id": conversation(1, 1), "user_side": "DEMAND",
+                           "extra_data": {}, "user_id": BUYER_1 }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        url::Url::parse(made["url"].as_str().unwrap())
+            .unwrap()
+            .path()
+            .to_string()
+    };
+    let (working, probe) = (new_link().await, new_link().await);
+    // In a browser of its own: the probes below come from one without a session.
+    let opened = browser().get(app.url(&working)).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
 
     first.stop.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let page = app.get(probe).await;
+    let page = app.get(&probe).await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.headers().contains_key("retry-after"));
     assert!(page.text().await.unwrap().contains("دوباره امتحان کنید"));
@@ -163,7 +186,8 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     let back = relay(first.addr, upstream).await;
     let mut recovered = false;
     for _ in 0..50 {
-        if app.get(probe).await.status() == StatusCode::NOT_FOUND {
+        // The link the outage could not spend opens now.
+        if app.get(&probe).await.status() == StatusCode::SEE_OTHER {
             recovered = true;
             break;
         }
