@@ -17,6 +17,7 @@ use kenar::{
     scopes::Scope,
 };
 use kenar_chat::{
+    clock::{Clock, SystemClock},
     config::{Settings, TokenKey},
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
@@ -123,7 +124,12 @@ async fn main() -> anyhow::Result<()> {
     db.migrate().await?;
     let client = kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?;
     let oauth = KenarOAuth::new(&settings.oauth_credentials(), client.clone())?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
     let issued = IssuedTokens {
         access_token: SecretString::from(access.clone()),
         refresh_token: None,
@@ -134,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .store(Subject::Post(post()), &seller(), &scope, &issued)
         .await?;
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, &post()).await?;
+        db::conversations::record_seen(&db, conversation, &post(), SystemClock.now_ms()).await?;
     }
     let api = KenarApi::new(
         client,
@@ -154,8 +160,9 @@ async fn main() -> anyhow::Result<()> {
         db.clone(),
         vault,
         api,
-        Pacer::per_minute(0),
+        Pacer::unlimited(SystemClock::shared()),
         outbox_settings,
+        SystemClock::shared(),
     );
 
     println!(
@@ -242,13 +249,14 @@ async fn through_outbox(
     body: &Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+    let db::broadcasts::Created::New(id) = db::broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post(),
         &seller(),
         &body.to_string(),
         conversations,
+        SystemClock.now_ms(),
     )
     .await?
     else {
@@ -266,7 +274,7 @@ async fn through_outbox(
         task.await??;
     }
     let elapsed = started.elapsed();
-    let progress = db::outbox::progress(db, &id).await?;
+    let progress = db::broadcasts::progress(db, &id).await?;
     anyhow::ensure!(
         progress.sent as usize == conversations.len(),
         "outbox sent {} of {}",

@@ -22,6 +22,7 @@ use kenar::{
     scopes::Scope,
 };
 use kenar_chat::{
+    clock::{Clock, SystemClock},
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
     sandbox::{Sandbox, SandboxOptions, launch_with},
@@ -83,7 +84,12 @@ async fn main() -> anyhow::Result<()> {
         &settings.oauth_credentials(),
         kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?,
     )?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
     let buyer = sandbox
         .world()
         .conversation(CHAT)
@@ -126,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, &post()).await?;
+        db::conversations::record_seen(&db, conversation, &post(), SystemClock.now_ms()).await?;
     }
 
     // The buyer opens the add-on from the chat, as Divar would send them.
@@ -178,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
         let mut running: Option<String> = None;
         while busy.len() < samples {
             let done = match &running {
-                Some(id) => db::outbox::progress(&db, id).await?.pending == 0,
+                Some(id) => db::broadcasts::progress(&db, id).await?.pending == 0,
                 None => true,
             };
             if done {
@@ -196,14 +202,14 @@ async fn main() -> anyhow::Result<()> {
             let latency = send_one(&person, &base, &sandbox).await?;
             // Count it only if the broadcast was still running when it arrived.
             let id = running.as_deref().unwrap_or_default();
-            if db::outbox::progress(&db, id).await?.pending > 0 {
+            if db::broadcasts::progress(&db, id).await?.pending > 0 {
                 busy.push(latency);
             }
         }
         // The next round starts idle: cancel what still runs and let it settle.
         if let Some(id) = &running {
-            db::outbox::cancel(&db, id).await?;
-            while db::outbox::progress(&db, id).await?.pending > 0 {
+            db::broadcasts::cancel(&db, id, SystemClock.now_ms()).await?;
+            while db::broadcasts::progress(&db, id).await?.pending > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -256,8 +262,9 @@ async fn grant(
 async fn start_broadcast(db: &Db, conversations: &[ConversationId]) -> anyhow::Result<String> {
     let body = json!({ "type": "TEXT", "message": "benchmark broadcast" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
-    match db::outbox::create_broadcast(db, &key, &post(), &seller(), &body, conversations).await? {
-        db::outbox::Created::New(id) | db::outbox::Created::Existing(id) => Ok(id),
+    let now = SystemClock.now_ms();
+    match db::broadcasts::create(db, &key, &post(), &seller(), &body, conversations, now).await? {
+        db::broadcasts::Created::New(id) | db::broadcasts::Created::Existing(id) => Ok(id),
     }
 }
 

@@ -115,7 +115,7 @@ async fn floor_init(
         .as_ref()
         .map(|c| c.as_str().to_string());
     let user = init.user_id.as_ref().map(|u| u.as_str().to_string());
-    let now = kenar_chat::db::now_ms();
+    let now = kenar_chat::clock::Clock::now_ms(&kenar_chat::clock::SystemClock);
     let sql = "insert into bench_floor (conversation_id, user_id, created_at, updated_at)
                values ($1, $2, $3, $3)
                on conflict (conversation_id) do update set updated_at = excluded.updated_at";

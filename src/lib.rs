@@ -1,6 +1,7 @@
 //! kenar-chat: a Kenar (Divar open platform) chat add-on server, and a local stand-in for Divar.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;

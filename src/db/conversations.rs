@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::{ConversationId, PostToken, SessionInit, UserId, UserSide};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -33,7 +33,7 @@ pub struct RecordedSessionInit {
 /// knows. The one write of session initialization (the click itself travels in its sealed
 /// link, see `domain::entry_link`); nothing when the click names no conversation.
 #[tracing::instrument(skip_all, fields(conversation_id = ?init.conversation_id))]
-pub async fn record_click(db: &Db, init: &SessionInit) -> anyhow::Result<()> {
+pub async fn record_click(db: &Db, init: &SessionInit, now: i64) -> anyhow::Result<()> {
     let Some(conversation_id) = &init.conversation_id else {
         return Ok(());
     };
@@ -51,7 +51,7 @@ pub async fn record_click(db: &Db, init: &SessionInit) -> anyhow::Result<()> {
     .bind(&init.post_token)
     .bind(&init.seller_id)
     .bind(&init.buyer_id)
-    .bind(now_ms())
+    .bind(now)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -96,8 +96,8 @@ pub async fn record_seen(
     db: &Db,
     conversation_id: &ConversationId,
     post_token: &PostToken,
+    now: i64,
 ) -> anyhow::Result<()> {
-    let now = now_ms();
     sqlx::query(
         "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ($1, $2, null, null, $3, $3)
@@ -175,13 +175,14 @@ pub async fn identify_click(
     db: &Db,
     session_init_id: &str,
     user_id: &UserId,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update session_inits set user_id = $1, updated_at = $2
          where session_init_id = $3 and user_id is null",
     )
     .bind(user_id)
-    .bind(now_ms())
+    .bind(now)
     .bind(session_init_id)
     .execute(db.pool())
     .await?;

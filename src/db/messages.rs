@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, now_ms, outbox};
+use super::{Db, outbox};
 use crate::domain::{ConversationId, UserId, status::MessageStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -28,8 +28,7 @@ pub enum Inserted {
 
 /// Records a message and queues it for the outbox in one transaction, unless its idempotency
 /// key is already taken (a double submit): then nothing is written and the first is returned.
-pub async fn insert_queued(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted> {
-    let now = now_ms();
+pub async fn insert_queued(db: &Db, row: &MessageRow, now: i64) -> anyhow::Result<Inserted> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status, failure,
@@ -75,8 +74,12 @@ pub enum Requeue<'a> {
 
 /// Moves failed messages of `user_id` back to `sending` and their outbox rows back to the
 /// queue, under their original idempotency keys. Returns the ids of the messages queued.
-pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::Result<Vec<String>> {
-    let now = now_ms();
+pub async fn requeue(
+    db: &Db,
+    user_id: &UserId,
+    which: Requeue<'_>,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     let mut tx = db.pool().begin().await?;
     let query = match which {
         Requeue::One(message_id) => sqlx::query(

@@ -1,6 +1,7 @@
 //! All SQL lives under this module. One code path serves PostgreSQL and SQLite through sqlx's
 //! `Any` driver; the few statements that must differ switch on [`Backend`] right where they are.
 
+pub mod broadcasts;
 pub mod conversations;
 pub mod erasure;
 pub mod grants;
@@ -245,12 +246,4 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     } else {
         format!("{url}?mode=rwc")
     })
-}
-
-/// Milliseconds since the Unix epoch: the one timestamp format both engines store alike.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

@@ -15,29 +15,23 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use super::{Db, now_ms};
+use super::Db;
+use crate::clock::SharedClock;
 
 /// The top-level key of a session's data that holds the visitor's Divar user id (a JSON
 /// string), when known. The web layer writes it; the store files the session under it.
 pub use crate::domain::SESSION_USER_KEY as USER_ID_KEY;
 
+/// Expired sessions are not loaded; the purge (`db::purge`) deletes them.
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
     db: Db,
+    clock: SharedClock,
 }
 
 impl DbSessionStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    /// Deletes expired sessions; returns how many.
-    pub async fn delete_expired(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query("delete from web_sessions where expires_at < $1")
-            .bind(now_ms())
-            .execute(self.db.pool())
-            .await?;
-        Ok(done.rows_affected())
+    pub fn new(db: Db, clock: SharedClock) -> Self {
+        Self { db, clock }
     }
 }
 
@@ -67,7 +61,7 @@ fn user_id(record: &Record) -> Option<&str> {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // A colliding random id is vanishingly rare; pick another one if it happens.
         loop {
             let inserted = sqlx::query(
@@ -102,7 +96,7 @@ impl SessionStore for DbSessionStore {
         .bind(user_id(record))
         .bind(data)
         .bind(expiry_ms(record))
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .execute(self.db.pool())
         .await
         .map_err(backend)?;
@@ -114,7 +108,7 @@ impl SessionStore for DbSessionStore {
             "select data, expires_at from web_sessions where session_id = $1 and expires_at > $2",
         )
         .bind(key(id))
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .fetch_optional(self.db.pool())
         .await
         .map_err(backend)?;

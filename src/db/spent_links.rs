@@ -1,7 +1,7 @@
 //! One-time links into the webview are sealed and carry their click (see
 //! `domain::entry_link`); opening one spends it here, once.
 
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::entry_link::Click;
 
 /// Spends a sealed link and records its click, in one transaction. Exactly one caller gets
@@ -9,8 +9,7 @@ use crate::domain::entry_link::Click;
 /// hash of the link's random id, and its expiry) and is purged once the link has expired,
 /// when its seal alone refuses it.
 #[tracing::instrument(skip_all)]
-pub async fn spend(db: &Db, click: &Click) -> anyhow::Result<Option<String>> {
-    let now = now_ms();
+pub async fn spend(db: &Db, click: &Click, now: i64) -> anyhow::Result<Option<String>> {
     let mut tx = db.pool().begin().await?;
     let spent = sqlx::query(
         "insert into spent_links (link_hash, expires_at, created_at, updated_at)

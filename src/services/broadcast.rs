@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::{
-    db::{self, grants::Subject, outbox::Created as Inserted},
+    db::{self, broadcasts::Created as Inserted, grants::Subject},
     domain::{
         PostToken, UserId,
         compose::{ComposeForm, ConfirmForm, OutgoingMessage, Writer},
@@ -20,7 +20,7 @@ use super::{
     consent::Target,
 };
 
-pub use crate::db::outbox::{Broadcast, FailedRecipient, Progress};
+pub use crate::db::broadcasts::{Broadcast, FailedRecipient, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BroadcastError {
@@ -73,10 +73,10 @@ pub async fn overview(
 ) -> anyhow::Result<Overview> {
     let connected = super::consent::connected(deps, &Target::Post(post.clone()), user).await?;
     let broadcasts = match user {
-        Some(user) => db::outbox::list_broadcasts_with_progress(&deps.db, post, user)
+        Some(user) => db::broadcasts::list_for_post(&deps.db, post, user)
             .await?
             .into_iter()
-            .map(|(broadcast, progress)| Summary {
+            .map(|db::broadcasts::WithProgress { broadcast, progress }| Summary {
                 text: text_of(&broadcast.body),
                 broadcast,
                 progress,
@@ -198,7 +198,7 @@ pub async fn create(
         .parse(writer, &deps.catalog.page_keys())
         .map_err(|_| BroadcastError::InvalidMessage)?;
     let key = confirm.message.key().ok_or(BroadcastError::Incomplete)?;
-    if let Some(existing) = db::outbox::broadcast_for_key(&deps.db, key.as_str()).await? {
+    if let Some(existing) = db::broadcasts::id_for_key(&deps.db, key.as_str()).await? {
         return Ok(Created::Existing(existing));
     }
     let as_of = confirm.as_of().ok_or(BroadcastError::Incomplete)?;
@@ -213,13 +213,14 @@ pub async fn create(
     }
     let body = message::to_kenar_json(&message, key.as_str()).to_string();
     let conversations = recipients.conversation_ids;
-    match db::outbox::create_broadcast(
+    match db::broadcasts::create(
         &deps.db,
         key.as_str(),
         post,
         &writer.user,
         &body,
         &conversations,
+        deps.now(),
     )
     .await?
     {
@@ -269,7 +270,7 @@ pub fn settled(status: BroadcastStatus, pending: i64) -> bool {
 
 /// Only the seller who made it, from the post it went to, sees a broadcast.
 async fn owned(deps: &Deps, writer: &Writer, id: &str) -> Result<Broadcast, BroadcastError> {
-    db::outbox::find_broadcast(&deps.db, id)
+    db::broadcasts::find(&deps.db, id)
         .await?
         .filter(|b| b.user_id == writer.user && Some(&b.post_token) == writer.post.as_ref())
         .ok_or(BroadcastError::NotFound)
@@ -277,9 +278,9 @@ async fn owned(deps: &Deps, writer: &Writer, id: &str) -> Result<Broadcast, Broa
 
 pub async fn report(deps: &Deps, writer: &Writer, id: &str) -> Result<Report, BroadcastError> {
     let broadcast = owned(deps, writer, id).await?;
-    let progress = db::outbox::progress(&deps.db, id).await?;
-    let failures = db::outbox::failures(&deps.db, id).await?;
-    let (retryable, restricted) = db::outbox::failure_counts(&deps.db, id).await?;
+    let progress = db::broadcasts::progress(&deps.db, id).await?;
+    let failures = db::broadcasts::failures(&deps.db, id).await?;
+    let (retryable, restricted) = db::broadcasts::failure_counts(&deps.db, id).await?;
     Ok(Report {
         text: text_of(&broadcast.body),
         broadcast,
@@ -297,21 +298,21 @@ pub async fn progress(
     id: &str,
 ) -> Result<(Broadcast, Progress), BroadcastError> {
     let broadcast = owned(deps, writer, id).await?;
-    let progress = db::outbox::progress(&deps.db, id).await?;
+    let progress = db::broadcasts::progress(&deps.db, id).await?;
     Ok((broadcast, progress))
 }
 
 /// Stops a broadcast: its pending rows are never sent.
 pub async fn cancel(deps: &Deps, writer: &Writer, id: &str) -> Result<(), BroadcastError> {
     owned(deps, writer, id).await?;
-    db::outbox::cancel(&deps.db, id).await?;
+    db::broadcasts::cancel(&deps.db, id, deps.now()).await?;
     Ok(())
 }
 
 /// Queues the failed rows of a finished broadcast again (blocked chats excepted).
 pub async fn retry(deps: &Deps, writer: &Writer, id: &str) -> Result<(), BroadcastError> {
     owned(deps, writer, id).await?;
-    let queued = db::outbox::retry_failed(&deps.db, id).await?;
+    let queued = db::broadcasts::retry_failed(&deps.db, id, deps.now()).await?;
     tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(())
 }

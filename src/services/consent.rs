@@ -214,7 +214,7 @@ pub async fn finish(
     };
     let identified = pending.user_id.is_none();
     if let (true, Some(click)) = (identified, click) {
-        db::conversations::identify_click(&deps.db, click, &user).await?;
+        db::conversations::identify_click(&deps.db, click, &user, deps.now()).await?;
     }
     let subject = pending.subject().ok_or_else(|| {
         anyhow::anyhow!("a pending consent names neither a conversation nor a post")
@@ -226,7 +226,7 @@ pub async fn finish(
         Subject::Post(post) => {
             // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
             delivery::subscribe_post_messages(&deps.api, &issued.access_token, &post).await;
-            db::outbox::resume_for_grant(&deps.db, &post, &user).await?;
+            db::broadcasts::resume_for_grant(&deps.db, &post, &user, deps.now()).await?;
             tracing::info!("a seller connected a post");
             Target::Post(post)
         }

@@ -74,7 +74,7 @@ pub struct Entered {
 /// Opens a one-time link: it is spent, the click is recorded, and the visit's first page is
 /// decided.
 pub async fn open(deps: &Deps, token: &str) -> Result<Entered, EntryError> {
-    let (session_init_id, click) = match deps.entry_links.open(token, deps.now()).await? {
+    let (session_init_id, click) = match deps.entry_links.open(token).await? {
         Entry::Fresh {
             session_init_id,
             click,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::{
+    clock::SharedClock,
     crypto::LinkSealer,
     db::{self, Db},
     domain::{SessionInit, entry_link::Click},
@@ -18,6 +19,7 @@ pub struct EntryLinks {
     db: Db,
     sealer: LinkSealer,
     ttl: Duration,
+    clock: SharedClock,
 }
 
 /// What opening a link found.
@@ -35,22 +37,28 @@ pub enum Entry {
 }
 
 impl EntryLinks {
-    pub fn new(db: Db, sealer: LinkSealer, ttl: Duration) -> Self {
-        Self { db, sealer, ttl }
+    pub fn new(db: Db, sealer: LinkSealer, ttl: Duration, clock: SharedClock) -> Self {
+        Self {
+            db,
+            sealer,
+            ttl,
+            clock,
+        }
     }
 
     /// Records what the click tells about its conversation and returns the link's token.
     #[tracing::instrument(skip_all)]
     pub async fn issue(&self, init: &SessionInit) -> anyhow::Result<String> {
-        db::conversations::record_click(&self.db, init).await?;
-        let expires_at = db::now_ms() + i64::try_from(self.ttl.as_millis())?;
+        let now = self.clock.now_ms();
+        db::conversations::record_click(&self.db, init, now).await?;
+        let expires_at = now + i64::try_from(self.ttl.as_millis())?;
         let click = Click::new(init, expires_at);
         Ok(self.sealer.seal(&serde_json::to_vec(&click)?))
     }
 
     /// Opens a link once. A forged or altered link is `Unknown` before the database is asked.
     #[tracing::instrument(skip_all)]
-    pub async fn open(&self, token: &str, now: i64) -> anyhow::Result<Entry> {
+    pub async fn open(&self, token: &str) -> anyhow::Result<Entry> {
         if token.len() > MAX_LINK_LEN {
             return Ok(Entry::Unknown);
         }
@@ -62,10 +70,11 @@ impl EntryLinks {
             tracing::warn!("a sealed entry link whose payload does not parse");
             return Ok(Entry::Unknown);
         };
+        let now = self.clock.now_ms();
         if click.expires_at <= now {
             return Ok(Entry::Expired);
         }
-        Ok(match db::spent_links::spend(&self.db, &click).await? {
+        Ok(match db::spent_links::spend(&self.db, &click, now).await? {
             Some(session_init_id) => Entry::Fresh {
                 session_init_id,
                 click: Box::new(click),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use kenar::{api::KenarApi, oauth::KenarOAuth};
 use tokio::sync::Notify;
 
-use crate::{config::Settings, db::Db};
+use crate::{clock::SharedClock, config::Settings, db::Db};
 
 pub use catalog::Catalog;
 
@@ -55,11 +55,13 @@ pub struct Deps {
     pub wake: Arc<Notify>,
     /// What the features declared, with the core's own entries.
     pub catalog: Arc<Catalog>,
+    /// "Now" for every use case: the system clock, or a test's manual one.
+    pub clock: SharedClock,
 }
 
 impl Deps {
     /// Now, in epoch milliseconds.
     pub fn now(&self) -> i64 {
-        crate::db::now_ms()
+        self.clock.now_ms()
     }
 }

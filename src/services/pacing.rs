@@ -1,5 +1,6 @@
 //! One token bucket for every message call this instance makes to Divar, with a lane for sends a
-//! person is waiting for.
+//! person is waiting for. The bucket runs on the application's clock (`governor` reads it
+//! through [`PaceClock`]), so under a test's manual clock sends go out as the test moves it on.
 
 use std::{
     num::NonZeroU32,
@@ -7,11 +8,34 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock as _, ReasonablyRealtime},
+    middleware::NoOpMiddleware,
+    state::{InMemoryState, NotKeyed},
+};
 use tokio::sync::Notify;
+
+use crate::clock::SharedClock;
+
+/// The application's clock as `governor` reads it: `Clock::monotonic`, which never goes back.
+#[derive(Debug, Clone)]
+pub struct PaceClock(SharedClock);
+
+impl governor::clock::Clock for PaceClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+impl ReasonablyRealtime for PaceClock {}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, PaceClock, NoOpMiddleware<Duration>>;
 
 /// Who is waiting for a send: a person (single sends) or nobody in particular (broadcasts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +46,10 @@ pub enum Lane {
 
 /// Paces outgoing sends to at most `per_minute` in any 60-second window; `None` is unlimited.
 /// Interactive sends take the next free turn ahead of every waiting bulk send.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Pacer {
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<Limiter>>,
+    clock: SharedClock,
     per_minute: u32,
     /// Waiters take turns first-come first-served within a lane, so no sender starves (an
     /// outbox worker holding leased rows must get its turn before the leases run out).
@@ -47,9 +72,22 @@ impl Drop for Waiting<'_> {
 }
 
 impl Pacer {
-    pub fn per_minute(per_minute: u32) -> Self {
+    /// Never waits.
+    pub fn unlimited(clock: SharedClock) -> Self {
+        Self {
+            limiter: None,
+            clock,
+            per_minute: 0,
+            turn: Arc::default(),
+            interactive: Arc::default(),
+            interactive_arrived: Arc::default(),
+            interactive_done: Arc::default(),
+        }
+    }
+
+    pub fn per_minute(per_minute: u32, clock: SharedClock) -> Self {
         if per_minute == 0 {
-            return Self::default();
+            return Self::unlimited(clock);
         }
         // No burst, and 2% slower than the limit: a burst of N at the start of a window plus
         // the refill inside it would exceed N, and network jitter can bunch evenly spaced sends.
@@ -58,9 +96,12 @@ impl Pacer {
             .expect("a positive period")
             .allow_burst(NonZeroU32::MIN);
         Self {
-            limiter: Some(Arc::new(RateLimiter::direct(quota))),
+            limiter: Some(Arc::new(RateLimiter::direct_with_clock(
+                quota,
+                PaceClock(clock.clone()),
+            ))),
             per_minute,
-            ..Self::default()
+            ..Self::unlimited(clock)
         }
     }
 
@@ -74,7 +115,7 @@ impl Pacer {
         let Some(limiter) = &self.limiter else {
             return Duration::ZERO;
         };
-        let started = Instant::now();
+        let started = self.clock.monotonic();
         match lane {
             Lane::Interactive => {
                 self.interactive.fetch_add(1, Ordering::AcqRel);
@@ -93,12 +134,12 @@ impl Pacer {
                 // An interactive send came: let it have the turn, then queue again.
             },
         }
-        started.elapsed()
+        self.clock.monotonic().saturating_sub(started)
     }
 
     /// Waits for the limiter holding the turn, unless an interactive send arrives first (then
     /// false: the caller gives the turn up).
-    async fn bulk_turn(&self, limiter: &DefaultDirectRateLimiter) -> bool {
+    async fn bulk_turn(&self, limiter: &Limiter) -> bool {
         loop {
             let arrived = self.interactive_arrived.notified();
             tokio::pin!(arrived);
@@ -136,10 +177,12 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    use crate::clock::{ManualClock, SystemClock};
+
     #[tokio::test]
     async fn interactive_sends_go_before_waiting_bulk_sends() {
         // 600/min: one turn every ~102 ms.
-        let pacer = Pacer::per_minute(600);
+        let pacer = Pacer::per_minute(600, SystemClock::shared());
         pacer.ready(Lane::Bulk).await;
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut tasks = tokio::task::JoinSet::new();
@@ -166,8 +209,32 @@ mod tests {
 
     #[tokio::test]
     async fn unpaced_sends_never_wait() {
-        let pacer = Pacer::per_minute(0);
+        let pacer = Pacer::per_minute(0, SystemClock::shared());
         assert_eq!(pacer.ready(Lane::Bulk).await, Duration::ZERO);
         assert_eq!(pacer.limit_per_minute(), None);
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_paces_the_sends() {
+        let clock = ManualClock::starting_now();
+        // 60/min: one turn every 1.02 s of the clock.
+        let pacer = Pacer::per_minute(60, clock.shared());
+        pacer.ready(Lane::Bulk).await;
+        let next = tokio::spawn({
+            let pacer = pacer.clone();
+            async move { pacer.ready(Lane::Bulk).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!next.is_finished(), "the clock has not moved: no turn yet");
+        clock.advance(Duration::from_millis(1_020));
+        let waited = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("a turn once the clock moved")
+            .unwrap();
+        assert_eq!(
+            waited,
+            Duration::from_millis(1_020),
+            "measured on the clock"
+        );
     }
 }

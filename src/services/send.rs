@@ -168,7 +168,7 @@ pub async fn submit(
         created_at: 0,
         updated_at: 0,
     };
-    match db::messages::insert_queued(&deps.db, &row).await? {
+    match db::messages::insert_queued(&deps.db, &row, deps.now()).await? {
         Inserted::Existing(existing) => Ok(Submitted::Sent {
             message_id: existing.message_id,
             again: true,
@@ -207,7 +207,7 @@ pub async fn history(deps: &Deps, writer: &Writer) -> Result<Vec<SentMessage>, S
 /// sending, or failed for a reason retrying cannot fix: its status says which.
 pub async fn resend(deps: &Deps, writer: &Writer, id: &str) -> Result<(), SendError> {
     status(deps, writer, id).await?;
-    let queued = db::messages::requeue(&deps.db, &writer.user, Requeue::One(id)).await?;
+    let queued = db::messages::requeue(&deps.db, &writer.user, Requeue::One(id), deps.now()).await?;
     if !queued.is_empty() {
         deps.wake.notify_one();
     }
@@ -221,8 +221,8 @@ pub async fn resume_after_consent(
     conversation_id: &ConversationId,
     user: &UserId,
 ) -> anyhow::Result<usize> {
-    let queued =
-        db::messages::requeue(&deps.db, user, Requeue::AfterReconsent { conversation_id }).await?;
+    let which = Requeue::AfterReconsent { conversation_id };
+    let queued = db::messages::requeue(&deps.db, user, which, deps.now()).await?;
     if !queued.is_empty() {
         deps.wake.notify_one();
     }
@@ -264,7 +264,7 @@ pub async fn tapped(deps: &Deps, tap: &Tap<'_>, id: &str) -> Result<Tapped, Send
         ),
         Some(_) => return Err(SendError::NotFound),
         None => {
-            let broadcast = db::outbox::broadcast_sent_to(&deps.db, id, tap.conversation)
+            let broadcast = db::broadcasts::sent_to(&deps.db, id, tap.conversation)
                 .await?
                 .ok_or(SendError::NotFound)?;
             (

@@ -67,6 +67,7 @@ pub async fn save(
         &name,
         &draft,
         MAX_TEMPLATES_PER_USER,
+        deps.now(),
     )
     .await?;
     if saved.is_none() {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    clock::SharedClock,
     config::Retention,
     db::{
-        Db, now_ms,
+        Db,
         purge::{self, Cutoffs},
     },
 };
@@ -27,7 +28,18 @@ pub fn cutoffs(retention: &Retention, now: i64) -> Cutoffs {
     }
 }
 
-pub async fn run_until_stopped(db: Db, retention: Retention, shutdown: CancellationToken) {
+/// One pass at `now`: what is past its window goes.
+pub async fn purge_once(db: &Db, retention: &Retention, now: i64) -> anyhow::Result<purge::Purged> {
+    purge::purge(db, cutoffs(retention, now)).await
+}
+
+/// Purges every `retention.purge_every` (on tokio's timer), with cut-offs from `clock`.
+pub async fn run_until_stopped(
+    db: Db,
+    retention: Retention,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(retention.purge_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,7 +47,7 @@ pub async fn run_until_stopped(db: Db, retention: Retention, shutdown: Cancellat
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match purge::purge(&db, cutoffs(&retention, now_ms())).await {
+        match purge_once(&db, &retention, clock.now_ms()).await {
             Ok(purged) if purged.total() > 0 => {
                 tracing::info!(?purged, "purged data past its retention window");
             }

@@ -440,12 +440,12 @@ async fn a_failed_token_exchange_offers_a_retry() {
 
 #[tokio::test]
 async fn expired_and_replayed_links_are_refused() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |s| {
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |s| {
         s.entry_link_ttl = Duration::from_millis(300);
     })
     .await;
     let link = open_addon_link(&app.client, &app, &conversation(1, 1), "buyer").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.advance(Duration::from_millis(300));
     let expired = app.client.get(&link).send().await.unwrap();
     assert_eq!(expired.status(), StatusCode::GONE);
     assert!(

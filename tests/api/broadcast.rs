@@ -163,6 +163,32 @@ async fn delivered(app: &TestApp, conversations: &[String]) -> (usize, usize) {
     (count, duplicates)
 }
 
+/// On a manual clock: delivers until no row is left to try, moving the clock past each round's
+/// backoff (at most 400 ms with `fast_outbox`, jitter included) between drains.
+async fn deliver_with_retries(app: &TestApp) {
+    for _ in 0..100 {
+        app.drain_outbox().await;
+        if count_where(app, "outbox", "status = 'pending'").await == 0 {
+            // One more pass marks the broadcasts done.
+            app.drain_outbox().await;
+            return;
+        }
+        app.advance(Duration::from_secs(1));
+    }
+    panic!("rows still pending after 100 rounds of retries");
+}
+
+async fn count_where(app: &TestApp, table: &str, condition: &str) -> i64 {
+    sqlx::query(&format!(
+        "select count(*) as n from {table} where {condition}"
+    ))
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap()
+}
+
 fn fast_outbox(settings: &mut kenar_chat::config::Settings) {
     settings.outbox.retry = RetryPolicy {
         max_attempts: 15,
@@ -240,7 +266,7 @@ crate::both_engines!(
 );
 
 async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), fast_outbox).await;
     seller_connects(&app, POST_1, SELLER_1).await;
     let conversations = buyers_write(&app, POST_1, 200).await;
     for blocked in &conversations[..3] {
@@ -249,6 +275,7 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
     app.control(json!({ "fail_5xx_percent": 20, "fail_429_percent": 10 }))
         .await;
     let page = broadcast(&app, "قیمت تغییر کرد", 200).await;
+    deliver_with_retries(&app).await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),
@@ -285,7 +312,7 @@ crate::both_engines!(
 );
 
 async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
         fast_outbox(settings);
         settings.outbox.retry.max_attempts = 2;
     })
@@ -295,6 +322,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     // Divar is away for the whole first run.
     app.control(json!({ "fail_5xx_percent": 100 })).await;
     let page = broadcast(&app, "قیمت تغییر کرد", 12).await;
+    deliver_with_retries(&app).await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["status"].as_str(), progress["failed"].as_i64()),
@@ -315,6 +343,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
         .await
         .unwrap();
     assert_eq!(assert_redirect(&retried), page);
+    deliver_with_retries(&app).await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),
@@ -349,7 +378,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.drain_outbox().await, 0, "nothing was queued");
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], calls);
 }
 crate::both_engines!(
@@ -716,17 +745,16 @@ async fn everything_kept_about(app: &TestApp, user: &str) -> Vec<(&'static str, 
 /// `USER_ACCESS_REVOCATION` erases everything kept about that user, table by table, and stops
 /// their running broadcast; a second delivery changes nothing; other people's data stays.
 async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.rate_limit_per_minute = 60;
-    })
-    .await;
+    // The outbox delivers only when the test drains it: the broadcast is still running, all
+    // its rows queued, when the seller revokes.
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), fast_outbox).await;
     let key = app.sandbox.app().identification_key.clone();
     // The seller writes in one of their chats and keeps a template...
     let conv = conversation(1, 1);
     connected(&app, &conv, "seller", SELLER_1).await;
     let form = idempotency_key(&app).await;
     let sent = post_compose(&app, &[("idempotency_key", &form), ("text", "بازدید شنبه")]).await;
+    app.drain_outbox().await;
     assert_eq!(
         final_status(&app, &queued_message(&assert_redirect(&sent))).await["status"],
         "sent"
@@ -741,16 +769,22 @@ async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
     )
     .await;
     assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
-    // ...and broadcasts to their post, slowly enough to be running when they revoke.
+    // ...and broadcasts to their post.
     seller_connects(&app, POST_1, SELLER_1).await;
     let conversations = buyers_write(&app, POST_1, 30).await;
     // The chat they wrote in is the post's too: 31 recipients.
     let page = broadcast(&app, "فروخته شد", 31).await;
     // Someone else's data, which must stay.
-    kenar_chat::db::templates::create(&app.db, &user_id(BUYER_2), "مال دیگری", "{}", 50)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kenar_chat::db::templates::create(
+        &app.db,
+        &user_id(BUYER_2),
+        "مال دیگری",
+        "{}",
+        50,
+        app.clock.now_ms(),
+    )
+    .await
+    .unwrap();
     let before = everything_kept_about(&app, SELLER_1).await;
     assert!(
         before.iter().filter(|(_, n)| *n > 0).count() >= 8,
@@ -762,15 +796,14 @@ async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
         post_event(&app, &key, &revoke).await.status(),
         StatusCode::OK
     );
-    let reached = delivered(&app, &conversations).await.0;
-    assert!(reached < 30, "the broadcast was still running");
     let after = everything_kept_about(&app, SELLER_1).await;
     assert!(after.iter().all(|(_, n)| *n == 0), "{after:?}");
     assert_eq!(rows_of(&app, "templates", "user_id", BUYER_2).await, 1);
 
-    // The broadcast stopped: at most the send already on the wire lands.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(delivered(&app, &conversations).await.0 <= reached + 1);
+    // The broadcast stopped: nothing is left to deliver, however long the outbox runs.
+    app.advance(Duration::from_secs(60));
+    assert_eq!(app.drain_outbox().await, 0);
+    assert_eq!(delivered(&app, &conversations).await, (0, 0));
     assert_eq!(app.get(&page).await.status(), StatusCode::UNAUTHORIZED);
 
     // Delivered again: nothing left to change.
@@ -806,10 +839,11 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
 }
 
 async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engine: Engine) {
-    // Paced at 120/min, every worker holds claimed rows waiting for their turn when the cancel
-    // lands: those must not go out, and the page must not call the counts final while sends
-    // that had started are still finishing.
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+    // Paced at 120/min on a clock that stands still: the outbox sends one message, and holds
+    // the other rows of its batch waiting for their turn when the cancel lands. Those must not
+    // go out, and the page must not call the counts final while the send that had started is
+    // still finishing.
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
         fast_outbox(settings);
         settings.rate_limit_per_minute = 120;
     })
@@ -819,34 +853,39 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
     app.control(json!({ "slow_percent": 100, "slow_ms": 300 }))
         .await;
     let page = broadcast(&app, "لغو می‌شود", 40).await;
-    // Wait for the first delivery, so the workers are mid-batch.
-    for _ in 0..100 {
-        if delivered(&app, &conversations).await.0 > 0 {
-            break;
+    let seller = async {
+        // Wait for the first delivery, so the outbox is mid-batch.
+        for _ in 0..100 {
+            if delivered(&app, &conversations).await.0 > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cancelled = app
-        .page_post(&format!("{page}/cancel"))
-        .await
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(assert_redirect(&cancelled), page);
-    let mut progress = Value::Null;
-    for _ in 0..200 {
-        progress = app
+        let cancelled = app
+            .page_post(&format!("{page}/cancel"))
+            .await
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(assert_redirect(&cancelled), page);
+        let progress: Value = app
             .get(&format!("{page}/progress"))
             .await
             .json()
             .await
             .unwrap();
-        if progress["settled"] == true {
-            break;
+        if progress["settled"] != true {
+            assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
         }
-        assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    // The outbox's batch ends once its held rows see the cancel.
+    tokio::join!(app.drain_outbox(), seller);
+    let progress: Value = app
+        .get(&format!("{page}/progress"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(progress["status"], "cancelled");
     assert_eq!(progress["settled"], true, "{progress}");
     assert_eq!(progress["pending"], 0);
@@ -855,16 +894,18 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
         progress["cancelled"].as_i64().unwrap(),
     );
     assert_eq!(sent + cancelled, 40, "{progress}");
-    // Claimed rows waiting for their turn were stopped: only sends already under way finished.
-    assert!(sent <= 4, "{progress}");
+    // Claimed rows waiting for their turn were stopped: only the send under way finished.
+    assert_eq!(sent, 1, "{progress}");
     let (reached, duplicates) = delivered(&app, &conversations).await;
     assert_eq!(
         (reached as i64, duplicates),
         (sent, 0),
         "what the page counts as sent is what Divar got"
     );
-    // Nothing more arrives later.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Nothing more goes out later: a minute is turns enough for all 40 (the session, which
+    // follows the clock too, lasts longer).
+    app.advance(Duration::from_secs(60));
+    assert_eq!(app.drain_outbox().await, 0);
     assert_eq!(delivered(&app, &conversations).await.0 as i64, sent);
     let html = app.get_html(&page).await;
     assert!(
@@ -986,7 +1027,7 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             assert_redirect(&sent).ends_with("/status"),
             "{conversation}"
         );
-        committed_at = kenar_chat::db::now_ms();
+        committed_at = app.clock.now_ms();
     }
 
     // Wait for the singles, then for a whole minute of sending to judge the limit.

@@ -6,9 +6,12 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use kenar_chat::{
+    clock::{Clock, ManualClock, SharedClock, SystemClock},
     config::Settings,
     db::Db,
-    sandbox::{Sandbox, SandboxOptions, launch_with},
+    sandbox::{Sandbox, SandboxOptions, launch_built},
+    startup::BuildOptions,
+    worker::outbox::{ExecutionOutcome, OutboxWorker},
 };
 use reqwest::{StatusCode, header::LOCATION};
 use serde_json::{Value, json};
@@ -110,6 +113,12 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Where `/metrics` is served, when the test set `METRICS_ADDR`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The app's clock.
+    pub clock: SharedClock,
+    /// Set by [`spawn_app_on_manual_clock`]: the app's clock, which only the test moves.
+    manual_clock: Option<ManualClock>,
+    /// An outbox worker of the app's, for [`TestApp::drain_outbox`].
+    outbox: OutboxWorker,
     shutdown: CancellationToken,
 }
 
@@ -133,14 +142,19 @@ impl TestApp {
             }
         }
         let listener = listener.expect("the old server let go of its port");
-        let app = kenar_chat::startup::Application::build(
+        let app = kenar_chat::startup::Application::build_with(
             settings.clone(),
             listener,
-            Some(self.sandbox.router()),
+            BuildOptions {
+                extra: Some(self.sandbox.router()),
+                clock: self.clock.clone(),
+                outbox_workers: self.manual_clock.is_none(),
+            },
         )
         .await
         .expect("restarting the app");
         self.db = app.db().clone();
+        self.outbox = app.outbox().clone();
         self.settings = settings;
         self.shutdown = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
@@ -149,6 +163,34 @@ impl TestApp {
     /// A post as our own pages make it: from this browser, with its visit's form token.
     pub async fn page_post(&self, path: &str) -> reqwest::RequestBuilder {
         page_post_as(&self.client, self, path).await
+    }
+
+    /// Moves the app's clock on (an app from [`spawn_app_on_manual_clock`] only).
+    pub fn advance(&self, by: Duration) {
+        self.manual_clock
+            .as_ref()
+            .expect("an app on a manual clock (spawn_app_on_manual_clock)")
+            .advance(by);
+    }
+
+    /// Delivers what the outbox holds that is due now, one batch at a time: the worker's
+    /// `try_execute_task` until it finds the queue empty. Returns the batches run. Rows waiting
+    /// for a later attempt stay until the clock reaches them. A paced app on a manual clock
+    /// sends one message per turn of the clock: drain such an app while moving the clock on.
+    pub async fn drain_outbox(&self) -> usize {
+        let mut batches = 0;
+        loop {
+            match self
+                .outbox
+                .try_execute_task()
+                .await
+                .expect("an outbox step")
+            {
+                ExecutionOutcome::EmptyQueue => return batches,
+                ExecutionOutcome::TaskCompleted => batches += 1,
+            }
+            assert!(batches < 10_000, "the outbox never ran dry");
+        }
     }
 }
 
@@ -195,15 +237,51 @@ pub async fn spawn_app_customized(
     options: SandboxOptions,
     customize: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn(engine, options, customize, None).await
+}
+
+/// An app whose clock moves only when the test says ([`TestApp::advance`]; it starts at the
+/// present time) and whose outbox delivers only in [`TestApp::drain_outbox`]: time-driven
+/// behaviour (expiry, retention, backoff, pacing) tested without waiting for it.
+pub async fn spawn_app_on_manual_clock(
+    engine: Engine,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(
+        engine,
+        options,
+        customize,
+        Some(ManualClock::starting_now()),
+    )
+    .await
+}
+
+async fn spawn(
+    engine: Engine,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+    manual_clock: Option<ManualClock>,
+) -> TestApp {
     LazyLock::force(&TRACING);
     let test_db = test_db(engine).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a port");
-    let launched = launch_with(listener, &test_db.url, options, customize)
+    let clock = match &manual_clock {
+        Some(manual) => manual.shared(),
+        None => SystemClock::shared(),
+    };
+    let build = BuildOptions {
+        clock: clock.clone(),
+        outbox_workers: manual_clock.is_none(),
+        ..BuildOptions::default()
+    };
+    let launched = launch_built(listener, &test_db.url, options, customize, build)
         .await
         .expect("launching the app");
     let db = launched.app.db().clone();
+    let outbox = launched.app.outbox().clone();
     let metrics = launched.app.metrics_addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(launched.app.run_until_stopped(shutdown.clone()));
@@ -215,8 +293,16 @@ pub async fn spawn_app_customized(
         test_db,
         client: browser(),
         metrics,
+        clock,
+        manual_clock,
+        outbox,
         shutdown,
     }
+}
+
+/// Now, on the machine's clock, for calls into the store outside an app.
+pub fn now_ms() -> i64 {
+    SystemClock.now_ms()
 }
 
 pub fn browser() -> reqwest::Client {
@@ -551,7 +637,12 @@ pub async fn store_grant(
         kenar::http_client(Duration::from_secs(5), "kenar-chat-tests").unwrap(),
     )
     .unwrap();
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
     let issued = IssuedTokens {
         access_token: SecretString::from(access.token),
         refresh_token: refresh.map(|r| SecretString::from(r.token)),

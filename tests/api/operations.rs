@@ -132,28 +132,50 @@ async fn an_unreachable_database_answers_503_and_recovers() {
         settings.database_acquire_timeout = Duration::from_secs(1);
     })
     .await;
-    // A real one-time link: opening it spends it with a database write.
-    let init = json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 });
-    let session_init = || {
-        app.client
+    // One-time links, made while the database is up: opening one spends it in the database.
+    let new_link = async || {
+        let made: serde_json::Value = app
+            .client
             .post(app.url("/divar/session-init"))
             .header("authorization", &app.sandbox.app().identification_key)
             .header("API-Version", "2")
-            .json(&init)
+            .json(&json!({ "source": "CHAT", "post_token": POST_1,
+                           "conversation_id": conversation(1, 1), "user_side": "DEMAND",
+                           "extra_data": {}, "user_id": BUYER_1 }))
             .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        url::Url::parse(made["url"].as_str().unwrap())
+            .unwrap()
+            .path()
+            .to_string()
     };
-    let reply: serde_json::Value = session_init().await.unwrap().json().await.unwrap();
-    let link = url::Url::parse(reply["url"].as_str().unwrap()).unwrap();
-    let probe = link.path();
+    let (working, probe) = (new_link().await, new_link().await);
+    // In a browser of its own: the probes below come from one without a session.
+    let opened = browser().get(app.url(&working)).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
 
     first.stop.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let page = app.get(probe).await;
+    let page = app.get(&probe).await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.headers().contains_key("retry-after"));
     assert!(page.text().await.unwrap().contains("دوباره امتحان کنید"));
-    let divar_call = session_init().await.unwrap();
+    let divar_call = app
+        .client
+        .post(app.url("/divar/session-init"))
+        .header("authorization", &app.sandbox.app().identification_key)
+        .header("API-Version", "2")
+        .json(
+            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
+                        "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 }),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(divar_call.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(divar_call.headers().contains_key("retry-after"));
     assert_eq!(
@@ -164,8 +186,8 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     let back = relay(first.addr, upstream).await;
     let mut recovered = false;
     for _ in 0..50 {
-        // The link was not spent while the database was away: it opens now.
-        if app.get(probe).await.status() == StatusCode::SEE_OTHER {
+        // The link the outage could not spend opens now.
+        if app.get(&probe).await.status() == StatusCode::SEE_OTHER {
             recovered = true;
             break;
         }

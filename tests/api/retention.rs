@@ -5,7 +5,7 @@ use std::time::Duration;
 use kenar_chat::{
     config::Retention,
     db::{
-        now_ms, outbox,
+        broadcasts,
         purge::{Cutoffs, purge},
     },
     sandbox::SandboxOptions,
@@ -34,10 +34,12 @@ async fn body_of(app: &TestApp, message_id: &str) -> (String, String) {
     (row.try_get("body").unwrap(), row.try_get("status").unwrap())
 }
 
+/// Sends `text` from the composer and delivers it (the app's outbox runs when drained).
 async fn send(app: &TestApp, text: &str) -> String {
     let key = idempotency_key(app).await;
     let sent = post_compose(app, &[("idempotency_key", &key), ("text", text)]).await;
     let id = queued_message(&assert_redirect(&sent));
+    app.drain_outbox().await;
     assert_eq!(final_status(app, &id).await["status"], "sent");
     id
 }
@@ -46,10 +48,10 @@ async fn send(app: &TestApp, text: &str) -> String {
 /// message's text go; its status stays; the second visit and message, younger than the
 /// windows, stay whole.
 async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
         settings.entry_link_ttl = Duration::from_secs(1);
         settings.retention = Retention {
-            purge_every: Duration::from_millis(300),
+            purge_every: Duration::from_millis(100),
             clicks: Duration::from_secs(3),
             message_bodies: Duration::from_secs(3),
             finished_sends: Duration::from_secs(3),
@@ -67,21 +69,23 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
         .map(|r| r.try_get("session_init_id").unwrap())
         .collect();
     assert_eq!(clicks_then.len(), 1);
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    app.advance(Duration::from_millis(4500));
 
     enter_from_chat(&app, &conv, "buyer").await;
     let second = send(&app, "متن دوم").await;
     let first_click = &clicks_then[0];
-    assert_eq!(
-        scalar(
-            &app,
-            "select count(*) from session_inits where session_init_id = $1",
-            first_click
-        )
-        .await,
-        0,
-        "the first click is gone"
-    );
+    // The task purges on tokio's timer (every 100 ms here), with the cut-offs of the moved
+    // clock: wait for its first pass since.
+    let mut purged = false;
+    for _ in 0..100 {
+        let query = "select count(*) from session_inits where session_init_id = $1";
+        if scalar(&app, query, first_click).await == 0 {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(purged, "the first click is gone");
     assert_eq!(
         scalar(
             &app,
@@ -94,7 +98,7 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     );
     // A spent link is kept only until its link expires (the seal refuses it after that).
     let spent: i64 = sqlx::query("select count(*) from spent_links where expires_at < $1")
-        .bind(kenar_chat::db::now_ms() - 1000)
+        .bind(app.clock.now_ms() - 1000)
         .fetch_one(app.db.pool())
         .await
         .unwrap()
@@ -154,13 +158,14 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     let ids: Vec<_> = (0..3).map(|i| conversation_id(&format!("c-{i}"))).collect();
     let mut broadcasts = Vec::new();
     for key in ["done", "running"] {
-        let outbox::Created::New(id) = outbox::create_broadcast(
+        let broadcasts::Created::New(id) = broadcasts::create(
             &app.db,
             key,
             &post_token("P1"),
             &user_id("seller"),
             r#"{"type":"TEXT","message":"پیام همگانی"}"#,
             &ids,
+            now_ms(),
         )
         .await
         .unwrap() else {
@@ -275,6 +280,7 @@ async fn templates_are_capped_per_person() {
             &format!("قالب {i}"),
             "{}",
             50,
+            now_ms(),
         )
         .await
         .unwrap()

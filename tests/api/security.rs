@@ -498,6 +498,7 @@ async fn a_grant_moved_to_another_user_does_not_open() {
         app.db.clone(),
         TokenCipher::new(&app.settings.token_keys),
         oauth,
+        app.clock.clone(),
     );
     let opened = vault
         .access_token(
@@ -535,6 +536,7 @@ async fn two_replicas_refresh_an_expired_grant_once(engine: Engine) {
             app.db.clone(),
             TokenCipher::new(&app.settings.token_keys),
             oauth,
+            app.clock.clone(),
         )
     };
     let subject = Subject::Conversation(conversation_id(&conv));

@@ -1,7 +1,7 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations, outbox, spent_links},
+    db::{Db, broadcasts, conversations, outbox, spent_links},
     domain::{SessionInit, entry_link::Click, status::Outcome},
 };
 
@@ -17,9 +17,9 @@ async fn store(engine: Engine) -> (Db, TestDb) {
 /// A click as the add-on stores it: its conversation at session initialization, the click
 /// itself when its one-time link is spent.
 async fn record(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
-    conversations::record_click(db, init).await?;
+    conversations::record_click(db, init, now_ms()).await?;
     let click = Click::new(init, i64::MAX);
-    Ok(spent_links::spend(db, &click)
+    Ok(spent_links::spend(db, &click, now_ms())
         .await?
         .expect("a fresh link is spent once"))
 }
@@ -173,19 +173,20 @@ fn conversation_ids(n: usize) -> Vec<kenar::ConversationId> {
 }
 
 async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> String {
-    match outbox::create_broadcast(
+    match broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post_token("P1"),
         &user_id("seller"),
         r#"{"type":"TEXT","message":"x"}"#,
         conversations,
+        now_ms(),
     )
     .await
     .unwrap()
     {
-        outbox::Created::New(id) => id,
-        outbox::Created::Existing(_) => panic!("expected a new broadcast"),
+        broadcasts::Created::New(id) => id,
+        broadcasts::Created::Existing(_) => panic!("expected a new broadcast"),
     }
 }
 
@@ -193,7 +194,7 @@ async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> Stri
 async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
     let mut total = 0;
     loop {
-        let rows = outbox::claim_batch(db, worker, 30_000, 100, outbox::Lanes::All)
+        let rows = outbox::claim_batch(db, worker, 30_000, 100, outbox::Lanes::All, now_ms())
             .await
             .unwrap();
         if rows.is_empty() {
@@ -209,7 +210,11 @@ async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
                 failure: None,
             })
             .collect();
-        assert!(outbox::finish_many(db, worker, &done).await.unwrap());
+        assert!(
+            outbox::finish_many(db, worker, &done, now_ms())
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -218,11 +223,11 @@ async fn a_large_broadcast_is_written_whole_with_distinct_keys(engine: Engine) {
     // More than two insert chunks, the last one partial.
     let conversations = conversation_ids(1234);
     let id = new_broadcast(&db, &conversations).await;
-    assert_eq!(outbox::progress(&db, &id).await.unwrap().pending, 1234);
+    assert_eq!(broadcasts::progress(&db, &id).await.unwrap().pending, 1234);
     let mut keys = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let rows = outbox::claim_batch(&db, "w", 30_000, 500, outbox::Lanes::All)
+        let rows = outbox::claim_batch(&db, "w", 30_000, 500, outbox::Lanes::All, now_ms())
             .await
             .unwrap();
         if rows.is_empty() {
@@ -246,18 +251,24 @@ crate::both_engines!(
 async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let first = new_broadcast(&db, &conversation_ids(30)).await;
-    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
+    assert_eq!(
+        outbox::complete_finished(&db, now_ms())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(finish_all(&db, "w", "sent").await, 30);
     // A second broadcast still waiting keeps running while the first is marked done.
     let second = new_broadcast(&db, &conversation_ids(3)).await;
     assert_eq!(
-        outbox::complete_finished(&db).await.unwrap(),
+        outbox::complete_finished(&db, now_ms()).await.unwrap(),
         std::slice::from_ref(&first)
     );
     let status = |id: String| {
         let db = db.clone();
         async move {
-            outbox::find_broadcast(&db, &id)
+            broadcasts::find(&db, &id)
                 .await
                 .unwrap()
                 .unwrap()
@@ -267,21 +278,33 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     };
     assert_eq!(status(first.clone()).await, "done");
     assert_eq!(status(second.clone()).await, "running");
-    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
+    assert_eq!(
+        outbox::complete_finished(&db, now_ms())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 
     // Paused with nothing left (its rows ended while it was paused): resuming finishes it.
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
-        .await
-        .unwrap();
+    broadcasts::pause_for_grant(
+        &db,
+        &post_token("P1"),
+        &user_id("seller"),
+        "reconsent",
+        now_ms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(status(second.clone()).await, "paused");
     assert!(
-        outbox::claim_batch(&db, "w", 30_000, 100, outbox::Lanes::All)
+        outbox::claim_batch(&db, "w", 30_000, 100, outbox::Lanes::All, now_ms())
             .await
             .unwrap()
             .is_empty(),
         "a paused broadcast's rows are not claimed"
     );
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"), now_ms())
         .await
         .unwrap();
     assert_eq!(
@@ -290,10 +313,16 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
         "rows still pending"
     );
     assert_eq!(finish_all(&db, "w", "failed").await, 3);
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
-        .await
-        .unwrap();
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::pause_for_grant(
+        &db,
+        &post_token("P1"),
+        &user_id("seller"),
+        "reconsent",
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"), now_ms())
         .await
         .unwrap();
     assert_eq!(status(second).await, "done");
@@ -321,13 +350,21 @@ async fn a_failed_message_without_its_outbox_row_is_queued_again(engine: Engine)
         &db,
         &user_id("u-1"),
         kenar_chat::db::messages::Requeue::One("m-failed"),
+        now_ms(),
     )
     .await
     .unwrap();
     assert_eq!(queued, ["m-failed"]);
-    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::InteractiveOnly)
-        .await
-        .unwrap();
+    let claimed = outbox::claim_batch(
+        &db,
+        "w",
+        30_000,
+        10,
+        outbox::Lanes::InteractiveOnly,
+        now_ms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         claimed[0].source,
@@ -345,27 +382,34 @@ crate::both_engines!(
 async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let ids = conversation_ids(3);
-    let outbox::Created::New(id) = outbox::create_broadcast(
+    let t = now_ms();
+    let broadcasts::Created::New(id) = broadcasts::create(
         &db,
         "key-1",
         &post_token("p-1"),
         &user_id("u-1"),
         "{}",
         &ids,
+        t,
     )
     .await
     .unwrap() else {
         panic!("a new broadcast")
     };
-    // A worker holds all three (a lease of 1 ms: it "dies" at once); the seller cancels.
-    let held = outbox::claim_batch(&db, "w", 1, 10, outbox::Lanes::All)
+    // A worker holds all three under a lease of 1 ms, and "dies"; the seller cancels while
+    // the lease still holds, and the completion check runs once it has run out.
+    let held = outbox::claim_batch(&db, "w", 1, 10, outbox::Lanes::All, t)
         .await
         .unwrap();
     assert_eq!(held.len(), 3);
-    outbox::cancel(&db, &id).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    outbox::complete_finished(&db).await.unwrap();
-    let progress = outbox::progress(&db, &id).await.unwrap();
+    broadcasts::cancel(&db, &id, t).await.unwrap();
+    let progress = broadcasts::progress(&db, &id).await.unwrap();
+    assert_eq!(
+        progress.pending, 3,
+        "held rows are not settled by the cancel"
+    );
+    outbox::complete_finished(&db, t + 10).await.unwrap();
+    let progress = broadcasts::progress(&db, &id).await.unwrap();
     assert_eq!(
         (progress.pending, progress.cancelled),
         (0, 3),
@@ -438,7 +482,7 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
             .is_err(),
         "the outbox still references messages"
     );
-    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::All)
+    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::All, now_ms())
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -496,7 +540,7 @@ async fn sessions_are_erased_by_their_visitor(engine: Engine) {
     use kenar_chat::db::sessions::{DbSessionStore, USER_ID_KEY};
     use tower_sessions::{SessionStore, session::Record};
     let (db, _guard) = store(engine).await;
-    let sessions = DbSessionStore::new(db.clone());
+    let sessions = DbSessionStore::new(db.clone(), kenar_chat::clock::SystemClock::shared());
     let record = |user: Option<&str>| {
         let mut data = std::collections::HashMap::new();
         data.insert(
@@ -537,3 +581,68 @@ async fn sessions_are_erased_by_their_visitor(engine: Engine) {
     assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
 }
 crate::both_engines!(sessions_by_visitor, sessions_are_erased_by_their_visitor);
+
+/// The post page's list: a seller's broadcasts of one post, newest first, each with its counts,
+/// from one query; a broadcast with no rows counts zeros, other posts and sellers are left out.
+async fn a_post_lists_its_broadcasts_with_their_progress(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let first = new_broadcast(&db, &conversation_ids(4)).await;
+    assert_eq!(finish_all(&db, "w", "sent").await, 4);
+    let second = new_broadcast(&db, &conversation_ids(3)).await;
+    let empty = new_broadcast(&db, &[]).await;
+    broadcasts::create(
+        &db,
+        "another seller",
+        &post_token("P1"),
+        &user_id("other"),
+        "{}",
+        &conversation_ids(2),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 1 where broadcast_id = $1")
+        .bind(&second)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 2 where broadcast_id = $1")
+        .bind(&empty)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let listed = broadcasts::list_for_post(&db, &post_token("P1"), &user_id("seller"))
+        .await
+        .unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|l| (l.broadcast.broadcast_id.clone(), l.progress.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (empty.clone(), broadcasts::Progress::default()),
+            (
+                second.clone(),
+                broadcasts::Progress {
+                    pending: 3,
+                    ..Default::default()
+                }
+            ),
+            (
+                first.clone(),
+                broadcasts::Progress {
+                    sent: 4,
+                    ..Default::default()
+                }
+            ),
+        ]
+    );
+    for (id, progress) in &summary {
+        assert_eq!(&broadcasts::progress(&db, id).await.unwrap(), progress);
+    }
+}
+crate::both_engines!(
+    post_broadcasts,
+    a_post_lists_its_broadcasts_with_their_progress
+);
