@@ -6,9 +6,10 @@ python3 .ci/layers.py
 2. No file loop: in every target of every crate (libraries, binaries, tests, benches), no file
    reaches a file that reaches it back, directly or through others. A reference is a `use` or
    a path (`crate::a::b::x`, `super::x`, `self::x`, a child module's name, or a name a `use`
-   bound to a module); it counts for the file that defines what it names, following `pub use`
-   re-exports. A module's file may use its submodules' files (that is how it declares and
-   re-exports them); every other reference counts.
+   bound to a module); it counts for the file of the module it names and, through `pub use`
+   re-exports, for each file down to the one that defines it. A module's file may use its
+   submodules' files (that is how it declares and re-exports them); every other reference
+   counts.
 3. Layers of kenar-chat (`src/`): each top-level module uses only the modules LAYERS allows it;
    `web` never uses `db`.
 
@@ -389,43 +390,43 @@ class Resolver:
         return base, used
 
     def resolve(self, segments, scope, aliases, seen=None):
-        """The file (SourceFile) that defines what `segments` names, following `pub use`."""
+        """The files (SourceFile) a path leans on: the module it names, then each file a
+        `pub use` there passes it on to, down to the one that defines it. [] outside the crate."""
         found = self.module_of(segments, scope, aliases)
         if not found:
-            return None
+            return []
         modpath, used = found
         source = self.target.modules[modpath]
         if used == len(segments):
-            return source
+            return [source]
         name = segments[used]
         seen = seen or set()
         if (modpath, name) in seen or name in source.items:
-            return source
+            return [source]
         seen.add((modpath, name))
         own_aliases = self.aliases.get(source.path, {})
         if name in source.reexports:
             via = self.resolve(source.reexports[name] + segments[used + 1 :], modpath, own_aliases, seen)
-            return via or source
+            return [source] + via
         for glob in source.glob_reexports:
             via = self.resolve(glob + segments[used:], modpath, own_aliases, seen)
-            if via and name in via.items:
-                return via
-        return source
+            if via and name in via[-1].items:
+                return [source] + via
+        return [source]
 
 
 def references(target):
-    """Every reference from a file to another file of the target: (from, to, line, text)."""
+    """Every reference from a file to a file of the target: (from, to, line, text). A path
+    through a `pub use` refers to the re-exporting file and to the defining one."""
     resolver = Resolver(target)
     refs = []
     for source in target.files.values():
         aliases = resolver.aliases[source.path]
         for segments, line, scope, _ in source.uses:
-            to = resolver.resolve(segments, scope, aliases)
-            if to is not None:
+            for to in resolver.resolve(segments, scope, aliases):
                 refs.append((source, to, line, "use " + "::".join(segments)))
         for segments, line, scope in source.paths:
-            to = resolver.resolve(segments, scope, aliases)
-            if to is not None:
+            for to in resolver.resolve(segments, scope, aliases):
                 refs.append((source, to, line, "::".join(segments)))
     return refs
 
