@@ -1,5 +1,4 @@
-"""Checks the workspace's layers and loops (docs/architecture.md). Run from the repository root:
-python3 .ci/layers.py
+"""Checks the workspace's layers and loops (docs/architecture.md): python3 .ci/layers.py
 
 1. No crate loop: the workspace's crates, with normal, build and dev-dependencies, form no cycle
    (from `cargo metadata --no-deps --offline`).
