@@ -228,16 +228,12 @@ impl Sandbox {
     }
 }
 
-/// The sandbox's own stylesheet and font, built into the binary.
+/// The sandbox's own stylesheet, built into the binary (its pages use the system's fonts).
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind): (&'static [u8], &str) = match file.as_str() {
         "sandbox.css" => (
             include_bytes!("../static/sandbox.css"),
             "text/css; charset=utf-8",
-        ),
-        "Vazirmatn-Variable.woff2" => (
-            include_bytes!("../static/Vazirmatn-Variable.woff2"),
-            "font/woff2",
         ),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };

@@ -1,6 +1,7 @@
 //! Divar's OAuth 2.0 authorization server (docs/divar-platform.md, "OAuth 2.0"): consent page, code grant with PKCE,
 //! refresh with rotation and a two-minute grace for the old pair.
 
+use askama::Template;
 use axum::{
     Form, Json, Router,
     extract::{Query, State},
@@ -14,8 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Sandbox,
-    screens::{self, ConsentPage, ScopeLine},
+    Sandbox, screens,
     world::{AuthCode, CODE_LIFETIME_MS, RefreshCall, World},
 };
 use crate::now_ms;
@@ -25,6 +25,22 @@ pub fn router() -> Router<Sandbox> {
     Router::new()
         .route("/oauth2/auth", get(show_consent).post(decide_consent))
         .route("/oauth2/token", post(token))
+}
+
+struct ScopeLine {
+    text: String,
+    code: String,
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/consent.html")]
+struct ConsentPage {
+    app_title: String,
+    app_slug: String,
+    scopes: Vec<ScopeLine>,
+    /// (id, name), the preselected user first.
+    users: Vec<(String, String)>,
+    request: AuthRequest,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
