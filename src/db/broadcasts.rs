@@ -4,28 +4,11 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{Backend, Db, outbox};
-use crate::domain::{ConversationId, PostToken, UserId, status::BroadcastStatus};
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Broadcast {
-    pub broadcast_id: String,
-    pub post_token: PostToken,
-    pub user_id: UserId,
-    pub body: String,
-    #[sqlx(try_from = "String")]
-    pub status: BroadcastStatus,
-    pub paused_reason: Option<String>,
-    pub total: i64,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
-pub struct Progress {
-    pub pending: i64,
-    pub sent: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-}
+use crate::domain::{
+    ConversationId, PostToken, UserId,
+    broadcast::{Broadcast, FailedRecipient, Progress},
+    status::BroadcastStatus,
+};
 
 pub enum Created {
     New(String),
@@ -254,19 +237,6 @@ pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
         }
     }
     Ok(progress)
-}
-
-/// A conversation of a broadcast that did not get the message.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct FailedRecipient {
-    pub failure: Option<String>,
-    pub attempts: i64,
-    /// When the last attempt ended.
-    #[sqlx(rename = "updated_at")]
-    pub failed_at: i64,
-    /// When the add-on first learnt of the conversation (it has no other person-facing name).
-    #[sqlx(rename = "seen_at")]
-    pub conversation_seen_at: Option<i64>,
 }
 
 /// Conversations whose delivery failed, with why and when, oldest conversation first (the

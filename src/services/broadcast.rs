@@ -20,7 +20,7 @@ use super::{
     consent::Target,
 };
 
-pub use crate::db::broadcasts::{Broadcast, FailedRecipient, Progress};
+pub use crate::domain::broadcast::{Broadcast, FailedRecipient, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BroadcastError {
@@ -76,11 +76,16 @@ pub async fn overview(
         Some(user) => db::broadcasts::list_for_post(&deps.db, post, user)
             .await?
             .into_iter()
-            .map(|db::broadcasts::WithProgress { broadcast, progress }| Summary {
-                text: text_of(&broadcast.body),
-                broadcast,
-                progress,
-            })
+            .map(
+                |db::broadcasts::WithProgress {
+                     broadcast,
+                     progress,
+                 }| Summary {
+                    text: text_of(&broadcast.body),
+                    broadcast,
+                    progress,
+                },
+            )
             .collect(),
         None => Vec::new(),
     };

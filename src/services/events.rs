@@ -28,7 +28,10 @@ pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
             conversation_id,
             post_token: Some(post_token),
             ..
-        } => db::conversations::record_seen(&deps.db, &conversation_id, &post_token, deps.now()).await?,
+        } => {
+            db::conversations::record_seen(&deps.db, &conversation_id, &post_token, deps.now())
+                .await?
+        }
         // The person withdrew the app's access: forget everything kept about them (Divar's
         // policy asks apps to keep people's data no longer than needed).
         DivarEvent::AccessRevoked { user_id } => {

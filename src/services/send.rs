@@ -207,7 +207,8 @@ pub async fn history(deps: &Deps, writer: &Writer) -> Result<Vec<SentMessage>, S
 /// sending, or failed for a reason retrying cannot fix: its status says which.
 pub async fn resend(deps: &Deps, writer: &Writer, id: &str) -> Result<(), SendError> {
     status(deps, writer, id).await?;
-    let queued = db::messages::requeue(&deps.db, &writer.user, Requeue::One(id), deps.now()).await?;
+    let queued =
+        db::messages::requeue(&deps.db, &writer.user, Requeue::One(id), deps.now()).await?;
     if !queued.is_empty() {
         deps.wake.notify_one();
     }

@@ -34,15 +34,6 @@ pub fn token() -> String {
     TOKEN.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// A fresh token for a new visit: 256 random bits, URL-safe.
-pub fn new_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The page layer: checks every state-changing request, and lends the visit's token to the
 /// templates of every page.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {

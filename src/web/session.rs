@@ -40,9 +40,18 @@ impl Visit {
             user_side: click.user_side,
             callback_url: click.callback_url,
             extra_data: click.extra_data,
-            csrf_token: super::csrf::new_token(),
+            csrf_token: new_form_token(),
         }
     }
+}
+
+/// A fresh form token for a new visit (`web::csrf` checks it): 256 random bits, URL-safe.
+fn new_form_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 pub struct TypedSession(pub Session);

@@ -621,17 +621,20 @@ async fn a_post_lists_its_broadcasts_with_their_progress(engine: Engine) {
     assert_eq!(
         summary,
         [
-            (empty.clone(), broadcasts::Progress::default()),
+            (
+                empty.clone(),
+                kenar_chat::domain::broadcast::Progress::default()
+            ),
             (
                 second.clone(),
-                broadcasts::Progress {
+                kenar_chat::domain::broadcast::Progress {
                     pending: 3,
                     ..Default::default()
                 }
             ),
             (
                 first.clone(),
-                broadcasts::Progress {
+                kenar_chat::domain::broadcast::Progress {
                     sent: 4,
                     ..Default::default()
                 }

@@ -240,7 +240,7 @@ impl ComposePage {
                 .filter(|l| !broadcast && l.audience.includes(writer.side))
                 .map(|l| (l.title, l.path))
                 .collect(),
-            icons_url: crate::web::routes::compose::icons_url(),
+            icons_url: crate::web::assets::icons_url(),
             templates: templates
                 .into_iter()
                 .map(|t| TemplateView {

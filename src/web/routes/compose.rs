@@ -7,10 +7,11 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    domain::{compose::ComposeForm, icons},
+    domain::compose::ComposeForm,
     services::send::{self, Submitted},
     state::AppState,
     web::{
+        assets,
         error::Result,
         extract::{ChatVisitor, Known},
         form::Form,
@@ -76,34 +77,20 @@ async fn submit_compose(
     })
 }
 
-/// Divar's icon names, with a fingerprint for the URL: the composer's script loads the list
-/// once and the browser keeps it, instead of every composer page carrying 23 KB of it.
-static ICONS: std::sync::LazyLock<(Vec<&'static str>, String)> = std::sync::LazyLock::new(|| {
-    use sha2::{Digest, Sha256};
-    let list: Vec<&'static str> = icons::all().collect();
-    let hash = Sha256::digest(list.join(",").as_bytes());
-    let short = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    (list, short)
-});
-
-pub fn icons_url() -> String {
-    format!("/icons.json?v={}", ICONS.1)
-}
-
 #[derive(Deserialize)]
 struct IconQuery {
     v: Option<String>,
 }
 
+/// Divar's icon names, for the composer's script: cached for good under the URL the page
+/// names (`assets::icons_url`), for an hour under any other.
 async fn icon_list(Query(query): Query<IconQuery>) -> Response {
-    let cache = if query.v.as_deref() == Some(ICONS.1.as_str()) {
+    let (names, current) = assets::icons();
+    let cache = if query.v.as_deref() == Some(current) {
         "public, max-age=31536000, immutable"
     } else {
         "public, max-age=3600"
     };
-    (
-        [(axum::http::header::CACHE_CONTROL, cache)],
-        axum::Json(&ICONS.0),
-    )
-        .into_response()
+    let cached = [(axum::http::header::CACHE_CONTROL, cache)];
+    (cached, axum::Json(names)).into_response()
 }
