@@ -543,7 +543,8 @@ def main():
                 reported_loops.add(tuple(component))
                 loop = one_cycle(component, edges)
                 steps = "; ".join(why[(a, b)] for a, b in zip(loop, loop[1:]))
-                report(("loop", *component), f"file loop: {' -> '.join(loop)} ({steps})")
+                more = "" if len(component) == len(loop) - 1 else f" (one of the loops among {', '.join(component)})"
+                report(("loop", *component), f"file loop: {' -> '.join(loop)}{more}: {steps}")
             if package["name"] == LAYERED_PACKAGE and "lib" in target_meta["kind"]:
                 layer_refs = refs
                 for path, source in target.files.items():
