@@ -34,6 +34,8 @@ pub struct Application {
     metrics_sample_every: std::time::Duration,
     clock: SharedClock,
     outbox_workers: bool,
+    /// What the features declared, with the core's entries (the purge reads its tables).
+    catalog: Arc<crate::services::Catalog>,
 }
 
 /// How [`Application::build_with`] differs from a plain start; the default is production's.
@@ -146,6 +148,7 @@ impl Application {
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
+        let catalog = Arc::new(features::catalog());
         let deps = Deps {
             db: db.clone(),
             settings: Arc::new(settings),
@@ -154,7 +157,7 @@ impl Application {
             entry_links,
             api,
             wake: outbox.wake_handle(),
-            catalog: Arc::new(features::catalog()),
+            catalog: catalog.clone(),
             clock: clock.clone(),
         };
         let state = AppState::new(crate::state::AppParts {
@@ -188,6 +191,7 @@ impl Application {
             outbox,
             clock,
             outbox_workers,
+            catalog,
         })
     }
 
@@ -228,6 +232,7 @@ impl Application {
         tasks.push(tokio::spawn(crate::worker::purge::run_until_stopped(
             self.db.clone(),
             self.retention,
+            self.catalog.tables.clone(),
             self.clock.clone(),
             stopping.clone(),
         )));

@@ -11,6 +11,17 @@ pub struct UserTable {
     pub table: &'static str,
     pub user_column: &'static str,
     pub on_erase: OnErase,
+    /// How long a row is kept when nobody asks for it to be erased.
+    pub keep: Keep,
+}
+
+/// How long rows are kept. Divar's policy: people's data no longer than needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Until the person is erased, or by the core's own rules (`db::purge`).
+    UntilErased,
+    /// `days` after the time in `column` (epoch ms); the purge task deletes older rows.
+    Days { column: &'static str, days: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +37,7 @@ const fn delete(table: &'static str) -> UserTable {
         table,
         user_column: "user_id",
         on_erase: OnErase::DeleteRow,
+        keep: Keep::UntilErased,
     }
 }
 
@@ -42,11 +54,13 @@ pub const CORE_TABLES: &[UserTable] = &[
         table: "conversations",
         user_column: "seller_user_id",
         on_erase: OnErase::ClearColumn,
+        keep: Keep::UntilErased,
     },
     UserTable {
         table: "conversations",
         user_column: "buyer_user_id",
         on_erase: OnErase::ClearColumn,
+        keep: Keep::UntilErased,
     },
 ];
 
@@ -77,4 +91,21 @@ pub async fn erase(db: &Db, tables: &[&UserTable], user: &UserId) -> anyhow::Res
     }
     tx.commit().await?;
     Ok(erased)
+}
+
+/// Deletes the rows of `tables` kept for a number of days that are older than that at `now`;
+/// returns how many. Safe to repeat, so every replica's purge may run it.
+pub async fn purge_expired(db: &Db, tables: &[&UserTable], now: i64) -> anyhow::Result<u64> {
+    let mut purged = 0;
+    for t in tables {
+        let Keep::Days { column, days } = t.keep else {
+            continue;
+        };
+        let before = now - i64::from(days) * 86_400_000;
+        // Identifiers come from `UserTable` declarations in code, never from input.
+        let sql = format!("delete from {} where {column} < $1", t.table);
+        let done = sqlx::query(&sql).bind(before).execute(db.pool()).await?;
+        purged += done.rows_affected();
+    }
+    Ok(purged)
 }

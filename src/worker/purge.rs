@@ -10,6 +10,7 @@ use crate::{
     config::Retention,
     db::{
         Db,
+        erasure::{self, UserTable},
         purge::{self, Cutoffs},
     },
 };
@@ -33,10 +34,12 @@ pub async fn purge_once(db: &Db, retention: &Retention, now: i64) -> anyhow::Res
     purge::purge(db, cutoffs(retention, now)).await
 }
 
-/// Purges every `retention.purge_every` (on tokio's timer), with cut-offs from `clock`.
+/// Purges every `retention.purge_every` (on tokio's timer), with cut-offs from `clock`: the
+/// core's windows, and the days each of `tables` declared it is kept.
 pub async fn run_until_stopped(
     db: Db,
     retention: Retention,
+    tables: Vec<&'static UserTable>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
@@ -47,7 +50,15 @@ pub async fn run_until_stopped(
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match purge_once(&db, &retention, clock.now_ms()).await {
+        let now = clock.now_ms();
+        match erasure::purge_expired(&db, &tables, now).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "purged feature rows past their kept days"),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "purging feature rows failed")
+            }
+        }
+        match purge_once(&db, &retention, now).await {
             Ok(purged) if purged.total() > 0 => {
                 tracing::info!(?purged, "purged data past its retention window");
             }

@@ -53,3 +53,49 @@ async fn every_table_naming_a_user_is_erased(engine: Engine) {
     );
 }
 crate::both_engines!(user_tables, every_table_naming_a_user_is_erased);
+
+/// A table kept for a number of days loses its older rows at each purge; others keep theirs.
+async fn rows_kept_for_days_are_purged_after_them(engine: Engine) {
+    use kenar_chat::db::erasure::{Keep, OnErase, UserTable, purge_expired};
+    let app = spawn_app(engine).await;
+    sqlx::query("create table notes (note_id text primary key, user_id text not null, created_at bigint not null)")
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    const DAY: i64 = 86_400_000;
+    let now = 100 * DAY;
+    for (id, age) in [("old", 8 * DAY), ("edge", 7 * DAY), ("new", DAY)] {
+        sqlx::query("insert into notes (note_id, user_id, created_at) values ($1, 'u-1', $2)")
+            .bind(id)
+            .bind(now - age)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+    }
+    let notes = UserTable {
+        table: "notes",
+        user_column: "user_id",
+        on_erase: OnErase::DeleteRow,
+        keep: Keep::Days {
+            column: "created_at",
+            days: 7,
+        },
+    };
+    assert_eq!(purge_expired(&app.db, &[&notes], now).await.unwrap(), 1);
+    assert_eq!(
+        count(&app, "notes").await,
+        2,
+        "seven days old is not past seven days"
+    );
+    let forever = UserTable {
+        keep: Keep::UntilErased,
+        ..notes
+    };
+    assert_eq!(
+        purge_expired(&app.db, &[&forever], now + 30 * DAY)
+            .await
+            .unwrap(),
+        0
+    );
+}
+crate::both_engines!(kept_days, rows_kept_for_days_are_purged_after_them);
