@@ -124,20 +124,26 @@ fn hidden_field(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_string()
 }
 
+/// The broadcast's progress (as its page's script polls it).
+async fn progress_of(app: &TestApp, page: &str) -> Value {
+    app.get(&format!("{page}/progress"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
-    for _ in 0..1200 {
-        let progress: Value = app
-            .get(&format!("{page}/progress"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if progress["status"] != "running" {
-            return progress;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the broadcast did not finish in 120 s");
+    // Some broadcasts here are paced over a minute by design.
+    eventually_within(
+        Duration::from_secs(120),
+        "the broadcast finishes",
+        async || {
+            let progress = progress_of(app, page).await;
+            (progress["status"] != "running").then_some(progress)
+        },
+    )
+    .await
 }
 
 /// Messages the sandbox delivered for `conversations`, and whether any key was accepted twice.
@@ -205,20 +211,17 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
 
     // Divar echoes each sent message back as NEW_MESSAGE from a BOT: all 200 are taken and
     // none counts as a new conversation or buyer.
-    let mut echoes = Vec::new();
-    for _ in 0..300 {
-        echoes = app.inspect("outbound").await["calls"]
+    let echoes: Vec<Value> = eventually("Divar echoes the 200 messages", async || {
+        let echoes: Vec<Value> = app.inspect("outbound").await["calls"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|c| c["body"]["new_message"]["sender"]["type"] == "BOT")
             .cloned()
             .collect();
-        if echoes.len() >= 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (echoes.len() >= 200).then_some(echoes)
+    })
+    .await;
     assert_eq!(echoes.len(), 200);
     assert!(
         echoes.iter().all(|c| c["status"] == 200),
@@ -349,7 +352,9 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Whatever a retry queues goes out through the outbox: once it holds nothing, no more sends
+    // can come.
+    app.outbox_settles().await;
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], calls);
 }
 crate::both_engines!(
@@ -826,12 +831,10 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
         .await;
     let page = broadcast(&app, "لغو می‌شود", 40).await;
     // Wait for the first delivery, so the workers are mid-batch.
-    for _ in 0..100 {
-        if delivered(&app, &conversations).await.0 > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the first delivery", async || {
+        delivered(&app, &conversations).await.0 > 0
+    })
+    .await;
     let cancelled = app
         .page_post(&format!("{page}/cancel"))
         .await
@@ -839,20 +842,15 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
         .await
         .unwrap();
     assert_eq!(assert_redirect(&cancelled), page);
-    let mut progress = Value::Null;
-    for _ in 0..200 {
-        progress = app
-            .get(&format!("{page}/progress"))
-            .await
-            .json()
-            .await
-            .unwrap();
+    let progress = eventually("the cancel settles", async || {
+        let progress = progress_of(&app, &page).await;
         if progress["settled"] == true {
-            break;
+            return Some(progress);
         }
         assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
     assert_eq!(progress["status"], "cancelled");
     assert_eq!(progress["settled"], true, "{progress}");
     assert_eq!(progress["pending"], 0);
@@ -1005,12 +1003,10 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             .map(|m| m.sent_at)
             .collect::<Vec<_>>()
     };
-    for _ in 0..300 {
-        if arrival(&singles).len() == 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the 20 single sends arrive", async || {
+        arrival(&singles).len() >= 20
+    })
+    .await;
     let single_times = arrival(&singles);
     assert_eq!(single_times.len(), 20, "every single send delivered");
     let last_single = *single_times.iter().max().unwrap();
@@ -1045,9 +1041,15 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             .map(|c| c.at)
             .collect::<Vec<i64>>()
     };
-    while calls(&app).last().unwrap() - calls(&app).first().unwrap() < 62_000 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // TODO(app clock): this minute is the add-on's pacing and Divar's limit window. With the
+    // app's ManualClock driving the pacer and `app.sandbox.clock()` advanced with it, the test
+    // need not live through it.
+    eventually_within(
+        Duration::from_secs(90),
+        "a minute of sending to judge the limit",
+        async || calls(&app).last().unwrap() - calls(&app).first().unwrap() >= 62_000,
+    )
+    .await;
     let times = calls(&app);
     let busiest = times
         .iter()
@@ -1120,14 +1122,11 @@ async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
             && sample(page, r#"kenar_outbox_rows{status="pending"}"#) == 0.0
             && sample(page, r#"kenar_broadcasts{status="done"}"#) >= 1.0
     };
-    let mut after = scrape().await;
-    for _ in 0..50 {
-        if settled(&after) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        after = scrape().await;
-    }
+    let after = eventually("the gauges settle", async || {
+        let after = scrape().await;
+        settled(&after).then_some(after)
+    })
+    .await;
 
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert!(

@@ -122,17 +122,10 @@ impl TestApp {
         let addr = self.base.socket_addrs(|| None).unwrap()[0];
         let mut settings = self.settings.clone();
         customize(&mut settings);
-        let mut listener = None;
-        for _ in 0..200 {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(bound) => {
-                    listener = Some(bound);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        let listener = listener.expect("the old server let go of its port");
+        let listener = eventually("the old server lets go of its port", async || {
+            tokio::net::TcpListener::bind(addr).await.ok()
+        })
+        .await;
         let app = kenar_chat::startup::Application::build(
             settings.clone(),
             listener,
@@ -573,4 +566,93 @@ pub async fn count(app: &TestApp, table: &str) -> i64 {
         .unwrap()
         .try_get("n")
         .unwrap()
+}
+
+impl TestApp {
+    /// Outbox rows still to deliver: due, waiting for a retry, or being sent.
+    pub async fn outbox_queued(&self) -> i64 {
+        use sqlx::Row;
+        sqlx::query("select count(*) as n from outbox where status = 'pending'")
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap()
+    }
+
+    /// Waits until the add-on's outbox workers have nothing left to deliver.
+    pub async fn outbox_settles(&self) {
+        eventually("the outbox has nothing left to send", async || {
+            self.outbox_queued().await == 0
+        })
+        .await;
+    }
+}
+
+/// How long [`eventually`] waits for a condition before it fails the test: generous, because the
+/// machine running the tests may be busy; a condition that holds ends the wait at once.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// What a condition checked by [`eventually`] returns: `true`, or `Some(what it found)`, once it
+/// holds.
+pub trait Settled {
+    type Value;
+    fn settled(self) -> Option<Self::Value>;
+}
+
+impl Settled for bool {
+    type Value = ();
+    fn settled(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Settled for Option<T> {
+    type Value = T;
+    fn settled(self) -> Option<T> {
+        self
+    }
+}
+
+/// Waits until `check` holds (returns `true` or `Some`) and returns what it found; fails the test,
+/// naming `what`, when it still does not after [`PATIENCE`]. For what something outside the test's
+/// hands makes true: the add-on's workers, a browser, another process. Time the test controls (the
+/// simulated Divar's clock) is moved forward instead.
+pub async fn eventually<R: Settled>(
+    what: impl std::fmt::Display,
+    check: impl AsyncFnMut() -> R,
+) -> R::Value {
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// [`eventually`] with its own patience, for a condition that takes long by design.
+pub async fn eventually_within<R: Settled>(
+    patience: Duration,
+    what: impl std::fmt::Display,
+    check: impl AsyncFnMut() -> R,
+) -> R::Value {
+    match wait_until(patience, check).await {
+        Some(found) => found,
+        None => panic!("{what}: still not after {patience:?}"),
+    }
+}
+
+/// Checks `check` until it holds and returns what it found, or `None` after `patience`: for a
+/// caller that says more than [`eventually`] can when it fails.
+pub async fn wait_until<R: Settled>(
+    patience: Duration,
+    mut check: impl AsyncFnMut() -> R,
+) -> Option<R::Value> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(found) = check().await.settled() {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        // The one sleep in tests/: the pause between two looks at a condition that another task
+        // or process makes true. It ends a wait at most this long after the condition holds.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

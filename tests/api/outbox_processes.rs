@@ -156,17 +156,11 @@ fn delivered_to(sandbox: &Sandbox, conversations: &[String]) -> HashMap<String, 
 }
 
 async fn wait_for_done(db: &Db, id: &str) {
-    for _ in 0..600 {
+    eventually("the broadcast finishes", async || {
         let broadcast = db::outbox::find_broadcast(db, id).await.unwrap().unwrap();
-        if broadcast.status.as_str() == "done" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "the broadcast did not finish in 60 s: {:?}",
-        db::outbox::progress(db, id).await.unwrap()
-    );
+        broadcast.status.as_str() == "done"
+    })
+    .await;
 }
 
 async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates(engine: Engine) {
@@ -179,12 +173,10 @@ async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates
     let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
 
     let mut first = spawn_serve(&env);
-    let mut waited = 0;
-    while delivered_to(&divar.sandbox, &conversations).len() < 100 {
-        assert!(waited < 600, "the first process delivered too little");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += 1;
-    }
+    eventually("the first process delivers 100", async || {
+        delivered_to(&divar.sandbox, &conversations).len() >= 100
+    })
+    .await;
     first.kill().unwrap(); // SIGKILL: no cleanup, leases left behind.
     first.wait().unwrap();
     let before_restart = delivered_to(&divar.sandbox, &conversations).len();
@@ -376,20 +368,17 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
     );
 
     let (mut second, _) = spawn_serve_at(&env);
-    let mut status = String::new();
-    for _ in 0..200 {
-        status = db::messages::find(&db, &message_id)
+    let status = eventually("the restarted process settles the message", async || {
+        let status = db::messages::find(&db, &message_id)
             .await
             .unwrap()
             .unwrap()
             .status
             .as_str()
             .to_string();
-        if status != "sending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (status != "sending").then_some(status)
+    })
+    .await;
     second.kill().unwrap();
     second.wait().unwrap();
     assert_eq!(status, "sent");
@@ -480,16 +469,12 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
     let _ = in_flight.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let exited = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_millis(5500),
-            "still running past delay + timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exited = eventually_within(
+        Duration::from_millis(5500).saturating_sub(signalled.elapsed()),
+        "the process exits before delay + timeout",
+        async || child.try_wait().unwrap(),
+    )
+    .await;
     assert!(exited.success(), "{exited:?}");
     assert!(
         signalled.elapsed() < Duration::from_millis(5000),

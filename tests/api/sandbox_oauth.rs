@@ -253,7 +253,9 @@ async fn refresh_rotates_both_tokens_and_the_old_pair_works_during_the_grace() {
         StatusCode::OK
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    app.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(3));
     assert_eq!(
         app.send_message(&conv, &first.access, &text_message("old"))
             .await
