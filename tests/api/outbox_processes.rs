@@ -11,7 +11,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use kenar_chat::{
     config::{Settings, TokenKey},
     db::{self, Db, grants::Subject},
-    sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions},
+    sandbox::Sandbox,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,21 +26,23 @@ struct Divar {
 
 /// The simulated Divar alone, on its own port, for add-on processes to call.
 async fn divar() -> Divar {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     // The add-on processes are never called back in these tests.
-    let addon = Url::parse("http://127.0.0.1:9/").unwrap();
-    let sandbox = Sandbox::new(
-        AppRegistration::generate(AddonUrls::under(&addon)),
-        base.clone(),
-        SandboxOptions::default(),
-    );
-    let router = sandbox.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Divar {
-        base: base.as_str().trim_end_matches('/').to_string(),
-        sandbox,
+    let (base, sandbox) = serve_sandbox(&Url::parse("http://127.0.0.1:9/").unwrap()).await;
+    Divar { base, sandbox }
+}
+
+/// A simulated Divar that answers every send after `slow_ms`, a fresh database of `engine`, and
+/// the environment `serve` processes get for the two.
+async fn setup(engine: Engine, slow_ms: u64) -> (Divar, TestDb, HashMap<&'static str, String>) {
+    let divar = divar().await;
+    if slow_ms > 0 {
+        let mut world = divar.sandbox.world();
+        world.knobs.slow_percent = 100;
+        world.knobs.slow_ms = slow_ms;
     }
+    let test_db = test_db(engine).await;
+    let env = env(&divar, &TokenKey::generate(), &test_db.url);
+    (divar, test_db, env)
 }
 
 /// The environment a `kenar-chat serve` process gets.
@@ -65,7 +67,9 @@ fn env(divar: &Divar, key: &TokenKey, database_url: &str) -> HashMap<&'static st
     ])
 }
 
-fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
+/// `kenar-chat serve` with exactly `env`, in a directory of its own, its logs on the test's
+/// stderr; `stdout` says where its standard output goes.
+fn spawn_serve_with(env: &HashMap<&'static str, String>, stdout: Stdio) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
     Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
         .arg("serve")
@@ -73,10 +77,14 @@ fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawning kenar-chat serve")
+}
+
+fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
+    spawn_serve_with(env, Stdio::null())
 }
 
 /// A seller's real tokens from the simulated Divar, sealed into the database the processes
@@ -86,7 +94,6 @@ async fn seeded_broadcast(
     env: &HashMap<&'static str, String>,
     count: usize,
 ) -> (Db, String, Vec<String>) {
-    let client = browser();
     let scope = format!(
         "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} offline_access"
     );
@@ -101,23 +108,13 @@ async fn seeded_broadcast(
     )
     .await;
 
-    let created: Value = client
-        .post(format!(
-            "{}/sandbox/_control/posts/{POST_1}/conversations",
-            divar.base
-        ))
-        .json(&json!({ "count": count }))
-        .send()
-        .await
+    let conversations: Vec<String> = divar
+        .sandbox
+        .world()
+        .add_conversations(POST_1, count)
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conversations: Vec<String> = created["conversation_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .into_iter()
+        .map(|(conversation, _)| conversation.id)
         .collect();
     for conversation in &conversations {
         db::conversations::record_seen(&db, &conversation_id(conversation), &post_token(POST_1))
@@ -164,12 +161,7 @@ async fn wait_for_done(db: &Db, id: &str) {
 }
 
 async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates(engine: Engine) {
-    let divar = divar().await;
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 25;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(engine, 25).await;
     let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
 
     let mut first = spawn_serve(&env);
@@ -206,12 +198,7 @@ crate::both_engines!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_share_a_broadcast_without_duplicates() {
-    let divar = divar().await;
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 10;
-    let test_db = test_db(Engine::Postgres).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(Engine::Postgres, 10).await;
     let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
     let mut a = spawn_serve(&env);
     let mut b = spawn_serve(&env);
@@ -239,17 +226,7 @@ fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
     use std::io::BufRead;
     let mut env = env.clone();
     env.insert("RUST_LOG", "warn,kenar_chat=info".into());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning kenar-chat serve");
+    let mut child = spawn_serve_with(&env, Stdio::piped());
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("serve exited before serving").unwrap();
@@ -289,10 +266,7 @@ async fn compose_through(
         .post(format!("{base}/divar/session-init"))
         .header("authorization", identification_key)
         .header("API-Version", "2")
-        .json(
-            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation,
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": user }),
-        )
+        .json(&chat_session_init(conversation, user))
         .send()
         .await
         .unwrap()
@@ -323,13 +297,8 @@ async fn compose_through(
 }
 
 async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Engine) {
-    let divar = divar().await;
     // Divar answers slowly: the process dies with the send under way.
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 1500;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(engine, 1500).await;
     let conv = conversation(1, 1);
     let db = shared_db(&env).await;
     store_grant(
@@ -399,10 +368,7 @@ crate::both_engines!(
 /// 0 before the deadline.
 async fn sigterm_drains_within_the_deadline(engine: Engine) {
     use std::io::{Read, Write};
-    let divar = divar().await;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let mut env = env(&divar, &key, &test_db.url);
+    let (divar, _db, mut env) = setup(engine, 0).await;
     env.insert("KENAR_SHUTDOWN_DELAY", "1".into());
     env.insert("KENAR_SHUTDOWN_TIMEOUT", "3".into());
     let (mut child, base) = spawn_serve_at(&env);
@@ -417,10 +383,7 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     // A session initialization whose body is still arriving.
-    let body =
-        json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 })
-        .to_string();
+    let body = chat_session_init(&conversation(1, 1), BUYER_1).to_string();
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
     write!(
