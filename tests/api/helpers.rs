@@ -570,6 +570,7 @@ pub async fn wait_until<R: Settled>(
     mut check: impl AsyncFnMut() -> R,
 ) -> Option<R::Value> {
     let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(5);
     loop {
         if let Some(found) = check().await.settled() {
             return Some(found);
@@ -578,8 +579,10 @@ pub async fn wait_until<R: Settled>(
             return None;
         }
         // The one sleep in tests/: the pause between two looks at a condition that another task
-        // or process makes true. It ends a wait at most this long after the condition holds.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // or process makes true. Short at first, so a wait ends soon after the condition holds;
+        // then at most 100 ms, so a long wait does not keep a shared machine busy looking.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
