@@ -570,7 +570,7 @@ pub async fn wait_until<R: Settled>(
     mut check: impl AsyncFnMut() -> R,
 ) -> Option<R::Value> {
     let deadline = tokio::time::Instant::now() + patience;
-    let mut pause = Duration::from_millis(5);
+    let mut pause = Duration::from_millis(20);
     loop {
         if let Some(found) = check().await.settled() {
             return Some(found);
