@@ -121,15 +121,10 @@ async fn progress_of(app: &TestApp, page: &str) -> Value {
 }
 
 async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
-    // Some broadcasts here are paced over a minute by design.
-    eventually_within(
-        Duration::from_secs(120),
-        "the broadcast finishes",
-        async || {
-            let progress = progress_of(app, page).await;
-            (progress["status"] != "running").then_some(progress)
-        },
-    )
+    eventually("the broadcast finishes", async || {
+        let progress = progress_of(app, page).await;
+        (progress["status"] != "running").then_some(progress)
+    })
     .await
 }
 
@@ -198,6 +193,20 @@ async fn post_owner_app(
     customize: impl FnOnce(&mut kenar_chat::config::Settings),
 ) -> TestApp {
     let app = fast_app(engine, customize).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    app
+}
+
+/// The seller of post 1 connected, on an app and a simulated Divar on one manual clock, whose
+/// outbox workers run and send at most `per_minute` (the pacer's turns come as the test moves
+/// the clock: [`TestApp::pace_until`]).
+async fn paced_post_owner_app(engine: Engine, per_minute: u32) -> TestApp {
+    let app =
+        spawn_app_on_manual_clock_with_workers(engine, SandboxOptions::default(), |settings| {
+            fast_outbox(settings);
+            settings.rate_limit_per_minute = per_minute;
+        })
+        .await;
     app.open_post_as_owner(POST_1, SELLER_1).await;
     app
 }
@@ -851,14 +860,13 @@ fn busiest_minute(times: &[i64]) -> usize {
         .expect("some sends")
 }
 
-/// Takes about a minute: the limit can only be seen over a 60-second window.
-// TODO(app clock): that minute is the add-on's pacing and Divar's limit window. With the app's
-// ManualClock driving the pacer and `app.sandbox.clock()` advanced with it, the test need not
-// live through it.
+/// The limit can only be seen over a 60-second window: a minute and more of the manual clocks.
 async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine: Engine) {
-    let app = post_owner_app(engine, |settings| settings.rate_limit_per_minute = 60).await;
+    let app = paced_post_owner_app(engine, 60).await;
     let conversations = buyers_write(&app, POST_1, 63).await;
     let page = broadcast(&app, "محدودیت دیوار رعایت می‌شود", 63).await;
+    app.pace_until("the 63 sends", async || app.divar_send_calls() >= 63)
+        .await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["sent"], 63);
     assert_eq!(delivered(&app, &conversations).await, (63, 0));
@@ -907,9 +915,10 @@ async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client
     client
 }
 
-/// Takes about 70 s: the limit can only be judged over a 60-second window.
+/// The limit can only be judged over a 60-second window: a minute and more of the manual
+/// clocks.
 async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engine) {
-    let app = post_owner_app(engine, |settings| settings.rate_limit_per_minute = 120).await;
+    let app = paced_post_owner_app(engine, 120).await;
     let broadcast_to = buyers_write(&app, POST_1, 300).await;
     // Buyers of another post (the app subscribed to none of its messages).
     let singles = buyers_write(&app, POST_2, 20).await;
@@ -918,8 +927,22 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
         people.push(buyer_at_composer(&app, conversation).await);
     }
 
+    let arrival = |conversations: &[String]| {
+        let world = app.sandbox.world();
+        world
+            .messages
+            .iter()
+            .filter(|m| m.sender_type == "BOT" && conversations.contains(&m.conversation_id))
+            .map(|m| m.sent_at)
+            .collect::<Vec<_>>()
+    };
     let page = broadcast(&app, "همه بدانند", 300).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Four seconds of the broadcast, so the workers are mid-batch; then the clocks stand while
+    // the buyers write.
+    app.pace_until("four seconds of the broadcast", async || {
+        arrival(&broadcast_to).len() >= 8
+    })
+    .await;
     let mut committed_at = 0;
     for (person, conversation) in people.iter().zip(&singles) {
         let key = uuid::Uuid::new_v4().to_string();
@@ -939,17 +962,8 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
         committed_at = app.clock.now_ms();
     }
 
-    // Wait for the singles, then for a whole minute of sending to judge the limit.
-    let arrival = |conversations: &[String]| {
-        let world = app.sandbox.world();
-        world
-            .messages
-            .iter()
-            .filter(|m| m.sender_type == "BOT" && conversations.contains(&m.conversation_id))
-            .map(|m| m.sent_at)
-            .collect::<Vec<_>>()
-    };
-    eventually("the 20 single sends arrive", async || {
+    // The singles go out, then a whole minute of sending to judge the limit.
+    app.pace_until("the 20 single sends", async || {
         arrival(&singles).len() >= 20
     })
     .await;
@@ -987,14 +1001,9 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             .map(|c| c.at)
             .collect::<Vec<i64>>()
     };
-    // TODO(app clock): this minute is the add-on's pacing and Divar's limit window. With the
-    // app's ManualClock driving the pacer and `app.sandbox.clock()` advanced with it, the test
-    // need not live through it.
-    eventually_within(
-        Duration::from_secs(90),
-        "a minute of sending to judge the limit",
-        async || calls(&app).last().unwrap() - calls(&app).first().unwrap() >= 62_000,
-    )
+    app.pace_until("a minute of sending to judge the limit", async || {
+        calls(&app).last().unwrap() - calls(&app).first().unwrap() >= 62_000
+    })
     .await;
     let times = calls(&app);
     let busiest = busiest_minute(&times);

@@ -117,6 +117,8 @@ pub struct TestApp {
     pub clock: SharedClock,
     /// Set by [`spawn_app_on_manual_clock`]: the app's clock, which only the test moves.
     manual_clock: Option<ManualClock>,
+    /// Whether the app's outbox workers run; if not, the outbox delivers only when drained.
+    outbox_runs: bool,
     /// An outbox worker of the app's, for [`TestApp::drain_outbox`].
     outbox: OutboxWorker,
     shutdown: CancellationToken,
@@ -141,7 +143,7 @@ impl TestApp {
             BuildOptions {
                 extra: Some(self.sandbox.router()),
                 clock: self.clock.clone(),
-                outbox_workers: self.manual_clock.is_none(),
+                outbox_workers: self.outbox_runs,
             },
         )
         .await
@@ -158,18 +160,24 @@ impl TestApp {
         page_post_as(&self.client, self, path).await
     }
 
-    /// Moves the app's clock on (an app from [`spawn_app_on_manual_clock`] only).
-    pub fn advance(&self, by: Duration) {
+    /// The app's clock, which only the test moves.
+    fn manual_clock(&self) -> &ManualClock {
         self.manual_clock
             .as_ref()
             .expect("an app on a manual clock (spawn_app_on_manual_clock)")
-            .advance(by);
+    }
+
+    /// Moves the app's clock on, and the simulated Divar's with it: the two read the same time.
+    pub fn advance(&self, by: Duration) {
+        // Divar's first: what the app does at the new time reaches a Divar already there.
+        self.sandbox.clock().advance(by);
+        self.manual_clock().advance(by);
     }
 
     /// On an app whose outbox runs only when drained ([`spawn_app_on_manual_clock`]): delivers
     /// what is due. Elsewhere the outbox's own workers deliver, and this does nothing.
     pub async fn deliver_if_drained(&self) {
-        if self.manual_clock.is_some() {
+        if !self.outbox_runs {
             self.drain_outbox().await;
         }
     }
@@ -238,24 +246,31 @@ pub async fn spawn_app_customized(
     options: SandboxOptions,
     customize: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    spawn(engine, options, customize, None).await
+    spawn(engine, options, customize, None, true).await
 }
 
 /// An app whose clock moves only when the test says ([`TestApp::advance`]; it starts at the
-/// present time) and whose outbox delivers only in [`TestApp::drain_outbox`]: time-driven
-/// behaviour (expiry, retention, backoff, pacing) tested without waiting for it.
+/// present time, and the simulated Divar's clock stands and moves with it) and whose outbox
+/// delivers only in [`TestApp::drain_outbox`]: time-driven behaviour (expiry, retention,
+/// backoff) tested without waiting for it.
 pub async fn spawn_app_on_manual_clock(
     engine: Engine,
     options: SandboxOptions,
     customize: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    spawn(
-        engine,
-        options,
-        customize,
-        Some(ManualClock::starting_now()),
-    )
-    .await
+    let clock = ManualClock::starting_now();
+    spawn(engine, options, customize, Some(clock), false).await
+}
+
+/// [`spawn_app_on_manual_clock`] with the outbox's workers running, as in production: for
+/// what runs concurrently (paced workers sharing one budget, sends racing for one refresh).
+pub async fn spawn_app_on_manual_clock_with_workers(
+    engine: Engine,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let clock = ManualClock::starting_now();
+    spawn(engine, options, customize, Some(clock), true).await
 }
 
 async fn spawn(
@@ -263,6 +278,7 @@ async fn spawn(
     options: SandboxOptions,
     customize: impl FnOnce(&mut Settings),
     manual_clock: Option<ManualClock>,
+    outbox_runs: bool,
 ) -> TestApp {
     LazyLock::force(&TRACING);
     let test_db = test_db(engine).await;
@@ -275,12 +291,15 @@ async fn spawn(
     };
     let build = BuildOptions {
         clock: clock.clone(),
-        outbox_workers: manual_clock.is_none(),
+        outbox_workers: outbox_runs,
         ..BuildOptions::default()
     };
     let launched = launch_built(listener, &test_db.url, options, customize, build)
         .await
         .expect("launching the app");
+    if let Some(manual) = &manual_clock {
+        launched.sandbox.clock().hold_at(manual.now_ms());
+    }
     let db = launched.app.db().clone();
     let outbox = launched.app.outbox().clone();
     let metrics = launched.app.metrics_addr();
@@ -296,6 +315,7 @@ async fn spawn(
         metrics,
         clock,
         manual_clock,
+        outbox_runs,
         outbox,
         shutdown,
     }
@@ -606,6 +626,81 @@ impl TestApp {
             self.outbox_queued().await == 0
         })
         .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time the test controls: paced sends on a manual clock.
+
+impl TestApp {
+    /// Message calls the simulated Divar has received, whatever their answer.
+    pub fn divar_send_calls(&self) -> usize {
+        self.sandbox
+            .world()
+            .api_calls
+            .iter()
+            .filter(|call| call.path.ends_with("/messages"))
+            .count()
+    }
+
+    /// Sends a person is waiting for that the outbox holds and that are due now.
+    async fn due_single_sends(&self) -> i64 {
+        use sqlx::Row;
+        sqlx::query(
+            "select count(*) as n from outbox
+             where status = 'pending' and priority = 0 and next_attempt_at <= $1",
+        )
+        .bind(self.clock.now_ms())
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+    }
+
+    /// Lets the paced sends of an app on a manual clock, its workers running, go on until
+    /// `done` holds: whenever the app waits for the pacer's next turn and for nothing else, moves
+    /// the clock (and Divar's) to that turn. Nothing else means: every send the pacer let go has
+    /// reached Divar, and every person's message due in the outbox waits in the pacer's lane
+    /// rather than being on its way there. So time moves as if the app's own work took none,
+    /// and Divar logs each send at its turn.
+    ///
+    /// Every send must go through the pacer: a send stopped after its turn (by a cancel) would
+    /// hold the clock still.
+    pub async fn pace_until(
+        &self,
+        what: impl std::fmt::Display,
+        mut done: impl AsyncFnMut() -> bool,
+    ) {
+        let clock = self.manual_clock();
+        let pacer = self.outbox.pacer();
+        loop {
+            let next_turn = eventually(
+                format!("{what}: the app waits for the pacer's next turn"),
+                async || {
+                    if done().await {
+                        return Some(None);
+                    }
+                    // Read first: a turn is given only once the clock reaches a sleeper's time,
+                    // and counted before the next sleeper is listed. So a sleeper still to come
+                    // means no turn was given since, and the counts below are up to date.
+                    let now = clock.now_ms();
+                    let wait_ms = clock.next_wake().filter(|at| *at > now)? - now;
+                    if pacer.turns_given() as usize > self.divar_send_calls() {
+                        return None; // a send on its way to Divar
+                    }
+                    if pacer.interactive_waiting() == 0 && self.due_single_sends().await > 0 {
+                        return None; // a person's message on its way to the pacer
+                    }
+                    Some(Some(wait_ms))
+                },
+            )
+            .await;
+            match next_turn {
+                Some(wait_ms) => self.advance(Duration::from_millis(wait_ms as u64)),
+                None => return,
+            }
+        }
     }
 }
 
@@ -1022,16 +1117,15 @@ pub fn chat_session_init(conversation: &str, user: &str) -> Value {
             "user_side": "DEMAND", "extra_data": {}, "user_id": user })
 }
 
-/// A test app whose simulated Divar issues access tokens that live `ttl`.
+/// A test app whose simulated Divar issues access tokens that live `ttl`. Both run on a manual
+/// clock (the app's outbox workers running): a token's lifetime is passed with
+/// [`TestApp::advance`], never waited out.
 pub async fn spawn_app_with_token_ttl(engine: Engine, ttl: Duration) -> TestApp {
-    spawn_app_with(
-        engine,
-        SandboxOptions {
-            access_token_ttl: ttl,
-            ..SandboxOptions::default()
-        },
-    )
-    .await
+    let options = SandboxOptions {
+        access_token_ttl: ttl,
+        ..SandboxOptions::default()
+    };
+    spawn_app_on_manual_clock_with_workers(engine, options, |_| {}).await
 }
 
 /// A simulated Divar alone, on a port of its own, registered for an add-on under `addon`.

@@ -398,15 +398,29 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
     let body = chat_session_init(&conversation(1, 1), BUYER_1).to_string();
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     write!(
         in_flight,
-        "POST /divar/session-init HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nAPI-Version: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /divar/session-init HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nAPI-Version: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         divar.sandbox.app().identification_key,
         body.len()
     )
     .unwrap();
+    // The server has the request in hand once it asks for the body.
+    let mut asked = Vec::new();
+    while !asked.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        in_flight.read_exact(&mut byte).unwrap();
+        asked.push(byte[0]);
+    }
+    assert!(
+        asked.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&asked)
+    );
     in_flight.write_all(first).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let signalled = std::time::Instant::now();
     let killed = Command::new("kill")
@@ -433,25 +447,19 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
     // The listener closes when the delay (1 s, on the process's own timer) is over, not
     // before; the request in flight is still answered after that. Polled: the test cannot
     // move a child process's clock.
-    let closed = loop {
-        if std::net::TcpStream::connect(&addr).is_err() {
-            break signalled.elapsed();
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(3),
-            "still taking connections long after the delay"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually_within(
+        Duration::from_secs(3).saturating_sub(signalled.elapsed()),
+        "the listener closes after the delay",
+        async || std::net::TcpStream::connect(&addr).is_err(),
+    )
+    .await;
+    let closed = signalled.elapsed();
     assert!(
         closed >= Duration::from_millis(900),
         "the listener closed {closed:?} after the signal, before the delay"
     );
     in_flight.write_all(rest).unwrap();
     let mut answer = String::new();
-    in_flight
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let _ = in_flight.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 

@@ -449,7 +449,12 @@ async fn the_per_minute_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refused() {
-    let app = spawn_app_with_token_ttl(Engine::Sqlite, Duration::from_secs(1)).await;
+    // Divar's clock flows here: it is moved from outside, as any add-on's tests can.
+    let options = SandboxOptions {
+        access_token_ttl: Duration::from_secs(1),
+        ..SandboxOptions::default()
+    };
+    let app = spawn_app_with(Engine::Sqlite, options).await;
     let conv = conversation(1, 1);
     let tokens = app
         .grant(
