@@ -405,19 +405,23 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 1);
 }
 
-async fn retried_after(app: &TestApp, statuses: Value) -> Value {
+/// Divar answers the first sends with `statuses`: the send is retried (on a manual clock, moved
+/// to each retry) until it is delivered once; Divar's log of the calls.
+async fn retried_after(statuses: Value) -> Value {
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |_| {}).await;
     let conv = conversation(2, 2);
     app.connect_conversation(&conv, "buyer", BUYER_2).await;
     app.control(json!({ "fail_next": statuses })).await;
-    app.send_from_composer("دوباره").await;
+    let queued = app.queue_from_composer(&[("text", "دوباره")]).await;
+    app.drain_outbox_with_retries().await;
+    assert_eq!(app.final_status(&queued.id).await["status"], "sent");
     assert_eq!(app.bot_messages(&conv).await["count"], 1);
     app.inspect("api-calls?endpoint=send").await
 }
 
 #[tokio::test]
 async fn a_429_then_success_is_retried_and_delivered_once() {
-    let app = spawn_app(Engine::Sqlite).await;
-    let calls = retried_after(&app, json!([429])).await;
+    let calls = retried_after(json!([429])).await;
     let statuses: Vec<_> = calls["calls"]
         .as_array()
         .unwrap()
@@ -429,8 +433,7 @@ async fn a_429_then_success_is_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn a_5xx_then_success_is_retried_and_delivered_once() {
-    let app = spawn_app(Engine::Sqlite).await;
-    let calls = retried_after(&app, json!([503, 500])).await;
+    let calls = retried_after(json!([503, 500])).await;
     let statuses: Vec<_> = calls["calls"]
         .as_array()
         .unwrap()
@@ -442,12 +445,13 @@ async fn a_5xx_then_success_is_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button() {
-    let app = spawn_app(Engine::Sqlite).await;
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |_| {}).await;
     let conv = conversation(2, 3);
     app.connect_conversation(&conv, "buyer", "u-neda").await;
     app.control(json!({ "fail_next": [503, 503, 503, 503] }))
         .await;
     let Queued { key, location, id } = app.queue_from_composer(&[("text", "x")]).await;
+    app.drain_outbox_with_retries().await;
     assert_eq!(app.final_status(&id).await["status"], "failed");
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 4);
     let page = app.get_html(&location).await;
@@ -456,6 +460,7 @@ async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button
     // Divar is back: "send again" delivers it once, under the form's key.
     let resent = app.submit(&format!("/messages/{id}/resend")).await;
     assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
+    app.drain_outbox().await;
     assert_eq!(app.final_status(&id).await["status"], "sent");
     let seen = app.bot_messages(&conv).await;
     assert_eq!(seen["count"], 1);

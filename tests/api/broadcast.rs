@@ -151,21 +151,6 @@ async fn delivered(app: &TestApp, conversations: &[String]) -> (usize, usize) {
     (count, duplicates)
 }
 
-/// On a manual clock: delivers until no row is left to try, moving the clock past each round's
-/// backoff (at most 400 ms with `fast_outbox`, jitter included) between drains.
-async fn deliver_with_retries(app: &TestApp) {
-    for _ in 0..100 {
-        app.drain_outbox().await;
-        if app.outbox_queued().await == 0 {
-            // One more pass marks the broadcasts done.
-            app.drain_outbox().await;
-            return;
-        }
-        app.advance(Duration::from_secs(1));
-    }
-    panic!("rows still pending after 100 rounds of retries");
-}
-
 fn fast_outbox(settings: &mut kenar_chat::config::Settings) {
     settings.outbox.retry = RetryPolicy {
         max_attempts: 15,
@@ -295,7 +280,7 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
     app.control(json!({ "fail_5xx_percent": 20, "fail_429_percent": 10 }))
         .await;
     let page = broadcast(&app, "قیمت تغییر کرد", 200).await;
-    deliver_with_retries(&app).await;
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),
@@ -339,7 +324,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     // Divar is away for the whole first run.
     app.control(json!({ "fail_5xx_percent": 100 })).await;
     let page = broadcast(&app, "قیمت تغییر کرد", 12).await;
-    deliver_with_retries(&app).await;
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["status"].as_str(), progress["failed"].as_i64()),
@@ -355,7 +340,7 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     app.block(&conversations[0], true).await;
     let retried = app.submit(&format!("{page}/retry")).await;
     assert_eq!(assert_redirect(&retried), page);
-    deliver_with_retries(&app).await;
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),

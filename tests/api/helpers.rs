@@ -203,6 +203,33 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// [`TestApp::drain_outbox`] until no row is left to try: between drains, moves the clocks
+    /// to the earliest retry still waiting (for an app from [`spawn_app_on_manual_clock`]).
+    pub async fn drain_outbox_with_retries(&self) {
+        use sqlx::Row;
+        for _ in 0..1_000 {
+            self.drain_outbox().await;
+            let next: Option<i64> = sqlx::query(
+                "select min(next_attempt_at) as at from outbox where status = 'pending'",
+            )
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+            .try_get("at")
+            .unwrap();
+            let Some(at) = next else {
+                // One more pass marks what the last sends finished (a broadcast) done.
+                self.drain_outbox().await;
+                return;
+            };
+            let wait = at - self.clock.now_ms();
+            self.advance(Duration::from_millis(wait.max(0) as u64));
+        }
+        panic!("rows still pending after 1,000 rounds of retries");
+    }
+}
+
 /// The form token every page of a visit carries (empty without a visit).
 pub async fn csrf_token_of(client: &reqwest::Client, app: &TestApp) -> String {
     csrf_token_at(client, &app.url("/")).await
