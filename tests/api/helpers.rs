@@ -699,6 +699,10 @@ impl TestApp {
         what: impl std::fmt::Display,
         mut done: impl AsyncFnMut() -> bool,
     ) {
+        assert!(
+            self.outbox_runs,
+            "pace_until needs the outbox workers (spawn_app_on_manual_clock_with_workers)"
+        );
         let clock = self.manual_clock();
         let pacer = self.outbox.pacer();
         loop {
