@@ -1,12 +1,13 @@
 //! One token bucket for every message call this instance makes to Divar, with a lane for sends a
 //! person is waiting for. The bucket runs on the application's clock (`governor` reads it
-//! through [`PaceClock`]), so under a test's manual clock sends go out as the test moves it on.
+//! through [`PaceClock`]) and waits for a turn on it (`Clock::sleep`), so under a test's manual
+//! clock a send goes out as soon as the test moves the clock to its turn.
 
 use std::{
     num::NonZeroU32,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -58,6 +59,8 @@ pub struct Pacer {
     interactive: Arc<AtomicUsize>,
     interactive_arrived: Arc<Notify>,
     interactive_done: Arc<Notify>,
+    /// Turns given so far.
+    turns: Arc<AtomicU64>,
 }
 
 /// Counts an interactive waiter for as long as it waits.
@@ -82,6 +85,7 @@ impl Pacer {
             interactive: Arc::default(),
             interactive_arrived: Arc::default(),
             interactive_done: Arc::default(),
+            turns: Arc::default(),
         }
     }
 
@@ -110,6 +114,18 @@ impl Pacer {
         self.limiter.as_ref().map(|_| self.per_minute)
     }
 
+    /// Turns this pacer has given (none when sends are not paced). With
+    /// [`Pacer::interactive_waiting`], what a test moving a manual clock reads to know that the
+    /// sends it let go are done and that the next one waits for the clock.
+    pub fn turns_given(&self) -> u64 {
+        self.turns.load(Ordering::Acquire)
+    }
+
+    /// Sends a person is waiting for that wait for a turn.
+    pub fn interactive_waiting(&self) -> usize {
+        self.interactive.load(Ordering::Acquire)
+    }
+
     /// Waits for this instance's turn to send; returns how long that took.
     pub async fn ready(&self, lane: Lane) -> Duration {
         let Some(limiter) = &self.limiter else {
@@ -123,7 +139,11 @@ impl Pacer {
                 // A bulk send sleeping on the turn gives it up.
                 self.interactive_arrived.notify_waiters();
                 let _turn = self.turn.lock().await;
-                limiter.until_ready().await;
+                while let Err(not_until) = limiter.check() {
+                    let wait = not_until.wait_time_from(limiter.clock().now());
+                    self.clock.sleep(wait).await;
+                }
+                self.turns.fetch_add(1, Ordering::AcqRel);
             }
             Lane::Bulk => loop {
                 self.interactive_gone().await;
@@ -148,11 +168,15 @@ impl Pacer {
                 return false;
             }
             match limiter.check() {
-                Ok(()) => return true,
+                Ok(()) => {
+                    // Counted while the turn is still held, before the next waiter can take it.
+                    self.turns.fetch_add(1, Ordering::AcqRel);
+                    return true;
+                }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(limiter.clock().now());
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        () = self.clock.sleep(wait) => {}
                         _ = arrived => return false,
                     }
                 }
@@ -177,7 +201,7 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    use crate::clock::{ManualClock, SystemClock};
+    use crate::clock::{Clock, ManualClock, SystemClock};
 
     #[tokio::test]
     async fn interactive_sends_go_before_waiting_bulk_sends() {
@@ -215,26 +239,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_manual_clock_paces_the_sends() {
+    async fn a_manual_clock_paces_the_sends_of_both_lanes() {
         let clock = ManualClock::starting_now();
         // 60/min: one turn every 1.02 s of the clock.
         let pacer = Pacer::per_minute(60, clock.shared());
         pacer.ready(Lane::Bulk).await;
-        let next = tokio::spawn({
-            let pacer = pacer.clone();
-            async move { pacer.ready(Lane::Bulk).await }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!next.is_finished(), "the clock has not moved: no turn yet");
-        clock.advance(Duration::from_millis(1_020));
-        let waited = tokio::time::timeout(Duration::from_secs(5), next)
+        for lane in [Lane::Bulk, Lane::Interactive] {
+            let next = tokio::spawn({
+                let pacer = pacer.clone();
+                async move { pacer.ready(lane).await }
+            });
+            // The send waits for its turn on the clock.
+            let due = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Some(due) = clock.next_wake() {
+                        return due;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
             .await
-            .expect("a turn once the clock moved")
-            .unwrap();
-        assert_eq!(
-            waited,
-            Duration::from_millis(1_020),
-            "measured on the clock"
-        );
+            .expect("the send sleeps on the clock");
+            assert_eq!(due, clock.now_ms() + 1_020, "{lane:?}");
+            clock.advance(Duration::from_millis(1_019));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!next.is_finished(), "{lane:?}: not its turn yet");
+            clock.advance(Duration::from_millis(1));
+            // Less than the turn's 1.02 s of real time: the move itself wakes it.
+            let waited = tokio::time::timeout(Duration::from_millis(500), next)
+                .await
+                .expect("a turn once the clock moved")
+                .unwrap();
+            assert_eq!(waited, Duration::from_millis(1_020), "{lane:?}");
+        }
     }
 }

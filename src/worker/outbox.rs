@@ -142,6 +142,11 @@ impl OutboxWorker {
         }
     }
 
+    /// The pacer every worker of this pool sends through.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
     /// What the web side notifies when it commits a single send.
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()

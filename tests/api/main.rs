@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod composer;
 mod erasure;
+mod forms;
 mod health;
 mod helpers;
 mod identity;

@@ -18,7 +18,6 @@ use super::{
     Sandbox, screens,
     world::{AuthCode, CODE_LIFETIME_MS, RefreshCall, World},
 };
-use crate::now_ms;
 use kenar::scopes::{Scope, ScopeKind, join};
 
 pub fn router() -> Router<Sandbox> {
@@ -242,7 +241,7 @@ async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decisio
         scopes: valid.scopes,
         user_id: form.user_id,
         code_challenge: valid.code_challenge,
-        expires_at: now_ms() + CODE_LIFETIME_MS,
+        expires_at: sandbox.now_ms() + CODE_LIFETIME_MS,
         used: false,
     });
     target
@@ -330,7 +329,7 @@ async fn token(
 type GrantResult = Result<TokenReply, (&'static str, String)>;
 
 fn exchange_code(world: &mut World, form: &TokenForm) -> GrantResult {
-    let now = now_ms();
+    let now = world.now_ms();
     let code_value = form.code.as_deref().unwrap_or_default();
     let code = world.codes.get_mut(code_value).ok_or((
         "invalid_grant",
@@ -367,7 +366,7 @@ fn exchange_code(world: &mut World, form: &TokenForm) -> GrantResult {
 }
 
 fn refresh(world: &mut World, form: &TokenForm) -> GrantResult {
-    let now = now_ms();
+    let now = world.now_ms();
     let value = form.refresh_token.as_deref().unwrap_or_default();
     let outcome = match world.refresh_tokens.get(value) {
         None => Err("the refresh token is unknown"),

@@ -17,7 +17,7 @@ use super::{
     outbound::{self, Click},
     world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
 };
-use crate::{now_ms, tehran_time};
+use crate::tehran_time;
 use kenar::{UserSide, scopes::ScopeKind};
 
 const USER_COOKIE: &str = "sandbox_user";
@@ -390,7 +390,7 @@ async fn type_message(
             receiver_buttons: None,
             idempotency_key: None,
             token_header: None,
-            sent_at: now_ms(),
+            sent_at: world.now_ms(),
         };
         world.messages.push(message.clone());
         (conversation, message)
