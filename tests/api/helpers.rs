@@ -71,6 +71,8 @@ pub struct TestDb {
 }
 
 pub async fn test_db(engine: Engine) -> TestDb {
+    // Every test starts here: its logs are captured even when it launches the app itself.
+    LazyLock::force(&TRACING);
     match engine {
         Engine::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
