@@ -6,17 +6,17 @@
 //!
 //! Options (environment): BENCH_CONVERSATIONS (default 2000), BENCH_ROUNDS (default 5),
 //! BENCH_DATABASE_URL (default a temporary SQLite file), BENCH_WORKERS (default 4), BENCH_BATCH
-//! (rows per claim, default the server's).
+//! (rows per claim, default the server's). BENCH_SHORT=1: one round of 200 conversations, to
+//! check that it runs and every message arrives once (what CI does).
+
+mod options;
+mod seed;
 
 use std::time::{Duration, Instant};
 
-use kenar::{
-    ConversationId, PostToken, UserId,
-    api::KenarApi,
-    oauth::{IssuedTokens, KenarOAuth},
-    scopes::Scope,
-};
+use kenar::{ConversationId, api::KenarApi, oauth::KenarOAuth};
 use kenar_chat::{
+    clock::{Clock, SystemClock},
     config::{Settings, TokenKey},
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
@@ -24,36 +24,15 @@ use kenar_chat::{
     services::{pacing::Pacer, vault::Vault},
     worker::outbox::{ExecutionOutcome, OutboxSettings, OutboxWorker},
 };
-use secrecy::SecretString;
+use seed::{POST, SELLER, post, seller};
 use serde_json::{Value, json};
 use url::Url;
 
-const POST: &str = "gZd7omnS";
-const SELLER: &str = "u-ali";
-
-fn post() -> PostToken {
-    PostToken::parse(POST).expect("a valid post token")
-}
-
-fn seller() -> UserId {
-    UserId::parse(SELLER).expect("a valid user id")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let count: usize = std::env::var("BENCH_CONVERSATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let workers: usize = std::env::var("BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    let count: usize = options::option("BENCH_CONVERSATIONS", 2000, 200);
+    let workers: usize = options::option("BENCH_WORKERS", 4, 4);
+    let rounds: usize = options::option("BENCH_ROUNDS", 5, 1).max(1);
     let dir = tempfile::tempdir()?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
@@ -74,34 +53,11 @@ async fn main() -> anyhow::Result<()> {
     let app = sandbox.app().clone();
     let http = reqwest::Client::new();
 
-    // A seller's token for the post (issued without the consent screen), and `count`
-    // conversations about it.
-    let scope = format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access");
-    let (token, _) = sandbox.world().issue_tokens(
-        SELLER,
-        Scope::parse_list(&scope).map_err(anyhow::Error::msg)?,
-    );
-    let access = token.token;
-    let created: Value = http
-        .post(format!(
-            "{base}/sandbox/_control/posts/{POST}/conversations"
-        ))
-        .json(&json!({ "count": count }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let conversations: Vec<ConversationId> = created["conversation_ids"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|v| v.as_str().and_then(|id| ConversationId::parse(id).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let conversations = seed::add_conversations(&sandbox, count)?;
     let body = json!({ "type": "TEXT", "message": "benchmark" });
 
-    // The add-on's side: settings, database, vault (with the seller's grant) and workers.
+    // The add-on's side: settings, database, vault (with the seller's grant, issued without
+    // the consent screen) and workers.
     let key = TokenKey::generate();
     let env = |name: &str| -> Option<String> {
         Some(match name {
@@ -123,18 +79,16 @@ async fn main() -> anyhow::Result<()> {
     db.migrate().await?;
     let client = kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?;
     let oauth = KenarOAuth::new(&settings.oauth_credentials(), client.clone())?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
-    let issued = IssuedTokens {
-        access_token: SecretString::from(access.clone()),
-        refresh_token: None,
-        expires_in: Duration::from_secs(3600),
-        scope: Some(scope.clone()),
-    };
-    vault
-        .store(Subject::Post(post()), &seller(), &scope, &issued)
-        .await?;
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
+    let scope = format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access");
+    let access = seed::grant(&sandbox, &vault, Subject::Post(post()), SELLER, &scope).await?;
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, &post()).await?;
+        db::conversations::record_seen(&db, conversation, &post(), SystemClock.now_ms()).await?;
     }
     let api = KenarApi::new(
         client,
@@ -154,8 +108,9 @@ async fn main() -> anyhow::Result<()> {
         db.clone(),
         vault,
         api,
-        Pacer::per_minute(0),
+        Pacer::unlimited(SystemClock::shared()),
         outbox_settings,
+        SystemClock::shared(),
     );
 
     println!(
@@ -242,13 +197,14 @@ async fn through_outbox(
     body: &Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+    let db::broadcasts::Created::New(id) = db::broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post(),
         &seller(),
         &body.to_string(),
         conversations,
+        SystemClock.now_ms(),
     )
     .await?
     else {
@@ -266,7 +222,7 @@ async fn through_outbox(
         task.await??;
     }
     let elapsed = started.elapsed();
-    let progress = db::outbox::progress(db, &id).await?;
+    let progress = db::broadcasts::progress(db, &id).await?;
     anyhow::ensure!(
         progress.sent as usize == conversations.len(),
         "outbox sent {} of {}",

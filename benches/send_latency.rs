@@ -12,51 +12,36 @@
 //! Arrival is seen by polling the simulated Divar's store every 0.2 ms, so figures carry up to
 //! that much extra. Options (environment): BENCH_DATABASE_URL (default a temporary SQLite
 //! file), BENCH_ROUNDS (default 3), BENCH_SAMPLES (per phase and round, default 200),
-//! BENCH_RATE (the add-on's KENAR_RATE_LIMIT_PER_MINUTE, default 0 = unpaced).
+//! BENCH_RATE (the add-on's KENAR_RATE_LIMIT_PER_MINUTE, default 0 = unpaced),
+//! BENCH_BROADCAST_SIZE (default 2000). BENCH_SHORT=1: one round of 10 messages per phase beside
+//! 200-row broadcasts, to check that it runs and every message arrives (what CI does).
+
+mod options;
+mod seed;
 
 use std::time::{Duration, Instant};
 
-use kenar::{
-    ConversationId, PostToken, UserId,
-    oauth::{IssuedTokens, KenarOAuth},
-    scopes::Scope,
-};
+use kenar::{ConversationId, oauth::KenarOAuth};
 use kenar_chat::{
+    clock::{Clock, SystemClock},
     crypto::TokenCipher,
     db::{self, Db, grants::Subject},
     sandbox::{Sandbox, SandboxOptions, launch_with},
     services::vault::Vault,
 };
-use secrecy::SecretString;
-use serde_json::{Value, json};
+use seed::{POST, SELLER, post, seller};
+use serde_json::json;
 
-const POST: &str = "gZd7omnS";
-const SELLER: &str = "u-ali";
-
-fn post() -> PostToken {
-    PostToken::parse(POST).expect("a valid post token")
-}
-
-fn seller() -> UserId {
-    UserId::parse(SELLER).expect("a valid user id")
-}
 /// A seeded chat of another post, so the single sends never share a conversation with the
 /// broadcasts.
 const CHAT: &str = "c0ffee00-0000-4000-8000-000002000001";
-const BROADCAST_SIZE: usize = 2000;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rounds = env_number("BENCH_ROUNDS", 3).max(1);
-    let samples = env_number("BENCH_SAMPLES", 200).max(10);
-    let rate = env_number("BENCH_RATE", 0) as u32;
+    let rounds: usize = options::option("BENCH_ROUNDS", 3, 1).max(1);
+    let samples: usize = options::option("BENCH_SAMPLES", 200, 10).max(10);
+    let rate: u32 = options::option("BENCH_RATE", 0, 0);
+    let broadcast_size: usize = options::option("BENCH_BROADCAST_SIZE", 2000, 200);
     let dir = tempfile::tempdir()?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
@@ -83,13 +68,18 @@ async fn main() -> anyhow::Result<()> {
         &settings.oauth_credentials(),
         kenar::http_client(Duration::from_secs(10), "kenar-chat-bench")?,
     )?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
     let buyer = sandbox
         .world()
         .conversation(CHAT)
         .map(|c| c.buyer_id.clone())
         .ok_or_else(|| anyhow::anyhow!("the seeded chat {CHAT} is missing"))?;
-    grant(
+    seed::grant(
         &sandbox,
         &vault,
         Subject::Conversation(ConversationId::parse(CHAT).map_err(anyhow::Error::msg)?),
@@ -97,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         &format!("CONVERSATION_SEND_MESSAGE.{CHAT} offline_access"),
     )
     .await?;
-    grant(
+    seed::grant(
         &sandbox,
         &vault,
         Subject::Post(post()),
@@ -107,26 +97,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     // The broadcasts' conversations.
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!(
-            "{base}/sandbox/_control/posts/{POST}/conversations"
-        ))
-        .json(&json!({ "count": BROADCAST_SIZE }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let conversations: Vec<ConversationId> = created["conversation_ids"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|v| v.as_str().and_then(|id| ConversationId::parse(id).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let conversations = seed::add_conversations(&sandbox, broadcast_size)?;
     for conversation in &conversations {
-        db::conversations::record_seen(&db, conversation, &post()).await?;
+        db::conversations::record_seen(&db, conversation, &post(), SystemClock.now_ms()).await?;
     }
 
     // The buyer opens the add-on from the chat, as Divar would send them.
@@ -145,6 +118,24 @@ async fn main() -> anyhow::Result<()> {
         location(&entered)? == "/compose",
         "the buyer should land on the composer"
     );
+    // The composer's form carries the visit's token against forged posts, as every page does.
+    let composer = person
+        .get(format!("{base}/compose"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let csrf = composer
+        .split_once(r#"<meta name="csrf-token" content=""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(token, _)| token.to_string())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the composer carries no form token"))?;
+    let composer = Composer {
+        person: &person,
+        base: &base,
+        csrf: &csrf,
+    };
 
     println!(
         "send latency: compose POST → arrival at the simulated Divar; {} database, pacer {}; \
@@ -161,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     // One untimed warm-up message.
-    send_one(&person, &base, &sandbox).await?;
+    send_one(&composer, &sandbox).await?;
     let mut idle_p50 = Vec::new();
     let mut busy_p50 = Vec::new();
     for round in 1..=rounds {
@@ -171,14 +162,14 @@ async fn main() -> anyhow::Result<()> {
             if rate > 0 {
                 tokio::time::sleep(Duration::from_secs_f64(60.0 / f64::from(rate))).await;
             }
-            idle.push(send_one(&person, &base, &sandbox).await?);
+            idle.push(send_one(&composer, &sandbox).await?);
         }
         let mut busy = Vec::with_capacity(samples);
         let mut broadcasts = 0;
         let mut running: Option<String> = None;
         while busy.len() < samples {
             let done = match &running {
-                Some(id) => db::outbox::progress(&db, id).await?.pending == 0,
+                Some(id) => db::broadcasts::progress(&db, id).await?.pending == 0,
                 None => true,
             };
             if done {
@@ -193,17 +184,17 @@ async fn main() -> anyhow::Result<()> {
                 let period = 60.0 / f64::from(rate);
                 tokio::time::sleep(Duration::from_secs_f64(period * rand::random::<f64>())).await;
             }
-            let latency = send_one(&person, &base, &sandbox).await?;
+            let latency = send_one(&composer, &sandbox).await?;
             // Count it only if the broadcast was still running when it arrived.
             let id = running.as_deref().unwrap_or_default();
-            if db::outbox::progress(&db, id).await?.pending > 0 {
+            if db::broadcasts::progress(&db, id).await?.pending > 0 {
                 busy.push(latency);
             }
         }
         // The next round starts idle: cancel what still runs and let it settle.
         if let Some(id) = &running {
-            db::outbox::cancel(&db, id).await?;
-            while db::outbox::progress(&db, id).await?.pending > 0 {
+            db::broadcasts::cancel(&db, id, SystemClock.now_ms()).await?;
+            while db::broadcasts::progress(&db, id).await?.pending > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -211,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
         let (b50, b99) = percentiles(&mut busy);
         println!(
             "round {round}: idle p50 {i50:.1} ms, p99 {i99:.1} ms | during broadcasts \
-             ({broadcasts} of {BROADCAST_SIZE} rows) p50 {b50:.1} ms, p99 {b99:.1} ms"
+             ({broadcasts} of {broadcast_size} rows) p50 {b50:.1} ms, p99 {b99:.1} ms"
         );
         idle_p50.push(i50);
         busy_p50.push(b50);
@@ -225,52 +216,34 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A user's token issued by the simulated Divar without its consent screen, stored as the
-/// consent flow stores it.
-async fn grant(
-    sandbox: &Sandbox,
-    vault: &Vault,
-    subject: Subject,
-    user: &str,
-    scope: &str,
-) -> anyhow::Result<()> {
-    let (access, refresh) = sandbox
-        .world()
-        .issue_tokens(user, Scope::parse_list(scope).map_err(anyhow::Error::msg)?);
-    let issued = IssuedTokens {
-        access_token: SecretString::from(access.token),
-        refresh_token: refresh.map(|r| SecretString::from(r.token)),
-        expires_in: Duration::from_secs(3600),
-        scope: Some(scope.to_string()),
-    };
-    vault
-        .store(
-            subject,
-            &UserId::parse(user).map_err(anyhow::Error::msg)?,
-            scope,
-            &issued,
-        )
-        .await
-}
-
 async fn start_broadcast(db: &Db, conversations: &[ConversationId]) -> anyhow::Result<String> {
     let body = json!({ "type": "TEXT", "message": "benchmark broadcast" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
-    match db::outbox::create_broadcast(db, &key, &post(), &seller(), &body, conversations).await? {
-        db::outbox::Created::New(id) | db::outbox::Created::Existing(id) => Ok(id),
+    let now = SystemClock.now_ms();
+    match db::broadcasts::create(db, &key, &post(), &seller(), &body, conversations, now).await? {
+        db::broadcasts::Created::New(id) | db::broadcasts::Created::Existing(id) => Ok(id),
     }
 }
 
+/// The buyer's visit to the composer: its client (with the session cookie) and form token.
+struct Composer<'a> {
+    person: &'a reqwest::Client,
+    base: &'a str,
+    csrf: &'a str,
+}
+
 /// Posts one message from the composer and waits until Divar has it; milliseconds.
-async fn send_one(person: &reqwest::Client, base: &str, sandbox: &Sandbox) -> anyhow::Result<f64> {
+async fn send_one(composer: &Composer<'_>, sandbox: &Sandbox) -> anyhow::Result<f64> {
     // Only messages stored after this point are looked at, so a poll costs little however
     // many broadcast messages the store holds.
     let mut cursor = sandbox.world().messages.len();
     let key = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
-    let answer = person
-        .post(format!("{base}/compose"))
+    let answer = composer
+        .person
+        .post(format!("{}/compose", composer.base))
         .form(&[
+            ("csrf_token", composer.csrf),
             ("idempotency_key", key.as_str()),
             ("action", "send"),
             ("text", "زمان بازدید"),

@@ -46,15 +46,12 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-/// `key_version` of values sealed before key rotation: by the key then configured, with
-/// associated data naming only the grant and the column.
-pub const LEGACY_KEY_VERSION: i64 = 1;
-
 const NONCE_LEN: usize = 12;
 
 impl TokenKey {
-    /// Names the key without revealing it: 47 bits of a SHA-256 of it, above every legacy
-    /// version. Stored beside each value it seals, so the right key is found after a rotation.
+    /// Names the key without revealing it: 47 bits of a SHA-256 of it (with bit 47 set, so no
+    /// version is small). Stored beside each value it seals, so the right key is found after a
+    /// rotation.
     pub fn version(&self) -> i64 {
         use sha2::{Digest, Sha256};
         let hash = Sha256::new()
@@ -115,24 +112,20 @@ pub struct SealContext<'a> {
 }
 
 impl SealContext<'_> {
-    fn associated_data(&self, key_version: i64) -> String {
-        if key_version == LEGACY_KEY_VERSION {
-            format!("kenar-chat:grants:{}:{}", self.grant_id, self.column)
-        } else {
-            // Lengths first, so no two different contexts can write the same string.
-            let parts = [
-                self.grant_id,
-                self.column,
-                self.subject_kind,
-                self.subject_id,
-                self.user_id,
-            ];
-            let mut aad = String::from("kenar-chat:grants:v2");
-            for part in parts {
-                aad.push_str(&format!(":{}:{part}", part.len()));
-            }
-            aad
+    fn associated_data(&self) -> String {
+        // Lengths first, so no two different contexts can write the same string.
+        let parts = [
+            self.grant_id,
+            self.column,
+            self.subject_kind,
+            self.subject_id,
+            self.user_id,
+        ];
+        let mut aad = String::from("kenar-chat:grants:v2");
+        for part in parts {
+            aad.push_str(&format!(":{}:{part}", part.len()));
         }
+        aad
     }
 }
 
@@ -176,7 +169,7 @@ impl TokenCipher {
         }
     }
 
-    /// Whether the key that wrote `key_version` is in the ring (legacy values do not say).
+    /// Whether the key that wrote `key_version` is in the ring.
     pub fn has_version(&self, key_version: i64) -> bool {
         self.keys.iter().any(|(version, _)| *version == key_version)
     }
@@ -189,31 +182,27 @@ impl TokenCipher {
     /// `base64(nonce || ciphertext+tag)` under the current key; the same context (and the
     /// current version) must be given again to open it.
     pub fn seal(&self, plaintext: &str, context: &SealContext<'_>) -> String {
-        let (version, aead) = &self.keys[0];
-        seal_with(aead, plaintext, &context.associated_data(*version))
+        seal_with(&self.keys[0].1, plaintext, &context.associated_data())
     }
 
-    /// Opens a value sealed under `key_version`. A legacy value is tried with every key (it
-    /// does not say which sealed it).
+    /// Opens a value sealed under the key of `key_version`; it is stale when that key is no
+    /// longer the current one.
     pub fn open(
         &self,
         sealed: &str,
         context: &SealContext<'_>,
         key_version: i64,
     ) -> Result<Opened, OpenError> {
-        let aad = context.associated_data(key_version);
-        let candidates = self.keys.iter().enumerate().filter(|(_, (version, _))| {
-            key_version == LEGACY_KEY_VERSION || *version == key_version
-        });
-        for (position, (_, aead)) in candidates {
-            if let Ok(secret) = open_with(aead, sealed, &aad) {
-                return Ok(Opened {
-                    secret,
-                    stale: position > 0 || key_version == LEGACY_KEY_VERSION,
-                });
-            }
-        }
-        Err(OpenError)
+        let (position, (_, aead)) = self
+            .keys
+            .iter()
+            .enumerate()
+            .find(|(_, (version, _))| *version == key_version)
+            .ok_or(OpenError)?;
+        Ok(Opened {
+            secret: open_with(aead, sealed, &context.associated_data())?,
+            stale: position > 0,
+        })
     }
 }
 
@@ -405,7 +394,6 @@ mod tests {
     fn an_older_key_still_opens_and_asks_for_a_reseal() {
         let (a, b) = (TokenKey::generate(), TokenKey::generate());
         assert_ne!(a.version(), b.version());
-        assert!(a.version() > LEGACY_KEY_VERSION);
         let ctx = context("1", "access", "u");
         let old = TokenCipher::new(&ring(&[&a]));
         let sealed = old.seal("token", &ctx);
@@ -418,23 +406,6 @@ mod tests {
                 .open(&sealed, &ctx, a.version())
                 .is_err()
         );
-    }
-
-    #[test]
-    fn legacy_values_open_under_any_configured_key() {
-        let a = TokenKey::generate();
-        // What the release before rotation wrote: grant and column only.
-        let legacy = seal_with(
-            &Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(a.expose())),
-            "token",
-            "kenar-chat:grants:1:access",
-        );
-        let ring = TokenCipher::new(&ring(&[&TokenKey::generate(), &a]));
-        let opened = ring
-            .open(&legacy, &context("1", "access", "u"), LEGACY_KEY_VERSION)
-            .unwrap();
-        assert_eq!(opened.secret.expose_secret(), "token");
-        assert!(opened.stale);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::{
     config::{Settings, TokenKey, parse_base_url},
-    startup::Application,
+    startup::{Application, BuildOptions},
 };
 
 /// The add-on and the simulated Divar, wired to each other on one listener.
@@ -37,6 +37,25 @@ pub async fn launch_with(
     database_url: &str,
     options: SandboxOptions,
     customize: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Launched> {
+    launch_built(
+        listener,
+        database_url,
+        options,
+        customize,
+        BuildOptions::default(),
+    )
+    .await
+}
+
+/// [`launch_with`], the add-on built with `build` (its clock, its outbox workers); the
+/// sandbox's router takes the place of `build.extra`.
+pub async fn launch_built(
+    listener: TcpListener,
+    database_url: &str,
+    options: SandboxOptions,
+    customize: impl FnOnce(&mut Settings),
+    build: BuildOptions,
 ) -> anyhow::Result<Launched> {
     let addr = listener.local_addr()?;
     let host = if addr.ip().is_unspecified() {
@@ -82,7 +101,11 @@ pub async fn launch_with(
         metrics_sample_every: Duration::from_secs(10),
     };
     customize(&mut settings);
-    let app = Application::build(settings.clone(), listener, Some(sandbox.router())).await?;
+    let build = BuildOptions {
+        extra: Some(sandbox.router()),
+        ..build
+    };
+    let app = Application::build_with(settings.clone(), listener, build).await?;
     Ok(Launched {
         app,
         sandbox,

@@ -10,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 use kenar::{api::KenarApi, oauth::KenarOAuth};
 
 use crate::{
+    clock::{SharedClock, SystemClock},
     config::{Retention, ServerLimits, Settings},
     crypto::{LinkSealer, TokenCipher},
-    db::Db,
-    services::{entry_links::EntryLinks, messaging::Messaging, pacing::Pacer, vault::Vault},
+    db::{Db, sessions::DbSessionStore},
+    features,
+    services::{Deps, entry_links::EntryLinks, pacing::Pacer, vault::Vault},
     state::AppState,
     web,
     worker::outbox::OutboxWorker,
@@ -30,6 +32,31 @@ pub struct Application {
     /// The `/metrics` listener (`METRICS_ADDR`), bound at build so its address is known.
     metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     metrics_sample_every: std::time::Duration,
+    clock: SharedClock,
+    outbox_workers: bool,
+    /// What the features declared, with the core's entries (the purge reads its tables).
+    catalog: Arc<crate::services::Catalog>,
+}
+
+/// How [`Application::build_with`] differs from a plain start; the default is production's.
+pub struct BuildOptions {
+    /// Merged into the router as it is (the sandbox mounts itself this way).
+    pub extra: Option<Router>,
+    /// "Now" for everything the application builds (tests pass a `clock::ManualClock`).
+    pub clock: SharedClock,
+    /// Whether [`Application::run_until_stopped`] runs the outbox workers. Tests that deliver
+    /// step by step (`OutboxWorker::try_execute_task`) turn them off.
+    pub outbox_workers: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            extra: None,
+            clock: SystemClock::shared(),
+            outbox_workers: true,
+        }
+    }
 }
 
 impl Application {
@@ -40,7 +67,26 @@ impl Application {
         listener: TcpListener,
         extra: Option<Router>,
     ) -> anyhow::Result<Self> {
+        let options = BuildOptions {
+            extra,
+            ..BuildOptions::default()
+        };
+        Self::build_with(settings, listener, options).await
+    }
+
+    /// [`Application::build`] with a say over what tests need to control: the clock, and
+    /// whether the outbox runs by itself.
+    pub async fn build_with(
+        settings: Settings,
+        listener: TcpListener,
+        options: BuildOptions,
+    ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
+        let BuildOptions {
+            extra,
+            clock,
+            outbox_workers,
+        } = options;
         if settings.consent.revocation_notice && !settings.consent.user_id {
             tracing::warn!(
                 "KENAR_ASK_REVOCATION_NOTICE is on but KENAR_ASK_USER_ID is off: Divar sends revocation notices only for tokens that hold USER_ID too, so none will arrive"
@@ -76,41 +122,50 @@ impl Application {
             db.clone(),
             TokenCipher::new(&settings.token_keys),
             oauth.clone(),
+            clock.clone(),
         );
         let api = KenarApi::new(
             http,
             settings.kenar_api_base_url.clone(),
             settings.api_key.clone(),
         );
-        let pacer = Pacer::per_minute(settings.rate_limit_per_minute);
+        let pacer = Pacer::per_minute(settings.rate_limit_per_minute, clock.clone());
         let outbox = OutboxWorker::new(
             db.clone(),
             vault.clone(),
             api.clone(),
             pacer.clone(),
             settings.outbox,
+            clock.clone(),
         );
-        let messaging = Messaging::new(db.clone(), outbox.wake_handle());
         let entry_links = EntryLinks::new(
             db.clone(),
             LinkSealer::new(&settings.token_keys),
             settings.entry_link_ttl,
+            clock.clone(),
         );
         let state_limits = settings.server.clone();
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
-        let state = AppState::new(crate::state::AppParts {
+        let catalog = Arc::new(features::catalog());
+        let deps = Deps {
             db: db.clone(),
             settings: Arc::new(settings),
             oauth,
             vault,
             entry_links,
-            messaging,
             api,
+            wake: outbox.wake_handle(),
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+        };
+        let state = AppState::new(crate::state::AppParts {
+            deps,
             lifecycle: lifecycle.clone(),
         });
-        let mut router = web::router(state);
+        let store = DbSessionStore::new(db.clone(), clock.clone());
+        let mut router = web::router(state, features::page_routes(), store);
         if let Some(extra) = extra {
             router = router.merge(extra);
         }
@@ -134,6 +189,9 @@ impl Application {
             router: web::with_common_layers(router, settings_client_ip_header),
             db,
             outbox,
+            clock,
+            outbox_workers,
+            catalog,
         })
     }
 
@@ -156,22 +214,33 @@ impl Application {
         &self.outbox
     }
 
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Serves and runs the background workers until `shutdown` is cancelled, then drains: `/readyz`
     /// fails at once, connections are still taken for `KENAR_SHUTDOWN_DELAY` (load balancers
     /// notice), then the listener closes, the workers stop claiming (rows waiting for their turn
     /// are given back) and in-flight requests and sends get `KENAR_SHUTDOWN_TIMEOUT` to finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stopping = CancellationToken::new();
-        let mut tasks = self.outbox.spawn_pool(stopping.clone());
+        let mut tasks = if self.outbox_workers {
+            self.outbox.spawn_pool(stopping.clone())
+        } else {
+            Vec::new()
+        };
         tasks.push(tokio::spawn(crate::worker::purge::run_until_stopped(
             self.db.clone(),
             self.retention,
+            self.catalog.tables.clone(),
+            self.clock.clone(),
             stopping.clone(),
         )));
         if let Some((listener, handle)) = self.metrics {
             tasks.push(tokio::spawn(crate::worker::sampler::run_until_stopped(
                 self.db.clone(),
                 self.metrics_sample_every,
+                self.clock.clone(),
                 stopping.clone(),
             )));
             // Until the very end: the drain itself is worth watching.
@@ -237,7 +306,12 @@ pub async fn rekey(settings: &Settings) -> anyhow::Result<crate::services::vault
     db.migrate().await?;
     let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;
     let oauth = KenarOAuth::new(&settings.oauth_credentials(), http)?;
-    let vault = Vault::new(db.clone(), TokenCipher::new(&settings.token_keys), oauth);
+    let vault = Vault::new(
+        db.clone(),
+        TokenCipher::new(&settings.token_keys),
+        oauth,
+        SystemClock::shared(),
+    );
     let report = vault.rekey().await;
     db.close().await;
     report

@@ -1,21 +1,15 @@
+//! What every handler may reach: the use cases' dependencies and the process's lifecycle.
+
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use axum::extract::FromRef;
+use crate::services::Deps;
 
-use kenar::{api::KenarApi, oauth::KenarOAuth};
-
-use crate::{
-    config::Settings,
-    db::Db,
-    services::{entry_links::EntryLinks, messaging::Messaging, vault::Vault},
-};
-
-/// What every handler may need. Clients are built once, in `Application::build`; each request
-/// clones only the `Arc` (a deep copy of the OAuth client, the vault and the ciphers showed in
-/// the session-init profile: docs/benchmarks.md, "Session initialization").
+/// Built once, in `Application::build`; each request clones only the `Arc` (a deep copy of the
+/// OAuth client, the vault and the ciphers showed in the session-init profile:
+/// docs/benchmarks.md, "Session initialization").
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 
@@ -34,13 +28,7 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct AppParts {
-    pub db: Db,
-    pub settings: Arc<Settings>,
-    pub oauth: KenarOAuth,
-    pub vault: Vault,
-    pub entry_links: EntryLinks,
-    pub messaging: Messaging,
-    pub api: KenarApi,
+    pub deps: Deps,
     pub lifecycle: Lifecycle,
 }
 
@@ -70,17 +58,5 @@ impl Lifecycle {
 
     pub fn stopped_workers(&self) -> usize {
         self.0.stopped_workers.load(Ordering::Acquire)
-    }
-}
-
-impl FromRef<AppState> for Db {
-    fn from_ref(state: &AppState) -> Self {
-        state.db.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Settings> {
-    fn from_ref(state: &AppState) -> Self {
-        state.settings.clone()
     }
 }

@@ -2,15 +2,15 @@
 
 use sqlx::Row;
 
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::{ConversationId, PostToken, SessionInit, UserId, UserSide};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conversation {
     pub conversation_id: ConversationId,
     pub post_token: Option<PostToken>,
-    pub seller_id: Option<UserId>,
-    pub buyer_id: Option<UserId>,
+    pub seller_user_id: Option<UserId>,
+    pub buyer_user_id: Option<UserId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -33,25 +33,25 @@ pub struct RecordedSessionInit {
 /// knows. The one write of session initialization (the click itself travels in its sealed
 /// link, see `domain::entry_link`); nothing when the click names no conversation.
 #[tracing::instrument(skip_all, fields(conversation_id = ?init.conversation_id))]
-pub async fn record_click(db: &Db, init: &SessionInit) -> anyhow::Result<()> {
+pub async fn record_click(db: &Db, init: &SessionInit, now: i64) -> anyhow::Result<()> {
     let Some(conversation_id) = &init.conversation_id else {
         return Ok(());
     };
     // A later click may know more (e.g. the other side's id); never erase what we knew.
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $5)
          on conflict (conversation_id) do update set
              post_token = coalesce(excluded.post_token, conversations.post_token),
-             seller_id = coalesce(excluded.seller_id, conversations.seller_id),
-             buyer_id = coalesce(excluded.buyer_id, conversations.buyer_id),
+             seller_user_id = coalesce(excluded.seller_user_id, conversations.seller_user_id),
+             buyer_user_id = coalesce(excluded.buyer_user_id, conversations.buyer_user_id),
              updated_at = excluded.updated_at",
     )
     .bind(conversation_id)
     .bind(&init.post_token)
     .bind(&init.seller_id)
     .bind(&init.buyer_id)
-    .bind(now_ms())
+    .bind(now)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -62,7 +62,7 @@ pub async fn find(
     conversation_id: &ConversationId,
 ) -> anyhow::Result<Option<Conversation>> {
     Ok(sqlx::query_as(
-        "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
+        "select conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at
          from conversations where conversation_id = $1",
     )
     .bind(conversation_id)
@@ -72,7 +72,7 @@ pub async fn find(
 
 pub async fn list_for_post(db: &Db, post_token: &PostToken) -> anyhow::Result<Vec<Conversation>> {
     Ok(sqlx::query_as(
-        "select conversation_id, post_token, seller_id, buyer_id, created_at, updated_at
+        "select conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at
          from conversations where post_token = $1 order by updated_at desc, conversation_id",
     )
     .bind(post_token)
@@ -96,10 +96,10 @@ pub async fn record_seen(
     db: &Db,
     conversation_id: &ConversationId,
     post_token: &PostToken,
+    now: i64,
 ) -> anyhow::Result<()> {
-    let now = now_ms();
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ($1, $2, null, null, $3, $3)
          on conflict (conversation_id) do update set post_token = excluded.post_token, updated_at = excluded.updated_at",
     )
@@ -142,11 +142,11 @@ impl Recipients {
 pub async fn recipients_for_post(
     db: &Db,
     post_token: &PostToken,
-    seller_id: &UserId,
+    seller_user_id: &UserId,
     as_of: i64,
 ) -> anyhow::Result<Recipients> {
     let rows = sqlx::query(
-        "select conversation_id, seller_id from conversations
+        "select conversation_id, seller_user_id from conversations
          where post_token = $1 and created_at <= $2 order by created_at, conversation_id",
     )
     .bind(post_token)
@@ -155,8 +155,8 @@ pub async fn recipients_for_post(
     .await?;
     let mut recipients = Recipients::default();
     for row in rows {
-        let seller: Option<UserId> = row.try_get("seller_id")?;
-        if seller.is_some_and(|s| &s != seller_id) {
+        let seller: Option<UserId> = row.try_get("seller_user_id")?;
+        if seller.is_some_and(|s| &s != seller_user_id) {
             recipients.other_seller += 1;
         } else {
             recipients
@@ -175,13 +175,14 @@ pub async fn identify_click(
     db: &Db,
     session_init_id: &str,
     user_id: &UserId,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update session_inits set user_id = $1, updated_at = $2
          where session_init_id = $3 and user_id is null",
     )
     .bind(user_id)
-    .bind(now_ms())
+    .bind(now)
     .bind(session_init_id)
     .execute(db.pool())
     .await?;

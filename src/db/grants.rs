@@ -3,7 +3,7 @@
 
 use sqlx::{FromRow, Row, any::AnyRow};
 
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::{ConversationId, PostToken, UserId};
 
 /// What a grant covers: one conversation, or every conversation of a post.
@@ -62,13 +62,12 @@ pub struct SealedGrant {
 }
 
 /// Stores a new grant, replacing what the same user granted for the same subject before.
-pub async fn save(db: &Db, grant: &SealedGrant) -> anyhow::Result<()> {
-    let now = now_ms();
+pub async fn save(db: &Db, grant: &SealedGrant, now: i64) -> anyhow::Result<()> {
     sqlx::query(
         "insert into grants (grant_id, subject_kind, subject_id, user_id, scope, access_token, refresh_token,
              access_expires_at, key_version, refresh_lease_until, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, null, $10, $10)
-         on conflict (subject_kind, subject_id, user_id) do update set
+         on conflict (user_id, subject_kind, subject_id) do update set
              grant_id = excluded.grant_id, scope = excluded.scope, access_token = excluded.access_token,
              refresh_token = excluded.refresh_token, access_expires_at = excluded.access_expires_at,
              key_version = excluded.key_version, refresh_lease_until = null, updated_at = excluded.updated_at",
@@ -138,6 +137,7 @@ pub async fn store_refreshed(
     refresh_token: Option<&str>,
     access_expires_at: i64,
     key_version: i64,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update grants set access_token = $1, refresh_token = coalesce($2, refresh_token),
@@ -148,7 +148,7 @@ pub async fn store_refreshed(
     .bind(refresh_token)
     .bind(access_expires_at)
     .bind(key_version)
-    .bind(now_ms())
+    .bind(now)
     .bind(grant_id)
     .execute(db.pool())
     .await?;
@@ -165,6 +165,7 @@ pub async fn reseal(
     access_token: &str,
     refresh_token: Option<&str>,
     new_version: i64,
+    now: i64,
 ) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "update grants set access_token = $1, refresh_token = $2, key_version = $3, updated_at = $4
@@ -173,7 +174,7 @@ pub async fn reseal(
     .bind(access_token)
     .bind(refresh_token)
     .bind(new_version)
-    .bind(now_ms())
+    .bind(now)
     .bind(grant_id)
     .bind(old_access)
     .execute(db.pool())

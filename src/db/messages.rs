@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, now_ms, outbox};
+use super::{Db, outbox};
 use crate::domain::{ConversationId, UserId, status::MessageStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -28,8 +28,7 @@ pub enum Inserted {
 
 /// Records a message and queues it for the outbox in one transaction, unless its idempotency
 /// key is already taken (a double submit): then nothing is written and the first is returned.
-pub async fn insert_queued(db: &Db, row: &MessageRow) -> anyhow::Result<Inserted> {
-    let now = now_ms();
+pub async fn insert_queued(db: &Db, row: &MessageRow, now: i64) -> anyhow::Result<Inserted> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status, failure,
@@ -75,8 +74,12 @@ pub enum Requeue<'a> {
 
 /// Moves failed messages of `user_id` back to `sending` and their outbox rows back to the
 /// queue, under their original idempotency keys. Returns the ids of the messages queued.
-pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::Result<Vec<String>> {
-    let now = now_ms();
+pub async fn requeue(
+    db: &Db,
+    user_id: &UserId,
+    which: Requeue<'_>,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     let mut tx = db.pool().begin().await?;
     let query = match which {
         Requeue::One(message_id) => sqlx::query(
@@ -102,7 +105,9 @@ pub async fn requeue(db: &Db, user_id: &UserId, which: Requeue<'_>) -> anyhow::R
     let mut ids = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.try_get("message_id")?;
-        // A message that failed before single sends went through the outbox has no row yet.
+        // Its row is gone when the purge deleted finished outbox rows before the message's
+        // text (KENAR_OUTBOX_RETENTION_DAYS shorter than KENAR_MESSAGE_RETENTION_DAYS): queue it
+        // anew.
         if !outbox::requeue_message(&mut tx, &id, now).await? {
             let conversation_id: ConversationId = row.try_get("conversation_id")?;
             let key: String = row.try_get("idempotency_key")?;

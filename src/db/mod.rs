@@ -1,14 +1,15 @@
 //! All SQL lives under this module. One code path serves PostgreSQL and SQLite through sqlx's
 //! `Any` driver; the few statements that must differ switch on [`Backend`] right where they are.
 
+pub mod broadcasts;
 pub mod conversations;
-pub mod entry_links;
 pub mod erasure;
 pub mod grants;
 pub mod messages;
 pub mod outbox;
 pub mod purge;
 pub mod sessions;
+pub mod spent_links;
 pub mod stats;
 pub mod templates;
 
@@ -137,7 +138,7 @@ impl Db {
             .acquire_timeout(pool_settings.acquire_timeout)
             // sqlx pings a connection when it comes back to the pool; its default ping on
             // checkout too was one more round trip for every request and every outbox step
-            // (docs/benchmarks.md, "Session initialization"). Only a connection that sat idle,
+            // (README, "Session initialization under load"). Only a connection that sat idle,
             // which the server may have dropped meanwhile, is checked before use.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
@@ -166,8 +167,8 @@ impl Db {
     }
 
     /// Applies this release's migrations. A schema that already has newer ones (a newer replica
-    /// migrated it during a rolling upgrade) is accepted: migrations only ever expand the schema
-    /// in a way the previous release still works with (docs/operations.md, "Upgrades").
+    /// migrated it during a rolling upgrade) is accepted: a release's migrations only expand the
+    /// schema in a way the release before still works with (docs/operations.md, "Migrations").
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),
@@ -245,12 +246,4 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     } else {
         format!("{url}?mode=rwc")
     })
-}
-
-/// Milliseconds since the Unix epoch: the one timestamp format both engines store alike.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

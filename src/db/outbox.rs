@@ -1,26 +1,13 @@
-//! The outbox: one row per message to deliver (a single send, or one conversation of a
-//! broadcast), claimed by workers under a lease.
+//! The delivery queue: one row per message to deliver (a single send, or one conversation of a
+//! broadcast), claimed by workers under a lease. The broadcasts themselves are `db::broadcasts`.
 
 use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
-use super::{Backend, Db, now_ms};
+use super::{Backend, Db};
 use crate::domain::{
-    ConversationId, PostToken, UserId,
-    status::{BroadcastStatus, MessageStatus, Outcome},
+    ConversationId,
+    status::{MessageStatus, Outcome},
 };
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Broadcast {
-    pub broadcast_id: String,
-    pub post_token: PostToken,
-    pub user_id: UserId,
-    pub body: String,
-    #[sqlx(try_from = "String")]
-    pub status: BroadcastStatus,
-    pub paused_reason: Option<String>,
-    pub total: i64,
-    pub created_at: i64,
-}
 
 /// What an outbox row delivers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,63 +42,18 @@ pub enum Lanes {
 const PRIORITY_INTERACTIVE: i64 = 0;
 const PRIORITY_BULK: i64 = 1;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub pending: i64,
-    pub sent: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-}
-
-pub enum Created {
-    New(String),
-    /// The confirm form was submitted before: that broadcast.
-    Existing(String),
-}
-
 /// Outbox rows per insert statement: 3 parameters each, well under both engines' limits
 /// (SQLite 32,766, PostgreSQL 65,535).
 const OUTBOX_INSERT_CHUNK: usize = 500;
 
-/// Broadcasts of at least this many rows refresh PostgreSQL's statistics (see below).
-const ANALYZE_AFTER_ROWS: usize = 200;
-
-/// Writes a broadcast and its outbox rows in one transaction.
-pub async fn create_broadcast(
-    db: &Db,
-    idempotency_key: &str,
-    post_token: &PostToken,
-    user_id: &UserId,
-    body: &str,
+/// Queues one row per conversation of a broadcast inside the caller's transaction (the one
+/// that records the broadcast), due at once, behind single sends.
+pub async fn enqueue_broadcast(
+    tx: &mut Transaction<'_, Any>,
+    broadcast_id: &str,
     conversation_ids: &[ConversationId],
-) -> anyhow::Result<Created> {
-    let now = now_ms();
-    let broadcast_id = uuid::Uuid::new_v4().to_string();
-    let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
-    let inserted = sqlx::query(
-        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, paused_reason,
-             total, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, 'running', null, $6, $7, $7)
-         on conflict (idempotency_key) do nothing",
-    )
-    .bind(&broadcast_id)
-    .bind(idempotency_key)
-    .bind(post_token)
-    .bind(user_id)
-    .bind(body)
-    .bind(conversation_ids.len() as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        let existing: String =
-            sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
-                .bind(idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("broadcast_id")?;
-        return Ok(Created::Existing(existing));
-    }
+    now: i64,
+) -> anyhow::Result<()> {
     // Many rows per statement: one round trip per chunk instead of one per conversation.
     for chunk in conversation_ids.chunks(OUTBOX_INSERT_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
@@ -131,7 +73,7 @@ pub async fn create_broadcast(
             values.join(", ")
         );
         let mut query = sqlx::query(&sql)
-            .bind(&broadcast_id)
+            .bind(broadcast_id)
             .bind(now)
             .bind(PRIORITY_BULK);
         // Time-ordered ids append to the indexes instead of landing all over them.
@@ -141,23 +83,9 @@ pub async fn create_broadcast(
                 .bind(conversation_id)
                 .bind(uuid::Uuid::now_v7().to_string());
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut **tx).await?;
     }
-    tx.commit().await?;
-    if db.backend() == Backend::Postgres && conversation_ids.len() >= ANALYZE_AFTER_ROWS {
-        // PostgreSQL plans by table statistics, and until autovacuum's next ANALYZE (up to a
-        // minute later) they still describe an outbox without these rows: claims then sort
-        // every pending row of the broadcast and outcome updates scan them all instead of
-        // using the primary key. Refresh them now, as the manual advises after a bulk load.
-        // The broadcast is already stored: a failure here only costs speed until autovacuum.
-        if let Err(error) = sqlx::query("analyze broadcasts, outbox")
-            .execute(db.pool())
-            .await
-        {
-            tracing::warn!(%error, "could not refresh the outbox statistics");
-        }
-    }
-    Ok(Created::New(broadcast_id))
+    Ok(())
 }
 
 /// Queues a single send inside the caller's transaction (the one that records the message),
@@ -290,8 +218,8 @@ pub async fn claim_batch(
     lease_ms: i64,
     limit: i64,
     lanes: Lanes,
+    now: i64,
 ) -> anyhow::Result<Vec<Claimed>> {
-    let now = now_ms();
     // The dialect switches of the outbox: only PostgreSQL has SKIP LOCKED, and only there a
     // commit waits for the disk (see [`async_commit`]).
     let lock_clause = match db.backend() {
@@ -378,7 +306,12 @@ pub struct Finished {
 /// Records final outcomes for rows this worker holds, one statement per distinct outcome, and
 /// the same outcome on the messages of single sends, in one transaction.
 /// Returns false when some lease was lost (another worker took the row over).
-pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow::Result<bool> {
+pub async fn finish_many(
+    db: &Db,
+    worker: &str,
+    outcomes: &[Finished],
+    now: i64,
+) -> anyhow::Result<bool> {
     if outcomes.is_empty() {
         return Ok(true);
     }
@@ -407,7 +340,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(*failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(worker);
         for id in ids {
             query = query.bind(*id);
@@ -433,7 +366,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(worker);
         for id in ids {
             query = query.bind(id);
@@ -455,7 +388,7 @@ pub async fn finish_many(db: &Db, worker: &str, outcomes: &[Finished]) -> anyhow
             )
             .bind(message_status(outcome.status).as_str())
             .bind(outcome.failure)
-            .bind(now_ms())
+            .bind(now)
             .bind(message_id)
             .bind(outcome.status.as_str()),
         )
@@ -482,6 +415,7 @@ pub async fn reschedule(
     at: i64,
     failure: Option<&str>,
     refund: bool,
+    now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update outbox set next_attempt_at = $1, failure = $2, locked_until = null, locked_by = null,
@@ -491,7 +425,7 @@ pub async fn reschedule(
     .bind(at)
     .bind(failure)
     .bind(if refund { 1i64 } else { 0 })
-    .bind(now_ms())
+    .bind(now)
     .bind(outbox_id)
     .bind(worker)
     .execute(db.pool())
@@ -499,128 +433,9 @@ pub async fn reschedule(
     Ok(())
 }
 
-/// The broadcast a confirm form with this idempotency key created, if any.
-pub async fn broadcast_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option<String>> {
-    let row = sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
-        .bind(idempotency_key)
-        .fetch_optional(db.pool())
-        .await?;
-    row.map(|r| r.try_get("broadcast_id"))
-        .transpose()
-        .map_err(Into::into)
-}
-
-/// The broadcast made with this idempotency key, if it went to `conversation_id`: where a tap
-/// on one of its buttons in that conversation leads.
-pub async fn broadcast_sent_to(
-    db: &Db,
-    idempotency_key: &str,
-    conversation_id: &ConversationId,
-) -> anyhow::Result<Option<Broadcast>> {
-    Ok(sqlx::query_as(&format!(
-        "{BROADCAST} where idempotency_key = $1 and broadcast_id in
-            (select broadcast_id from outbox where conversation_id = $2)"
-    ))
-    .bind(idempotency_key)
-    .bind(conversation_id)
-    .fetch_optional(db.pool())
-    .await?)
-}
-
-pub async fn find_broadcast(db: &Db, broadcast_id: &str) -> anyhow::Result<Option<Broadcast>> {
-    Ok(
-        sqlx::query_as(&format!("{BROADCAST} where broadcast_id = $1"))
-            .bind(broadcast_id)
-            .fetch_optional(db.pool())
-            .await?,
-    )
-}
-
-pub async fn list_broadcasts(
-    db: &Db,
-    post_token: &PostToken,
-    user_id: &UserId,
-) -> anyhow::Result<Vec<Broadcast>> {
-    Ok(sqlx::query_as(&format!(
-        "{BROADCAST} where post_token = $1 and user_id = $2 order by created_at desc limit 50"
-    ))
-    .bind(post_token)
-    .bind(user_id)
-    .fetch_all(db.pool())
-    .await?)
-}
-
-/// Pauses every running broadcast of a seller's post (their token stopped working).
-pub async fn pause_for_grant(
-    db: &Db,
-    post_token: &PostToken,
-    user_id: &UserId,
-    reason: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "update broadcasts set status = 'paused', paused_reason = $1, updated_at = $2
-         where post_token = $3 and user_id = $4 and status = 'running'",
-    )
-    .bind(reason)
-    .bind(now_ms())
-    .bind(post_token)
-    .bind(user_id)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Resumes a seller's paused broadcasts after they reconnect (one whose rows all ended while
-/// it was paused is done).
-pub async fn resume_for_grant(
-    db: &Db,
-    post_token: &PostToken,
-    user_id: &UserId,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "update broadcasts set paused_reason = null, updated_at = $1,
-             status = case when exists (select 1 from outbox
-                                        where outbox.broadcast_id = broadcasts.broadcast_id
-                                          and outbox.status = 'pending')
-                           then 'running' else 'done' end
-         where post_token = $2 and user_id = $3 and status = 'paused'",
-    )
-    .bind(now_ms())
-    .bind(post_token)
-    .bind(user_id)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Cancels a broadcast: its pending rows are never sent.
-pub async fn cancel(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
-    let mut tx = db.pool().begin().await?;
-    let now = now_ms();
-    let changed = sqlx::query(
-        "update broadcasts set status = 'cancelled', updated_at = $1
-         where broadcast_id = $2 and status in ('running', 'paused')",
-    )
-    .bind(now)
-    .bind(broadcast_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "update outbox set status = 'cancelled', updated_at = $1
-         where broadcast_id = $2 and status = 'pending' and (locked_until is null or locked_until < $1)",
-    )
-    .bind(now)
-    .bind(broadcast_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(changed.rows_affected() == 1)
-}
-
 /// Marks running broadcasts done once nothing of them is pending; returns their ids. Workers
 /// call it when the queue runs dry after they finished rows, not after every batch.
-pub async fn complete_finished(db: &Db) -> anyhow::Result<Vec<String>> {
-    let now = now_ms();
+pub async fn complete_finished(db: &Db, now: i64) -> anyhow::Result<Vec<String>> {
     let mut book = Bookkeeping::begin(db).await?;
     // Rows of a cancelled broadcast that a worker still held when it was cancelled, and then
     // gave back or left behind (it died): nobody claims them any more, so settle them here.
@@ -653,124 +468,3 @@ pub async fn complete_finished(db: &Db) -> anyhow::Result<Vec<String>> {
         .map(|row| Ok(row.try_get("broadcast_id")?))
         .collect()
 }
-
-pub async fn progress(db: &Db, broadcast_id: &str) -> anyhow::Result<Progress> {
-    let rows = sqlx::query(
-        "select status, count(*) as n from outbox where broadcast_id = $1 group by status",
-    )
-    .bind(broadcast_id)
-    .fetch_all(db.pool())
-    .await?;
-    let mut progress = Progress::default();
-    for row in rows {
-        let status: String = row.try_get("status")?;
-        let n: i64 = row.try_get("n")?;
-        match status.as_str() {
-            "pending" => progress.pending = n,
-            "sent" => progress.sent = n,
-            "failed" => progress.failed = n,
-            _ => progress.cancelled = n,
-        }
-    }
-    Ok(progress)
-}
-
-/// A conversation of a broadcast that did not get the message.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct FailedRecipient {
-    pub failure: Option<String>,
-    pub attempts: i64,
-    /// When the last attempt ended.
-    #[sqlx(rename = "updated_at")]
-    pub failed_at: i64,
-    /// When the add-on first learnt of the conversation (it has no other person-facing name).
-    #[sqlx(rename = "seen_at")]
-    pub conversation_seen_at: Option<i64>,
-}
-
-/// Conversations whose delivery failed, with why and when, oldest conversation first (the
-/// first 500).
-pub async fn failures(db: &Db, broadcast_id: &str) -> anyhow::Result<Vec<FailedRecipient>> {
-    Ok(sqlx::query_as(
-        "select o.failure, o.attempts, o.updated_at, c.created_at as seen_at
-         from outbox o left join conversations c on c.conversation_id = o.conversation_id
-         where o.broadcast_id = $1 and o.status = 'failed'
-         order by coalesce(c.created_at, 0), o.conversation_id limit 500",
-    )
-    .bind(broadcast_id)
-    .fetch_all(db.pool())
-    .await?)
-}
-
-/// How many of a broadcast's failed conversations may be retried, and how many are blocked
-/// chats (412), which retrying cannot reach.
-pub async fn failure_counts(db: &Db, broadcast_id: &str) -> anyhow::Result<(i64, i64)> {
-    let row = sqlx::query(
-        "select coalesce(sum(case when failure = 'recipient_restricted' then 0 else 1 end), 0) as retryable,
-                coalesce(sum(case when failure = 'recipient_restricted' then 1 else 0 end), 0) as restricted
-         from outbox where broadcast_id = $1 and status = 'failed'",
-    )
-    .bind(broadcast_id)
-    .fetch_one(db.pool())
-    .await?;
-    Ok((row.try_get("retryable")?, row.try_get("restricted")?))
-}
-
-/// Queues a finished broadcast's failed rows again, except the blocked chats (a 412 cannot
-/// change by retrying). Each row keeps its idempotency key, so a conversation Divar did reach
-/// despite the failure is not messaged twice. Returns how many rows were queued.
-pub async fn retry_failed(db: &Db, broadcast_id: &str) -> anyhow::Result<u64> {
-    let now = now_ms();
-    let mut tx = db.pool().begin().await?;
-    // A broadcast whose text was purged (`db::purge`) has nothing left to send.
-    let reopened = sqlx::query(
-        "update broadcasts set status = 'running', updated_at = $1
-         where broadcast_id = $2 and status = 'done' and body <> '{}'",
-    )
-    .bind(now)
-    .bind(broadcast_id)
-    .execute(&mut *tx)
-    .await?;
-    if reopened.rows_affected() == 0 {
-        return Ok(0);
-    }
-    let queued = sqlx::query(
-        "update outbox set status = 'pending', failure = null, attempts = 0, next_attempt_at = $1,
-             locked_until = null, locked_by = null, updated_at = $1
-         where broadcast_id = $2 and status = 'failed'
-           and (failure is null or failure <> 'recipient_restricted')",
-    )
-    .bind(now)
-    .bind(broadcast_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if queued == 0 {
-        // Nothing worth retrying: leave the broadcast as it was.
-        tx.rollback().await?;
-        return Ok(0);
-    }
-    tx.commit().await?;
-    Ok(queued)
-}
-
-/// Whether a broadcast was cancelled, or no longer exists (its seller's data was erased): a
-/// worker asks before a row that waited for its turn.
-pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
-    let row = sqlx::query("select status from broadcasts where broadcast_id = $1")
-        .bind(broadcast_id)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(match row {
-        Some(row) => {
-            BroadcastStatus::try_from(row.try_get::<String, _>("status")?)
-                .map_err(anyhow::Error::msg)?
-                == BroadcastStatus::Cancelled
-        }
-        None => true,
-    })
-}
-
-const BROADCAST: &str =
-    "select broadcast_id, post_token, user_id, body, status, paused_reason, total, created_at
-    from broadcasts";

@@ -7,7 +7,7 @@ use super::Db;
 #[derive(Debug, Clone, Copy)]
 pub struct Cutoffs {
     pub now: i64,
-    /// Links of the previous release that expired before this, and clicks opened before this.
+    /// Clicks recorded (their link opened) before this.
     pub clicks_before: i64,
     /// Text and buttons of messages and broadcasts finished before this.
     pub bodies_before: i64,
@@ -19,7 +19,6 @@ pub struct Cutoffs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
     pub web_sessions: u64,
-    pub entry_links: u64,
     /// Spent one-time links whose link has expired (their seal refuses them now).
     pub spent_links: u64,
     pub clicks: u64,
@@ -32,7 +31,6 @@ pub struct Purged {
 impl Purged {
     pub fn total(&self) -> u64 {
         self.web_sessions
-            + self.entry_links
             + self.spent_links
             + self.clicks
             + self.message_bodies
@@ -57,12 +55,9 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
     };
     let purged = Purged {
         web_sessions: run("delete from web_sessions where expires_at < $1", at.now).await?,
-        entry_links: run("delete from entry_links where expires_at < $1", at.clicks_before).await?,
         spent_links: run("delete from spent_links where expires_at < $1", at.now).await?,
         clicks: run(
-            "delete from session_inits where created_at < $1
-               and not exists (select 1 from entry_links l
-                               where l.session_init_id = session_inits.session_init_id)",
+            "delete from session_inits where created_at < $1",
             at.clicks_before,
         )
         .await?,

@@ -1,6 +1,8 @@
 //! tower-sessions records in the database, so sessions survive restarts and are shared by
 //! replicas. Only a SHA-256 of each session id is stored: a copy of the table (a backup, a
-//! replica's disk) does not let anyone take over a session.
+//! replica's disk) does not let anyone take over a session. The visitor's Divar user id, kept
+//! under [`USER_ID_KEY`] in the session's data, is copied to the row's `user_id` column, so
+//! erasure finds a person's sessions by key.
 
 use std::collections::HashMap;
 
@@ -13,25 +15,23 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use super::{Db, now_ms};
+use super::Db;
+use crate::clock::SharedClock;
 
+/// The top-level key of a session's data that holds the visitor's Divar user id (a JSON
+/// string), when known. The web layer writes it; the store files the session under it.
+pub use crate::domain::SESSION_USER_KEY as USER_ID_KEY;
+
+/// Expired sessions are not loaded; the purge (`db::purge`) deletes them.
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
     db: Db,
+    clock: SharedClock,
 }
 
 impl DbSessionStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    /// Deletes expired sessions; returns how many.
-    pub async fn delete_expired(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query("delete from web_sessions where expires_at < $1")
-            .bind(now_ms())
-            .execute(self.db.pool())
-            .await?;
-        Ok(done.rows_affected())
+    pub fn new(db: Db, clock: SharedClock) -> Self {
+        Self { db, clock }
     }
 }
 
@@ -52,18 +52,24 @@ fn expiry_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// Whose session it is, from [`USER_ID_KEY`].
+fn user_id(record: &Record) -> Option<&str> {
+    record.data.get(USER_ID_KEY).and_then(|v| v.as_str())
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // A colliding random id is vanishingly rare; pick another one if it happens.
         loop {
             let inserted = sqlx::query(
-                "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
-                 values ($1, $2, $3, $4, $4) on conflict (session_id) do nothing",
+                "insert into web_sessions (session_id, user_id, data, expires_at, created_at, updated_at)
+                 values ($1, $2, $3, $4, $5, $5) on conflict (session_id) do nothing",
             )
             .bind(key(&record.id))
+            .bind(user_id(record))
             .bind(&data)
             .bind(expiry_ms(record))
             .bind(now)
@@ -80,15 +86,17 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> Result<()> {
         let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
         sqlx::query(
-            "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
-             values ($1, $2, $3, $4, $4)
+            "insert into web_sessions (session_id, user_id, data, expires_at, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $5)
              on conflict (session_id) do update set
-                 data = excluded.data, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                 user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at,
+                 updated_at = excluded.updated_at",
         )
         .bind(key(&record.id))
+        .bind(user_id(record))
         .bind(data)
         .bind(expiry_ms(record))
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .execute(self.db.pool())
         .await
         .map_err(backend)?;
@@ -100,7 +108,7 @@ impl SessionStore for DbSessionStore {
             "select data, expires_at from web_sessions where session_id = $1 and expires_at > $2",
         )
         .bind(key(id))
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .fetch_optional(self.db.pool())
         .await
         .map_err(backend)?;

@@ -1,6 +1,6 @@
 //! Composer drafts a user saved for reuse.
 
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -19,6 +19,7 @@ pub async fn create(
     name: &str,
     draft: &str,
     cap: i64,
+    now: i64,
 ) -> anyhow::Result<Option<String>> {
     let id = uuid::Uuid::new_v4().to_string();
     let done = sqlx::query(
@@ -30,7 +31,7 @@ pub async fn create(
     .bind(user_id)
     .bind(name)
     .bind(draft)
-    .bind(now_ms())
+    .bind(now)
     .bind(cap)
     .execute(db.pool())
     .await?;

@@ -1,12 +1,12 @@
 //! The button editor's ready-made parts, for sellers rather than developers: Persian names for
 //! the Divar icons a seller is likely to want (in groups; the full list stays one tap away),
-//! ready-made buttons, and the editor's add/remove steps on the composer's form fields.
+//! ready-made buttons (presets), and the editor's add/remove steps on the composer's form.
 //!
 //! Icon names are Divar's (docs/divar-platform.md, "Sending"); the Persian names are ours.
 
-use std::collections::HashMap;
+use kenar::UserSide;
 
-use super::message::{GRID_COLS, GRID_ROWS, Side, slot_field};
+use super::compose::{ComposeForm, EditRequest, Part, Side, Slot, Writer};
 
 pub struct IconGroup {
     pub title: &'static str,
@@ -93,89 +93,42 @@ pub fn icon_label(icon: &str) -> String {
     persian_name(icon).map_or_else(|| icon.to_string(), str::to_string)
 }
 
-/// A button a seller adds with one tap. `kind` and the fields are the composer form's values.
-pub struct Preset {
-    pub key: &'static str,
-    /// What the «افزودن» button says.
-    pub title: &'static str,
-    pub caption: &'static str,
-    pub icon: &'static str,
-    pub kind: &'static str,
-    /// Only for a conversation about a post (it opens the post).
-    pub needs_post: bool,
+/// Who a preset's button is for: the grid it is offered on follows from who is writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Seller,
+    Buyer,
+    Both,
 }
 
-impl Preset {
-    /// The field to focus once added: a link still to paste, else the caption (to check or
-    /// write): either way the new button is in view.
-    fn focus(&self) -> &'static str {
-        if self.kind == "link" && !self.caption.is_empty() {
-            "link"
-        } else {
-            "caption"
+impl Audience {
+    /// Whether someone on `side` is in this audience (an unknown side counts as anyone).
+    pub fn includes(self, side: Option<UserSide>) -> bool {
+        match (self, side) {
+            (Self::Both, _) | (_, None) => true,
+            (Self::Seller, Some(side)) => side == UserSide::Seller,
+            (Self::Buyer, Some(side)) => side == UserSide::Buyer,
         }
     }
 }
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
-        key: "visit",
-        title: "زمان بازدید",
-        caption: "زمان بازدید",
-        icon: "ACCESS_TIME",
-        kind: "server",
-        needs_post: false,
-    },
-    Preset {
-        key: "map",
-        title: "نشانی روی نقشه",
-        caption: "نشانی روی نقشه",
-        icon: "MAP_VIEW",
-        kind: "link",
-        needs_post: false,
-    },
-    Preset {
-        key: "call",
-        title: "تماس",
-        caption: "تماس",
-        icon: "CALL",
-        kind: "link",
-        needs_post: false,
-    },
-    Preset {
-        key: "post",
-        title: "مشاهدهٔ آگهی",
-        caption: "مشاهدهٔ آگهی",
-        icon: "REAL_ESTATE",
-        kind: "post",
-        needs_post: true,
-    },
-    Preset {
-        key: "pay",
-        title: "پرداخت",
-        caption: "پرداخت",
-        icon: "PAYMENT",
-        kind: "link",
-        needs_post: false,
-    },
-    Preset {
-        key: "custom",
-        title: "دکمهٔ دلخواه",
-        caption: "",
-        icon: "CHECK_CIRCLE",
-        kind: "link",
-        needs_post: false,
-    },
-];
-
-/// The parts of one button slot, in the order the page shows them.
-pub const SLOT_PARTS: [&str; 5] = ["caption", "icon", "kind", "link", "data"];
-
-/// A tap in the button editor: the form comes back with the change made, nothing sent.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Edit {
-    Add { side: Side, preset: &'static Preset },
-    Remove { side: Side, row: usize, col: usize },
+/// A button a person adds with one tap: the core's below, and each feature's own (see
+/// `web::feature::Feature`). The fields are what the composer's slot is filled with.
+pub struct Preset {
+    /// Unique among presets; the chip posts `add=<side>:<key>`.
+    pub key: &'static str,
+    /// What the «افزودن» chip says.
+    pub title: &'static str,
+    pub caption: &'static str,
+    pub icon: &'static str,
+    /// The slot's `kind`: `link`, `post`, `manage`, `server` (the message's own page), or
+    /// `page:<key>` for a feature's page.
+    pub kind: &'static str,
+    /// `key=value` pairs the button's data starts with (server-link and page kinds).
+    pub data: &'static [(&'static str, &'static str)],
+    pub audience: Audience,
+    /// Only for a conversation about a post (e.g. it opens the post).
+    pub needs_post: bool,
 }
 
 impl std::fmt::Debug for Preset {
@@ -184,103 +137,171 @@ impl std::fmt::Debug for Preset {
     }
 }
 
-impl PartialEq for Preset {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+impl Preset {
+    /// Whether the chip is offered on `grid` for `writer`: the grid the audience sees.
+    pub fn offered(&self, grid: Side, writer: &Writer) -> bool {
+        if self.needs_post && writer.post.is_none() {
+            return false;
+        }
+        let sees = |audience: UserSide| match (writer.side, grid) {
+            // Writing to every buyer of a post: the seller's own grid and the buyers'.
+            (_, Side::Receiver) if writer.is_broadcast() => audience == UserSide::Buyer,
+            (Some(side), Side::Sender) => side == audience,
+            (Some(side), Side::Receiver) => side != audience,
+            (None, _) => true,
+        };
+        match self.audience {
+            Audience::Both => true,
+            Audience::Seller => sees(UserSide::Seller),
+            Audience::Buyer => sees(UserSide::Buyer),
+        }
+    }
+
+    /// The field to focus once added: a link still to paste, else the caption (to check or
+    /// write): either way the new button is in view.
+    fn focus(&self) -> Part {
+        if self.kind == "link" && !self.caption.is_empty() {
+            Part::Link
+        } else {
+            Part::Caption
+        }
     }
 }
-impl Eq for Preset {}
 
-/// What happened to the form.
+/// The core's ready-made buttons.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        key: "visit",
+        title: "زمان بازدید",
+        caption: "زمان بازدید",
+        icon: "ACCESS_TIME",
+        kind: "server",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: false,
+    },
+    Preset {
+        key: "map",
+        title: "نشانی روی نقشه",
+        caption: "نشانی روی نقشه",
+        icon: "MAP_VIEW",
+        kind: "link",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: false,
+    },
+    Preset {
+        key: "call",
+        title: "تماس",
+        caption: "تماس",
+        icon: "CALL",
+        kind: "link",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: false,
+    },
+    Preset {
+        key: "post",
+        title: "مشاهدهٔ آگهی",
+        caption: "مشاهدهٔ آگهی",
+        icon: "REAL_ESTATE",
+        kind: "post",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: true,
+    },
+    Preset {
+        key: "pay",
+        title: "پرداخت",
+        caption: "پرداخت",
+        icon: "PAYMENT",
+        kind: "link",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: false,
+    },
+    Preset {
+        key: "custom",
+        title: "دکمهٔ دلخواه",
+        caption: "",
+        icon: "CHECK_CIRCLE",
+        kind: "link",
+        data: &[],
+        audience: Audience::Both,
+        needs_post: false,
+    },
+];
+
+/// What an edit did to the form.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Edited {
     /// Done; the element to focus next (e.g. `r01_link`, or `r-title` after a removal).
     Done { focus: String },
-    /// The side's grid has no free place: a Persian sentence for the page.
-    Full(String),
+    /// The side's grid has no free place.
+    Full(Side),
+    /// The edit named a preset that is not offered here: nothing changed.
+    Nothing,
 }
 
-impl Edit {
-    /// Reads `add=<side>:<preset>` or `remove=<slot>` (e.g. `add=r:map`, `remove=s01`).
-    pub fn from_form(fields: &HashMap<String, String>) -> Option<Self> {
-        if let Some(add) = fields.get("add") {
-            let (side, key) = add.split_once(':')?;
-            let preset = PRESETS.iter().find(|p| p.key == key)?;
-            return Some(Self::Add {
-                side: side_of(side)?,
-                preset,
-            });
-        }
-        let slot = fields.get("remove")?;
-        let mut chars = slot.chars();
-        let side = side_of(&chars.next()?.to_string())?;
-        let row = chars.next()?.to_digit(10)? as usize;
-        let col = chars.next()?.to_digit(10)? as usize;
-        (chars.next().is_none() && row < GRID_ROWS && col < GRID_COLS).then_some(Self::Remove {
-            side,
-            row,
-            col,
-        })
-    }
-
-    /// Makes the change on the form's fields. A new button takes the first free place, row by
-    /// row, so buttons sit side by side as Divar shows them.
-    pub fn apply(&self, fields: &mut HashMap<String, String>) -> Edited {
-        match *self {
-            Self::Remove { side, row, col } => {
-                for part in SLOT_PARTS {
-                    fields.remove(&slot_field(side, row, col, part));
-                }
-                Edited::Done {
-                    focus: format!("{}-title", side.prefix()),
-                }
+/// Makes a button-editor change on the form. A new button takes the first free place, row by
+/// row, so buttons sit side by side as Divar shows them.
+pub fn apply(
+    form: &mut ComposeForm,
+    edit: &EditRequest,
+    presets: &[&Preset],
+    writer: &Writer,
+) -> Edited {
+    match edit {
+        EditRequest::Remove(slot) => {
+            form.clear(*slot);
+            Edited::Done {
+                focus: format!("{}-title", slot.side.prefix()),
             }
-            Self::Add { side, preset } => {
-                let free = (0..GRID_ROWS)
-                    .flat_map(|row| (0..GRID_COLS).map(move |col| (row, col)))
-                    .find(|&(row, col)| !is_used(fields, side, row, col));
-                let Some((row, col)) = free else {
-                    return Edited::Full(super::persian_digits(&format!(
-                        "جای دکمهٔ دیگری نیست: هر طرف حداکثر {} دکمه دارد. یکی را حذف کنید.",
-                        GRID_ROWS * GRID_COLS
-                    )));
-                };
-                for (part, value) in [
-                    ("caption", preset.caption),
-                    ("icon", preset.icon),
-                    ("kind", preset.kind),
-                ] {
-                    fields.insert(slot_field(side, row, col, part), value.to_string());
-                }
-                Edited::Done {
-                    focus: slot_field(side, row, col, preset.focus()),
-                }
+        }
+        EditRequest::Add { side, preset } => {
+            let Some(preset) = presets
+                .iter()
+                .find(|p| p.key == preset && p.offered(*side, writer))
+            else {
+                return Edited::Nothing;
+            };
+            let Some(slot) = Slot::all(*side).find(|slot| !form.is_used(*slot)) else {
+                return Edited::Full(*side);
+            };
+            form.clear(slot);
+            let data: Vec<String> = preset
+                .data
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            for (part, value) in [
+                (Part::Caption, preset.caption.to_string()),
+                (Part::Icon, preset.icon.to_string()),
+                (Part::Kind, preset.kind.to_string()),
+                (Part::Data, data.join("\n")),
+            ] {
+                form.set(slot, part, value);
+            }
+            Edited::Done {
+                focus: slot.field(preset.focus()),
             }
         }
     }
-}
-
-fn side_of(text: &str) -> Option<Side> {
-    match text {
-        "s" => Some(Side::Sender),
-        "r" => Some(Side::Receiver),
-        _ => None,
-    }
-}
-
-/// Whether a slot holds anything a person typed or chose (an icon alone does not count).
-pub fn is_used(fields: &HashMap<String, String>, side: Side, row: usize, col: usize) -> bool {
-    ["caption", "kind", "link", "data"].iter().any(|part| {
-        fields
-            .get(&slot_field(side, row, col, part))
-            .is_some_and(|v| !v.trim().is_empty())
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::icons;
+
+    fn writer(side: Option<UserSide>, post: bool) -> Writer {
+        Writer {
+            user: kenar::UserId::parse("u-ali").unwrap(),
+            side,
+            conversation: Some(kenar::ConversationId::parse("c-1").unwrap()),
+            post: post.then(|| kenar::PostToken::parse("gZd7omnS").unwrap()),
+        }
+    }
 
     #[test]
     fn every_named_icon_is_a_divar_icon() {
@@ -294,65 +315,65 @@ mod tests {
 
     #[test]
     fn adding_takes_the_first_free_place_and_removing_frees_it() {
-        let mut fields = HashMap::from([("s00_caption".to_string(), "اول".to_string())]);
-        let add = |side: &str, key: &str| {
-            Edit::from_form(&HashMap::from([("add".into(), format!("{side}:{key}"))])).unwrap()
+        let presets: Vec<&Preset> = PRESETS.iter().collect();
+        let w = writer(None, false);
+        let mut form = ComposeForm::default();
+        let s00 = Slot::parse("s00").unwrap();
+        form.set(s00, Part::Caption, "اول".into());
+        let add = |form: &mut ComposeForm, side: Side, key: &str| {
+            let edit = EditRequest::Add {
+                side,
+                preset: key.into(),
+            };
+            apply(form, &edit, &presets, &w)
         };
-        assert_eq!(
-            add("s", "map").apply(&mut fields),
-            Edited::Done {
-                focus: "s01_link".into()
-            }
-        );
-        assert_eq!(fields["s01_kind"], "link");
-        assert_eq!(fields["s01_icon"], "MAP_VIEW");
-        assert_eq!(
-            add("s", "visit").apply(&mut fields),
-            Edited::Done {
-                focus: "s02_caption".into()
-            }
-        );
-        assert_eq!(fields["s02_kind"], "server");
-        let remove = Edit::from_form(&HashMap::from([("remove".into(), "s01".into())])).unwrap();
-        assert_eq!(
-            remove.apply(&mut fields),
-            Edited::Done {
-                focus: "s-title".into()
-            }
-        );
-        assert!(!fields.contains_key("s01_caption") && !fields.contains_key("s01_kind"));
-        assert_eq!(
-            add("s", "custom").apply(&mut fields),
-            Edited::Done {
-                focus: "s01_caption".into()
-            }
-        );
+        let focus = |f: &str| Edited::Done { focus: f.into() };
+        assert_eq!(add(&mut form, Side::Sender, "map"), focus("s01_link"));
+        let s01 = form.slot(Slot::parse("s01").unwrap()).unwrap().clone();
+        assert_eq!((s01.kind.as_str(), s01.icon.as_str()), ("link", "MAP_VIEW"));
+        assert_eq!(add(&mut form, Side::Sender, "visit"), focus("s02_caption"));
+        let remove = EditRequest::Remove(Slot::parse("s01").unwrap());
+        assert_eq!(apply(&mut form, &remove, &presets, &w), focus("s-title"));
+        assert!(!form.is_used(Slot::parse("s01").unwrap()));
+        assert_eq!(add(&mut form, Side::Sender, "custom"), focus("s01_caption"));
         for _ in 0..6 {
-            add("s", "pay").apply(&mut fields);
+            add(&mut form, Side::Sender, "pay");
         }
+        assert_eq!(
+            add(&mut form, Side::Sender, "pay"),
+            Edited::Full(Side::Sender)
+        );
         assert!(matches!(
-            add("s", "pay").apply(&mut fields),
-            Edited::Full(_)
-        ));
-        assert!(matches!(
-            add("r", "pay").apply(&mut fields),
+            add(&mut form, Side::Receiver, "pay"),
             Edited::Done { .. }
         ));
+        assert_eq!(add(&mut form, Side::Receiver, "nothing"), Edited::Nothing);
+        assert_eq!(
+            add(&mut form, Side::Receiver, "post"),
+            Edited::Nothing,
+            "needs a post"
+        );
     }
 
     #[test]
-    fn unknown_edits_are_not_edits() {
-        for (name, value) in [
-            ("add", "x:map"),
-            ("add", "s:nothing"),
-            ("add", "s"),
-            ("remove", "s33"),
-            ("remove", "s0"),
-            ("remove", "s001"),
-            ("other", "s00"),
-        ] {
-            let fields = HashMap::from([(name.to_string(), value.to_string())]);
-            assert_eq!(Edit::from_form(&fields), None, "{name}={value}");
-        }
+    fn a_preset_is_offered_on_the_grid_its_audience_sees() {
+        let for_buyers = Preset {
+            audience: Audience::Buyer,
+            ..PRESETS[0]
+        };
+        let seller = writer(Some(UserSide::Seller), true);
+        let buyer = writer(Some(UserSide::Buyer), true);
+        assert!(for_buyers.offered(Side::Receiver, &seller));
+        assert!(!for_buyers.offered(Side::Sender, &seller));
+        assert!(for_buyers.offered(Side::Sender, &buyer));
+        assert!(!for_buyers.offered(Side::Receiver, &buyer));
+        let everyone = writer(None, true);
+        assert!(for_buyers.offered(Side::Sender, &everyone));
+        let broadcast = Writer {
+            conversation: None,
+            ..seller
+        };
+        assert!(for_buyers.offered(Side::Receiver, &broadcast));
+        assert!(!for_buyers.offered(Side::Sender, &broadcast));
     }
 }

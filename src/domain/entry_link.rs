@@ -1,7 +1,5 @@
 //! One-time webview links. A link is sealed (see `crypto::LinkSealer`) and carries its click:
-//! session initialization writes no row for it, and opening it spends it once. Links of the
-//! previous release (a 256-bit token whose hash is stored with its click) still open, for one
-//! release, so a rolling upgrade breaks none.
+//! session initialization writes no row for it, and opening it spends it once.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
@@ -54,36 +52,6 @@ impl Click {
     }
 }
 
-/// The token in a link of the previous release. Unguessable (256 random bits); stored only as
-/// a hash.
-pub struct EntryLinkToken(String);
-
-impl EntryLinkToken {
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    /// A token from a URL; anything that cannot be one of ours is refused before any lookup.
-    pub fn parse(value: &str) -> Option<Self> {
-        (value.len() == 43
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| Self(value.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// What the database keeps: a dump cannot be turned back into a working link.
-    pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
-    }
-}
-
 fn sha256_hex(value: &str) -> String {
     Sha256::digest(value.as_bytes())
         .iter()
@@ -94,17 +62,6 @@ fn sha256_hex(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_tokens_parse_and_hash_stably() {
-        let token = EntryLinkToken::generate();
-        let parsed = EntryLinkToken::parse(token.as_str()).unwrap();
-        assert_eq!(parsed.hash(), token.hash());
-        assert_eq!(token.hash().len(), 64);
-        assert_ne!(EntryLinkToken::generate().as_str(), token.as_str());
-        assert!(EntryLinkToken::parse("short").is_none());
-        assert!(EntryLinkToken::parse(&"a/".repeat(22)[..43]).is_none());
-    }
 
     #[test]
     fn each_click_gets_its_own_256_bit_id() {

@@ -1,46 +1,85 @@
-//! A chat message the add-on sends: text plus a button grid for each side, checked against
-//! the platform's limits (docs/divar-platform.md, "Sending") with Persian messages per form field.
-
-use std::collections::{BTreeMap, HashMap};
+//! A chat message the add-on sends, as it travels: the places of its buttons, the data our own
+//! buttons carry so that a tap finds its way back, and reading a sent body again
+//! (docs/divar-platform.md, "Sending").
 
 use serde_json::{Map, Value, json};
-use url::Url;
 
-use kenar::{PostToken, icons};
+pub use kenar::message::{Action, Button, ButtonGrid, GRID_COLS, GRID_ROWS};
 
-/// Divar documents no limit; long texts read badly in a chat bubble.
-pub const MAX_TEXT_CHARS: usize = 1000;
-pub const MAX_CAPTION_CHARS: usize = 30;
-pub const MAX_DATA_PAIRS: usize = 10;
-pub use kenar::message::{GRID_COLS, GRID_ROWS};
-/// Keys the add-on adds to its own `open_server_link` data, to route the click back.
+/// What the composer makes: Divar's message, before it knows its id.
+pub type OutgoingMessage = kenar::message::Message;
+
+/// The one routing convention for a tap on an `open_server_link` button: the add-on adds these
+/// keys to the button's data, and session initialization brings them back. `kc_page` names the
+/// page to open (`message`, or a feature's page key), `kc_message` the message, `kc_button` the
+/// button's place (e.g. `r01`). A person may not type `kc_` keys.
 pub const PAGE_KEY: &str = "kc_page";
 pub const MESSAGE_KEY: &str = "kc_message";
-/// Which button was tapped: side and place in the sent grid, e.g. `r01`.
 pub const BUTTON_KEY: &str = "kc_button";
+/// The page a server-link button opens unless it names another: the message it came with.
+pub const MESSAGE_PAGE: &str = "message";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whose grid a button is on: the sender's (the one writing) or the receiver's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
     Sender,
     Receiver,
 }
 
 impl Side {
+    pub const BOTH: [Side; 2] = [Side::Sender, Side::Receiver];
+
+    /// The letter the side's field names start with.
     pub fn prefix(self) -> char {
         match self {
             Self::Sender => 's',
             Self::Receiver => 'r',
         }
     }
+
+    pub fn from_prefix(prefix: char) -> Option<Self> {
+        match prefix {
+            's' => Some(Self::Sender),
+            'r' => Some(Self::Receiver),
+            _ => None,
+        }
+    }
 }
 
-pub use kenar::message::{Action, Button, ButtonGrid};
+/// One place in a side's grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub side: Side,
+    pub row: usize,
+    pub col: usize,
+}
 
-/// What the composer makes: Divar's message, before it knows its id.
-pub type OutgoingMessage = kenar::message::Message;
+impl Slot {
+    /// Every place of `side`, row by row: the order a new button looks for a free one.
+    pub fn all(side: Side) -> impl Iterator<Item = Slot> {
+        (0..GRID_ROWS).flat_map(move |row| (0..GRID_COLS).map(move |col| Slot { side, row, col }))
+    }
 
-/// The send-message body for the message stored as `message_id`: our server-link buttons carry
-/// that id and their own place, so a tap finds its way back to this message and button.
+    /// `s01`: side, row, column. Also what a sent button carries to name its place.
+    pub fn id(self) -> String {
+        format!("{}{}{}", self.side.prefix(), self.row, self.col)
+    }
+
+    pub fn parse(id: &str) -> Option<Self> {
+        let mut chars = id.chars();
+        let side = Side::from_prefix(chars.next()?)?;
+        let row = chars.next()?.to_digit(10)? as usize;
+        let col = chars.next()?.to_digit(10)? as usize;
+        (chars.next().is_none() && row < GRID_ROWS && col < GRID_COLS).then_some(Self {
+            side,
+            row,
+            col,
+        })
+    }
+}
+
+/// The send-message body for the message stored as `message_id`: each of our server-link buttons
+/// carries the message's id, its own place and the page it opens.
 pub fn to_kenar_json(message: &OutgoingMessage, message_id: &str) -> Value {
     let mut message = message.clone();
     for (side, grid) in [
@@ -48,450 +87,119 @@ pub fn to_kenar_json(message: &OutgoingMessage, message_id: &str) -> Value {
         (Side::Receiver, &mut message.receiver_buttons),
     ] {
         for ((row, col), data) in grid.server_links_mut() {
-            data.insert(PAGE_KEY.into(), json!("message"));
+            data.entry(PAGE_KEY).or_insert_with(|| json!(MESSAGE_PAGE));
             data.insert(MESSAGE_KEY.into(), json!(message_id));
-            data.insert(
-                BUTTON_KEY.into(),
-                json!(format!("{}{row}{col}", side.prefix())),
-            );
+            data.insert(BUTTON_KEY.into(), json!(Slot { side, row, col }.id()));
         }
     }
     message.to_json()
 }
 
-/// The button a tap came from, read back from the sent body: its side and caption. Buttons sent
-/// before `kc_button` existed are found by their data, on the side `fallback` names.
-pub fn tapped_button(
-    body: &Value,
-    data: &Map<String, Value>,
-    fallback: Side,
-) -> (Side, Option<String>) {
-    let grid = |side: Side| match side {
+/// The button a tap came from, read back from the sent body by the place its data names: its
+/// side, and its caption when the body still holds it.
+pub fn tapped_button(body: &Value, data: &Map<String, Value>) -> Option<(Side, Option<String>)> {
+    let slot = Slot::parse(data.get(BUTTON_KEY)?.as_str()?)?;
+    let grid = match slot.side {
         Side::Sender => "sender_buttons",
         Side::Receiver => "receiver_buttons",
     };
-    let buttons = |side: Side| {
-        body.pointer(&format!("/{}/rows", grid(side)))
+    let caption = body
+        .pointer(&format!(
+            "/{grid}/rows/{}/buttons/{}/caption",
+            slot.row, slot.col
+        ))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some((slot.side, caption))
+}
+
+/// The text and buttons of a body as it was sent to Divar, for showing it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentBody {
+    pub text: String,
+    pub sender_rows: Vec<Vec<(String, String)>>,
+    pub receiver_rows: Vec<Vec<(String, String)>>,
+}
+
+/// Reads a stored send body back: `(caption, icon)` per button. A stored body is ours, so a
+/// missing part reads as empty rather than failing the page.
+pub fn read_body(body: &Value) -> SentBody {
+    let rows = |grid: &str| -> Vec<Vec<(String, String)>> {
+        let text = |b: &Value, key: &str| b[key].as_str().unwrap_or_default().to_string();
+        body.pointer(&format!("/{grid}/rows"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .enumerate()
-            .flat_map(|(r, row)| {
+            .map(|row| {
                 row.get("buttons")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .enumerate()
-                    .map(move |(c, b)| ((r, c), b))
+                    .map(|b| (text(b, "caption"), text(b, "icon")))
+                    .collect()
             })
+            .collect()
     };
-    let caption = |b: &Value| b["caption"].as_str().map(str::to_string);
-    let place = data.get(BUTTON_KEY).and_then(Value::as_str).and_then(|p| {
-        let mut chars = p.chars();
-        let side = match chars.next()? {
-            's' => Side::Sender,
-            'r' => Side::Receiver,
-            _ => return None,
-        };
-        let row = chars.next()?.to_digit(10)? as usize;
-        let col = chars.next()?.to_digit(10)? as usize;
-        Some((side, (row, col)))
-    });
-    if let Some((side, at)) = place {
-        let found = buttons(side)
-            .find(|(p, _)| *p == at)
-            .and_then(|(_, b)| caption(b));
-        return (side, found);
+    SentBody {
+        text: body["message"].as_str().unwrap_or_default().to_string(),
+        sender_rows: rows("sender_buttons"),
+        receiver_rows: rows("receiver_buttons"),
     }
-    let found = buttons(fallback)
-        .map(|(_, b)| b)
-        .find(|b| {
-            b.pointer("/action/open_server_link/data")
-                .and_then(Value::as_object)
-                == Some(data)
-        })
-        .and_then(caption);
-    (fallback, found)
-}
-
-/// Persian problems keyed by form field name.
-pub type FieldErrors = BTreeMap<String, String>;
-
-/// The field names of one button slot, e.g. `s01_caption` (sender grid, row 0, column 1).
-pub fn slot_field(side: Side, row: usize, col: usize, part: &str) -> String {
-    format!("{}{row}{col}_{part}", side.prefix())
-}
-
-/// Whether `name` is one of the composer's own fields (the text and the button slots).
-pub fn is_composer_field(name: &str) -> bool {
-    name == "text"
-        || [Side::Sender, Side::Receiver].into_iter().any(|side| {
-            (0..GRID_ROWS).any(|row| {
-                (0..GRID_COLS).any(|col| {
-                    super::button_kit::SLOT_PARTS
-                        .iter()
-                        .any(|part| slot_field(side, row, col, part) == name)
-                })
-            })
-        })
-}
-
-/// Parses the composer's form. Every problem is reported, each beside its field. `post` is the
-/// post the message is about, for buttons that open it.
-pub fn parse_form(
-    fields: &HashMap<String, String>,
-    post: Option<&PostToken>,
-) -> Result<OutgoingMessage, FieldErrors> {
-    let mut errors = FieldErrors::new();
-    let get = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or_default();
-    let text = get("text").to_string();
-    if text.is_empty() {
-        errors.insert("text".into(), "متن پیام را بنویسید.".into());
-    } else if text.chars().count() > MAX_TEXT_CHARS {
-        errors.insert(
-            "text".into(),
-            super::persian_digits(&format!(
-                "متن پیام نباید بیشتر از {MAX_TEXT_CHARS} حرف باشد."
-            )),
-        );
-    }
-    let sender_buttons = parse_grid(Side::Sender, &get, post, &mut errors);
-    let receiver_buttons = parse_grid(Side::Receiver, &get, post, &mut errors);
-    if errors.is_empty() {
-        Ok(OutgoingMessage {
-            text,
-            sender_buttons,
-            receiver_buttons,
-        })
-    } else {
-        Err(errors)
-    }
-}
-
-fn parse_grid<'a>(
-    side: Side,
-    get: &impl Fn(&str) -> &'a str,
-    post: Option<&PostToken>,
-    errors: &mut FieldErrors,
-) -> ButtonGrid {
-    let mut rows = Vec::new();
-    for row in 0..GRID_ROWS {
-        let mut buttons = Vec::new();
-        for col in 0..GRID_COLS {
-            let field = |part: &str| slot_field(side, row, col, part);
-            if let Some(button) = parse_button(&field, get, post, errors) {
-                buttons.push(button);
-            }
-        }
-        if !buttons.is_empty() {
-            rows.push(buttons);
-        }
-    }
-    ButtonGrid::new(rows).expect("the form has GRID_ROWS × GRID_COLS slots and drops empty rows")
-}
-
-fn parse_button<'a>(
-    field: &impl Fn(&str) -> String,
-    get: &impl Fn(&str) -> &'a str,
-    post: Option<&PostToken>,
-    errors: &mut FieldErrors,
-) -> Option<Button> {
-    let caption = get(&field("caption"));
-    // Typed on a phone keyboard, `place` means `PLACE`.
-    let icon = get(&field("icon")).to_ascii_uppercase();
-    let kind = get(&field("kind"));
-    let link = get(&field("link"));
-    let data = get(&field("data"));
-    if caption.is_empty() && kind.is_empty() && link.is_empty() && data.is_empty() {
-        return None;
-    }
-    let before = errors.len();
-    if caption.is_empty() {
-        errors.insert(field("caption"), "نوشتهٔ روی دکمه را بنویسید.".into());
-    } else if caption.chars().count() > MAX_CAPTION_CHARS {
-        errors.insert(
-            field("caption"),
-            super::persian_digits(&format!(
-                "نوشتهٔ دکمه نباید بیشتر از {MAX_CAPTION_CHARS} حرف باشد."
-            )),
-        );
-    }
-    if !icons::is_known(&icon) {
-        errors.insert(field("icon"), "یکی از نمادهای فهرست را انتخاب کنید.".into());
-    }
-    let action = match kind {
-        "link" => match web_link(link) {
-            Ok(url) => Some(Action::DirectLink(url)),
-            Err(problem) => {
-                errors.insert(field("link"), problem.into());
-                None
-            }
-        },
-        "server" => match parse_data(data) {
-            Ok(map) => Some(Action::ServerLink(map)),
-            Err(problem) => {
-                errors.insert(field("data"), problem);
-                None
-            }
-        },
-        "post" | "manage" => match post {
-            Some(post) if kind == "post" => Some(Action::PostPage(post.clone())),
-            Some(post) => Some(Action::PostManagePage(post.clone())),
-            None => {
-                errors.insert(
-                    field("kind"),
-                    "این گفت‌وگو به آگهی‌ای وصل نیست؛ دکمهٔ آگهی اینجا کار نمی‌کند.".into(),
-                );
-                None
-            }
-        },
-        _ => {
-            errors.insert(field("kind"), "انتخاب کنید با زدن دکمه چه شود.".into());
-            None
-        }
-    };
-    match action {
-        Some(action) if errors.len() == before => Some(Button {
-            caption: caption.to_string(),
-            icon,
-            action,
-        }),
-        _ => None,
-    }
-}
-
-/// A link typed without a scheme (`example.com/map`) is an https link.
-fn with_scheme(link: &str) -> String {
-    if link.is_empty() || link.contains("://") {
-        link.to_string()
-    } else {
-        format!("https://{link}")
-    }
-}
-
-/// A web page a button can open (Divar opens `open_direct_link` in a browser view, so http(s)
-/// only), or what to tell the person. A host needs a dot: `https://salam` or `https//x.com`
-/// typed by hand is a mistake, not a page.
-fn web_link(link: &str) -> Result<Url, &'static str> {
-    if link.is_empty() {
-        return Err("لینکی را که باید باز شود بنویسید.");
-    }
-    let phone = link
-        .chars()
-        .all(|c| c.is_ascii_digit() || ('۰'..='۹').contains(&c) || " +-()".contains(c));
-    if phone {
-        return Err("دکمه نمی‌تواند شماره بگیرد؛ لینک یک صفحهٔ وب بنویسید (مثلاً wa.me/98912…).");
-    }
-    let url = Url::parse(&with_scheme(link)).map_err(|_| BAD_LINK)?;
-    let host = url.host_str().unwrap_or_default();
-    let real_host = (host.contains('.') && !host.ends_with('.')) || host == "localhost";
-    if !matches!(url.scheme(), "http" | "https") || !real_host || link.len() > 2048 {
-        return Err(BAD_LINK);
-    }
-    Ok(url)
-}
-
-const BAD_LINK: &str = "این لینک درست نیست؛ لینک کامل را از مرورگر کپی کنید.";
-
-/// `key=value` lines into the button's data object.
-fn parse_data(text: &str) -> Result<Map<String, Value>, String> {
-    let mut map = Map::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("هر سطر باید به شکل کلید=مقدار باشد: «{line}»"));
-        };
-        let key = key.trim();
-        let valid_key = !key.is_empty()
-            && key.len() <= 40
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_key || key.starts_with("kc_") {
-            return Err(format!(
-                "کلید «{key}» مجاز نیست (حروف و ارقام انگلیسی، _ و -؛ نه kc_)."
-            ));
-        }
-        map.insert(
-            key.to_string(),
-            Value::String(value.trim().chars().take(200).collect()),
-        );
-    }
-    if map.len() > MAX_DATA_PAIRS {
-        return Err(super::persian_digits(&format!(
-            "حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."
-        )));
-    }
-    Ok(map)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn button(caption: &str, action: Action) -> Button {
+        Button {
+            caption: caption.into(),
+            icon: "INFO".into(),
+            action,
+        }
     }
 
     #[test]
-    fn a_full_form_becomes_a_message_with_compacted_grids() {
-        let message = parse_form(
-            &form(&[
-                ("text", "  سلام  "),
-                ("s12_caption", "نقشه"),
-                ("s12_icon", "SEND"),
-                ("s12_kind", "link"),
-                ("s12_link", "https://example.com/map"),
-                ("r00_caption", "جزئیات"),
-                ("r00_icon", "checked"),
-                ("r00_kind", "server"),
-                ("r00_data", "booking=12\nview = buyer"),
-            ]),
-            None,
-        )
-        .unwrap();
-        assert_eq!(message.text, "سلام");
-        assert_eq!(
-            message.sender_buttons.rows().len(),
-            1,
-            "empty rows are dropped"
-        );
+    fn server_links_carry_their_message_place_and_page() {
+        let mut own_page = Map::new();
+        own_page.insert(PAGE_KEY.into(), json!("faq"));
+        let message = OutgoingMessage {
+            text: "سلام".into(),
+            sender_buttons: ButtonGrid::default(),
+            receiver_buttons: ButtonGrid::new(vec![vec![
+                button("جزئیات", Action::ServerLink(Map::new())),
+                button("پرسش‌ها", Action::ServerLink(own_page)),
+            ]])
+            .unwrap(),
+        };
         let body = to_kenar_json(&message, "m-1");
+        let data = |i: usize| {
+            body["receiver_buttons"]["rows"][0]["buttons"][i]["action"]["open_server_link"]["data"]
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(data(0)[PAGE_KEY], MESSAGE_PAGE);
+        assert_eq!(data(0)[MESSAGE_KEY], "m-1");
+        assert_eq!(data(0)[BUTTON_KEY], "r00");
+        assert_eq!(data(1)[PAGE_KEY], "faq", "a page the button names is kept");
         assert_eq!(
-            body["sender_buttons"]["rows"][0]["buttons"][0]["icon_name"],
-            "SEND"
+            tapped_button(&body, &data(1)),
+            Some((Side::Receiver, Some("پرسش‌ها".to_string())))
         );
-        let data = &body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]
-            ["data"];
-        assert_eq!(data["booking"], "12");
-        assert_eq!(data["view"], "buyer");
-        assert_eq!(data[MESSAGE_KEY], "m-1");
-        assert_eq!(data[BUTTON_KEY], "r00", "the tapped button names its place");
-        assert_eq!(
-            body["receiver_buttons"]["rows"][0]["buttons"][0]["icon"], "CHECKED",
-            "icon names in any case"
-        );
-        let data = data.as_object().unwrap();
-        assert_eq!(
-            tapped_button(&body, data, Side::Sender),
-            (Side::Receiver, Some("جزئیات".to_string()))
-        );
-        // A button from before `kc_button`: found by its data on the fallback side.
-        let mut old = data.clone();
-        old.remove(BUTTON_KEY);
-        let mut old_body = body.clone();
-        old_body["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]["data"] =
-            Value::Object(old.clone());
-        assert_eq!(
-            tapped_button(&old_body, &old, Side::Receiver),
-            (Side::Receiver, Some("جزئیات".to_string()))
-        );
-        assert_eq!(
-            tapped_button(&old_body, &old, Side::Sender),
-            (Side::Sender, None)
-        );
+        assert_eq!(tapped_button(&body, &Map::new()), None);
+        let read = read_body(&body);
+        assert_eq!(read.text, "سلام");
+        assert_eq!(read.receiver_rows[0][1], ("پرسش‌ها".into(), "INFO".into()));
     }
 
     #[test]
-    fn every_problem_is_reported_beside_its_field() {
-        let errors = parse_form(
-            &form(&[
-                ("text", ""),
-                ("s00_caption", "x".repeat(31).as_str()),
-                ("s00_icon", "REAL_STATE"),
-                ("s00_kind", "link"),
-                ("s00_link", "javascript:alert(1)"),
-                ("r22_kind", "server"),
-                ("r22_icon", "SEND"),
-                ("r22_data", "kc_page=evil"),
-                ("r01_caption", "بدون کار"),
-                ("r01_icon", "SEND"),
-            ]),
-            None,
-        )
-        .unwrap_err();
-        for field in [
-            "text",
-            "s00_caption",
-            "s00_icon",
-            "s00_link",
-            "r22_caption",
-            "r22_data",
-            "r01_kind",
-        ] {
-            assert!(errors.contains_key(field), "{field}: {errors:?}");
+    fn slots_name_their_place_and_parse_back() {
+        for slot in Slot::all(Side::Receiver).chain(Slot::all(Side::Sender)) {
+            assert_eq!(Slot::parse(&slot.id()), Some(slot));
         }
-    }
-
-    #[test]
-    fn links_get_https_when_typed_bare_and_mistakes_are_caught() {
-        for (typed, sent) in [
-            ("example.com/map", "https://example.com/map"),
-            (
-                "neshan.org/maps/@35.7,51.4",
-                "https://neshan.org/maps/@35.7,51.4",
-            ),
-            ("http://localhost:8080/x", "http://localhost:8080/x"),
-            ("https://wa.me/989121234567", "https://wa.me/989121234567"),
-        ] {
-            assert_eq!(
-                web_link(typed).map(String::from),
-                Ok(sent.to_string()),
-                "{typed}"
-            );
+        for bad in ["s33", "s0", "s001", "x00", ""] {
+            assert_eq!(Slot::parse(bad), None, "{bad}");
         }
-        for typed in [
-            "0912-123-4567",
-            "+989121234567",
-            "۰۹۱۲۱۲۳۴۵۶۷",
-            "09121234567",
-        ] {
-            assert!(web_link(typed).unwrap_err().contains("شماره"), "{typed}");
-        }
-        for typed in [
-            "salam",
-            "https//example.com",
-            "http:/example.com",
-            "ftp://example.com",
-            "javascript:alert(1)",
-            "https://",
-        ] {
-            assert_eq!(web_link(typed), Err(BAD_LINK), "{typed}");
-        }
-    }
-
-    #[test]
-    fn the_text_limit_counts_characters_not_bytes() {
-        let ok = "س".repeat(MAX_TEXT_CHARS);
-        assert!(parse_form(&form(&[("text", &ok)]), None).is_ok());
-        let long = "س".repeat(MAX_TEXT_CHARS + 1);
-        assert!(parse_form(&form(&[("text", &long)]), None).is_err());
-    }
-
-    #[test]
-    fn post_buttons_open_the_conversations_post() {
-        let fields = form(&[
-            ("text", "آگهی را ببینید"),
-            ("r00_caption", "مشاهدهٔ آگهی"),
-            ("r00_icon", "SEND"),
-            ("r00_kind", "post"),
-            ("s00_caption", "ویرایش آگهی"),
-            ("s00_icon", "SEND"),
-            ("s00_kind", "manage"),
-        ]);
-        let post = PostToken::parse("gZd7omnS").unwrap();
-        let body = to_kenar_json(&parse_form(&fields, Some(&post)).unwrap(), "m-1");
-        assert_eq!(
-            body["receiver_buttons"]["rows"][0]["buttons"][0]["action"],
-            json!({ "open_post_page": { "post_token": "gZd7omnS" } })
-        );
-        assert_eq!(
-            body["sender_buttons"]["rows"][0]["buttons"][0]["action"],
-            json!({ "open_post_manage_page": { "post_token": "gZd7omnS" } })
-        );
-        let errors = parse_form(&fields, None).unwrap_err();
-        assert!(errors.contains_key("r00_kind") && errors.contains_key("s00_kind"));
     }
 }

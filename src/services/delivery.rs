@@ -125,12 +125,15 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
 
 /// A WARN when Divar throttles or fails a send and it is retried: at most one line every
 /// 10 s, naming how many retries it stands for, so a storm of 429s does not flood the log.
+/// The log's own pace, on the machine's clock (no test moves it).
 fn retry_warning(error: &SendError, wait: Duration) {
     use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    use crate::clock::{Clock, SystemClock};
     static LAST_MS: AtomicI64 = AtomicI64::new(0);
     static SINCE: AtomicU64 = AtomicU64::new(0);
     let retries = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
-    let now = crate::db::now_ms();
+    let now = SystemClock.now_ms();
     let last = LAST_MS.load(Ordering::Relaxed);
     if now - last >= 10_000
         && LAST_MS

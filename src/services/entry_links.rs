@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use crate::{
+    clock::SharedClock,
     crypto::LinkSealer,
-    db::{self, Db, conversations::RecordedSessionInit, entry_links::Consumed},
-    domain::{SessionInit, entry_link::Click, entry_link::EntryLinkToken},
+    db::{self, Db},
+    domain::{SessionInit, entry_link::Click},
 };
 
 /// Longer than any link we seal (the session-init body is capped at 16 KiB); refused unread.
@@ -18,6 +19,7 @@ pub struct EntryLinks {
     db: Db,
     sealer: LinkSealer,
     ttl: Duration,
+    clock: SharedClock,
 }
 
 /// What opening a link found.
@@ -35,25 +37,28 @@ pub enum Entry {
 }
 
 impl EntryLinks {
-    pub fn new(db: Db, sealer: LinkSealer, ttl: Duration) -> Self {
-        Self { db, sealer, ttl }
+    pub fn new(db: Db, sealer: LinkSealer, ttl: Duration, clock: SharedClock) -> Self {
+        Self {
+            db,
+            sealer,
+            ttl,
+            clock,
+        }
     }
 
     /// Records what the click tells about its conversation and returns the link's token.
     #[tracing::instrument(skip_all)]
     pub async fn issue(&self, init: &SessionInit) -> anyhow::Result<String> {
-        db::conversations::record_click(&self.db, init).await?;
-        let expires_at = db::now_ms() + i64::try_from(self.ttl.as_millis())?;
+        let now = self.clock.now_ms();
+        db::conversations::record_click(&self.db, init, now).await?;
+        let expires_at = now + i64::try_from(self.ttl.as_millis())?;
         let click = Click::new(init, expires_at);
         Ok(self.sealer.seal(&serde_json::to_vec(&click)?))
     }
 
     /// Opens a link once. A forged or altered link is `Unknown` before the database is asked.
     #[tracing::instrument(skip_all)]
-    pub async fn open(&self, token: &str, now: i64) -> anyhow::Result<Entry> {
-        if let Some(legacy) = EntryLinkToken::parse(token) {
-            return self.open_legacy(&legacy, now).await;
-        }
+    pub async fn open(&self, token: &str) -> anyhow::Result<Entry> {
         if token.len() > MAX_LINK_LEN {
             return Ok(Entry::Unknown);
         }
@@ -65,48 +70,16 @@ impl EntryLinks {
             tracing::warn!("a sealed entry link whose payload does not parse");
             return Ok(Entry::Unknown);
         };
+        let now = self.clock.now_ms();
         if click.expires_at <= now {
             return Ok(Entry::Expired);
         }
-        Ok(match db::entry_links::spend(&self.db, &click).await? {
+        Ok(match db::spent_links::spend(&self.db, &click, now).await? {
             Some(session_init_id) => Entry::Fresh {
                 session_init_id,
                 click: Box::new(click),
             },
             None => Entry::AlreadyUsed,
-        })
-    }
-
-    /// A link the previous release made: its hash and click are rows.
-    async fn open_legacy(&self, token: &EntryLinkToken, now: i64) -> anyhow::Result<Entry> {
-        let session_init_id = match db::entry_links::consume(&self.db, &token.hash(), now).await? {
-            Consumed::Fresh(id) => id,
-            Consumed::AlreadyUsed => return Ok(Entry::AlreadyUsed),
-            Consumed::Expired => return Ok(Entry::Expired),
-            Consumed::Unknown => return Ok(Entry::Unknown),
-        };
-        let init: RecordedSessionInit =
-            db::conversations::find_session_init(&self.db, &session_init_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("an entry link without its click"))?;
-        let extra_data = match serde_json::from_str(&init.extra_data)? {
-            serde_json::Value::Object(map) => map,
-            _ => Default::default(),
-        };
-        Ok(Entry::Fresh {
-            session_init_id,
-            click: Box::new(Click {
-                id: String::new(),
-                expires_at: now,
-                revision: init.revision,
-                source: init.source,
-                conversation_id: init.conversation_id,
-                post_token: init.post_token,
-                user_id: init.user_id,
-                user_side: init.user_side,
-                extra_data,
-                callback_url: init.callback_url,
-            }),
         })
     }
 }

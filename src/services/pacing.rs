@@ -1,17 +1,42 @@
 //! One token bucket for every message call this instance makes to Divar, with a lane for sends a
-//! person is waiting for.
+//! person is waiting for. The bucket runs on the application's clock (`governor` reads it
+//! through [`PaceClock`]) and waits for a turn on it (`Clock::sleep`), so under a test's manual
+//! clock a send goes out as soon as the test moves the clock to its turn.
 
 use std::{
     num::NonZeroU32,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock as _, ReasonablyRealtime},
+    middleware::NoOpMiddleware,
+    state::{InMemoryState, NotKeyed},
+};
 use tokio::sync::Notify;
+
+use crate::clock::SharedClock;
+
+/// The application's clock as `governor` reads it: `Clock::monotonic`, which never goes back.
+#[derive(Debug, Clone)]
+pub struct PaceClock(SharedClock);
+
+impl governor::clock::Clock for PaceClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+impl ReasonablyRealtime for PaceClock {}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, PaceClock, NoOpMiddleware<Duration>>;
 
 /// Who is waiting for a send: a person (single sends) or nobody in particular (broadcasts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +47,10 @@ pub enum Lane {
 
 /// Paces outgoing sends to at most `per_minute` in any 60-second window; `None` is unlimited.
 /// Interactive sends take the next free turn ahead of every waiting bulk send.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Pacer {
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<Limiter>>,
+    clock: SharedClock,
     per_minute: u32,
     /// Waiters take turns first-come first-served within a lane, so no sender starves (an
     /// outbox worker holding leased rows must get its turn before the leases run out).
@@ -33,6 +59,8 @@ pub struct Pacer {
     interactive: Arc<AtomicUsize>,
     interactive_arrived: Arc<Notify>,
     interactive_done: Arc<Notify>,
+    /// Turns given so far.
+    turns: Arc<AtomicU64>,
 }
 
 /// Counts an interactive waiter for as long as it waits.
@@ -47,9 +75,23 @@ impl Drop for Waiting<'_> {
 }
 
 impl Pacer {
-    pub fn per_minute(per_minute: u32) -> Self {
+    /// Never waits.
+    pub fn unlimited(clock: SharedClock) -> Self {
+        Self {
+            limiter: None,
+            clock,
+            per_minute: 0,
+            turn: Arc::default(),
+            interactive: Arc::default(),
+            interactive_arrived: Arc::default(),
+            interactive_done: Arc::default(),
+            turns: Arc::default(),
+        }
+    }
+
+    pub fn per_minute(per_minute: u32, clock: SharedClock) -> Self {
         if per_minute == 0 {
-            return Self::default();
+            return Self::unlimited(clock);
         }
         // No burst, and 2% slower than the limit: a burst of N at the start of a window plus
         // the refill inside it would exceed N, and network jitter can bunch evenly spaced sends.
@@ -58,9 +100,12 @@ impl Pacer {
             .expect("a positive period")
             .allow_burst(NonZeroU32::MIN);
         Self {
-            limiter: Some(Arc::new(RateLimiter::direct(quota))),
+            limiter: Some(Arc::new(RateLimiter::direct_with_clock(
+                quota,
+                PaceClock(clock.clone()),
+            ))),
             per_minute,
-            ..Self::default()
+            ..Self::unlimited(clock)
         }
     }
 
@@ -69,12 +114,24 @@ impl Pacer {
         self.limiter.as_ref().map(|_| self.per_minute)
     }
 
+    /// Turns this pacer has given (none when sends are not paced). With
+    /// [`Pacer::interactive_waiting`], what a test moving a manual clock reads to know that the
+    /// sends it let go are done and that the next one waits for the clock.
+    pub fn turns_given(&self) -> u64 {
+        self.turns.load(Ordering::Acquire)
+    }
+
+    /// Sends a person is waiting for that wait for a turn.
+    pub fn interactive_waiting(&self) -> usize {
+        self.interactive.load(Ordering::Acquire)
+    }
+
     /// Waits for this instance's turn to send; returns how long that took.
     pub async fn ready(&self, lane: Lane) -> Duration {
         let Some(limiter) = &self.limiter else {
             return Duration::ZERO;
         };
-        let started = Instant::now();
+        let started = self.clock.monotonic();
         match lane {
             Lane::Interactive => {
                 self.interactive.fetch_add(1, Ordering::AcqRel);
@@ -82,7 +139,11 @@ impl Pacer {
                 // A bulk send sleeping on the turn gives it up.
                 self.interactive_arrived.notify_waiters();
                 let _turn = self.turn.lock().await;
-                limiter.until_ready().await;
+                while let Err(not_until) = limiter.check() {
+                    let wait = not_until.wait_time_from(limiter.clock().now());
+                    self.clock.sleep(wait).await;
+                }
+                self.turns.fetch_add(1, Ordering::AcqRel);
             }
             Lane::Bulk => loop {
                 self.interactive_gone().await;
@@ -93,12 +154,12 @@ impl Pacer {
                 // An interactive send came: let it have the turn, then queue again.
             },
         }
-        started.elapsed()
+        self.clock.monotonic().saturating_sub(started)
     }
 
     /// Waits for the limiter holding the turn, unless an interactive send arrives first (then
     /// false: the caller gives the turn up).
-    async fn bulk_turn(&self, limiter: &DefaultDirectRateLimiter) -> bool {
+    async fn bulk_turn(&self, limiter: &Limiter) -> bool {
         loop {
             let arrived = self.interactive_arrived.notified();
             tokio::pin!(arrived);
@@ -107,11 +168,15 @@ impl Pacer {
                 return false;
             }
             match limiter.check() {
-                Ok(()) => return true,
+                Ok(()) => {
+                    // Counted while the turn is still held, before the next waiter can take it.
+                    self.turns.fetch_add(1, Ordering::AcqRel);
+                    return true;
+                }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(limiter.clock().now());
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        () = self.clock.sleep(wait) => {}
                         _ = arrived => return false,
                     }
                 }
@@ -136,10 +201,12 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    use crate::clock::{Clock, ManualClock, SystemClock};
+
     #[tokio::test]
     async fn interactive_sends_go_before_waiting_bulk_sends() {
         // 600/min: one turn every ~102 ms.
-        let pacer = Pacer::per_minute(600);
+        let pacer = Pacer::per_minute(600, SystemClock::shared());
         pacer.ready(Lane::Bulk).await;
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut tasks = tokio::task::JoinSet::new();
@@ -166,8 +233,46 @@ mod tests {
 
     #[tokio::test]
     async fn unpaced_sends_never_wait() {
-        let pacer = Pacer::per_minute(0);
+        let pacer = Pacer::per_minute(0, SystemClock::shared());
         assert_eq!(pacer.ready(Lane::Bulk).await, Duration::ZERO);
         assert_eq!(pacer.limit_per_minute(), None);
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_paces_the_sends_of_both_lanes() {
+        let clock = ManualClock::starting_now();
+        // 60/min: one turn every 1.02 s of the clock.
+        let pacer = Pacer::per_minute(60, clock.shared());
+        pacer.ready(Lane::Bulk).await;
+        for lane in [Lane::Bulk, Lane::Interactive] {
+            let next = tokio::spawn({
+                let pacer = pacer.clone();
+                async move { pacer.ready(lane).await }
+            });
+            // The send waits for its turn on the clock.
+            let due = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Some(due) = clock.next_wake() {
+                        return due;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("the send sleeps on the clock");
+            assert_eq!(due, clock.now_ms() + 1_020, "{lane:?}");
+            clock.advance(Duration::from_millis(1_019));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!next.is_finished(), "{lane:?}: not its turn yet");
+            clock.advance(Duration::from_millis(1));
+            // Less than the turn's 1.02 s of real time: the move itself wakes it.
+            let waited = tokio::time::timeout(Duration::from_millis(500), next)
+                .await
+                .expect("a turn once the clock moved")
+                .unwrap();
+            assert_eq!(waited, Duration::from_millis(1_020), "{lane:?}");
+        }
     }
 }

@@ -13,11 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use kenar::oauth::{IssuedTokens, KenarOAuth, TokenError};
 
 use crate::{
+    clock::SharedClock,
     crypto::{OpenError, Opened, SealContext, TokenCipher},
     db::{
         Db,
         grants::{self, SealedGrant, Subject},
-        now_ms,
     },
     domain::UserId,
 };
@@ -60,6 +60,7 @@ pub struct Vault {
     db: Db,
     cipher: TokenCipher,
     oauth: KenarOAuth,
+    clock: SharedClock,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -79,19 +80,20 @@ fn context<'a>(
     }
 }
 
-/// When to treat a token as expired: a tenth of its life early, at most a minute, so a send
-/// never starts with a token about to lapse.
-fn usable_until(issued: &IssuedTokens) -> i64 {
+/// When to treat a token issued at `now` as expired: a tenth of its life early, at most a
+/// minute, so a send never starts with a token about to lapse.
+fn usable_until(issued: &IssuedTokens, now: i64) -> i64 {
     let life = issued.expires_in.as_millis() as i64;
-    now_ms() + life - (life / 10).min(60_000)
+    now + life - (life / 10).min(60_000)
 }
 
 impl Vault {
-    pub fn new(db: Db, cipher: TokenCipher, oauth: KenarOAuth) -> Self {
+    pub fn new(db: Db, cipher: TokenCipher, oauth: KenarOAuth, clock: SharedClock) -> Self {
         Self {
             db,
             cipher,
             oauth,
+            clock,
             locks: Arc::default(),
         }
     }
@@ -106,6 +108,7 @@ impl Vault {
         issued: &IssuedTokens,
     ) -> anyhow::Result<()> {
         let grant_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now_ms();
         let grant = SealedGrant {
             access_token: self.cipher.seal(
                 issued.access_token.expose_secret(),
@@ -121,10 +124,10 @@ impl Vault {
             subject,
             user_id: user_id.clone(),
             scope: issued.scope.clone().unwrap_or_else(|| scope.to_string()),
-            access_expires_at: usable_until(issued),
+            access_expires_at: usable_until(issued, now),
             key_version: self.cipher.current_version(),
         };
-        grants::save(&self.db, &grant).await
+        grants::save(&self.db, &grant, now).await
     }
 
     /// Whether the person has a grant this process can use: one whose token no configured key
@@ -157,7 +160,7 @@ impl Vault {
             let grant = grants::find(&self.db, subject, user_id)
                 .await?
                 .ok_or(VaultError::NoGrant)?;
-            if grant.access_expires_at > now_ms() {
+            if grant.access_expires_at > self.clock.now_ms() {
                 return self.usable(&grant).await;
             }
             let lock = self.lock_for(&grant.grant_id);
@@ -166,13 +169,13 @@ impl Vault {
             let grant = grants::find(&self.db, subject, user_id)
                 .await?
                 .ok_or(VaultError::NoGrant)?;
-            if grant.access_expires_at > now_ms() {
+            if grant.access_expires_at > self.clock.now_ms() {
                 return self.usable(&grant).await;
             }
             let Some(sealed_refresh) = grant.refresh_token.clone() else {
                 return Err(VaultError::Reconsent);
             };
-            let now = now_ms();
+            let now = self.clock.now_ms();
             if !grants::take_refresh_lease(
                 &self.db,
                 &grant.grant_id,
@@ -241,6 +244,7 @@ impl Vault {
             &access,
             refresh.as_deref(),
             self.cipher.current_version(),
+            self.clock.now_ms(),
         )
         .await
     }
@@ -277,13 +281,15 @@ impl Vault {
                 // key like the access token (the row has one key version).
                 let refresh = issued.refresh_token.as_ref().unwrap_or(&refresh_token);
                 let (access, refresh) = self.seal_pair(grant, &issued.access_token, Some(refresh));
+                let now = self.clock.now_ms();
                 grants::store_refreshed(
                     &self.db,
                     &grant.grant_id,
                     &access,
                     refresh.as_deref(),
-                    usable_until(&issued),
+                    usable_until(&issued, now),
                     self.cipher.current_version(),
+                    now,
                 )
                 .await?;
                 tracing::info!("access token refreshed");

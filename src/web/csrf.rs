@@ -34,15 +34,6 @@ pub fn token() -> String {
     TOKEN.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// A fresh token for a new visit: 256 random bits, URL-safe.
-pub fn new_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The page layer: checks every state-changing request, and lends the visit's token to the
 /// templates of every page.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -62,7 +53,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if request.method().is_safe() {
         return TOKEN.scope(expected, next.run(request)).await;
     }
-    if let Some(reason) = cross_site(request.headers(), &state.settings.public_origin()) {
+    if let Some(reason) = cross_site(request.headers(), &state.deps.settings.public_origin()) {
         tracing::warn!(reason, "refused a cross-site request to a page");
         return forbidden();
     }
@@ -82,8 +73,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     TOKEN.scope(expected, next.run(request)).await
 }
 
-/// A visit from before this check (made by the previous release) has no token: it is refused,
-/// and the person opens the add-on again.
+/// An empty expected token matches nothing, not even an empty one sent.
 fn matches(sent: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
 }
@@ -134,7 +124,7 @@ async fn carried_token(request: Request) -> Result<(Request, Option<String>), Re
             AppError::TooLarge.into_response()
         } else {
             // The client stopped sending (or took longer than the request timeout).
-            AppError::BadRequest("آنچه فرستادید کامل نرسید. دوباره بفرستید.".into()).into_response()
+            AppError::Incomplete.into_response()
         }
     })?;
     let sent = url::form_urlencoded::parse(&bytes)

@@ -8,7 +8,11 @@ use axum::{
 };
 use serde_json::json;
 
-use super::pages::{ErrorPage, render_page};
+use crate::services::{
+    broadcast::BroadcastError, entry::EntryError, events::EventError, send::SendError,
+};
+
+use super::pages::{error::ErrorPage, render_page};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -20,14 +24,18 @@ const RETRY_AFTER_SECS: &str = "5";
 pub enum AppError {
     #[error("not found")]
     NotFound,
-    /// The text is shown to the person, so it is written for them (in Persian).
+    /// The text is shown to the person, so it is written for them (in Persian, below).
     #[error("bad request: {0}")]
-    BadRequest(String),
+    BadRequest(&'static str),
+    /// What the browser sent did not arrive whole (the client stopped, or it is not our form).
+    #[error("an incomplete request")]
+    Incomplete,
     /// The session has no visit: it expired, or the page was opened outside Divar.
     #[error("no visit in the session")]
     NoVisit,
-    #[error("the visit has no conversation")]
-    NoConversation,
+    /// The page is for a visit from a chat (or a post), and this one came from neither.
+    #[error("the visit is not from a chat")]
+    NotInChat,
     #[error("the visitor is not signed in to Divar")]
     NotSignedIn,
     #[error("only the post's owner may do this")]
@@ -44,8 +52,79 @@ pub enum AppError {
     /// This client made too many requests to a throttled route (see `web::throttle`).
     #[error("too many requests")]
     TooManyRequests { retry_after: std::time::Duration },
+    /// The person has not given permission yet (or any more): sent to this page to connect.
+    #[error("not connected")]
+    Connect(&'static str),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// The error page: a title and what to do.
+fn page(title: &'static str, message: &str) -> ErrorPage {
+    ErrorPage {
+        title,
+        message: message.to_string(),
+    }
+}
+
+impl From<SendError> for AppError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::NotConnected => Self::Connect("/start"),
+            SendError::NotFound => Self::NotFound,
+            SendError::Incomplete => {
+                Self::BadRequest("صفحه کامل نرسید؛ آن را دوباره باز کنید و پیام را بفرستید.")
+            }
+            SendError::Store(error) => Self::Unexpected(error),
+        }
+    }
+}
+
+impl From<BroadcastError> for AppError {
+    fn from(error: BroadcastError) -> Self {
+        match error {
+            BroadcastError::NotConnected => Self::Connect("/post"),
+            BroadcastError::NotFound => Self::NotFound,
+            BroadcastError::Incomplete => Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید."),
+            BroadcastError::InvalidMessage => {
+                Self::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.")
+            }
+            BroadcastError::NoConversations => {
+                Self::BadRequest("هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.")
+            }
+            BroadcastError::Store(error) => Self::Unexpected(error),
+        }
+    }
+}
+
+impl From<EntryError> for AppError {
+    fn from(error: EntryError) -> Self {
+        match error {
+            EntryError::Used => Self::LinkUsed,
+            EntryError::Expired => Self::LinkExpired,
+            EntryError::Unknown | EntryError::BadRequest(_) => Self::NotFound,
+            EntryError::Store(error) => Self::Unexpected(error),
+        }
+    }
+}
+
+impl From<EntryError> for ApiError {
+    fn from(error: EntryError) -> Self {
+        match error {
+            EntryError::BadRequest(reason) => Self::BadRequest(reason),
+            EntryError::Store(error) => Self::Unexpected(error),
+            other => Self::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(error: EventError) -> Self {
+        match error {
+            EventError::BadRequest(reason) => Self::BadRequest(reason),
+            EventError::Store(error) => Self::Unexpected(error),
+        }
+    }
 }
 
 impl From<serde_json::Error> for AppError {
@@ -59,74 +138,80 @@ impl IntoResponse for AppError {
         let (status, page) = match &self {
             AppError::NotFound => (
                 StatusCode::NOT_FOUND,
-                ErrorPage::new(
+                page(
                     "صفحه پیدا نشد",
                     "صفحه‌ای که باز کردید وجود ندارد یا دیگر در دسترس نیست.",
                 ),
             ),
-            AppError::BadRequest(message) => (
+            AppError::Incomplete => (
                 StatusCode::BAD_REQUEST,
-                ErrorPage::new("درخواست نادرست", message),
+                page(
+                    "درخواست نادرست",
+                    "آنچه فرستادید کامل نرسید. دوباره بفرستید.",
+                ),
             ),
+            AppError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, page("درخواست نادرست", message))
+            }
             AppError::NoVisit => (
                 StatusCode::UNAUTHORIZED,
-                ErrorPage::new(
+                page(
                     "این صفحه دیگر باز نیست",
                     "ممکن است مدتی گذشته باشد. «گفت‌وگو یار» را دوباره از داخل گفت‌وگو در دیوار باز کنید.",
                 ),
             ),
-            AppError::NoConversation => (
+            AppError::NotInChat => (
                 StatusCode::BAD_REQUEST,
-                ErrorPage::new(
-                    "گفت‌وگویی انتخاب نشده",
-                    "«گفت‌وگو یار» پیام را در یک گفت‌وگو می‌فرستد. آن را از داخل یک گفت‌وگو در دیوار باز کنید.",
+                page(
+                    "این صفحه از این‌جا باز نمی‌شود",
+                    "این صفحه برای یک گفت‌وگو یا آگهی در دیوار است. «گفت‌وگو یار» را از داخل همان گفت‌وگو یا آگهی در دیوار باز کنید.",
                 ),
             ),
             AppError::NotSignedIn => (
                 StatusCode::UNAUTHORIZED,
-                ErrorPage::new(
+                page(
                     "وارد حساب دیوار نشده‌اید",
                     "اول وارد حساب دیوار شوید، سپس «گفت‌وگو یار» را دوباره باز کنید.",
                 ),
             ),
             AppError::NotPostOwner => (
                 StatusCode::FORBIDDEN,
-                ErrorPage::new(
+                page(
                     "فقط صاحب آگهی",
-                    "«پیام به همهٔ خریداران» فقط برای صاحب همان آگهی است. شما می‌توانید در گفت‌وگوی خودتان پیام بفرستید.",
+                    "این صفحه فقط برای صاحب همان آگهی است. شما می‌توانید در گفت‌وگوی خودتان پیام بفرستید.",
                 ),
             ),
             AppError::LinkUsed => (
                 StatusCode::GONE,
-                ErrorPage::new(
+                page(
                     "این لینک قبلاً باز شده است",
                     "برای امنیت شما هر لینک فقط یک بار کار می‌کند. «گفت‌وگو یار» را دوباره از دیوار باز کنید.",
                 ),
             ),
             AppError::LinkExpired => (
                 StatusCode::GONE,
-                ErrorPage::new(
+                page(
                     "وقت این لینک تمام شده است",
                     "لینک ورود فقط چند دقیقه کار می‌کند. «گفت‌وگو یار» را دوباره از دیوار باز کنید.",
                 ),
             ),
             AppError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                ErrorPage::new(
+                page(
                     "این درخواست پذیرفته نشد",
                     "این درخواست از صفحه‌ای بیرون از «گفت‌وگو یار» آمده بود یا صفحه‌ای که از آن فرستادید قدیمی شده است، پس کاری انجام نشد. «گفت‌وگو یار» را از داخل گفت‌وگو در دیوار دوباره باز کنید.",
                 ),
             ),
             AppError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorPage::new(
+                page(
                     "نوشته‌ها بیش از اندازه بلند است",
                     "چیزی ذخیره یا فرستاده نشد. متن کوتاه‌تری بنویسید و دوباره امتحان کنید.",
                 ),
             ),
             AppError::TooManyRequests { retry_after } => {
                 let seconds = retry_after.as_secs_f64().ceil() as u64;
-                let page = ErrorPage::new(
+                let page = page(
                     "درخواست‌ها زیاد شد",
                     &super::pages::persian_digits(&format!(
                         "از این دستگاه در مدت کوتاهی درخواست‌های زیادی رسید. {seconds} ثانیهٔ دیگر دوباره امتحان کنید."
@@ -139,9 +224,10 @@ impl IntoResponse for AppError {
                 )
                     .into_response();
             }
-            AppError::Unexpected(error) if crate::db::is_unavailable(error) => {
+            AppError::Connect(to) => return axum::response::Redirect::to(to).into_response(),
+            AppError::Unexpected(error) if crate::services::is_unavailable(error) => {
                 tracing::warn!(error = format!("{error:#}"), "database unavailable");
-                let page = ErrorPage::new(
+                let page = page(
                     "سرویس لحظه‌ای در دسترس نیست",
                     "چیزی از دست نرفت. چند ثانیهٔ دیگر دوباره امتحان کنید.",
                 );
@@ -156,7 +242,7 @@ impl IntoResponse for AppError {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage::new(
+                    page(
                         "خطای غیرمنتظره",
                         "مشکلی در سرور پیش آمد. چند لحظهٔ دیگر دوباره امتحان کنید.",
                     ),
@@ -181,7 +267,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
-            ApiError::Unexpected(error) if crate::db::is_unavailable(&error) => {
+            ApiError::Unexpected(error) if crate::services::is_unavailable(&error) => {
                 tracing::warn!(error = format!("{error:#}"), "database unavailable");
                 let body =
                     json!({ "status": "503", "message": "temporarily unavailable; retry shortly" });

@@ -3,6 +3,8 @@
 pub mod assets;
 pub mod csrf;
 pub mod error;
+pub mod extract;
+pub mod form;
 pub mod pages;
 pub mod routes;
 pub mod session;
@@ -23,38 +25,45 @@ use tower_http::{
 };
 use tracing::{Level, Span};
 
-use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
 
-use crate::{config::Settings, db::sessions::DbSessionStore, state::AppState};
+use crate::{config::Settings, state::AppState};
 
-pub fn router(state: AppState) -> Router {
+use routes::Routes;
+
+/// Every page route: the core's and the features' (`extra`), each behind the session,
+/// forged-post and page-header layers. The record is what tests walk.
+pub fn page_routes(extra: Routes) -> Routes {
+    routes::core_pages().merge(extra)
+}
+
+/// The whole HTTP surface: `pages` (see [`page_routes`]) with sessions in `store`, and the
+/// routes Divar, probes and browsers' asset requests reach.
+pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) -> Router {
+    let settings = &state.deps.settings;
     // Routes a stranger can hammer, each request a database write: throttled per client.
-    let throttled = Router::new()
-        .merge(routes::webview::entry_router())
-        .merge(routes::consent::callback_router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            throttle::Throttle::new(&state.settings.server),
-            throttle::guard,
-        ));
-    let pages = Router::new()
+    let throttled = routes::webview::entry_routes()
+        .merge(routes::consent::callback_routes())
+        .map(|r| {
+            r.route_layer(axum::middleware::from_fn_with_state(
+                throttle::Throttle::new(&settings.server),
+                throttle::guard,
+            ))
+        });
+    let pages = pages
         .merge(throttled)
-        .merge(routes::webview::router())
-        .merge(routes::consent::router())
-        .merge(routes::compose::router())
-        .merge(routes::templates::router())
-        .merge(routes::messages::router())
-        .merge(routes::broadcast::router())
+        .into_router()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::guard,
         ))
-        .layer(page_headers(&state.settings))
-        .layer(session_layer(&state));
-    let hsts = state.settings.cookies_secure();
+        .layer(page_headers(settings))
+        .layer(session_layer(settings, store));
+    let hsts = settings.cookies_secure();
     let app = Router::new()
-        .merge(routes::health::router())
-        .merge(routes::divar::router())
-        .merge(routes::compose::assets_router())
+        .merge(routes::health::routes().into_router())
+        .merge(routes::divar::routes().into_router())
+        .merge(routes::compose::asset_routes().into_router())
         .merge(pages)
         .fallback(|| async { error::AppError::NotFound })
         // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.
@@ -89,9 +98,9 @@ pub fn router(state: AppState) -> Router {
 /// Sessions in the database; the cookie is HttpOnly, SameSite=Lax (it must survive the
 /// top-level redirect back from Divar's consent page), Secure with a `__Host-` name on https,
 /// and expires after 15 minutes without activity (Divar's security checklist).
-fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
-    let secure = state.settings.cookies_secure();
-    SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+fn session_layer<S: SessionStore + Clone>(settings: &Settings, store: S) -> SessionManagerLayer<S> {
+    let secure = settings.cookies_secure();
+    SessionManagerLayer::new(store)
         .with_name(if secure {
             "__Host-kenar_session"
         } else {

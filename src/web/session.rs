@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use tower_sessions::Session;
 
 use crate::{
-    db::grants::Subject,
-    domain::{ConversationId, PostToken, UserId, UserSide},
+    domain::{ConversationId, PostToken, SESSION_USER_KEY, UserId, UserSide},
+    services::consent::PendingConsent,
     web::error::AppError,
 };
 
@@ -25,41 +25,33 @@ pub struct Visit {
     pub user_side: Option<UserSide>,
     pub callback_url: Option<String>,
     pub extra_data: Map<String, Value>,
-    /// Every form of this visit carries it (see `web::csrf`); empty in a visit the previous
-    /// release made, whose posts are then refused.
-    #[serde(default)]
+    /// Every form of this visit carries it (see `web::csrf`).
     pub csrf_token: String,
 }
 
-/// Remembered between sending the person to Divar's consent page and their return.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PendingConsent {
-    pub state: String,
-    pub pkce_verifier: String,
-    /// The conversation for a conversation grant; empty for a post grant (written so by the
-    /// previous release, which a rolling upgrade may still run).
-    #[serde(default, with = "empty_is_none")]
-    pub conversation_id: Option<ConversationId>,
-    /// Set for a post-wide grant.
-    #[serde(default)]
-    pub post_token: Option<PostToken>,
-    /// The user the click named, if it named one; the grant goes to whoever Divar says consented.
-    /// Left out when absent, so a replica of the previous release (which expects a string) can
-    /// still finish a consent that named its user during a rolling upgrade.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<UserId>,
-    pub scope: String,
-}
-
-impl PendingConsent {
-    /// What the grant will cover: the post when one was asked for, else the conversation.
-    pub fn subject(&self) -> Option<Subject> {
-        match (&self.post_token, &self.conversation_id) {
-            (Some(post_token), _) => Some(Subject::Post(post_token.clone())),
-            (None, Some(conversation_id)) => Some(Subject::Conversation(conversation_id.clone())),
-            (None, None) => None,
+impl Visit {
+    /// A new visit from a click just opened, with its own form token.
+    pub fn new(session_init_id: String, click: crate::domain::entry_link::Click) -> Self {
+        Self {
+            session_init_id,
+            conversation_id: click.conversation_id,
+            post_token: click.post_token,
+            user_id: click.user_id,
+            user_side: click.user_side,
+            callback_url: click.callback_url,
+            extra_data: click.extra_data,
+            csrf_token: new_form_token(),
         }
     }
+}
+
+/// A fresh form token for a new visit (`web::csrf` checks it): 256 random bits, URL-safe.
+fn new_form_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 pub struct TypedSession(pub Session);
@@ -90,7 +82,18 @@ impl TypedSession {
     pub async fn begin_visit(&self, visit: Visit) -> Result<(), AppError> {
         self.0.clear().await;
         self.0.cycle_id().await.map_err(store_error)?;
+        if let Some(user_id) = &visit.user_id {
+            self.set_user_id(user_id).await?;
+        }
         self.0.insert(VISIT, visit).await.map_err(store_error)
+    }
+
+    /// Files the session under its visitor, so erasing the person finds it.
+    async fn set_user_id(&self, user_id: &UserId) -> Result<(), AppError> {
+        self.0
+            .insert(SESSION_USER_KEY, user_id)
+            .await
+            .map_err(store_error)
     }
 
     pub async fn set_pending_consent(&self, pending: PendingConsent) -> Result<(), AppError> {
@@ -123,6 +126,7 @@ impl TypedSession {
         if let Some(mut visit) = self.visit().await? {
             visit.user_id = Some(user_id.clone());
             self.0.insert(VISIT, visit).await.map_err(store_error)?;
+            self.set_user_id(user_id).await?;
         }
         Ok(())
     }
@@ -131,138 +135,5 @@ impl TypedSession {
     pub async fn end(&self) -> Result<(), AppError> {
         self.0.clear().await;
         self.0.cycle_id().await.map_err(store_error)
-    }
-}
-
-/// The current visit; without one the person is told to open the add-on from Divar again.
-pub struct CurrentVisit(pub Visit);
-
-impl<S: Send + Sync> FromRequestParts<S> for CurrentVisit {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let session = TypedSession::from_request_parts(parts, state).await?;
-        session
-            .visit()
-            .await?
-            .map(CurrentVisit)
-            .ok_or(AppError::NoVisit)
-    }
-}
-
-/// A visit from a chat, the person perhaps not yet known: Divar's touch-points click names
-/// nobody, so who it is becomes known at consent. Enough for the landing page and consent.
-pub struct ChatEntry {
-    pub visit: Visit,
-    pub conversation_id: ConversationId,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ChatEntry {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
-        let conversation_id = visit
-            .conversation_id
-            .clone()
-            .ok_or(AppError::NoConversation)?;
-        Ok(Self {
-            visit,
-            conversation_id,
-        })
-    }
-}
-
-/// A visit from a chat by a known user: what sending to one conversation needs.
-pub struct ChatVisit {
-    pub visit: Visit,
-    pub conversation_id: ConversationId,
-    pub user_id: UserId,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ChatVisit {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let ChatEntry {
-            visit,
-            conversation_id,
-        } = ChatEntry::from_request_parts(parts, state).await?;
-        let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
-        Ok(Self {
-            visit,
-            conversation_id,
-            user_id,
-        })
-    }
-}
-
-/// A visit by the owner of a post: what messaging every conversation of that post needs.
-pub struct SellerVisit {
-    pub visit: Visit,
-    pub post_token: PostToken,
-    pub user_id: UserId,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for SellerVisit {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let PostEntry { visit, post_token } = PostEntry::from_request_parts(parts, state).await?;
-        let user_id = visit.user_id.clone().ok_or(AppError::NotSignedIn)?;
-        Ok(Self {
-            visit,
-            post_token,
-            user_id,
-        })
-    }
-}
-
-/// A visit by a post's owner, perhaps not yet known by id (see [`ChatEntry`]).
-pub struct PostEntry {
-    pub visit: Visit,
-    pub post_token: PostToken,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for PostEntry {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let CurrentVisit(visit) = CurrentVisit::from_request_parts(parts, state).await?;
-        let post_token = visit.post_token.clone().ok_or(AppError::NoConversation)?;
-        // Divar tells us the side: `Supply`/`SUPPLY` in the API-Version 2 bodies, `supplier.id`
-        // in the original one. The post-wide grant itself is checked by Divar at consent.
-        if visit.user_side != Some(UserSide::Seller) {
-            return Err(AppError::NotPostOwner);
-        }
-        Ok(Self { visit, post_token })
-    }
-}
-
-/// The previous release wrote a post grant's missing conversation as `""`.
-mod empty_is_none {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::domain::ConversationId;
-
-    pub fn serialize<S: Serializer>(
-        value: &Option<ConversationId>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        value
-            .as_ref()
-            .map_or("", ConversationId::as_str)
-            .serialize(serializer)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<ConversationId>, D::Error> {
-        match Option::<String>::deserialize(deserializer)?.filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(id) => ConversationId::parse(id)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-        }
     }
 }

@@ -66,7 +66,8 @@ impl Throttle {
         if self.limiter.len() <= FORGET_AFTER {
             return;
         }
-        let now = crate::db::now_ms();
+        // Memory upkeep on the machine's clock, like the limiter's own (governor's).
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let last = self.last_forget_ms.load(Ordering::Relaxed);
         if now - last >= FORGET_EVERY_MS
             && self

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use kenar::api::KenarApi;
 
 use crate::{
+    clock::SharedClock,
     db::{
-        Db,
+        Db, broadcasts,
         grants::Subject,
-        messages, now_ms,
+        messages,
         outbox::{self, Claimed, Lanes, Source},
     },
     domain::{UserId, status::Outcome},
@@ -105,6 +106,8 @@ pub struct OutboxWorker {
     last_completion: Arc<AtomicI64>,
     /// Cancelled when the process stops: rows still waiting for their turn are given back.
     stopping: CancellationToken,
+    /// Due times, leases and backoff are read on it.
+    clock: SharedClock,
 }
 
 impl OutboxWorker {
@@ -114,6 +117,7 @@ impl OutboxWorker {
         api: KenarApi,
         pacer: Pacer,
         mut settings: OutboxSettings,
+        clock: SharedClock,
     ) -> Self {
         // A claimed row waits its turn at the pacer; keep batches small enough that every row
         // of one is sent well within its lease, even with all workers sharing the budget.
@@ -134,7 +138,13 @@ impl OutboxWorker {
             finished_rows: Arc::new(AtomicBool::new(true)),
             last_completion: Arc::new(AtomicI64::new(0)),
             stopping: CancellationToken::new(),
+            clock,
         }
+    }
+
+    /// The pacer every worker of this pool sends through.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     /// What the web side notifies when it commits a single send.
@@ -247,17 +257,18 @@ impl OutboxWorker {
             lease_ms,
             self.settings.batch as i64,
             self.lanes,
+            self.clock.now_ms(),
         )
         .await?;
         if rows.is_empty() {
             // The queue ran dry: mark what this process finished as done, once (and now and then
             // anyway, for what a dead process left behind).
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let overdue = now - self.last_completion.load(Ordering::Acquire)
                 > COMPLETION_CHECK_EVERY.as_millis() as i64;
             if self.finished_rows.swap(false, Ordering::AcqRel) || overdue {
                 self.last_completion.store(now, Ordering::Release);
-                match outbox::complete_finished(&self.db).await {
+                match outbox::complete_finished(&self.db, now).await {
                     Ok(done) => self.summarize(&done).await,
                     Err(error) => {
                         // Try again on the next dry run rather than leave a finished broadcast
@@ -314,7 +325,7 @@ impl OutboxWorker {
                 tokio::time::sleep(CANCEL_POLL).await;
                 for (source, token) in &cancels {
                     let cancelled = match source {
-                        Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+                        Source::Broadcast(id) => broadcasts::is_cancelled(&self.db, id).await,
                         Source::Message(_) => Ok(false),
                     };
                     if cancelled.unwrap_or(false) {
@@ -341,16 +352,20 @@ impl OutboxWorker {
                     }
                 }
                 // The row waits a little, its attempt not counted.
-                Prepared::Later => outbox::reschedule(
-                    &self.db,
-                    &row.outbox_id,
-                    &self.id,
-                    now_ms() + 2000,
-                    None,
-                    true,
-                )
-                .await
-                .map(|()| None),
+                Prepared::Later => {
+                    let now = self.clock.now_ms();
+                    outbox::reschedule(
+                        &self.db,
+                        &row.outbox_id,
+                        &self.id,
+                        now + 2000,
+                        None,
+                        true,
+                        now,
+                    )
+                    .await
+                    .map(|()| None)
+                }
             }
         }));
         let outcomes = tokio::select! {
@@ -370,7 +385,7 @@ impl OutboxWorker {
         // One write for the batch's outcomes, even when another row's bookkeeping failed.
         // Should this process die before it, those rows' leases expire and they are sent again
         // under the same idempotency keys.
-        if !outbox::finish_many(&self.db, &self.id, &done).await? {
+        if !outbox::finish_many(&self.db, &self.id, &done, self.clock.now_ms()).await? {
             tracing::warn!("lost a lease before recording a batch's outcomes");
         }
         self.finished_rows.store(true, Ordering::Release);
@@ -384,7 +399,7 @@ impl OutboxWorker {
     /// anything about the people in it.
     async fn summarize(&self, done: &[String]) {
         for broadcast_id in done {
-            match outbox::progress(&self.db, broadcast_id).await {
+            match broadcasts::progress(&self.db, broadcast_id).await {
                 Ok(progress) if progress.failed > 0 => tracing::warn!(
                     broadcast_id,
                     sent = progress.sent,
@@ -401,7 +416,7 @@ impl OutboxWorker {
     async fn prepare(&self, source: &Source) -> anyhow::Result<Prepared> {
         match source {
             Source::Broadcast(id) => {
-                let Some(b) = outbox::find_broadcast(&self.db, id).await? else {
+                let Some(b) = broadcasts::find(&self.db, id).await? else {
                     anyhow::bail!("outbox rows without their broadcast {id}");
                 };
                 let sender = Sender {
@@ -469,7 +484,14 @@ impl OutboxWorker {
     async fn lost_grant(&self, sender: &Sender) -> anyhow::Result<Prepared> {
         match &sender.subject {
             Subject::Post(post_token) => {
-                outbox::pause_for_grant(&self.db, post_token, &sender.user_id, "reconsent").await?;
+                broadcasts::pause_for_grant(
+                    &self.db,
+                    post_token,
+                    &sender.user_id,
+                    "reconsent",
+                    self.clock.now_ms(),
+                )
+                .await?;
                 Ok(Prepared::Later)
             }
             Subject::Conversation(_) => Ok(Prepared::Fail(Failure::Reconsent)),
@@ -516,13 +538,15 @@ impl OutboxWorker {
                         Ok(Some(finished(row, Outcome::Failed, Some(failure))))
                     }
                     _ => {
+                        let now = self.clock.now_ms();
                         outbox::reschedule(
                             &self.db,
                             &row.outbox_id,
                             &self.id,
-                            now_ms(),
+                            now,
                             None,
                             true,
+                            now,
                         )
                         .await?;
                         Ok(None)
@@ -542,7 +566,8 @@ impl OutboxWorker {
 
     /// Puts a row that was not attempted back in the queue, due at once.
     async fn give_back(&self, row: &Claimed) -> anyhow::Result<Option<Finished>> {
-        outbox::reschedule(&self.db, &row.outbox_id, &self.id, now_ms(), None, true).await?;
+        let now = self.clock.now_ms();
+        outbox::reschedule(&self.db, &row.outbox_id, &self.id, now, None, true, now).await?;
         Ok(None)
     }
 
@@ -559,7 +584,8 @@ impl OutboxWorker {
             wait_ms = wait.as_millis() as u64,
             "retrying a send"
         );
-        let at = now_ms() + wait.as_millis() as i64;
+        let now = self.clock.now_ms();
+        let at = now + wait.as_millis() as i64;
         outbox::reschedule(
             &self.db,
             &row.outbox_id,
@@ -567,13 +593,14 @@ impl OutboxWorker {
             at,
             Some(failure.as_str()),
             false,
+            now,
         )
         .await
     }
 
     async fn cancelled(&self, row: &Claimed) -> anyhow::Result<bool> {
         match &row.source {
-            Source::Broadcast(id) => outbox::is_cancelled(&self.db, id).await,
+            Source::Broadcast(id) => broadcasts::is_cancelled(&self.db, id).await,
             Source::Message(_) => Ok(false),
         }
     }

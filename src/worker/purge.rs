@@ -6,9 +6,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    clock::SharedClock,
     config::Retention,
     db::{
-        Db, now_ms,
+        Db,
+        erasure::{self, UserTable},
         purge::{self, Cutoffs},
     },
 };
@@ -27,7 +29,20 @@ pub fn cutoffs(retention: &Retention, now: i64) -> Cutoffs {
     }
 }
 
-pub async fn run_until_stopped(db: Db, retention: Retention, shutdown: CancellationToken) {
+/// One pass at `now`: what is past its window goes.
+pub async fn purge_once(db: &Db, retention: &Retention, now: i64) -> anyhow::Result<purge::Purged> {
+    purge::purge(db, cutoffs(retention, now)).await
+}
+
+/// Purges every `retention.purge_every` (on tokio's timer), with cut-offs from `clock`: the
+/// core's windows, and the days each of `tables` declared it is kept.
+pub async fn run_until_stopped(
+    db: Db,
+    retention: Retention,
+    tables: Vec<&'static UserTable>,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(retention.purge_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,7 +50,15 @@ pub async fn run_until_stopped(db: Db, retention: Retention, shutdown: Cancellat
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match purge::purge(&db, cutoffs(&retention, now_ms())).await {
+        let now = clock.now_ms();
+        match erasure::purge_expired(&db, &tables, now).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "purged feature rows past their kept days"),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "purging feature rows failed")
+            }
+        }
+        match purge_once(&db, &retention, now).await {
             Ok(purged) if purged.total() > 0 => {
                 tracing::info!(?purged, "purged data past its retention window");
             }

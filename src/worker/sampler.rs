@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{Db, now_ms, stats},
+    clock::SharedClock,
+    db::{Db, stats},
     observe,
 };
 
@@ -14,7 +15,12 @@ use crate::{
 const OUTBOX_STATUSES: [&str; 4] = ["pending", "sent", "failed", "cancelled"];
 const BROADCAST_STATUSES: [&str; 4] = ["running", "paused", "done", "cancelled"];
 
-pub async fn run_until_stopped(db: Db, every: Duration, shutdown: CancellationToken) {
+pub async fn run_until_stopped(
+    db: Db,
+    every: Duration,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -22,13 +28,13 @@ pub async fn run_until_stopped(db: Db, every: Duration, shutdown: CancellationTo
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(error) = sample(&db).await {
+        if let Err(error) = sample(&db, clock.now_ms()).await {
             tracing::debug!(error = format!("{error:#}"), "sampling metrics failed");
         }
     }
 }
 
-async fn sample(db: &Db) -> anyhow::Result<()> {
+async fn sample(db: &Db, now: i64) -> anyhow::Result<()> {
     let started = Instant::now();
     let connection = db.pool().acquire().await;
     metrics::histogram!(observe::DB_ACQUIRE).record(started.elapsed().as_secs_f64());
@@ -38,7 +44,6 @@ async fn sample(db: &Db) -> anyhow::Result<()> {
     metrics::gauge!(observe::DB_CONNECTIONS, "state" => "in_use")
         .set(f64::from(size).max(idle as f64) - idle as f64);
 
-    let now = now_ms();
     let outbox = stats::outbox(db, now).await?;
     for status in OUTBOX_STATUSES {
         let n = outbox

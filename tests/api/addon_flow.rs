@@ -10,192 +10,9 @@ use url::Url;
 
 use crate::helpers::*;
 
-/// Taps the add-on in a sandbox chat as `side` from `client`'s browser; returns the one-time
-/// link Divar sends the person to (not yet opened).
-pub async fn open_addon_link(
-    client: &reqwest::Client,
-    app: &TestApp,
-    conv: &str,
-    side: &str,
-) -> String {
-    let opened = client
-        .post(app.url(&format!("/sandbox/chats/{conv}/open-addon")))
-        .form(&[("as", side)])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
-    assert!(link.starts_with(&app.url("/s/")), "{link}");
-    link
-}
-
-/// Opens the add-on from a sandbox chat as `side` and follows the one-time link. Returns where
-/// the link led.
-pub async fn enter_from_chat(app: &TestApp, conv: &str, side: &str) -> String {
-    let link = open_addon_link(&app.client, app, conv, side).await;
-    assert_redirect(&app.client.get(&link).send().await.unwrap())
-}
-
-/// Starts consent and answers Divar's consent page as `user` with `decision`. Returns the
-/// add-on's answer to the callback.
-pub async fn consent(app: &TestApp, user: &str, decision: &str) -> reqwest::Response {
-    consent_as(app, "/oauth/start", user, decision).await
-}
-
-/// Taps connect (`start` is `/oauth/start` or `/oauth/start?for=post`); returns where the add-on
-/// sends the person: Divar's consent URL.
-pub async fn start_consent(app: &TestApp, start: &str) -> Url {
-    let started = app.page_post(start).await.send().await.unwrap();
-    Url::parse(&assert_redirect(&started)).unwrap()
-}
-
-/// The `state` of a consent URL.
-fn state_of(authorize: &Url) -> String {
-    authorize
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned()
-}
-
-/// Like [`consent`], starting from `start` (e.g. `/oauth/start?for=post`).
-pub async fn consent_as(
-    app: &TestApp,
-    start: &str,
-    user: &str,
-    decision: &str,
-) -> reqwest::Response {
-    let authorize = start_consent(app, start).await;
-    decide(app, &authorize, user, decision).await
-}
-
-/// Approves Divar's consent page at `authorize` as `user`; returns the add-on's answer.
-pub async fn approve(app: &TestApp, authorize: &Url, user: &str) -> reqwest::Response {
-    decide(app, authorize, user, "approve").await
-}
-
-async fn decide(app: &TestApp, authorize: &Url, user: &str, decision: &str) -> reqwest::Response {
-    assert!(authorize.path().ends_with("/sandbox/oauth2/auth"));
-    let query: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    let scope = &query.iter().find(|(k, _)| k == "scope").unwrap().1;
-    assert!(scope.ends_with(" offline_access"), "{scope}");
-    assert!(
-        query
-            .iter()
-            .any(|(k, v)| k == "code_challenge_method" && v == "S256")
-    );
-    let page = app.client.get(authorize.as_str()).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let mut form = query;
-    form.push(("user_id".into(), user.into()));
-    form.push(("decision".into(), decision.into()));
-    let decided = app
-        .client
-        .post(app.url("/sandbox/oauth2/auth"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let callback = assert_redirect(&decided);
-    assert!(
-        callback.starts_with(&app.url("/oauth/callback")),
-        "{callback}"
-    );
-    app.client.get(callback).send().await.unwrap()
-}
-
-/// Enters from the chat as the buyer of `conv` and connects. Ends on the composer.
-pub async fn connected(app: &TestApp, conv: &str, side: &str, user: &str) {
-    assert_eq!(enter_from_chat(app, conv, side).await, "/start");
-    let landing = app.get_html("/start").await;
-    assert!(landing.contains("ادامه با حساب دیوار"));
-    let callback = consent(app, user, "approve").await;
-    assert_eq!(assert_redirect(&callback), "/compose");
-}
-
-pub async fn idempotency_key(app: &TestApp) -> String {
-    let html = app.get_html("/compose").await;
-    let marker = r#"name="idempotency_key" value=""#;
-    let start = html
-        .find(marker)
-        .expect("the composer has an idempotency key")
-        + marker.len();
-    html[start..start + 36].to_string()
-}
-
-pub async fn post_compose(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
-    app.page_post("/compose")
-        .await
-        .form(fields)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Where a send leads: `/messages/<id>/status`, as the message's id.
-pub fn queued_message(location: &str) -> String {
-    let id = location
-        .strip_prefix("/messages/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("a send leads to its status page: {location}"));
-    assert!(location.contains("/status"), "{location}");
-    id.to_string()
-}
-
-/// Polls a message's status (as its page's script does) until it is no longer sending.
-pub async fn final_status(app: &TestApp, message_id: &str) -> Value {
-    for _ in 0..300 {
-        let progress: Value = app
-            .get(&format!("/messages/{message_id}/progress"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if progress["status"] != "sending" {
-            return progress;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("message {message_id} still sending after 30 s");
-}
-
-/// `side` taps the first button of the first row under the BOT message `index` of `conv`, in a
-/// browser of their own; returns that browser and where the one-time link led.
-pub async fn tap_first_button(
-    app: &TestApp,
-    conv: &str,
-    side: &str,
-    index: usize,
-) -> (reqwest::Client, String) {
-    let bot = bot_messages(app, conv).await;
-    let visitor = browser();
-    let clicked = visitor
-        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
-        .form(&[
-            ("as", side),
-            ("message_id", bot["messages"][index]["id"].as_str().unwrap()),
-            ("row", "0"),
-            ("col", "0"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&clicked);
-    let entered = visitor.get(&link).send().await.unwrap();
-    let location = assert_redirect(&entered);
-    (visitor, location)
-}
-
-pub async fn bot_messages(app: &TestApp, conv: &str) -> Value {
-    app.inspect(&format!("messages?conversation_id={conv}&sender_type=BOT"))
-        .await
-}
-
 async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
-    let app = spawn_app(engine).await;
+    let app = spawn_connected_buyer(engine).await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
 
     let compose = app.get("/compose").await;
     assert_eq!(compose.status(), StatusCode::OK);
@@ -206,11 +23,8 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
-    let key = idempotency_key(&app).await;
-    let sent = post_compose(
-        &app,
-        &[
-            ("idempotency_key", &key),
+    let Queued { key, location, id } = app
+        .queue_from_composer(&[
             ("action", "send"),
             ("text", "سلام، فردا ساعت ۵ برای بازدید می‌آیم."),
             ("s00_caption", "مسیر"),
@@ -221,14 +35,11 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
             ("r00_icon", "CHECKED"),
             ("r00_kind", "server"),
             ("r00_data", "visit=friday"),
-        ],
-    )
-    .await;
-    let location = assert_redirect(&sent);
-    let id = queued_message(&location);
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
+        ])
+        .await;
+    assert_eq!(app.final_status(&id).await["status"], "sent");
 
-    let seen = bot_messages(&app, &conv).await;
+    let seen = app.bot_messages(&conv).await;
     assert_eq!(seen["count"], 1);
     let message = &seen["messages"][0];
     assert_eq!(message["sender_side"], "buyer");
@@ -258,15 +69,8 @@ async fn the_whole_flow_delivers_a_message_with_both_grids(engine: Engine) {
 
     // The seller clicks the server-link button: session init routes them to the message page.
     let message_id = data["kc_message"].as_str().unwrap().to_string();
-    let (seller_client, entered) = tap_first_button(&app, &conv, "seller", 0).await;
+    let (entered, html) = app.tap_first_button(&conv, "seller", 0).await;
     assert_eq!(entered, format!("/messages/{message_id}"));
-    let page = seller_client
-        .get(app.url(&format!("/messages/{message_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let html = page.text().await.unwrap();
     assert!(html.contains("فردا ساعت ۵") && html.contains("friday"));
     // The page speaks to the one who tapped (the seller, not the buyer who sent it): it is
     // named after the button, shows the seller's own grid only, and leads on.
@@ -287,11 +91,11 @@ crate::both_engines!(
 async fn a_connected_user_goes_straight_to_the_composer() {
     let mut app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
-    connected(&app, &conv, "buyer", BUYER_2).await;
-    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/compose");
+    app.connect_conversation(&conv, "buyer", BUYER_2).await;
+    assert_eq!(app.enter_from_chat(&conv, "buyer").await, "/compose");
     // The other side of the same chat, in another browser, has its own grant to make.
     app.client = browser();
-    assert_eq!(enter_from_chat(&app, &conv, "seller").await, "/start");
+    assert_eq!(app.enter_from_chat(&conv, "seller").await, "/start");
     // The seller's way to the post-wide feature is a full-size button (a 44 px tap target),
     // not a line of small text.
     let landing = app.get_html("/start").await;
@@ -304,8 +108,8 @@ async fn a_connected_user_goes_straight_to_the_composer() {
 #[tokio::test]
 async fn denied_consent_gets_a_friendly_page_with_next_steps() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let callback = consent(&app, BUYER_1, "deny").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
+    let callback = app.consent(BUYER_1, "deny").await;
     assert_eq!(callback.status(), StatusCode::OK);
     let html = callback.text().await.unwrap();
     assert!(html.contains("اجازه داده نشد"));
@@ -319,19 +123,10 @@ async fn denied_consent_gets_a_friendly_page_with_next_steps() {
 #[tokio::test]
 async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let authorize = start_consent(&app, "/oauth/start").await;
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    let state = form.iter().find(|(k, _)| k == "state").unwrap().1.clone();
-    form.push(("user_id".into(), BUYER_1.into()));
-    form.push(("decision".into(), "deny".into()));
-    let decided = app
-        .client
-        .post(app.url("/sandbox/oauth2/auth"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
+    let authorize = app.start_consent("/oauth/start").await;
+    let state = query_value(&authorize, "state");
+    let decided = app.post_decision_on(&authorize, BUYER_1, "deny").await;
     let callback = Url::parse(&assert_redirect(&decided)).unwrap();
     let answer: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
     assert!(
@@ -345,7 +140,7 @@ async fn a_refusal_in_either_documented_form_gets_the_denied_page() {
     assert!(page.text().await.unwrap().contains("اجازه داده نشد"));
 
     // The older form: `state` alone.
-    let state = state_of(&start_consent(&app, "/oauth/start").await);
+    let state = query_value(&app.start_consent("/oauth/start").await, "state");
     let page = app
         .client
         .get(app.url("/oauth/callback"))
@@ -368,9 +163,9 @@ async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
         (2, "NOTIFICATION_ACCESS_REVOCATION"),
     ] {
         let conv = conversation(2, buyer);
-        enter_from_chat(&app, &conv, "buyer").await;
+        app.enter_from_chat(&conv, "buyer").await;
         app.control(json!({ "app_lacks_scopes": [lacking] })).await;
-        let authorize = start_consent(&app, "/oauth/start").await;
+        let authorize = app.start_consent("/oauth/start").await;
         let refused = app.client.get(authorize).send().await.unwrap();
         let callback = assert_redirect(&refused);
         assert!(callback.contains("error=invalid_scope"), "{callback}");
@@ -392,28 +187,20 @@ async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
             "the operator is told which scopes to enable"
         );
     }
-    let grants: i64 = sqlx::query("select count(*) as n from grants")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap();
-    assert_eq!(grants, 0);
+    assert_eq!(count(&app, "grants").await, 0);
 }
 
 #[tokio::test]
 async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    start_consent(&app, "/oauth/start").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
+    app.start_consent("/oauth/start").await;
     let tampered = app.get("/oauth/callback?code=abc&state=forged").await;
     assert_eq!(tampered.status(), StatusCode::BAD_REQUEST);
     assert!(tampered.text().await.unwrap().contains("پاسخ نامعتبر"));
-    let stranger = browser()
-        .get(app.url("/oauth/callback?code=abc&state=x"))
-        .send()
-        .await
-        .unwrap();
+    let stranger = app
+        .get_as(&browser(), "/oauth/callback?code=abc&state=x")
+        .await;
     assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
     assert!(
         stranger
@@ -427,8 +214,8 @@ async fn a_tampered_state_or_a_callback_without_a_session_is_refused() {
 #[tokio::test]
 async fn a_failed_token_exchange_offers_a_retry() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let state = state_of(&start_consent(&app, "/oauth/start").await);
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
+    let state = query_value(&app.start_consent("/oauth/start").await, "state");
     // A code the sandbox never issued: the token endpoint refuses it.
     let callback = app
         .get(&format!("/oauth/callback?code=ory_ac_forged&state={state}"))
@@ -440,12 +227,14 @@ async fn a_failed_token_exchange_offers_a_retry() {
 
 #[tokio::test]
 async fn expired_and_replayed_links_are_refused() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), |s| {
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |s| {
         s.entry_link_ttl = Duration::from_millis(300);
     })
     .await;
-    let link = open_addon_link(&app.client, &app, &conversation(1, 1), "buyer").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let link = app
+        .open_addon_link(&app.client, &conversation(1, 1), "buyer")
+        .await;
+    app.advance(Duration::from_millis(300));
     let expired = app.client.get(&link).send().await.unwrap();
     assert_eq!(expired.status(), StatusCode::GONE);
     assert!(
@@ -462,7 +251,7 @@ async fn expired_and_replayed_links_are_refused() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let no_session = browser().get(app.url("/compose")).send().await.unwrap();
+    let no_session = app.get_as(&browser(), "/compose").await;
     assert_eq!(no_session.status(), StatusCode::UNAUTHORIZED);
     assert!(
         no_session
@@ -474,27 +263,16 @@ async fn expired_and_replayed_links_are_refused() {
 }
 
 async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
-    let app = spawn_app_with(
-        engine,
-        SandboxOptions {
-            access_token_ttl: Duration::from_secs(2),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_token_ttl(engine, Duration::from_secs(2)).await;
     let conv = conversation(2, 1);
-    connected(&app, &conv, "buyer", "u-sara").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let key = idempotency_key(&app).await;
-    let location = assert_redirect(
-        &post_compose(
-            &app,
-            &[("idempotency_key", &key), ("text", "بعد از تازه‌سازی")],
-        )
-        .await,
-    );
+    app.connect_conversation(&conv, "buyer", "u-sara").await;
+    // Past the token's lifetime, on the add-on's clock and Divar's.
+    app.advance(Duration::from_millis(2100));
+    let queued = app
+        .queue_from_composer(&[("text", "بعد از تازه‌سازی")])
+        .await;
     assert_eq!(
-        final_status(&app, &queued_message(&location)).await["status"],
+        app.final_status(&queued.id).await["status"],
         "sent",
         "the send refreshed the tokens"
     );
@@ -517,7 +295,7 @@ async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
         ("messages", "body"),
         ("outbox", "idempotency_key, failure"),
         ("session_inits", "extra_data"),
-        ("entry_links", "link_hash"),
+        ("spent_links", "link_hash"),
     ] {
         let rows = sqlx::query(&format!("select {columns} from {table}"))
             .fetch_all(app.db.pool())
@@ -550,30 +328,20 @@ async fn no_issued_token_is_stored_in_plain_text(engine: Engine) {
 crate::both_engines!(tokens_sealed, no_issued_token_is_stored_in_plain_text);
 
 async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(engine: Engine) {
-    let app = spawn_app_with(
-        engine,
-        SandboxOptions {
-            access_token_ttl: Duration::from_secs(2),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_token_ttl(engine, Duration::from_secs(2)).await;
     let conv = conversation(1, 3);
-    connected(&app, &conv, "buyer", "u-neda").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.connect_conversation(&conv, "buyer", "u-neda").await;
+    // Past the token's lifetime, on the add-on's clock and Divar's.
+    app.advance(Duration::from_millis(2100));
 
-    let key = idempotency_key(&app).await;
-    let first = queued_message(&assert_redirect(
-        &post_compose(&app, &[("idempotency_key", &key), ("text", "یک")]).await,
-    ));
-    assert_eq!(final_status(&app, &first).await["status"], "sent");
+    app.send_from_composer("یک").await;
     assert_eq!(
         app.inspect("refreshes").await["count"],
         1,
         "a send after expiry refreshes once"
     );
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(Duration::from_millis(2100));
     let mut sends = tokio::task::JoinSet::new();
     let token = csrf_token_of(&app.client, &app).await;
     for i in 0..20 {
@@ -594,14 +362,14 @@ async fn an_expired_token_is_refreshed_once_even_for_twenty_concurrent_sends(eng
     }
     while let Some(response) = sends.join_next().await {
         let id = queued_message(&assert_redirect(&response.unwrap()));
-        assert_eq!(final_status(&app, &id).await["status"], "sent");
+        assert_eq!(app.final_status(&id).await["status"], "sent");
     }
     let refreshes = app.inspect("refreshes").await;
     assert_eq!(
         refreshes["count"], 2,
         "twenty concurrent sends after expiry cause one refresh: {refreshes}"
     );
-    assert_eq!(bot_messages(&app, &conv).await["count"], 21);
+    assert_eq!(app.bot_messages(&conv).await["count"], 21);
 }
 crate::both_engines!(
     refresh_once,
@@ -612,13 +380,10 @@ crate::both_engines!(
 async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(3, 1);
-    connected(&app, &conv, "buyer", "u-sara").await;
+    app.connect_conversation(&conv, "buyer", "u-sara").await;
     app.block(&conv, true).await;
-    let key = idempotency_key(&app).await;
-    let location =
-        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "سلام")]).await);
-    let id = queued_message(&location);
-    let status = final_status(&app, &id).await;
+    let Queued { location, id, .. } = app.queue_from_composer(&[("text", "سلام")]).await;
+    let status = app.final_status(&id).await;
     assert_eq!(status["status"], "failed");
     let page = app.get_html(&location).await;
     assert!(page.contains("نمی‌تواند پیام دریافت کند"));
@@ -631,37 +396,32 @@ async fn a_recipient_restriction_fails_at_once_with_a_clear_reason() {
     assert_eq!(calls["calls"][0]["status"], 412);
 
     // Asking anyway changes nothing: still failed, still one call.
-    let resent = app
-        .page_post(&format!("/messages/{id}/resend"))
-        .await
-        .send()
-        .await
-        .unwrap();
+    let resent = app.submit(&format!("/messages/{id}/resend")).await;
     assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(final_status(&app, &id).await["status"], "failed");
+    // A resend that was taken would have queued the message again before answering: the outbox
+    // would hold it. Nothing is queued, so nothing more can go out.
+    assert_eq!(app.outbox_queued().await, 0, "the resend queued nothing");
+    assert_eq!(app.final_status(&id).await["status"], "failed");
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 1);
 }
 
-async fn retried_after(app: &TestApp, statuses: Value) -> Value {
+/// Divar answers the first sends with `statuses`: the send is retried (on a manual clock, moved
+/// to each retry) until it is delivered once; Divar's log of the calls.
+async fn retried_after(statuses: Value) -> Value {
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |_| {}).await;
     let conv = conversation(2, 2);
-    connected(app, &conv, "buyer", BUYER_2).await;
+    app.connect_conversation(&conv, "buyer", BUYER_2).await;
     app.control(json!({ "fail_next": statuses })).await;
-    let key = idempotency_key(app).await;
-    let location =
-        assert_redirect(&post_compose(app, &[("idempotency_key", &key), ("text", "دوباره")]).await);
-    assert_eq!(
-        final_status(app, &queued_message(&location)).await["status"],
-        "sent"
-    );
-    assert_eq!(bot_messages(app, &conv).await["count"], 1);
+    let queued = app.queue_from_composer(&[("text", "دوباره")]).await;
+    app.drain_outbox_with_retries().await;
+    assert_eq!(app.final_status(&queued.id).await["status"], "sent");
+    assert_eq!(app.bot_messages(&conv).await["count"], 1);
     app.inspect("api-calls?endpoint=send").await
 }
 
 #[tokio::test]
 async fn a_429_then_success_is_retried_and_delivered_once() {
-    let app = spawn_app(Engine::Sqlite).await;
-    let calls = retried_after(&app, json!([429])).await;
+    let calls = retried_after(json!([429])).await;
     let statuses: Vec<_> = calls["calls"]
         .as_array()
         .unwrap()
@@ -673,8 +433,7 @@ async fn a_429_then_success_is_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn a_5xx_then_success_is_retried_and_delivered_once() {
-    let app = spawn_app(Engine::Sqlite).await;
-    let calls = retried_after(&app, json!([503, 500])).await;
+    let calls = retried_after(json!([503, 500])).await;
     let statuses: Vec<_> = calls["calls"]
         .as_array()
         .unwrap()
@@ -686,30 +445,24 @@ async fn a_5xx_then_success_is_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn persistent_unavailability_fails_after_the_attempts_with_a_resend_button() {
-    let app = spawn_app(Engine::Sqlite).await;
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |_| {}).await;
     let conv = conversation(2, 3);
-    connected(&app, &conv, "buyer", "u-neda").await;
+    app.connect_conversation(&conv, "buyer", "u-neda").await;
     app.control(json!({ "fail_next": [503, 503, 503, 503] }))
         .await;
-    let key = idempotency_key(&app).await;
-    let location =
-        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
-    let id = queued_message(&location);
-    assert_eq!(final_status(&app, &id).await["status"], "failed");
+    let Queued { key, location, id } = app.queue_from_composer(&[("text", "x")]).await;
+    app.drain_outbox_with_retries().await;
+    assert_eq!(app.final_status(&id).await["status"], "failed");
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 4);
     let page = app.get_html(&location).await;
     assert!(page.contains("ارسال دوباره") && page.contains("در دسترس نبود"));
 
     // Divar is back: "send again" delivers it once, under the form's key.
-    let resent = app
-        .page_post(&format!("/messages/{id}/resend"))
-        .await
-        .send()
-        .await
-        .unwrap();
+    let resent = app.submit(&format!("/messages/{id}/resend")).await;
     assert_eq!(assert_redirect(&resent), format!("/messages/{id}/status"));
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
-    let seen = bot_messages(&app, &conv).await;
+    app.drain_outbox().await;
+    assert_eq!(app.final_status(&id).await["status"], "sent");
+    let seen = app.bot_messages(&conv).await;
     assert_eq!(seen["count"], 1);
     assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
 }
@@ -723,19 +476,10 @@ async fn a_revoked_token_leads_back_to_consent() {
     })
     .await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
-    let revoked = app
-        .client
-        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
-        .send()
-        .await
-        .unwrap();
-    assert_redirect(&revoked);
-    let key = idempotency_key(&app).await;
-    let location =
-        assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "x")]).await);
-    let id = queued_message(&location);
-    assert_eq!(final_status(&app, &id).await["status"], "failed");
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    app.revoke_in_divar(BUYER_1).await;
+    let Queued { location, id, .. } = app.queue_from_composer(&[("text", "x")]).await;
+    assert_eq!(app.final_status(&id).await["status"], "failed");
     let page = app.get_html(&location).await;
     assert!(
         page.contains("/start?reconnect=1"),
@@ -746,22 +490,22 @@ async fn a_revoked_token_leads_back_to_consent() {
         landing.contains("ادامه با حساب دیوار"),
         "the grant was dropped, so consent is asked again"
     );
-    let callback = consent(&app, BUYER_1, "approve").await;
+    let callback = app.consent(BUYER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
     // The message that waited for consent goes out by itself, once.
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
-    assert_eq!(bot_messages(&app, &conv).await["count"], 1);
+    assert_eq!(app.final_status(&id).await["status"], "sent");
+    assert_eq!(app.bot_messages(&conv).await["count"], 1);
 }
 
 async fn a_double_submitted_form_delivers_one_message(engine: Engine, slow_ms: u64) {
     let app = spawn_app(engine).await;
     let conv = conversation(1, 2);
-    connected(&app, &conv, "buyer", BUYER_2).await;
+    app.connect_conversation(&conv, "buyer", BUYER_2).await;
     app.control(json!({ "slow_percent": 100, "slow_ms": slow_ms }))
         .await;
-    let key = idempotency_key(&app).await;
+    let key = app.idempotency_key().await;
     let fields = [("idempotency_key", key.as_str()), ("text", "فقط یک بار")];
-    let (first, second) = tokio::join!(post_compose(&app, &fields), post_compose(&app, &fields));
+    let (first, second) = tokio::join!(app.post_compose(&fields), app.post_compose(&fields));
     let mut locations = [assert_redirect(&first), assert_redirect(&second)];
     locations.sort();
     let id = queued_message(&locations[0]);
@@ -781,13 +525,13 @@ async fn a_double_submitted_form_delivers_one_message(engine: Engine, slow_ms: u
         );
         assert!(!again.contains("قبلاً فرستاده شده بود"));
     }
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
+    assert_eq!(app.final_status(&id).await["status"], "sent");
     let again = app.get_html(&locations[1]).await;
     assert!(
         again.contains("قبلاً فرستاده شده بود"),
         "said once Divar took it"
     );
-    assert_eq!(bot_messages(&app, &conv).await["count"], 1);
+    assert_eq!(app.bot_messages(&conv).await["count"], 1);
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 1);
 }
 
@@ -812,10 +556,10 @@ crate::both_engines!(
 async fn a_send_whose_client_went_away_is_still_delivered_once(engine: Engine) {
     let app = spawn_app(engine).await;
     let conv = conversation(2, 2);
-    connected(&app, &conv, "buyer", BUYER_2).await;
+    app.connect_conversation(&conv, "buyer", BUYER_2).await;
     app.control(json!({ "slow_percent": 100, "slow_ms": 3000 }))
         .await;
-    let key = idempotency_key(&app).await;
+    let key = app.idempotency_key().await;
     let started = std::time::Instant::now();
     let gave_up = app
         .page_post("/compose")
@@ -826,26 +570,28 @@ async fn a_send_whose_client_went_away_is_still_delivered_once(engine: Engine) {
         .await;
     // Usually the 303 arrives first; either way the client is gone now.
     drop(gave_up);
-    let mut seen = Value::Null;
-    while started.elapsed() < Duration::from_secs(10) {
-        seen = bot_messages(&app, &conv).await;
-        if seen["count"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(seen["count"], 1, "delivered within 10 s: {seen}");
+    let seen = eventually("the message is delivered", async || {
+        let seen = app.bot_messages(&conv).await;
+        (seen["count"] != 0).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen["count"], 1, "{seen}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "delivered within 10 s"
+    );
     assert_eq!(seen["messages"][0]["idempotency_key"], key.as_str());
     let history = app.get_html("/history").await;
     let marker = "/messages/";
     let start = history.find(marker).expect("the message is listed") + marker.len();
     let id = &history[start..start + 36];
-    assert_eq!(final_status(&app, id).await["status"], "sent");
+    assert_eq!(app.final_status(id).await["status"], "sent");
     let page = app.get_html(&format!("/messages/{id}/status")).await;
     assert!(page.contains("فرستاده شد"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another copy could only come from the outbox: once nothing is queued there, none comes.
+    app.outbox_settles().await;
     assert_eq!(
-        bot_messages(&app, &conv).await["count"],
+        app.bot_messages(&conv).await["count"],
         1,
         "exactly one copy"
     );
@@ -857,21 +603,18 @@ crate::both_engines!(
 
 #[tokio::test]
 async fn composer_problems_are_shown_in_persian_beside_each_field() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
-    let key = idempotency_key(&app).await;
-    let response = post_compose(
-        &app,
-        &[
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
+    let key = app.idempotency_key().await;
+    let response = app
+        .post_compose(&[
             ("idempotency_key", &key),
             ("text", ""),
             ("s00_caption", "x"),
             ("s00_icon", "REAL_STATE"),
             ("s00_kind", "link"),
             ("s00_link", "ftp://x"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.unwrap();
     for message in [
@@ -934,18 +677,16 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
         )
     );
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 0);
-    let preview = post_compose(
-        &app,
-        &[
+    let preview = app
+        .post_compose(&[
             ("idempotency_key", &key),
             ("action", "preview"),
             ("text", "پیش‌نمایش من"),
             ("r10_caption", "دکمه"),
             ("r10_icon", "SEND"),
             ("r10_kind", "server"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let html = preview.text().await.unwrap();
     assert!(html.contains("آنچه طرف مقابل می‌بیند") && html.contains("پیش‌نمایش من"));
     assert_eq!(
@@ -957,12 +698,10 @@ async fn composer_problems_are_shown_in_persian_beside_each_field() {
 
 #[tokio::test]
 async fn templates_are_saved_used_and_deleted_per_user() {
-    let mut app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
-    let key = idempotency_key(&app).await;
-    let saved = post_compose(
-        &app,
-        &[
+    let mut app = spawn_connected_buyer(Engine::Sqlite).await;
+    let key = app.idempotency_key().await;
+    let saved = app
+        .post_compose(&[
             ("idempotency_key", &key),
             ("action", "save_template"),
             ("template_name", "قیمت نهایی"),
@@ -971,9 +710,8 @@ async fn templates_are_saved_used_and_deleted_per_user() {
             ("s00_icon", "CALL"),
             ("s00_kind", "link"),
             ("s00_link", "https://example.com/call"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
     let html = app.get_html("/compose").await;
     let marker = "/compose?template=";
@@ -983,17 +721,15 @@ async fn templates_are_saved_used_and_deleted_per_user() {
     assert!(used.contains("قیمت نهایی ۴۵۰ است") && used.contains("https://example.com/call"));
     // Another user, in another browser, can neither use nor delete it.
     let owner = std::mem::replace(&mut app.client, browser());
-    connected(&app, &conversation(1, 1), "seller", SELLER_1).await;
+    app.connect_conversation(&conversation(1, 1), "seller", SELLER_1)
+        .await;
     assert_eq!(
         app.get(&format!("/compose?template={id}")).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.page_post(&format!("/templates/{id}/delete"))
+        app.submit(&format!("/templates/{id}/delete"))
             .await
-            .send()
-            .await
-            .unwrap()
             .status(),
         StatusCode::NOT_FOUND
     );
@@ -1010,10 +746,8 @@ async fn templates_are_saved_used_and_deleted_per_user() {
 
 #[tokio::test]
 async fn disconnect_deletes_the_tokens() {
-    let app = spawn_app(Engine::Sqlite).await;
-    let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
-    let done = app.page_post("/disconnect").await.send().await.unwrap();
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
+    let done = app.submit("/disconnect").await;
     assert_eq!(assert_redirect(&done), "/start");
     let rows = sqlx::query("select grant_id from grants")
         .fetch_all(app.db.pool())
@@ -1025,7 +759,7 @@ async fn disconnect_deletes_the_tokens() {
 #[tokio::test]
 async fn back_to_divar_follows_an_allowed_callback_url_only() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
     let back = app.get("/back").await;
     assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
     // Divar's completion page (the sandbox's) returns the person to the chat they came from.
@@ -1041,7 +775,7 @@ async fn back_to_divar_follows_an_allowed_callback_url_only() {
 
     app.control(json!({ "session_init_revision": "original" }))
         .await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
     let back = app.get("/back").await;
     assert!(
         assert_redirect(&back).contains("/sandbox/chats/"),
@@ -1049,52 +783,42 @@ async fn back_to_divar_follows_an_allowed_callback_url_only() {
     );
 
     // A callback URL on another host is not followed.
-    let key = app.sandbox.app().identification_key.clone();
     let body = json!({ "extra_data": {}, "callback_url": "https://evil.example/phish", "post_token": POST_1,
         "user_id": BUYER_1, "peer_id": SELLER_1, "supplier": { "id": SELLER_1 }, "demand": { "id": BUYER_1 },
         "conversation_id": conversation(1, 1) });
-    let reply: Value = app
-        .client
-        .post(app.url("/divar/session-init"))
-        .header("authorization", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = app.session_init(None, &body).await.json().await.unwrap();
     let fresh = browser();
     fresh
         .get(reply["url"].as_str().unwrap())
         .send()
         .await
         .unwrap();
-    let back = fresh.get(app.url("/back")).send().await.unwrap();
+    let back = app.get_as(&fresh, "/back").await;
     assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
 }
 
 #[tokio::test]
 async fn logs_never_contain_a_token_secret_or_key() {
-    let app = spawn_app_with(
-        Engine::Sqlite,
-        SandboxOptions {
-            access_token_ttl: Duration::from_secs(1),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = spawn_app_with_token_ttl(Engine::Sqlite, Duration::from_secs(1)).await;
     let conv = conversation(3, 2);
-    connected(&app, &conv, "buyer", BUYER_2).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let key = idempotency_key(&app).await;
-    assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "ثبت لاگ")]).await);
+    app.connect_conversation(&conv, "buyer", BUYER_2).await;
+    // Past the token's lifetime: the send refreshes it.
+    app.advance(Duration::from_millis(1100));
+    app.send_from_composer("ثبت لاگ").await;
+    // A send Divar refuses with 429 is logged and retried (later: the clock stands).
     app.control(json!({ "fail_next": [429] })).await;
-    let key = idempotency_key(&app).await;
-    assert_redirect(&post_compose(&app, &[("idempotency_key", &key), ("text", "دوم")]).await);
+    app.queue_from_composer(&[("text", "دوم")]).await;
+    eventually("Divar refuses the second send", async || {
+        app.inspect("api-calls?endpoint=send").await["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|call| call["status"] == 429)
+    })
+    .await;
 
     // A one-time entry link, opened once and then replayed.
-    let link = open_addon_link(&app.client, &app, &conv, "buyer").await;
+    let link = app.open_addon_link(&app.client, &conv, "buyer").await;
     let entry_token = link.rsplit('/').next().unwrap().to_string();
     assert!(entry_token.len() >= 40, "{link}");
     for _ in 0..2 {
@@ -1135,44 +859,28 @@ async fn logs_never_contain_a_token_secret_or_key() {
 /// A «مشاهدهٔ آگهی» button made in the composer reaches Divar as `open_post_page` with the
 /// conversation's post, and opens that post when tapped.
 async fn a_post_button_made_in_the_composer_opens_the_post(engine: Engine) {
-    let app = spawn_app(engine).await;
+    let app = spawn_connected_buyer(engine).await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
-    let key = idempotency_key(&app).await;
-    let sent = post_compose(
-        &app,
-        &[
-            ("idempotency_key", &key),
-            ("text", "این آگهی را ببینید"),
-            ("r00_caption", "مشاهدهٔ آگهی"),
-            ("r00_icon", "SEND"),
-            ("r00_kind", "post"),
-        ],
-    )
+    app.send_from_composer_with(&[
+        ("text", "این آگهی را ببینید"),
+        ("r00_caption", "مشاهدهٔ آگهی"),
+        ("r00_icon", "SEND"),
+        ("r00_kind", "post"),
+    ])
     .await;
-    let id = queued_message(&assert_redirect(&sent));
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
-    let seen = bot_messages(&app, &conv).await;
+    let seen = app.bot_messages(&conv).await;
     let message = &seen["messages"][0];
     assert_eq!(
         message["receiver_buttons"]["rows"][0]["buttons"][0]["action"],
         json!({ "open_post_page": { "post_token": POST_1 } })
     );
     let seller = browser();
-    let tapped = seller
-        .post(app.url(&format!("/sandbox/chats/{conv}/click")))
-        .form(&[
-            ("as", "seller"),
-            ("message_id", message["id"].as_str().unwrap()),
-            ("row", "0"),
-            ("col", "0"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let tapped = app
+        .click_button(&seller, &conv, "seller", message["id"].as_str().unwrap())
+        .await;
     let post_page = assert_redirect(&tapped);
     assert_eq!(post_page, format!("/sandbox/posts/{POST_1}"));
-    let page = seller.get(app.url(&post_page)).send().await.unwrap();
+    let page = app.get_as(&seller, &post_page).await;
     assert_eq!(page.status(), StatusCode::OK);
 }
 crate::both_engines!(

@@ -7,45 +7,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::{
-    addon_flow::{
-        connected, consent_as, final_status, idempotency_key, open_addon_link, post_compose,
-        queued_message, tap_first_button,
-    },
-    helpers::*,
-};
-
-/// Opens the add-on from the post's page as `user`, follows the one-time link.
-pub async fn enter_from_post(app: &TestApp, post: &str, user: &str) -> String {
-    let opened = app
-        .client
-        .post(app.url(&format!("/sandbox/posts/{post}/open-addon")))
-        .form(&[("user_id", user)])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
-    assert_redirect(&app.client.get(&link).send().await.unwrap())
-}
-
-/// The seller opens the add-on from their post and grants the post-wide scopes.
-async fn seller_connects(app: &TestApp, post: &str, seller: &str) {
-    assert_eq!(enter_from_post(app, post, seller).await, "/post");
-    let page = app.get_html("/post").await;
-    assert!(page.contains("ادامه با حساب دیوار"));
-    let callback = consent_as(app, "/oauth/start?for=post", seller, "approve").await;
-    assert_eq!(assert_redirect(&callback), "/post");
-}
+use crate::helpers::*;
 
 /// New buyers write in the post's chats; the sandbox tells the add-on through webhooks.
 async fn buyers_write(app: &TestApp, post: &str, count: usize) -> Vec<String> {
     let created: Value = app
-        .client
-        .post(app.url(&format!("/sandbox/_control/posts/{post}/conversations")))
-        .json(&json!({ "count": count, "announce": true }))
-        .send()
+        .post_json(
+            &format!("/sandbox/_control/posts/{post}/conversations"),
+            &json!({ "count": count, "announce": true }),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -69,49 +40,65 @@ async fn broadcast_with(
     buttons: &[(&str, &str)],
     expected_recipients: usize,
 ) -> String {
-    let html = app.get_html("/broadcasts/new").await;
-    let marker = r#"name="idempotency_key" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
-    let key = html[start..start + 36].to_string();
-    let mut fields = vec![
-        ("idempotency_key", key.as_str()),
-        ("text", text),
-        ("action", "send"),
-    ];
-    fields.extend_from_slice(buttons);
-    let confirm = app
-        .page_post("/broadcasts/new")
-        .await
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let key = broadcast_key(app).await;
+    let confirm = composer_page(app, &key, text, "send", buttons).await;
     assert_eq!(confirm.status(), StatusCode::OK);
     let html = confirm.text().await.unwrap();
     assert!(
         html.contains(&format!("این پیام برای {} نفر", fa(expected_recipients))),
         "the confirm step shows the count"
     );
-    let as_of = hidden_field(&html, "as_of");
-    let digest = hidden_field(&html, "digest");
-    let created = app
-        .page_post("/broadcasts")
-        .await
-        .form(
-            &[
-                ("idempotency_key", key.as_str()),
-                ("text", text),
-                ("as_of", &as_of),
-                ("digest", &digest),
-            ]
-            .into_iter()
-            .chain(buttons.iter().copied())
-            .collect::<Vec<_>>(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let created = confirm_broadcast(app, &key, text, &html, buttons).await;
     assert_redirect(&created)
+}
+
+/// The idempotency key of a fresh post-wide composer.
+async fn broadcast_key(app: &TestApp) -> String {
+    hidden_field(&app.get_html("/broadcasts/new").await, "idempotency_key")
+}
+
+/// Posts the broadcast composer's form with `action` (`send` leads to the confirm step,
+/// `edit` back to the composer) and the slot fields `buttons`.
+async fn composer_page(
+    app: &TestApp,
+    key: &str,
+    text: &str,
+    action: &str,
+    buttons: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut fields = vec![("idempotency_key", key), ("text", text), ("action", action)];
+    fields.extend_from_slice(buttons);
+    app.submit_form("/broadcasts/new", &fields).await
+}
+
+/// [`composer_page`] without buttons; the page's HTML.
+async fn composer_form(app: &TestApp, key: &str, text: &str, action: &str) -> String {
+    composer_page(app, key, text, action, &[])
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Confirms the broadcast the confirm step `confirm_html` showed (its count's `as_of` and
+/// `digest`), with the same `key`, `text` and `buttons`.
+async fn confirm_broadcast(
+    app: &TestApp,
+    key: &str,
+    text: &str,
+    confirm_html: &str,
+    buttons: &[(&str, &str)],
+) -> reqwest::Response {
+    let as_of = hidden_field(confirm_html, "as_of");
+    let digest = hidden_field(confirm_html, "digest");
+    let mut fields = vec![
+        ("idempotency_key", key),
+        ("text", text),
+        ("as_of", &as_of),
+        ("digest", &digest),
+    ];
+    fields.extend_from_slice(buttons);
+    app.submit_form("/broadcasts", &fields).await
 }
 
 /// The value of a form's hidden field in `html`.
@@ -124,20 +111,21 @@ fn hidden_field(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_string()
 }
 
+/// The broadcast's progress (as its page's script polls it).
+async fn progress_of(app: &TestApp, page: &str) -> Value {
+    app.get(&format!("{page}/progress"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_until_finished(app: &TestApp, page: &str) -> Value {
-    for _ in 0..1200 {
-        let progress: Value = app
-            .get(&format!("{page}/progress"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if progress["status"] != "running" {
-            return progress;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the broadcast did not finish in 120 s");
+    eventually("the broadcast finishes", async || {
+        let progress = progress_of(app, page).await;
+        (progress["status"] != "running").then_some(progress)
+    })
+    .await
 }
 
 /// Messages the sandbox delivered for `conversations`, and whether any key was accepted twice.
@@ -172,9 +160,58 @@ fn fast_outbox(settings: &mut kenar_chat::config::Settings) {
     settings.outbox.idle = Duration::from_millis(50);
 }
 
+/// A test app whose outbox retries and polls fast, with `customize` applied to its settings.
+async fn fast_app(
+    engine: Engine,
+    customize: impl FnOnce(&mut kenar_chat::config::Settings),
+) -> TestApp {
+    spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        customize(settings);
+    })
+    .await
+}
+
+/// [`fast_app`], its browser the seller of post 1, connected with the post-wide scopes.
+async fn post_owner_app(
+    engine: Engine,
+    customize: impl FnOnce(&mut kenar_chat::config::Settings),
+) -> TestApp {
+    let app = fast_app(engine, customize).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    app
+}
+
+/// The seller of post 1 connected, on an app and a simulated Divar on one manual clock, whose
+/// outbox workers run and send at most `per_minute` (the pacer's turns come as the test moves
+/// the clock: [`TestApp::pace_until`]).
+async fn paced_post_owner_app(engine: Engine, per_minute: u32) -> TestApp {
+    let app =
+        spawn_app_on_manual_clock_with_workers(engine, SandboxOptions::default(), |settings| {
+            fast_outbox(settings);
+            settings.rate_limit_per_minute = per_minute;
+        })
+        .await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    app
+}
+
+/// [`post_owner_app`] on a manual clock: its outbox delivers only when the test drains it.
+async fn post_owner_app_on_manual_clock(
+    engine: Engine,
+    customize: impl FnOnce(&mut kenar_chat::config::Settings),
+) -> TestApp {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
+        fast_outbox(settings);
+        customize(settings);
+    })
+    .await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    app
+}
+
 async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = post_owner_app(engine, |_| {}).await;
     let subscriptions = app.inspect("subscriptions").await;
     assert_eq!(
         subscriptions["subscriptions"][0]["event_resource_id"], POST_1,
@@ -205,32 +242,27 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
 
     // Divar echoes each sent message back as NEW_MESSAGE from a BOT: all 200 are taken and
     // none counts as a new conversation or buyer.
-    let mut echoes = Vec::new();
-    for _ in 0..300 {
-        echoes = app.inspect("outbound").await["calls"]
+    let echoes: Vec<Value> = eventually("Divar echoes the 200 messages", async || {
+        let echoes: Vec<Value> = app.inspect("outbound").await["calls"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|c| c["body"]["new_message"]["sender"]["type"] == "BOT")
             .cloned()
             .collect();
-        if echoes.len() >= 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (echoes.len() >= 200).then_some(echoes)
+    })
+    .await;
     assert_eq!(echoes.len(), 200);
     assert!(
         echoes.iter().all(|c| c["status"] == 200),
         "each echo is answered 200"
     );
-    let total: i64 = sqlx::query("select count(*) as n from conversations")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap();
-    assert_eq!(total, 200, "no conversation was added by the echoes");
+    assert_eq!(
+        crate::helpers::count(&app, "conversations").await,
+        200,
+        "no conversation was added by the echoes"
+    );
     let post_page = app.get_html("/post").await;
     assert!(post_page.contains(r#"<dd id="conversation-count">۲۰۰</dd>"#));
 }
@@ -240,8 +272,7 @@ crate::both_engines!(
 );
 
 async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = post_owner_app_on_manual_clock(engine, |_| {}).await;
     let conversations = buyers_write(&app, POST_1, 200).await;
     for blocked in &conversations[..3] {
         app.block(blocked, true).await;
@@ -249,6 +280,7 @@ async fn faults_are_retried_and_blocked_chats_fail_with_the_reason(engine: Engin
     app.control(json!({ "fail_5xx_percent": 20, "fail_429_percent": 10 }))
         .await;
     let page = broadcast(&app, "قیمت تغییر کرد", 200).await;
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),
@@ -285,16 +317,14 @@ crate::both_engines!(
 );
 
 async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.outbox.retry.max_attempts = 2;
-    })
-    .await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app =
+        post_owner_app_on_manual_clock(engine, |settings| settings.outbox.retry.max_attempts = 2)
+            .await;
     let conversations = buyers_write(&app, POST_1, 12).await;
     // Divar is away for the whole first run.
     app.control(json!({ "fail_5xx_percent": 100 })).await;
     let page = broadcast(&app, "قیمت تغییر کرد", 12).await;
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["status"].as_str(), progress["failed"].as_i64()),
@@ -308,13 +338,9 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     // Divar is back, but one buyer has closed the chat meanwhile.
     app.control(json!({ "fail_5xx_percent": 0 })).await;
     app.block(&conversations[0], true).await;
-    let retried = app
-        .page_post(&format!("{page}/retry"))
-        .await
-        .send()
-        .await
-        .unwrap();
+    let retried = app.submit(&format!("{page}/retry")).await;
     assert_eq!(assert_redirect(&retried), page);
+    app.drain_outbox_with_retries().await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
         (progress["sent"].as_i64(), progress["failed"].as_i64()),
@@ -344,12 +370,8 @@ async fn retrying_failed_rows_reaches_exactly_those_conversations_once(engine: E
     let calls = app.inspect("api-calls?endpoint=send").await["count"].clone();
     let html = app.get_html(&page).await;
     assert!(!html.contains("/retry"), "nothing left worth retrying");
-    app.page_post(&format!("{page}/retry"))
-        .await
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.submit(&format!("{page}/retry")).await;
+    assert_eq!(app.drain_outbox().await, 0, "nothing was queued");
     assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], calls);
 }
 crate::both_engines!(
@@ -357,37 +379,22 @@ crate::both_engines!(
     retrying_failed_rows_reaches_exactly_those_conversations_once
 );
 
-/// Posts the broadcast composer's form with `action` (`send` leads to the confirm step,
-/// `edit` back to the composer); the page's HTML.
-async fn composer_form(app: &TestApp, key: &str, text: &str, action: &str) -> String {
-    app.page_post("/broadcasts/new")
-        .await
-        .form(&[("idempotency_key", key), ("text", text), ("action", action)])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The post-wide composer has the same button editor: the buyers' grid gets a ready-made
 /// «مشاهدهٔ آگهی» with one tap, and nothing is sent or counted for it.
 #[tokio::test]
 async fn the_post_wide_composer_adds_ready_made_buttons() {
     let app = spawn_app(Engine::Sqlite).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     buyers_write(&app, POST_1, 1).await;
     let page = app.get_html("/broadcasts/new").await;
     assert!(page.contains("دکمه‌هایی که خریداران می‌بینند"));
     assert!(page.contains(r#"name="add" value="r:post""#));
     let added = app
-        .page_post("/broadcasts/new")
-        .await
-        .form(&[("text", "قیمت کم شد"), ("add", "r:post")])
-        .send()
-        .await
-        .unwrap();
+        .submit_form(
+            "/broadcasts/new",
+            &[("text", "قیمت کم شد"), ("add", "r:post")],
+        )
+        .await;
     assert_eq!(added.status(), reqwest::StatusCode::OK);
     let html = added.text().await.unwrap();
     assert!(html.contains(r#"value="مشاهدهٔ آگهی""#) && html.contains("قیمت کم شد"));
@@ -399,8 +406,7 @@ async fn the_post_wide_composer_adds_ready_made_buttons() {
 /// was a 404: broadcast buttons carry the broadcast's key, not a message id).
 #[tokio::test]
 async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = post_owner_app(Engine::Sqlite, |_| {}).await;
     let conversations = buyers_write(&app, POST_1, 2).await;
     let buttons = [
         ("r00_caption", "زمان بازدید"),
@@ -409,11 +415,8 @@ async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
     ];
     let page = broadcast_with(&app, "جمعه بازدید آزاد است", &buttons, 2).await;
     assert_eq!(wait_until_finished(&app, &page).await["sent"], 2);
-    let (buyer, entered) = tap_first_button(&app, &conversations[1], "buyer", 0).await;
+    let (entered, html) = app.tap_first_button(&conversations[1], "buyer", 0).await;
     assert!(entered.starts_with("/messages/"), "{entered}");
-    let answer = buyer.get(app.url(&entered)).send().await.unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
-    let html = answer.text().await.unwrap();
     assert!(html.contains("<h1>زمان بازدید</h1>") && html.contains("جمعه بازدید آزاد است"));
     assert!(
         html.contains("طرف مقابل این پیام را"),
@@ -421,28 +424,28 @@ async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
     );
     // The same key opened from a conversation the broadcast did not reach is not found.
     let stranger = browser();
-    let link = open_addon_link(&stranger, &app, &conversation(2, 1), "buyer").await;
+    let link = app
+        .open_addon_link(&stranger, &conversation(2, 1), "buyer")
+        .await;
     stranger.get(&link).send().await.unwrap();
-    let elsewhere = stranger.get(app.url(&entered)).send().await.unwrap();
+    let elsewhere = app.get_as(&stranger, &entered).await;
     assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn the_confirmed_count_is_exactly_who_gets_it() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = post_owner_app(Engine::Sqlite, |_| {}).await;
     let conversations = buyers_write(&app, POST_1, 5).await;
     // A conversation of the post recorded with another seller account is left out, and said so.
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ('c-other-seller', $1, 'u-someone-else', null, 1, 1)",
     )
     .bind(POST_1)
     .execute(app.db.pool())
     .await
     .unwrap();
-    let html = app.get_html("/broadcasts/new").await;
-    let key = hidden_field(&html, "idempotency_key");
+    let key = broadcast_key(&app).await;
     let confirm = composer_form(&app, &key, "بازدید جمعه", "send").await;
     assert!(confirm.contains(&format!("این پیام برای {} نفر", fa(5))));
     assert!(confirm.contains(&format!("{} گفت‌وگوی این آگهی با حساب دیگری", fa(1))));
@@ -457,18 +460,7 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
 
     // A buyer writes after the seller saw the count: the broadcast goes to the five counted.
     let late = buyers_write(&app, POST_1, 1).await;
-    let created = app
-        .page_post("/broadcasts")
-        .await
-        .form(&[
-            ("idempotency_key", key.as_str()),
-            ("text", "بازدید جمعه"),
-            ("as_of", &hidden_field(&confirm, "as_of")),
-            ("digest", &hidden_field(&confirm, "digest")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let created = confirm_broadcast(&app, &key, "بازدید جمعه", &confirm, &[]).await;
     let page = assert_redirect(&created);
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(
@@ -481,34 +473,24 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
     // A list that changed under the confirm form, even to the same size (one conversation
     // found to be another seller's, one known from before newly linked to the post), is shown
     // again rather than sent to.
-    let html = app.get_html("/broadcasts/new").await;
-    let key = hidden_field(&html, "idempotency_key");
+    let key = broadcast_key(&app).await;
     let confirm = composer_form(&app, &key, "دوباره", "send").await;
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ('c-old', $1, null, null, 2, 2)",
     )
     .bind(POST_1)
     .execute(app.db.pool())
     .await
     .unwrap();
-    sqlx::query("update conversations set seller_id = 'u-someone-else' where conversation_id = $1")
-        .bind(&conversations[0])
-        .execute(app.db.pool())
-        .await
-        .unwrap();
-    let changed = app
-        .page_post("/broadcasts")
-        .await
-        .form(&[
-            ("idempotency_key", key.as_str()),
-            ("text", "دوباره"),
-            ("as_of", &hidden_field(&confirm, "as_of")),
-            ("digest", &hidden_field(&confirm, "digest")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    sqlx::query(
+        "update conversations set seller_user_id = 'u-someone-else' where conversation_id = $1",
+    )
+    .bind(&conversations[0])
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let changed = confirm_broadcast(&app, &key, "دوباره", &confirm, &[]).await;
     assert_eq!(changed.status(), StatusCode::OK, "asked again, not sent");
     let html = changed.text().await.unwrap();
     assert!(html.contains("فهرست گفت‌وگوها تغییر کرده است"));
@@ -522,16 +504,11 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
 #[tokio::test]
 async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     let app = spawn_app(Engine::Sqlite).await;
-    assert_eq!(enter_from_post(&app, POST_1, BUYER_1).await, "/post");
+    assert_eq!(app.enter_from_post(POST_1, BUYER_1).await, "/post");
     let page = app.get("/post").await;
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     assert!(page.text().await.unwrap().contains("فقط صاحب آگهی"));
-    let start = app
-        .page_post("/oauth/start?for=post")
-        .await
-        .send()
-        .await
-        .unwrap();
+    let start = app.submit("/oauth/start?for=post").await;
     assert_eq!(start.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         app.get("/broadcasts/new").await.status(),
@@ -541,13 +518,13 @@ async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     // The seller of post 1 opening post 2 (not theirs) is not its owner either.
     let mut app = app;
     app.client = browser();
-    assert_eq!(enter_from_post(&app, POST_2, SELLER_1).await, "/post");
+    assert_eq!(app.enter_from_post(POST_2, SELLER_1).await, "/post");
     assert_eq!(app.get("/post").await.status(), StatusCode::FORBIDDEN);
     // And a buyer-granted post scope is useless at Divar anyway (see sandbox_api).
 
     // A seller's broadcast reaches only their post's conversations.
     app.client = browser();
-    seller_connects(&app, POST_1, SELLER_1).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     let mine = buyers_write(&app, POST_1, 3).await;
     let theirs = buyers_write(&app, POST_2, 3).await;
     let page = broadcast(&app, "فقط آگهی من", 3).await;
@@ -598,7 +575,7 @@ crate::both_engines!(
 );
 
 async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    let app = fast_app(engine, |_| {}).await;
     let key = app.sandbox.app().identification_key.clone();
     let event = json!({ "type": "NEW_MESSAGE", "metadata": {}, "new_message": { "id": "m1",
         "conversation": { "id": "conv-from-webhook", "type": "POST", "post_token": POST_1 },
@@ -607,13 +584,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         post_event(&app, "wrong", &event).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let unsigned = app
-        .client
-        .post(app.url("/divar/events"))
-        .json(&event)
-        .send()
-        .await
-        .unwrap();
+    let unsigned = app.post_json("/divar/events", &event).await;
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     for _ in 0..2 {
         let response = post_event(&app, &key, &event).await;
@@ -650,7 +621,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
     // Revocation deletes the seller's tokens: the post page asks for consent again.
-    seller_connects(&app, POST_1, SELLER_1).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     let revoke = json!({ "type": "USER_ACCESS_REVOCATION", "user_access_revocation": { "user_id": SELLER_1 } });
     assert_eq!(
         post_event(&app, &key, &revoke).await.status(),
@@ -663,7 +634,7 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
     );
     // Their tokens are gone, and so is their session: back from the post, consent is asked again.
     assert_eq!(app.get("/post").await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
+    assert_eq!(app.enter_from_post(POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post").await;
     assert!(page.contains("ادامه با حساب دیوار"));
 }
@@ -693,21 +664,13 @@ async fn everything_kept_about(app: &TestApp, user: &str) -> Vec<(&'static str, 
         ("broadcasts", "user_id"),
         ("session_inits", "user_id"),
         ("templates", "user_id"),
-        ("conversations", "seller_id"),
-        ("conversations", "buyer_id"),
+        ("conversations", "seller_user_id"),
+        ("conversations", "buyer_user_id"),
     ] {
         counts.push((table, rows_of(app, table, column, user).await));
     }
-    // In these tests every outbox row and one-time link is the user's.
-    for table in ["outbox", "entry_links"] {
-        let n: i64 = sqlx::query(&format!("select count(*) as n from {table}"))
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
-        counts.push((table, n));
-    }
+    // In these tests every outbox row is the user's.
+    counts.push(("outbox", count(app, "outbox").await));
     let sessions = sqlx::query("select data from web_sessions")
         .fetch_all(app.db.pool())
         .await
@@ -722,41 +685,38 @@ async fn everything_kept_about(app: &TestApp, user: &str) -> Vec<(&'static str, 
 /// `USER_ACCESS_REVOCATION` erases everything kept about that user, table by table, and stops
 /// their running broadcast; a second delivery changes nothing; other people's data stays.
 async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.rate_limit_per_minute = 60;
-    })
-    .await;
+    // The outbox delivers only when the test drains it: the broadcast is still running, all
+    // its rows queued, when the seller revokes.
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), fast_outbox).await;
     let key = app.sandbox.app().identification_key.clone();
     // The seller writes in one of their chats and keeps a template...
     let conv = conversation(1, 1);
-    connected(&app, &conv, "seller", SELLER_1).await;
-    let form = idempotency_key(&app).await;
-    let sent = post_compose(&app, &[("idempotency_key", &form), ("text", "بازدید شنبه")]).await;
-    assert_eq!(
-        final_status(&app, &queued_message(&assert_redirect(&sent))).await["status"],
-        "sent"
-    );
-    let saved = post_compose(
-        &app,
-        &[
+    app.connect_conversation(&conv, "seller", SELLER_1).await;
+    app.send_from_composer("بازدید شنبه").await;
+    let saved = app
+        .post_compose(&[
             ("action", "save_template"),
             ("template_name", "بازدید"),
             ("text", "بازدید شنبه"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
-    // ...and broadcasts to their post, slowly enough to be running when they revoke.
-    seller_connects(&app, POST_1, SELLER_1).await;
+    // ...and broadcasts to their post.
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     let conversations = buyers_write(&app, POST_1, 30).await;
     // The chat they wrote in is the post's too: 31 recipients.
     let page = broadcast(&app, "فروخته شد", 31).await;
     // Someone else's data, which must stay.
-    kenar_chat::db::templates::create(&app.db, &user_id(BUYER_2), "مال دیگری", "{}", 50)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kenar_chat::db::templates::create(
+        &app.db,
+        &user_id(BUYER_2),
+        "مال دیگری",
+        "{}",
+        50,
+        app.clock.now_ms(),
+    )
+    .await
+    .unwrap();
     let before = everything_kept_about(&app, SELLER_1).await;
     assert!(
         before.iter().filter(|(_, n)| *n > 0).count() >= 8,
@@ -768,15 +728,14 @@ async fn revocation_erases_everything_kept_about_the_user(engine: Engine) {
         post_event(&app, &key, &revoke).await.status(),
         StatusCode::OK
     );
-    let reached = delivered(&app, &conversations).await.0;
-    assert!(reached < 30, "the broadcast was still running");
     let after = everything_kept_about(&app, SELLER_1).await;
     assert!(after.iter().all(|(_, n)| *n == 0), "{after:?}");
     assert_eq!(rows_of(&app, "templates", "user_id", BUYER_2).await, 1);
 
-    // The broadcast stopped: at most the send already on the wire lands.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(delivered(&app, &conversations).await.0 <= reached + 1);
+    // The broadcast stopped: nothing is left to deliver, however long the outbox runs.
+    app.advance(Duration::from_secs(60));
+    assert_eq!(app.drain_outbox().await, 0);
+    assert_eq!(delivered(&app, &conversations).await, (0, 0));
     assert_eq!(app.get(&page).await.status(), StatusCode::UNAUTHORIZED);
 
     // Delivered again: nothing left to change.
@@ -794,8 +753,7 @@ crate::both_engines!(
 
 #[tokio::test]
 async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
-    let app = spawn_app_customized(Engine::Sqlite, SandboxOptions::default(), fast_outbox).await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = post_owner_app(Engine::Sqlite, |_| {}).await;
     let conversations = buyers_write(&app, POST_1, 5).await;
     // Divar-side revocation without a webhook: the next send gets 401.
     app.sandbox.world().revoke_user(SELLER_1);
@@ -804,7 +762,9 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
     assert_eq!(progress["status"], "paused");
     let html = app.get_html(&page).await;
     assert!(html.contains("اتصال دوباره"));
-    let callback = consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
+    let callback = app
+        .consent_from("/oauth/start?for=post", SELLER_1, "approve")
+        .await;
     assert_eq!(assert_redirect(&callback), "/post");
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["status"], "done");
@@ -812,47 +772,33 @@ async fn a_401_pauses_the_broadcast_until_the_seller_reconnects() {
 }
 
 async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engine: Engine) {
-    // Paced at 120/min, every worker holds claimed rows waiting for their turn when the cancel
-    // lands: those must not go out, and the page must not call the counts final while sends
-    // that had started are still finishing.
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.rate_limit_per_minute = 120;
-    })
-    .await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    // Paced at 120/min on a clock that stands still: the outbox sends one message, and holds
+    // the other rows of its batch waiting for their turn when the cancel lands. Those must not
+    // go out, and the page must not call the counts final while the send that had started is
+    // still finishing.
+    let app =
+        post_owner_app_on_manual_clock(engine, |settings| settings.rate_limit_per_minute = 120)
+            .await;
     let conversations = buyers_write(&app, POST_1, 40).await;
     app.control(json!({ "slow_percent": 100, "slow_ms": 300 }))
         .await;
     let page = broadcast(&app, "لغو می‌شود", 40).await;
-    // Wait for the first delivery, so the workers are mid-batch.
-    for _ in 0..100 {
-        if delivered(&app, &conversations).await.0 > 0 {
-            break;
+    let seller = async {
+        // Wait for the first delivery, so the outbox is mid-batch.
+        eventually("the first delivery", async || {
+            delivered(&app, &conversations).await.0 > 0
+        })
+        .await;
+        let cancelled = app.submit(&format!("{page}/cancel")).await;
+        assert_eq!(assert_redirect(&cancelled), page);
+        let progress = progress_of(&app, &page).await;
+        if progress["settled"] != true {
+            assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cancelled = app
-        .page_post(&format!("{page}/cancel"))
-        .await
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(assert_redirect(&cancelled), page);
-    let mut progress = Value::Null;
-    for _ in 0..200 {
-        progress = app
-            .get(&format!("{page}/progress"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if progress["settled"] == true {
-            break;
-        }
-        assert_eq!(progress["status_label"], "در حال لغو…", "{progress}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    // The outbox's batch ends once its held rows see the cancel.
+    tokio::join!(app.drain_outbox(), seller);
+    let progress = progress_of(&app, &page).await;
     assert_eq!(progress["status"], "cancelled");
     assert_eq!(progress["settled"], true, "{progress}");
     assert_eq!(progress["pending"], 0);
@@ -861,16 +807,18 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
         progress["cancelled"].as_i64().unwrap(),
     );
     assert_eq!(sent + cancelled, 40, "{progress}");
-    // Claimed rows waiting for their turn were stopped: only sends already under way finished.
-    assert!(sent <= 4, "{progress}");
+    // Claimed rows waiting for their turn were stopped: only the send under way finished.
+    assert_eq!(sent, 1, "{progress}");
     let (reached, duplicates) = delivered(&app, &conversations).await;
     assert_eq!(
         (reached as i64, duplicates),
         (sent, 0),
         "what the page counts as sent is what Divar got"
     );
-    // Nothing more arrives later.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Nothing more goes out later: a minute is turns enough for all 40 (the session, which
+    // follows the clock too, lasts longer).
+    app.advance(Duration::from_secs(60));
+    assert_eq!(app.drain_outbox().await, 0);
     assert_eq!(delivered(&app, &conversations).await.0 as i64, sent);
     let html = app.get_html(&page).await;
     assert!(
@@ -883,16 +831,27 @@ crate::both_engines!(
     a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got
 );
 
-/// Takes about a minute: the limit can only be seen over a 60-second window.
+/// The most sends (by their times, in ms) that fall in any 60-second window starting at one.
+fn busiest_minute(times: &[i64]) -> usize {
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < start + 60_000)
+                .count()
+        })
+        .max()
+        .expect("some sends")
+}
+
+/// The limit can only be seen over a 60-second window: a minute and more of the manual clocks.
 async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.rate_limit_per_minute = 60;
-    })
-    .await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = paced_post_owner_app(engine, 60).await;
     let conversations = buyers_write(&app, POST_1, 63).await;
     let page = broadcast(&app, "محدودیت دیوار رعایت می‌شود", 63).await;
+    app.pace_until("the 63 sends", async || app.divar_send_calls() >= 63)
+        .await;
     let progress = wait_until_finished(&app, &page).await;
     assert_eq!(progress["sent"], 63);
     assert_eq!(delivered(&app, &conversations).await, (63, 0));
@@ -904,19 +863,8 @@ async fn sixty_per_minute_never_puts_more_than_sixty_sends_in_any_minute(engine:
         .filter(|c| c["path"].as_str().unwrap().ends_with("/messages"))
         .map(|c| c["at"].as_i64().unwrap())
         .collect();
-    let busiest = times
-        .iter()
-        .map(|start| {
-            times
-                .iter()
-                .filter(|t| **t >= *start && **t < start + 60_000)
-                .count()
-        })
-        .max();
-    assert!(
-        busiest.unwrap() <= 60,
-        "{busiest:?} sends in one 60-second window"
-    );
+    let busiest = busiest_minute(&times);
+    assert!(busiest <= 60, "{busiest} sends in one 60-second window");
     assert!(
         times.last().unwrap() - times.first().unwrap() >= 60_000,
         "the 63 sends were spread over a minute"
@@ -946,26 +894,16 @@ async fn buyer_at_composer(app: &TestApp, conversation: &str) -> reqwest::Client
     )
     .await;
     let client = browser();
-    let opened = client
-        .post(app.url(&format!("/sandbox/chats/{conversation}/open-addon")))
-        .form(&[("as", "buyer")])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
+    let link = app.open_addon_link(&client, conversation, "buyer").await;
     let entered = client.get(&link).send().await.unwrap();
     assert_eq!(assert_redirect(&entered), "/compose");
     client
 }
 
-/// Takes about 70 s: the limit can only be judged over a 60-second window.
+/// The limit can only be judged over a 60-second window: a minute and more of the manual
+/// clocks.
 async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
-        settings.rate_limit_per_minute = 120;
-    })
-    .await;
-    seller_connects(&app, POST_1, SELLER_1).await;
+    let app = paced_post_owner_app(engine, 120).await;
     let broadcast_to = buyers_write(&app, POST_1, 300).await;
     // Buyers of another post (the app subscribed to none of its messages).
     let singles = buyers_write(&app, POST_2, 20).await;
@@ -974,8 +912,22 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
         people.push(buyer_at_composer(&app, conversation).await);
     }
 
+    let arrival = |conversations: &[String]| {
+        let world = app.sandbox.world();
+        world
+            .messages
+            .iter()
+            .filter(|m| m.sender_type == "BOT" && conversations.contains(&m.conversation_id))
+            .map(|m| m.sent_at)
+            .collect::<Vec<_>>()
+    };
     let page = broadcast(&app, "همه بدانند", 300).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Four seconds of the broadcast, so the workers are mid-batch; then the clocks stand while
+    // the buyers write.
+    app.pace_until("four seconds of the broadcast", async || {
+        arrival(&broadcast_to).len() >= 8
+    })
+    .await;
     let mut committed_at = 0;
     for (person, conversation) in people.iter().zip(&singles) {
         let key = uuid::Uuid::new_v4().to_string();
@@ -992,25 +944,14 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             assert_redirect(&sent).ends_with("/status"),
             "{conversation}"
         );
-        committed_at = kenar_chat::db::now_ms();
+        committed_at = app.clock.now_ms();
     }
 
-    // Wait for the singles, then for a whole minute of sending to judge the limit.
-    let arrival = |conversations: &[String]| {
-        let world = app.sandbox.world();
-        world
-            .messages
-            .iter()
-            .filter(|m| m.sender_type == "BOT" && conversations.contains(&m.conversation_id))
-            .map(|m| m.sent_at)
-            .collect::<Vec<_>>()
-    };
-    for _ in 0..300 {
-        if arrival(&singles).len() == 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The singles go out, then a whole minute of sending to judge the limit.
+    app.pace_until("the 20 single sends", async || {
+        arrival(&singles).len() >= 20
+    })
+    .await;
     let single_times = arrival(&singles);
     assert_eq!(single_times.len(), 20, "every single send delivered");
     let last_single = *single_times.iter().max().unwrap();
@@ -1045,27 +986,15 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
             .map(|c| c.at)
             .collect::<Vec<i64>>()
     };
-    while calls(&app).last().unwrap() - calls(&app).first().unwrap() < 62_000 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    app.pace_until("a minute of sending to judge the limit", async || {
+        calls(&app).last().unwrap() - calls(&app).first().unwrap() >= 62_000
+    })
+    .await;
     let times = calls(&app);
-    let busiest = times
-        .iter()
-        .map(|start| {
-            times
-                .iter()
-                .filter(|t| **t >= *start && **t < start + 60_000)
-                .count()
-        })
-        .max()
-        .unwrap();
+    let busiest = busiest_minute(&times);
     assert!(busiest <= 120, "{busiest} sends in one 60-second window");
     assert!(busiest >= 100, "the budget was used: {busiest}");
-    app.page_post(&format!("{page}/cancel"))
-        .await
-        .send()
-        .await
-        .unwrap();
+    app.submit(&format!("{page}/cancel")).await;
 }
 crate::both_engines!(
     singles_first,
@@ -1085,8 +1014,7 @@ fn sample(page: &str, series: &str) -> f64 {
 /// outbox gauges and broadcast gauges follow, every family is there; the public listener has no
 /// `/metrics`.
 async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
-        fast_outbox(settings);
+    let app = fast_app(engine, |settings| {
         settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
         settings.metrics_sample_every = Duration::from_millis(200);
     })
@@ -1107,7 +1035,7 @@ async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
         "not on the public listener"
     );
 
-    seller_connects(&app, POST_1, SELLER_1).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     buyers_write(&app, POST_1, 40).await;
     app.control(json!({ "fail_429_percent": 40 })).await;
     let page = broadcast(&app, "تخفیف تا آخر هفته", 40).await;
@@ -1120,14 +1048,11 @@ async fn metrics_follow_a_throttled_broadcast(engine: Engine) {
             && sample(page, r#"kenar_outbox_rows{status="pending"}"#) == 0.0
             && sample(page, r#"kenar_broadcasts{status="done"}"#) >= 1.0
     };
-    let mut after = scrape().await;
-    for _ in 0..50 {
-        if settled(&after) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        after = scrape().await;
-    }
+    let after = eventually("the gauges settle", async || {
+        let after = scrape().await;
+        settled(&after).then_some(after)
+    })
+    .await;
 
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert!(
@@ -1199,7 +1124,7 @@ fn visible_text(html: &str) -> String {
 /// Every add-on page a buyer and a seller walk through: no Latin digit and no raw conversation
 /// id or post code in what they read.
 async fn pages_speak_persian_digits_and_show_no_ids(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), fast_outbox).await;
+    let app = fast_app(engine, |_| {}).await;
     let conv = conversation(1, 1);
     let mut pages = Vec::new();
     let mut check = async |path: &str, html: String| {
@@ -1217,25 +1142,22 @@ async fn pages_speak_persian_digits_and_show_no_ids(engine: Engine) {
         pages.push(path.to_string());
     };
     check("/", app.get_html("/").await).await;
-    crate::addon_flow::enter_from_chat(&app, &conv, "buyer").await;
+    app.enter_from_chat(&conv, "buyer").await;
     check("/start", app.get_html("/start").await).await;
-    let callback = crate::addon_flow::consent(&app, BUYER_1, "approve").await;
+    let callback = app.consent(BUYER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
     check("/compose", app.get_html("/compose").await).await;
-    let key = crate::addon_flow::idempotency_key(&app).await;
-    let sent =
-        crate::addon_flow::post_compose(&app, &[("idempotency_key", &key), ("text", "سلام ۱۲")])
-            .await;
-    let status = assert_redirect(&sent);
-    let id = crate::addon_flow::queued_message(&status);
-    crate::addon_flow::final_status(&app, &id).await;
+    let Queued {
+        key,
+        location: status,
+        id,
+    } = app.queue_from_composer(&[("text", "سلام ۱۲")]).await;
+    app.final_status(&id).await;
     check(&status, app.get_html(&status).await).await;
     check("/history", app.get_html("/history").await).await;
-    let too_long = crate::addon_flow::post_compose(
-        &app,
-        &[("idempotency_key", &key), ("text", &"س".repeat(1001))],
-    )
-    .await;
+    let too_long = app
+        .post_compose(&[("idempotency_key", &key), ("text", &"س".repeat(1001))])
+        .await;
     check("/compose (an error)", too_long.text().await.unwrap()).await;
     check(
         "/no-such-page",
@@ -1243,7 +1165,7 @@ async fn pages_speak_persian_digits_and_show_no_ids(engine: Engine) {
     )
     .await;
 
-    seller_connects(&app, POST_1, SELLER_1).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     buyers_write(&app, POST_1, 12).await;
     check("/post", app.get_html("/post").await).await;
     let page = broadcast(&app, "تخفیف", 13).await;

@@ -56,16 +56,13 @@ async fn start_driver() -> Driver {
         .spawn()
         .expect("starting chromedriver");
     let driver = Driver { child, port };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+    eventually("chromedriver listens", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not start");
+    })
+    .await;
+    driver
 }
 
 async fn phone(driver: &Driver, profile: &std::path::Path) -> Client {
@@ -137,33 +134,46 @@ async fn click_css(client: &Client, css: &str) {
         .unwrap();
 }
 
-/// Waits for the navigation a click started to land on a path ending with `suffix`.
+/// How long the browser may take to land on a page or show an element.
+const BROWSER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits for the navigation a click started to land, fully loaded, on a path ending with
+/// `suffix`.
 async fn wait_for_path(client: &Client, suffix: &str) {
-    for _ in 0..100 {
+    wait_for_page(client, &format!("a page ending in {suffix}"), |path| {
+        path.ends_with(suffix)
+    })
+    .await;
+}
+
+/// Waits for the navigation a click started to land, fully loaded, on a path `wanted` accepts;
+/// returns where it landed.
+async fn wait_for_page(client: &Client, what: &str, wanted: impl Fn(&str) -> bool) -> url::Url {
+    let landed = wait_until(BROWSER_PATIENCE, async || {
         let here = client.current_url().await.unwrap();
         let ready = client
             .execute("return document.readyState", vec![])
             .await
             .unwrap();
-        if here.path().ends_with(suffix) && ready == "complete" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        (wanted(here.path()) && ready == "complete").then_some(here)
+    })
+    .await;
+    if let Some(here) = landed {
+        return here;
     }
     let here = client.current_url().await.unwrap();
     let text: String = client.source().await.unwrap().chars().take(800).collect();
-    panic!("expected a page ending in {suffix}, still at {here}: {text}");
+    panic!("expected {what}, still at {here}: {text}");
 }
 
 /// Waits for an element (e.g. after a form came back with a change).
 async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
-    for _ in 0..100 {
-        if let Ok(element) = client.find(Locator::Css(css)).await {
-            return element;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no {css} after 10 s");
+    eventually_within(
+        BROWSER_PATIENCE,
+        format!("the page shows {css}"),
+        async || client.find(Locator::Css(css)).await.ok(),
+    )
+    .await
 }
 
 /// Runs axe-core's WCAG 2.1 A/AA rules on the page and fails on any violation.
@@ -310,23 +320,24 @@ async fn a_person_connects_and_sends_from_a_phone() {
         icon.prop("value").await.unwrap().as_deref(),
         Some("MAP_VIEW")
     );
-    let mut more = 0;
-    for _ in 0..50 {
-        more = client
-            .execute(
-                "var g = document.querySelector('#r00_icon optgroup[label=\"بیشتر\"]');
-                 return g ? g.children.length : 0;",
-                vec![],
-            )
-            .await
-            .unwrap()
-            .as_u64()
-            .unwrap_or(0);
-        if more > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let more = eventually_within(
+        BROWSER_PATIENCE,
+        "the icon list under «بیشتر» is loaded",
+        async || {
+            let more = client
+                .execute(
+                    "var g = document.querySelector('#r00_icon optgroup[label=\"بیشتر\"]');
+                     return g ? g.children.length : 0;",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_u64()
+                .unwrap_or(0);
+            (more > 0).then_some(more)
+        },
+    )
+    .await;
     assert!(more > 700, "the full icon list under «بیشتر»: {more}");
     let preview = client
         .find(Locator::Id("preview"))
@@ -418,18 +429,12 @@ async fn a_person_connects_and_sends_from_a_phone() {
             .unwrap_or_default()
     };
     assert_eq!(label(client.clone()).await, "در حال ارسال…");
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = label(client.clone()).await;
-        if status == "فرستاده شد" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        status, "فرستاده شد",
-        "the status page turns to sent by itself"
-    );
+    eventually_within(
+        BROWSER_PATIENCE,
+        "the status page turns to sent by itself",
+        async || label(client.clone()).await == "فرستاده شد",
+    )
+    .await;
     screenshot(&client, "06-status-sent").await;
     assert_accessible(&client, "the status page").await;
     app.control(json!({ "slow_percent": 0 })).await;
@@ -443,18 +448,10 @@ async fn a_person_connects_and_sends_from_a_phone() {
     screenshot(&client, "07-seller-sees-the-button").await;
     // The seller taps it: a page for the one who tapped, named after the button, not a dead end.
     click_text(&client, "button", "زمان بازدید").await;
-    let mut here = client.current_url().await.unwrap();
-    for _ in 0..100 {
-        let ready = client
-            .execute("return document.readyState", vec![])
-            .await
-            .unwrap();
-        here = client.current_url().await.unwrap();
-        if here.path().starts_with("/messages/") && ready == "complete" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let here = wait_for_page(&client, "a message's page", |path| {
+        path.starts_with("/messages/")
+    })
+    .await;
     assert!(here.path().starts_with("/messages/"), "{here}");
     let title = wait_for(&client, "main h1").await.text().await.unwrap();
     assert_eq!(title, "زمان بازدید");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use reqwest::StatusCode;
 
-use crate::{addon_flow::*, helpers::*};
+use crate::helpers::*;
 
 /// The fields of a composer page as the browser would send them back: every input, textarea
 /// and selected option (the page is our own markup, one attribute order).
@@ -49,12 +49,7 @@ fn form_of(html: &str) -> HashMap<String, String> {
 
 async fn post_fields(app: &TestApp, fields: HashMap<String, String>) -> reqwest::Response {
     let pairs: Vec<(String, String)> = fields.into_iter().collect();
-    app.page_post("/compose")
-        .await
-        .form(&pairs)
-        .send()
-        .await
-        .unwrap()
+    app.submit_form("/compose", &pairs).await
 }
 
 /// Taps one of the editor's buttons (`add` or `remove`) on a page whose fields are `fields`.
@@ -82,7 +77,7 @@ fn tag_of<'a>(html: &'a str, id: &str) -> &'a str {
 async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "seller", SELLER_1).await;
+    app.connect_conversation(&conv, "seller", SELLER_1).await;
 
     // An empty composer: no button forms yet, only the ready-made buttons to add, light.
     let empty = app.get_html("/compose").await;
@@ -134,7 +129,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
         "focus stays on that side"
     );
     assert_eq!(
-        bot_messages(&app, &conv).await["count"],
+        app.bot_messages(&conv).await["count"],
         0,
         "editing sends nothing"
     );
@@ -147,8 +142,8 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     fields.insert("action".into(), "send".into());
     let sent = post_fields(&app, fields).await;
     let id = queued_message(&assert_redirect(&sent));
-    assert_eq!(final_status(&app, &id).await["status"], "sent");
-    let message = &bot_messages(&app, &conv).await["messages"][0];
+    assert_eq!(app.final_status(&id).await["status"], "sent");
+    let message = &app.bot_messages(&conv).await["messages"][0];
     let mine = &message["sender_buttons"]["rows"][0]["buttons"][0];
     assert_eq!(mine["icon"], "PAYMENT");
     assert_eq!(
@@ -167,8 +162,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
 
 #[tokio::test]
 async fn a_full_grid_says_so_instead_of_adding() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
     let mut page = app.get_html("/compose").await;
     for _ in 0..9 {
         page = tap(&app, form_of(&page), "add", "r:visit").await;

@@ -5,19 +5,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::{
-    addon_flow::{
-        bot_messages, connected, consent, enter_from_chat, final_status, idempotency_key,
-        post_compose, queued_message, start_consent, tap_first_button,
-    },
-    broadcast::enter_from_post,
-    helpers::*,
-};
+use crate::helpers::*;
 
 /// The scope the add-on asks for when the person taps connect (`start` is `/oauth/start` or
 /// `/oauth/start?for=post`).
 async fn requested_scope(app: &TestApp, start: &str) -> String {
-    start_consent(app, start)
+    app.start_consent(start)
         .await
         .query_pairs()
         .find(|(k, _)| k == "scope")
@@ -29,14 +22,14 @@ async fn requested_scope(app: &TestApp, start: &str) -> String {
 async fn consent_asks_who_consented_and_for_revocation_notices_unless_switched_off() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    enter_from_chat(&app, &conv, "buyer").await;
+    app.enter_from_chat(&conv, "buyer").await;
     assert_eq!(
         requested_scope(&app, "/oauth/start").await,
         format!(
             "CONVERSATION_SEND_MESSAGE.{conv} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
         )
     );
-    enter_from_post(&app, POST_1, SELLER_1).await;
+    app.enter_from_post(POST_1, SELLER_1).await;
     assert_eq!(
         requested_scope(&app, "/oauth/start?for=post").await,
         format!(
@@ -54,12 +47,12 @@ async fn consent_asks_who_consented_and_for_revocation_notices_unless_switched_o
             s.consent.revocation_notice = revocation_notice;
         })
         .await;
-        enter_from_chat(&app, &conv, "buyer").await;
+        app.enter_from_chat(&conv, "buyer").await;
         assert_eq!(
             requested_scope(&app, "/oauth/start").await,
             format!("CONVERSATION_SEND_MESSAGE.{conv}{extras} offline_access")
         );
-        enter_from_post(&app, POST_1, SELLER_1).await;
+        app.enter_from_post(POST_1, SELLER_1).await;
         assert_eq!(
             requested_scope(&app, "/oauth/start?for=post").await,
             format!(
@@ -103,34 +96,17 @@ fn the_scope_switches_are_read_from_the_environment() {
     assert!(wrong.to_string().contains("KENAR_ASK_USER_ID"), "{wrong}");
 }
 
-async fn grants(app: &TestApp) -> i64 {
-    sqlx::query("select count(*) as n from grants")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap()
-}
-
 /// Sends a text as the connected visitor; returns the message id once Divar has it.
 async fn send_text(app: &TestApp, text: &str) -> String {
-    let key = idempotency_key(app).await;
-    let sent = post_compose(
-        app,
-        &[
-            ("idempotency_key", &key),
-            ("action", "send"),
-            ("text", text),
-            ("r00_caption", "جزئیات"),
-            ("r00_icon", "INFO"),
-            ("r00_kind", "server"),
-            ("r00_data", "slot=friday"),
-        ],
-    )
-    .await;
-    let id = queued_message(&assert_redirect(&sent));
-    assert_eq!(final_status(app, &id).await["status"], "sent");
-    id
+    app.send_from_composer_with(&[
+        ("action", "send"),
+        ("text", text),
+        ("r00_caption", "جزئیات"),
+        ("r00_icon", "INFO"),
+        ("r00_kind", "server"),
+        ("r00_data", "slot=friday"),
+    ])
+    .await
 }
 
 /// The buyer's link, opened and consented as the seller (who is a party of the chat, so
@@ -138,15 +114,15 @@ async fn send_text(app: &TestApp, text: &str) -> String {
 async fn a_link_consented_by_another_account_stores_nothing(engine: Engine) {
     let app = spawn_app(engine).await;
     let conv = conversation(1, 1);
-    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/start");
-    let answer = consent(&app, SELLER_1, "approve").await;
+    assert_eq!(app.enter_from_chat(&conv, "buyer").await, "/start");
+    let answer = app.consent(SELLER_1, "approve").await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     let html = answer.text().await.unwrap();
     assert!(
         html.contains("این لینک مال حساب دیگری است") && html.contains("چیزی ذخیره نشد"),
         "{html}"
     );
-    assert_eq!(grants(&app).await, 0);
+    assert_eq!(count(&app, "grants").await, 0);
     let calls = app.inspect("api-calls").await;
     assert!(
         calls["calls"]
@@ -158,17 +134,15 @@ async fn a_link_consented_by_another_account_stores_nothing(engine: Engine) {
     );
     // The browser keeps nothing of the buyer's visit: no composer, no send.
     assert_ne!(app.get("/compose").await.status(), StatusCode::OK);
-    let sent = post_compose(
-        &app,
-        &[
+    let sent = app
+        .post_compose(&[
             ("idempotency_key", "5f0c9c56-6f8a-4a5e-9a53-2f1f2a1d3c11"),
             ("action", "send"),
             ("text", "از طرف دیگری"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(sent.status().is_client_error(), "{}", sent.status());
-    assert_eq!(bot_messages(&app, &conv).await["count"], 0);
+    assert_eq!(app.bot_messages(&conv).await["count"], 0);
     assert!(
         captured_logs()
             .lines()
@@ -177,7 +151,7 @@ async fn a_link_consented_by_another_account_stores_nothing(engine: Engine) {
     );
 
     // The right person, from a fresh click, connects and sends.
-    connected(&app, &conv, "buyer", BUYER_1).await;
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
     send_text(&app, "سلام از خریدار").await;
     let row = sqlx::query("select user_id from grants")
         .fetch_one(app.db.pool())
@@ -195,7 +169,7 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
     app.control(json!({ "session_init_revision": "touchpoints" }))
         .await;
     let conv = conversation(1, 1);
-    assert_eq!(enter_from_chat(&app, &conv, "buyer").await, "/start");
+    assert_eq!(app.enter_from_chat(&conv, "buyer").await, "/start");
     let init = app.inspect("outbound").await["calls"]
         .as_array()
         .unwrap()
@@ -215,12 +189,12 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
         "completion_url is followed"
     );
 
-    let callback = consent(&app, BUYER_1, "approve").await;
+    let callback = app.consent(BUYER_1, "approve").await;
     assert_eq!(assert_redirect(&callback), "/compose");
     let message_id = send_text(&app, "فردا ساعت ۵ می‌آیم").await;
     let click: (Option<String>, Option<String>) = {
         let row = sqlx::query(
-            "select s.user_id, c.buyer_id from session_inits s
+            "select s.user_id, c.buyer_user_id from session_inits s
              join conversations c on c.conversation_id = s.conversation_id
              where s.revision = 'touchpoints' order by s.created_at limit 1",
         )
@@ -229,7 +203,7 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
         .unwrap();
         (
             row.try_get("user_id").unwrap(),
-            row.try_get("buyer_id").unwrap(),
+            row.try_get("buyer_user_id").unwrap(),
         )
     };
     assert_eq!(
@@ -239,15 +213,8 @@ async fn the_touchpoints_body_works_end_to_end(engine: Engine) {
     );
 
     // The seller taps the server-link button: the touch-points click carries it as provider_data.
-    let (seller, entered) = tap_first_button(&app, &conv, "seller", 0).await;
+    let (entered, html) = app.tap_first_button(&conv, "seller", 0).await;
     assert_eq!(entered, format!("/messages/{message_id}"));
-    let page = seller
-        .get(app.url(&format!("/messages/{message_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let html = page.text().await.unwrap();
     assert!(
         html.contains("فردا ساعت ۵") && html.contains("friday"),
         "{html}"
@@ -258,12 +225,10 @@ crate::both_engines!(touchpoints, the_touchpoints_body_works_end_to_end);
 /// Each documented body, as Divar's pages print them (ids made real), answered 200 with a link
 /// that leads to the button's page.
 async fn every_documented_body_is_answered_and_routed(engine: Engine) {
-    let app = spawn_app(engine).await;
+    let app = spawn_connected_buyer(engine).await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
     let message_id = send_text(&app, "پیام با دکمه").await;
     let data = json!({ "kc_page": "message", "kc_message": message_id });
-    let key = app.sandbox.app().identification_key.clone();
     let bodies: [(Option<&str>, Value); 3] = [
         // widgets/actions/open_server_link.md
         (
@@ -287,15 +252,7 @@ async fn every_documented_body_is_answered_and_routed(engine: Engine) {
         ),
     ];
     for (version, body) in bodies {
-        let mut request = app
-            .client
-            .post(app.url("/divar/session-init"))
-            .header("authorization", &key)
-            .json(&body);
-        if let Some(version) = version {
-            request = request.header("API-Version", version);
-        }
-        let reply = request.send().await.unwrap();
+        let reply = app.session_init(version, &body).await;
         assert_eq!(reply.status(), StatusCode::OK, "{body}");
         let url = reply.json::<Value>().await.unwrap()["url"]
             .as_str()
@@ -308,11 +265,9 @@ async fn every_documented_body_is_answered_and_routed(engine: Engine) {
             format!("/messages/{message_id}"),
             "{body}"
         );
-        let page = visitor
-            .get(app.url(&format!("/messages/{message_id}")))
-            .send()
-            .await
-            .unwrap();
+        let page = app
+            .get_as(&visitor, &format!("/messages/{message_id}"))
+            .await;
         assert_eq!(page.status(), StatusCode::OK, "{body}");
     }
     let revisions: Vec<String> = sqlx::query("select revision from session_inits")
@@ -341,9 +296,9 @@ async fn without_user_id_a_click_naming_nobody_is_not_connected() {
     .await;
     app.control(json!({ "session_init_revision": "touchpoints" }))
         .await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
     // Refused before Divar is asked: a grant nobody could be filed under is never made.
-    let answer = app.page_post("/oauth/start").await.send().await.unwrap();
+    let answer = app.submit("/oauth/start").await;
     assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
     let html = answer.text().await.unwrap();
     assert!(html.contains("اتصال از این‌جا ممکن نیست"), "{html}");
@@ -351,7 +306,7 @@ async fn without_user_id_a_click_naming_nobody_is_not_connected() {
         !html.contains("دوباره امتحان کنید"),
         "no retry that cannot work"
     );
-    assert_eq!(grants(&app).await, 0);
+    assert_eq!(count(&app, "grants").await, 0);
     let tokens = app.inspect("tokens").await;
     assert_eq!(tokens["access_tokens"], json!([]), "Divar issued nothing");
     assert!(
@@ -365,16 +320,9 @@ async fn without_user_id_a_click_naming_nobody_is_not_connected() {
 /// holds both NOTIFICATION_ACCESS_REVOCATION and USER_ID, and the add-on erases the grant.
 #[tokio::test]
 async fn revoking_in_divar_reaches_the_add_on_and_erases_the_grant() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
-    assert_eq!(grants(&app).await, 1);
-    let revoked = app
-        .client
-        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
-        .send()
-        .await
-        .unwrap();
-    assert_redirect(&revoked);
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
+    assert_eq!(count(&app, "grants").await, 1);
+    app.revoke_in_divar(BUYER_1).await;
     let outbound = app.inspect("outbound").await;
     let notice = outbound["calls"]
         .as_array()
@@ -383,19 +331,16 @@ async fn revoking_in_divar_reaches_the_add_on_and_erases_the_grant() {
         .find(|c| c["body"]["type"] == "USER_ACCESS_REVOCATION")
         .expect("the add-on was told");
     assert_eq!(notice["status"], 200);
-    assert_eq!(grants(&app).await, 0);
+    assert_eq!(count(&app, "grants").await, 0);
 
     // Without USER_ID in the token, Divar sends no notice (the cost of switching it off).
     let app = spawn_app_customized(Engine::Sqlite, Default::default(), |s| {
         s.consent.user_id = false;
     })
     .await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
-    app.client
-        .post(app.url(&format!("/sandbox/users/{BUYER_1}/revoke")))
-        .send()
-        .await
-        .unwrap();
+    app.connect_conversation(&conversation(1, 1), "buyer", BUYER_1)
+        .await;
+    app.revoke_in_divar(BUYER_1).await;
     let outbound = app.inspect("outbound").await;
     assert!(
         outbound["calls"]
@@ -413,11 +358,12 @@ async fn a_seller_named_by_no_click_connects_a_post_as_the_verified_user() {
     let app = spawn_app(Engine::Sqlite).await;
     app.control(json!({ "session_init_revision": "touchpoints" }))
         .await;
-    assert_eq!(enter_from_post(&app, POST_1, SELLER_1).await, "/post");
+    assert_eq!(app.enter_from_post(POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post").await;
     assert!(page.contains("ادامه با حساب دیوار"), "{page}");
-    let callback =
-        crate::addon_flow::consent_as(&app, "/oauth/start?for=post", SELLER_1, "approve").await;
+    let callback = app
+        .consent_from("/oauth/start?for=post", SELLER_1, "approve")
+        .await;
     assert_eq!(assert_redirect(&callback), "/post");
     let row = sqlx::query("select user_id, subject_kind from grants")
         .fetch_one(app.db.pool())

@@ -6,6 +6,8 @@ mod broadcast;
 mod browser;
 mod cli;
 mod composer;
+mod erasure;
+mod forms;
 mod health;
 mod helpers;
 mod identity;
@@ -15,7 +17,11 @@ mod retention;
 mod sandbox_api;
 mod sandbox_oauth;
 mod sandbox_screens;
+mod schema;
 mod security;
 mod session_init;
 mod store;
 mod weight;
+
+// The features' own tests (tests/api/features/*.rs), listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/feature_tests.rs"));

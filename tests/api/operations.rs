@@ -5,7 +5,6 @@ use std::{net::SocketAddr, time::Duration};
 
 use kenar_chat::sandbox::SandboxOptions;
 use reqwest::StatusCode;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
@@ -15,30 +14,16 @@ use crate::helpers::*;
 #[tokio::test]
 async fn request_ids_are_echoed_and_logged() {
     let app = spawn_app(Engine::Sqlite).await;
-    let key = app.sandbox.app().identification_key.clone();
-    let body = json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 });
+    let body = chat_session_init(&conversation(1, 1), BUYER_1);
     let with_id = app
-        .client
-        .post(app.url("/divar/session-init"))
-        .header("authorization", &key)
-        .header("API-Version", "2")
+        .session_init_request(Some("2"), &body)
         .header("x-request-id", "abc-123")
-        .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(with_id.status(), StatusCode::OK);
     assert_eq!(with_id.headers()["x-request-id"], "abc-123");
-    let without = app
-        .client
-        .post(app.url("/divar/session-init"))
-        .header("authorization", &key)
-        .header("API-Version", "2")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let without = app.session_init(Some("2"), &body).await;
     let generated = without.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -132,27 +117,37 @@ async fn an_unreachable_database_answers_503_and_recovers() {
         settings.database_acquire_timeout = Duration::from_secs(1);
     })
     .await;
-    let probe = "/s/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    assert_eq!(app.get(probe).await.status(), StatusCode::NOT_FOUND);
+    // One-time links, made while the database is up: opening one spends it in the database.
+    let new_link = async || {
+        let made: serde_json::Value = app
+            .session_init(Some("2"), &chat_session_init(&conversation(1, 1), BUYER_1))
+            .await
+            .json()
+            .await
+            .unwrap();
+        url::Url::parse(made["url"].as_str().unwrap())
+            .unwrap()
+            .path()
+            .to_string()
+    };
+    let (working, probe) = (new_link().await, new_link().await);
+    // In a browser of its own: the probes below come from one without a session.
+    let opened = browser().get(app.url(&working)).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
 
     first.stop.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let page = app.get(probe).await;
+    // The relay's connections close as their tasks see the cut; readiness asks the database.
+    eventually("the cut reaches the add-on", async || {
+        app.get("/readyz").await.status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let page = app.get(&probe).await;
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.headers().contains_key("retry-after"));
     assert!(page.text().await.unwrap().contains("دوباره امتحان کنید"));
     let divar_call = app
-        .client
-        .post(app.url("/divar/session-init"))
-        .header("authorization", &app.sandbox.app().identification_key)
-        .header("API-Version", "2")
-        .json(
-            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                        "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 }),
-        )
-        .send()
-        .await
-        .unwrap();
+        .session_init(Some("2"), &chat_session_init(&conversation(1, 1), BUYER_1))
+        .await;
     assert_eq!(divar_call.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(divar_call.headers().contains_key("retry-after"));
     assert_eq!(
@@ -161,15 +156,11 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     );
 
     let back = relay(first.addr, upstream).await;
-    let mut recovered = false;
-    for _ in 0..50 {
-        if app.get(probe).await.status() == StatusCode::NOT_FOUND {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(recovered, "the pool reconnects by itself");
+    // The link the outage could not spend opens now.
+    eventually("the pool reconnects by itself", async || {
+        app.get(&probe).await.status() == StatusCode::SEE_OTHER
+    })
+    .await;
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     back.stop.cancel();
 }

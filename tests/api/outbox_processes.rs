@@ -11,7 +11,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use kenar_chat::{
     config::{Settings, TokenKey},
     db::{self, Db, grants::Subject},
-    sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions},
+    sandbox::Sandbox,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,21 +26,23 @@ struct Divar {
 
 /// The simulated Divar alone, on its own port, for add-on processes to call.
 async fn divar() -> Divar {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     // The add-on processes are never called back in these tests.
-    let addon = Url::parse("http://127.0.0.1:9/").unwrap();
-    let sandbox = Sandbox::new(
-        AppRegistration::generate(AddonUrls::under(&addon)),
-        base.clone(),
-        SandboxOptions::default(),
-    );
-    let router = sandbox.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Divar {
-        base: base.as_str().trim_end_matches('/').to_string(),
-        sandbox,
+    let (base, sandbox) = serve_sandbox(&Url::parse("http://127.0.0.1:9/").unwrap()).await;
+    Divar { base, sandbox }
+}
+
+/// A simulated Divar that answers every send after `slow_ms`, a fresh database of `engine`, and
+/// the environment `serve` processes get for the two.
+async fn setup(engine: Engine, slow_ms: u64) -> (Divar, TestDb, HashMap<&'static str, String>) {
+    let divar = divar().await;
+    if slow_ms > 0 {
+        let mut world = divar.sandbox.world();
+        world.knobs.slow_percent = 100;
+        world.knobs.slow_ms = slow_ms;
     }
+    let test_db = test_db(engine).await;
+    let env = env(&divar, &TokenKey::generate(), &test_db.url);
+    (divar, test_db, env)
 }
 
 /// The environment a `kenar-chat serve` process gets.
@@ -65,7 +67,9 @@ fn env(divar: &Divar, key: &TokenKey, database_url: &str) -> HashMap<&'static st
     ])
 }
 
-fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
+/// `kenar-chat serve` with exactly `env`, in a directory of its own, its logs on the test's
+/// stderr; `stdout` says where its standard output goes.
+fn spawn_serve_with(env: &HashMap<&'static str, String>, stdout: Stdio) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
     Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
         .arg("serve")
@@ -73,10 +77,14 @@ fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawning kenar-chat serve")
+}
+
+fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
+    spawn_serve_with(env, Stdio::null())
 }
 
 /// A seller's real tokens from the simulated Divar, sealed into the database the processes
@@ -86,7 +94,6 @@ async fn seeded_broadcast(
     env: &HashMap<&'static str, String>,
     count: usize,
 ) -> (Db, String, Vec<String>) {
-    let client = browser();
     let scope = format!(
         "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} offline_access"
     );
@@ -101,39 +108,35 @@ async fn seeded_broadcast(
     )
     .await;
 
-    let created: Value = client
-        .post(format!(
-            "{}/sandbox/_control/posts/{POST_1}/conversations",
-            divar.base
-        ))
-        .json(&json!({ "count": count }))
-        .send()
-        .await
+    let conversations: Vec<String> = divar
+        .sandbox
+        .world()
+        .add_conversations(POST_1, count)
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conversations: Vec<String> = created["conversation_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .into_iter()
+        .map(|(conversation, _)| conversation.id)
         .collect();
     for conversation in &conversations {
-        db::conversations::record_seen(&db, &conversation_id(conversation), &post_token(POST_1))
-            .await
-            .unwrap();
+        db::conversations::record_seen(
+            &db,
+            &conversation_id(conversation),
+            &post_token(POST_1),
+            now_ms(),
+        )
+        .await
+        .unwrap();
     }
     let body = json!({ "type": "TEXT", "message": "این آگهی فروخته شد" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
     let recipients: Vec<_> = conversations.iter().map(|c| conversation_id(c)).collect();
-    let db::outbox::Created::New(id) = db::outbox::create_broadcast(
+    let db::broadcasts::Created::New(id) = db::broadcasts::create(
         &db,
         &key,
         &post_token(POST_1),
         &user_id(SELLER_1),
         &body,
         &recipients,
+        now_ms(),
     )
     .await
     .unwrap() else {
@@ -156,35 +159,28 @@ fn delivered_to(sandbox: &Sandbox, conversations: &[String]) -> HashMap<String, 
 }
 
 async fn wait_for_done(db: &Db, id: &str) {
-    for _ in 0..600 {
-        let broadcast = db::outbox::find_broadcast(db, id).await.unwrap().unwrap();
-        if broadcast.status.as_str() == "done" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let done = wait_until(PATIENCE, async || {
+        let broadcast = db::broadcasts::find(db, id).await.unwrap().unwrap();
+        broadcast.status.as_str() == "done"
+    })
+    .await;
+    if done.is_none() {
+        panic!(
+            "the broadcast did not finish in {PATIENCE:?}: {:?}",
+            db::broadcasts::progress(db, id).await.unwrap()
+        );
     }
-    panic!(
-        "the broadcast did not finish in 60 s: {:?}",
-        db::outbox::progress(db, id).await.unwrap()
-    );
 }
 
 async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates(engine: Engine) {
-    let divar = divar().await;
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 25;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(engine, 25).await;
     let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
 
     let mut first = spawn_serve(&env);
-    let mut waited = 0;
-    while delivered_to(&divar.sandbox, &conversations).len() < 100 {
-        assert!(waited < 600, "the first process delivered too little");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += 1;
-    }
+    eventually("the first process delivers 100", async || {
+        delivered_to(&divar.sandbox, &conversations).len() >= 100
+    })
+    .await;
     first.kill().unwrap(); // SIGKILL: no cleanup, leases left behind.
     first.wait().unwrap();
     let before_restart = delivered_to(&divar.sandbox, &conversations).len();
@@ -201,7 +197,7 @@ async fn a_killed_server_finishes_the_broadcast_after_restart_without_duplicates
         delivered.values().all(|n| *n == 1),
         "no conversation got the message twice"
     );
-    let progress = db::outbox::progress(&db, &id).await.unwrap();
+    let progress = db::broadcasts::progress(&db, &id).await.unwrap();
     assert_eq!(
         (progress.sent, progress.pending, progress.failed),
         (300, 0, 0)
@@ -214,12 +210,7 @@ crate::both_engines!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_share_a_broadcast_without_duplicates() {
-    let divar = divar().await;
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 10;
-    let test_db = test_db(Engine::Postgres).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(Engine::Postgres, 10).await;
     let (db, id, conversations) = seeded_broadcast(&divar, &env, 300).await;
     let mut a = spawn_serve(&env);
     let mut b = spawn_serve(&env);
@@ -247,17 +238,7 @@ fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
     use std::io::BufRead;
     let mut env = env.clone();
     env.insert("RUST_LOG", "warn,kenar_chat=info".into());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning kenar-chat serve");
+    let mut child = spawn_serve_with(&env, Stdio::piped());
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("serve exited before serving").unwrap();
@@ -297,10 +278,7 @@ async fn compose_through(
         .post(format!("{base}/divar/session-init"))
         .header("authorization", identification_key)
         .header("API-Version", "2")
-        .json(
-            &json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation,
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": user }),
-        )
+        .json(&chat_session_init(conversation, user))
         .send()
         .await
         .unwrap()
@@ -331,13 +309,8 @@ async fn compose_through(
 }
 
 async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Engine) {
-    let divar = divar().await;
     // Divar answers slowly: the process dies with the send under way.
-    divar.sandbox.world().knobs.slow_percent = 100;
-    divar.sandbox.world().knobs.slow_ms = 1500;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let env = env(&divar, &key, &test_db.url);
+    let (divar, _db, env) = setup(engine, 1500).await;
     let conv = conversation(1, 1);
     let db = shared_db(&env).await;
     store_grant(
@@ -376,20 +349,17 @@ async fn a_send_answered_then_killed_is_delivered_once_after_restart(engine: Eng
     );
 
     let (mut second, _) = spawn_serve_at(&env);
-    let mut status = String::new();
-    for _ in 0..200 {
-        status = db::messages::find(&db, &message_id)
+    let status = eventually("the restarted process settles the message", async || {
+        let status = db::messages::find(&db, &message_id)
             .await
             .unwrap()
             .unwrap()
             .status
             .as_str()
             .to_string();
-        if status != "sending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (status != "sending").then_some(status)
+    })
+    .await;
     second.kill().unwrap();
     second.wait().unwrap();
     assert_eq!(status, "sent");
@@ -410,10 +380,7 @@ crate::both_engines!(
 /// 0 before the deadline.
 async fn sigterm_drains_within_the_deadline(engine: Engine) {
     use std::io::{Read, Write};
-    let divar = divar().await;
-    let test_db = test_db(engine).await;
-    let key = TokenKey::generate();
-    let mut env = env(&divar, &key, &test_db.url);
+    let (divar, _db, mut env) = setup(engine, 0).await;
     env.insert("KENAR_SHUTDOWN_DELAY", "1".into());
     env.insert("KENAR_SHUTDOWN_TIMEOUT", "3".into());
     let (mut child, base) = spawn_serve_at(&env);
@@ -428,21 +395,32 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     // A session initialization whose body is still arriving.
-    let body =
-        json!({ "source": "CHAT", "post_token": POST_1, "conversation_id": conversation(1, 1),
-                       "user_side": "DEMAND", "extra_data": {}, "user_id": BUYER_1 })
-        .to_string();
+    let body = chat_session_init(&conversation(1, 1), BUYER_1).to_string();
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     write!(
         in_flight,
-        "POST /divar/session-init HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nAPI-Version: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /divar/session-init HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nAPI-Version: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         divar.sandbox.app().identification_key,
         body.len()
     )
     .unwrap();
+    // The server has the request in hand once it asks for the body.
+    let mut asked = Vec::new();
+    while !asked.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        in_flight.read_exact(&mut byte).unwrap();
+        asked.push(byte[0]);
+    }
+    assert!(
+        asked.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&asked)
+    );
     in_flight.write_all(first).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let signalled = std::time::Instant::now();
     let killed = Command::new("kill")
@@ -466,30 +444,31 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
         "/readyz failed after {to_503:?}"
     );
 
-    // After the delay the listener is closed; the request in flight is still answered.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The listener closes when the delay (1 s, on the process's own timer) is over, not
+    // before; the request in flight is still answered after that. Polled: the test cannot
+    // move a child process's clock.
+    eventually_within(
+        Duration::from_secs(3).saturating_sub(signalled.elapsed()),
+        "the listener closes after the delay",
+        async || std::net::TcpStream::connect(&addr).is_err(),
+    )
+    .await;
+    let closed = signalled.elapsed();
     assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "no new connections after the delay"
+        closed >= Duration::from_millis(900),
+        "the listener closed {closed:?} after the signal, before the delay"
     );
     in_flight.write_all(rest).unwrap();
     let mut answer = String::new();
-    in_flight
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let _ = in_flight.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let exited = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_millis(5500),
-            "still running past delay + timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exited = eventually_within(
+        Duration::from_millis(5500).saturating_sub(signalled.elapsed()),
+        "the process exits before delay + timeout",
+        async || child.try_wait().unwrap(),
+    )
+    .await;
     assert!(exited.success(), "{exited:?}");
     assert!(
         signalled.elapsed() < Duration::from_millis(5000),

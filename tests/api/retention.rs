@@ -5,7 +5,7 @@ use std::time::Duration;
 use kenar_chat::{
     config::Retention,
     db::{
-        now_ms, outbox,
+        broadcasts,
         purge::{Cutoffs, purge},
     },
     sandbox::SandboxOptions,
@@ -13,7 +13,7 @@ use kenar_chat::{
 use reqwest::StatusCode;
 use sqlx::Row;
 
-use crate::{addon_flow::*, helpers::*};
+use crate::helpers::*;
 
 async fn scalar(app: &TestApp, sql: &str, bind: &str) -> i64 {
     sqlx::query(sql)
@@ -34,22 +34,14 @@ async fn body_of(app: &TestApp, message_id: &str) -> (String, String) {
     (row.try_get("body").unwrap(), row.try_get("status").unwrap())
 }
 
-async fn send(app: &TestApp, text: &str) -> String {
-    let key = idempotency_key(app).await;
-    let sent = post_compose(app, &[("idempotency_key", &key), ("text", text)]).await;
-    let id = queued_message(&assert_redirect(&sent));
-    assert_eq!(final_status(app, &id).await["status"], "sent");
-    id
-}
-
 /// The purge task, with windows of seconds: the first visit's link and click and the first
 /// message's text go; its status stays; the second visit and message, younger than the
 /// windows, stay whole.
 async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
-    let app = spawn_app_customized(engine, SandboxOptions::default(), |settings| {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
         settings.entry_link_ttl = Duration::from_secs(1);
         settings.retention = Retention {
-            purge_every: Duration::from_millis(300),
+            purge_every: Duration::from_millis(100),
             clicks: Duration::from_secs(3),
             message_bodies: Duration::from_secs(3),
             finished_sends: Duration::from_secs(3),
@@ -57,8 +49,8 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     })
     .await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
-    let first = send(&app, "متن اول که باید فراموش شود").await;
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let first = app.send_from_composer("متن اول که باید فراموش شود").await;
     let clicks_then: Vec<String> = sqlx::query("select session_init_id from session_inits")
         .fetch_all(app.db.pool())
         .await
@@ -67,31 +59,18 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
         .map(|r| r.try_get("session_init_id").unwrap())
         .collect();
     assert_eq!(clicks_then.len(), 1);
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    app.advance(Duration::from_millis(4500));
 
-    enter_from_chat(&app, &conv, "buyer").await;
-    let second = send(&app, "متن دوم").await;
+    app.enter_from_chat(&conv, "buyer").await;
+    let second = app.send_from_composer("متن دوم").await;
     let first_click = &clicks_then[0];
-    assert_eq!(
-        scalar(
-            &app,
-            "select count(*) from session_inits where session_init_id = $1",
-            first_click
-        )
-        .await,
-        0,
-        "the first click is gone"
-    );
-    assert_eq!(
-        scalar(
-            &app,
-            "select count(*) from entry_links where session_init_id = $1",
-            first_click
-        )
-        .await,
-        0,
-        "and its link"
-    );
+    // The task purges on tokio's timer (every 100 ms here), with the cut-offs of the moved
+    // clock: wait for its first pass since.
+    eventually("the first click is gone", async || {
+        let query = "select count(*) from session_inits where session_init_id = $1";
+        scalar(&app, query, first_click).await == 0
+    })
+    .await;
     assert_eq!(
         scalar(
             &app,
@@ -104,7 +83,7 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     );
     // A spent link is kept only until its link expires (the seal refuses it after that).
     let spent: i64 = sqlx::query("select count(*) from spent_links where expires_at < $1")
-        .bind(kenar_chat::db::now_ms() - 1000)
+        .bind(app.clock.now_ms() - 1000)
         .fetch_one(app.db.pool())
         .await
         .unwrap()
@@ -146,12 +125,7 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     let html = page.text().await.unwrap();
     assert!(html.contains("فرستاده شد") && !html.contains("متن اول"));
     // A cleared message cannot be sent again.
-    let resend = app
-        .page_post(&format!("/messages/{first}/resend"))
-        .await
-        .send()
-        .await
-        .unwrap();
+    let resend = app.submit(&format!("/messages/{first}/resend")).await;
     assert_ne!(resend.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body_of(&app, &first).await.1, "sent");
 }
@@ -164,13 +138,14 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     let ids: Vec<_> = (0..3).map(|i| conversation_id(&format!("c-{i}"))).collect();
     let mut broadcasts = Vec::new();
     for key in ["done", "running"] {
-        let outbox::Created::New(id) = outbox::create_broadcast(
+        let broadcasts::Created::New(id) = broadcasts::create(
             &app.db,
             key,
             &post_token("P1"),
             &user_id("seller"),
             r#"{"type":"TEXT","message":"پیام همگانی"}"#,
             &ids,
+            now_ms(),
         )
         .await
         .unwrap() else {
@@ -250,20 +225,16 @@ crate::both_engines!(purge_exact, a_purge_removes_exactly_the_expired_rows);
 /// are not the composer's are not stored (a 1.9 MB "template" was possible before).
 #[tokio::test]
 async fn templates_are_capped_per_person() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
     let save = async |name: &str, extra: &str| {
-        let key = idempotency_key(&app).await;
-        post_compose(
-            &app,
-            &[
-                ("idempotency_key", &key),
-                ("action", "save_template"),
-                ("template_name", name),
-                ("text", "قیمت نهایی"),
-                ("padding", extra),
-            ],
-        )
+        let key = app.idempotency_key().await;
+        app.post_compose(&[
+            ("idempotency_key", &key),
+            ("action", "save_template"),
+            ("template_name", name),
+            ("text", "قیمت نهایی"),
+            ("padding", extra),
+        ])
         .await
     };
     let saved = save("اول", &"x".repeat(1_900_000)).await;
@@ -285,6 +256,7 @@ async fn templates_are_capped_per_person() {
             &format!("قالب {i}"),
             "{}",
             50,
+            now_ms(),
         )
         .await
         .unwrap()
@@ -310,14 +282,9 @@ async fn templates_are_capped_per_person() {
 #[tokio::test]
 async fn session_ids_are_stored_hashed() {
     let app = spawn_app(Engine::Sqlite).await;
-    let opened = app
-        .client
-        .post(app.url(&format!("/sandbox/chats/{}/open-addon", conversation(1, 1))))
-        .form(&[("as", "buyer")])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
+    let link = app
+        .open_addon_link(&app.client, &conversation(1, 1), "buyer")
+        .await;
     let entered = browser().get(&link).send().await.unwrap();
     let cookie = entered
         .headers()

@@ -35,14 +35,10 @@ async fn status_body(response: reqwest::Response) -> (StatusCode, Value) {
 async fn a_conversation_scope_sends_as_that_party_with_both_grids() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     let response = app
         .client
-        .post(app.url(&format!(
-            "/sandbox/v2/open-platform/conversations/{conv}/messages"
-        )))
+        .post(app.url(&app.messages_path(&conv)))
         .header("x-api-key", app.api_key())
         .bearer_auth(&tokens.access)
         .header("Idempotency-Key", "key-1")
@@ -74,14 +70,10 @@ async fn a_conversation_scope_sends_as_that_party_with_both_grids() {
 async fn the_bearer_scheme_is_case_insensitive_and_a_message_with_media_is_refused() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, SELLER_1).await;
     let send = |scheme: &'static str, body: Value| {
         app.client
-            .post(app.url(&format!(
-                "/sandbox/v2/open-platform/conversations/{conv}/messages"
-            )))
+            .post(app.url(&app.messages_path(&conv)))
             .header("x-api-key", app.api_key())
             .header("authorization", format!("{scheme} {}", tokens.access))
             .json(&body)
@@ -106,17 +98,13 @@ async fn the_bearer_scheme_is_case_insensitive_and_a_message_with_media_is_refus
 async fn bad_credentials_meet_no_fault_and_use_no_quota() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, SELLER_1).await;
     app.control(json!({ "rate_limit_per_minute": 2, "fail_5xx_percent": 100 }))
         .await;
     for _ in 0..5 {
         let answer = app
             .client
-            .post(app.url(&format!(
-                "/sandbox/v2/open-platform/conversations/{conv}/messages"
-            )))
+            .post(app.url(&app.messages_path(&conv)))
             .header("x-api-key", "not-the-key")
             .bearer_auth(&tokens.access)
             .json(&json!({ "message": "x" }))
@@ -158,17 +146,13 @@ async fn an_unknown_api_path_answers_a_json_status() {
 async fn the_original_revisions_x_access_token_header_and_icon_name_work() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 2);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), SELLER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, SELLER_1).await;
     let body = json!({ "type": "TEXT", "message": "hi", "receiver_buttons": { "rows": [{ "buttons": [
         { "action": { "open_direct_link": "https://example.com" }, "icon_name": "SEND", "caption": "go" }
     ] }] } });
     let response = app
         .client
-        .post(app.url(&format!(
-            "/sandbox/v2/open-platform/conversations/{conv}/messages"
-        )))
+        .post(app.url(&app.messages_path(&conv)))
         .header("x-api-key", app.api_key())
         .header("x-access-token", &tokens.access)
         .json(&body)
@@ -278,12 +262,8 @@ async fn a_post_scope_granted_by_a_buyer_is_refused() {
 async fn requests_without_the_right_key_or_token_are_unauthenticated() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
-    let url = app.url(&format!(
-        "/sandbox/v2/open-platform/conversations/{conv}/messages"
-    ));
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
+    let url = app.url(&app.messages_path(&conv));
 
     let wrong_key = app
         .client
@@ -334,12 +314,7 @@ async fn requests_without_the_right_key_or_token_are_unauthenticated() {
 #[tokio::test]
 async fn a_token_for_another_conversation_is_forbidden() {
     let app = spawn_app(Engine::Sqlite).await;
-    let tokens = app
-        .grant(
-            &format!("CONVERSATION_SEND_MESSAGE.{}", conversation(1, 1)),
-            SELLER_1,
-        )
-        .await;
+    let tokens = app.grant_conversation(&conversation(1, 1), SELLER_1).await;
     let (status, body) = status_body(
         app.send_message(&conversation(1, 2), &tokens.access, &text_message("x"))
             .await,
@@ -353,9 +328,7 @@ async fn a_token_for_another_conversation_is_forbidden() {
 async fn malformed_bodies_are_invalid_arguments() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     let row = json!({ "buttons": [button("SEND", "a")] });
     let cases = [
         (
@@ -406,9 +379,7 @@ async fn malformed_bodies_are_invalid_arguments() {
     }
     let not_json = app
         .client
-        .post(app.url(&format!(
-            "/sandbox/v2/open-platform/conversations/{conv}/messages"
-        )))
+        .post(app.url(&app.messages_path(&conv)))
         .header("x-api-key", app.api_key())
         .bearer_auth(&tokens.access)
         .body("{oops")
@@ -424,9 +395,7 @@ async fn malformed_bodies_are_invalid_arguments() {
 async fn a_blocked_conversation_answers_412_with_code_9() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     app.block(&conv, true).await;
     let (status, body) = status_body(
         app.send_message(&conv, &tokens.access, &text_message("x"))
@@ -441,9 +410,7 @@ async fn a_blocked_conversation_answers_412_with_code_9() {
     );
     app.block(&conv, false).await;
     assert_eq!(
-        app.send_message(&conv, &tokens.access, &text_message("x"))
-            .await
-            .status(),
+        app.send_text(&conv, &tokens.access, "x").await,
         StatusCode::OK
     );
 }
@@ -459,14 +426,10 @@ async fn the_per_minute_limit_answers_429_with_retry_after() {
     )
     .await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     for _ in 0..3 {
         assert_eq!(
-            app.send_message(&conv, &tokens.access, &text_message("x"))
-                .await
-                .status(),
+            app.send_text(&conv, &tokens.access, "x").await,
             StatusCode::OK
         );
     }
@@ -486,14 +449,12 @@ async fn the_per_minute_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refused() {
-    let app = spawn_app_with(
-        Engine::Sqlite,
-        SandboxOptions {
-            access_token_ttl: Duration::from_secs(1),
-            ..SandboxOptions::default()
-        },
-    )
-    .await;
+    // Divar's clock flows here: it is moved from outside, as any add-on's tests can.
+    let options = SandboxOptions {
+        access_token_ttl: Duration::from_secs(1),
+        ..SandboxOptions::default()
+    };
+    let app = spawn_app_with(Engine::Sqlite, options).await;
     let conv = conversation(1, 1);
     let tokens = app
         .grant(
@@ -503,12 +464,17 @@ async fn an_expired_access_token_is_refused() {
         .await;
     assert_eq!(tokens.reply["expires_in"], 1);
     assert_eq!(
-        app.send_message(&conv, &tokens.access, &text_message("x"))
-            .await
-            .status(),
+        app.send_text(&conv, &tokens.access, "x").await,
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Past the lifetime on Divar's clock, moved from outside as any add-on's tests can.
+    let clock: Value = app
+        .post_json("/sandbox/_control/clock", &json!({ "advance_secs": 1 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(clock["ahead_secs"].as_u64() >= Some(1), "{clock}");
     let (status, body) = status_body(
         app.send_message(&conv, &tokens.access, &text_message("x"))
             .await,
@@ -525,9 +491,7 @@ async fn an_expired_access_token_is_refused() {
             .unwrap(),
     );
     assert_eq!(
-        app.send_message(&conv, &fresh.access, &text_message("x"))
-            .await
-            .status(),
+        app.send_text(&conv, &fresh.access, "x").await,
         StatusCode::OK
     );
 }
@@ -536,9 +500,7 @@ async fn an_expired_access_token_is_refused() {
 async fn injected_faults_answer_5xx_and_429() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     app.control(json!({ "fail_5xx_percent": 100 })).await;
     let (status, body) = status_body(
         app.send_message(&conv, &tokens.access, &text_message("x"))
@@ -550,18 +512,14 @@ async fn injected_faults_answer_5xx_and_429() {
     app.control(json!({ "fail_5xx_percent": 0, "fail_429_percent": 100 }))
         .await;
     assert_eq!(
-        app.send_message(&conv, &tokens.access, &text_message("x"))
-            .await
-            .status(),
+        app.send_text(&conv, &tokens.access, "x").await,
         StatusCode::TOO_MANY_REQUESTS
     );
     app.control(json!({ "fail_429_percent": 0, "slow_percent": 100, "slow_ms": 300 }))
         .await;
     let started = std::time::Instant::now();
     assert_eq!(
-        app.send_message(&conv, &tokens.access, &text_message("x"))
-            .await
-            .status(),
+        app.send_text(&conv, &tokens.access, "x").await,
         StatusCode::OK
     );
     assert!(
@@ -577,12 +535,11 @@ async fn injected_faults_answer_5xx_and_429() {
         .collect();
     assert_eq!(statuses, [503, 429, 200]);
     let bad = app
-        .client
-        .post(app.url("/sandbox/_control/settings"))
-        .json(&json!({ "fail_5xx_percent": 101 }))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/sandbox/_control/settings",
+            &json!({ "fail_5xx_percent": 101 }),
+        )
+        .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -697,9 +654,7 @@ async fn the_users_endpoint_tells_who_granted_a_token_by_its_scopes() {
         body
     );
 
-    let without = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let without = app.grant_conversation(&conv, BUYER_1).await;
     assert_eq!(
         who(without.access, reqwest::Method::GET).await,
         (StatusCode::OK, json!({}))
@@ -763,20 +718,16 @@ async fn messages_sent_through_the_api_are_echoed_to_subscribers_as_bot() {
         .send_message(&conv, &seller.access, &text_message("فروخته شد"))
         .await;
     assert_eq!(sent.status(), StatusCode::OK);
-    let mut echo = Value::Null;
-    for _ in 0..50 {
+    let echo = eventually("Divar echoes the message", async || {
         let calls = app.inspect("outbound").await;
-        if let Some(found) = calls["calls"]
+        calls["calls"]
             .as_array()
             .unwrap()
             .iter()
             .find(|c| c["body"]["type"] == "NEW_MESSAGE")
-        {
-            echo = found["body"].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .map(|found| found["body"].clone())
+    })
+    .await;
     let message = &echo["new_message"];
     assert_eq!(message["sender"]["type"], "BOT", "{echo}");
     assert_eq!(message["sender"]["side"], "SELLER");

@@ -207,18 +207,17 @@ async fn bad_client_credentials_are_refused() {
     let code = app.authorize(&conv_scope(), BUYER_1, None).await;
     let redirect = app.redirect_uri();
     let response = app
-        .client
-        .post(app.url("/sandbox/oauth2/token"))
-        .form(&[
-            ("client_id", app.sandbox.app().slug.as_str()),
-            ("client_secret", "not-the-secret"),
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &redirect),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/sandbox/oauth2/token",
+            &[
+                ("client_id", app.sandbox.app().slug.as_str()),
+                ("client_secret", "not-the-secret"),
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_client");
@@ -241,23 +240,19 @@ async fn refresh_rotates_both_tokens_and_the_old_pair_works_during_the_grace() {
     // Within the grace both the old access token and the new one send.
     let conv = conversation(1, 1);
     assert_eq!(
-        app.send_message(&conv, &first.access, &text_message("old"))
-            .await
-            .status(),
+        app.send_text(&conv, &first.access, "old").await,
         StatusCode::OK
     );
     assert_eq!(
-        app.send_message(&conv, &second.access, &text_message("new"))
-            .await
-            .status(),
+        app.send_text(&conv, &second.access, "new").await,
         StatusCode::OK
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    app.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(3));
     assert_eq!(
-        app.send_message(&conv, &first.access, &text_message("old"))
-            .await
-            .status(),
+        app.send_text(&conv, &first.access, "old").await,
         StatusCode::UNAUTHORIZED,
         "the old access token stops after the grace"
     );
@@ -266,9 +261,7 @@ async fn refresh_rotates_both_tokens_and_the_old_pair_works_during_the_grace() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        app.send_message(&conv, &second.access, &text_message("new"))
-            .await
-            .status(),
+        app.send_text(&conv, &second.access, "new").await,
         StatusCode::OK
     );
 
@@ -280,12 +273,7 @@ async fn refresh_rotates_both_tokens_and_the_old_pair_works_during_the_grace() {
 #[tokio::test]
 async fn without_offline_access_there_is_no_refresh_token() {
     let app = spawn_app(Engine::Sqlite).await;
-    let tokens = app
-        .grant(
-            &format!("CONVERSATION_SEND_MESSAGE.{}", conversation(1, 1)),
-            BUYER_1,
-        )
-        .await;
+    let tokens = app.grant_conversation(&conversation(1, 1), BUYER_1).await;
     assert!(tokens.refresh.is_none(), "{:?}", tokens.reply);
     assert_eq!(
         app.refresh("ory_rt_made.up").await.status(),

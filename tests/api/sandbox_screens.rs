@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::{Router, http::HeaderMap, routing::post};
-use kenar_chat::sandbox::{AddonUrls, AppRegistration, Sandbox, SandboxOptions};
+use kenar_chat::sandbox::Sandbox;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use url::Url;
@@ -27,9 +27,7 @@ async fn the_index_lists_posts_and_chats_in_persian() {
 async fn each_side_sees_its_own_buttons_under_an_app_message() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     let body = json!({ "type": "TEXT", "message": "پیام برنامه",
         "sender_buttons": { "rows": [{ "buttons": [{ "action": { "open_direct_link": "https://example.com/mine" }, "icon": "SEND", "caption": "دکمهٔ فرستنده" }] }] },
         "receiver_buttons": { "rows": [{ "buttons": [{ "action": { "open_server_link": { "data": { "k": "v" } } }, "icon": "CHECKED", "caption": "دکمهٔ گیرنده" }] }] } });
@@ -67,21 +65,10 @@ async fn unknown_chats_and_posts_get_a_persian_404() {
     }
 }
 
-async fn open_from_chat(app: &TestApp, conv: &str, side: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/sandbox/chats/{conv}/open-addon")))
-        .form(&[("as", side)])
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
     let app = spawn_app(engine).await;
     let conv = conversation(1, 2);
-    let response = open_from_chat(&app, &conv, "buyer").await;
-    let location = assert_redirect(&response);
-    assert!(location.starts_with(&app.url("/s/")), "{location}");
+    let location = app.open_addon_link(&app.client, &conv, "buyer").await;
 
     let entered = app.client.get(&location).send().await.unwrap();
     assert_eq!(assert_redirect(&entered), "/start");
@@ -104,7 +91,7 @@ async fn opening_the_addon_from_a_chat_performs_session_init(engine: Engine) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.post_token.as_deref(), Some(POST_1));
-    assert_eq!(stored.buyer_id.as_deref(), Some(BUYER_2));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some(BUYER_2));
 }
 crate::both_engines!(
     opening_the_addon_from_a_chat,
@@ -116,8 +103,7 @@ async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
     app.control(json!({ "session_init_revision": "original" }))
         .await;
     let conv = conversation(1, 3);
-    let response = open_from_chat(&app, &conv, "seller").await;
-    assert!(assert_redirect(&response).starts_with(&app.url("/s/")));
+    app.open_addon_link(&app.client, &conv, "seller").await;
     let calls = app.inspect("outbound").await;
     let body = &calls["calls"][0]["body"];
     assert!(calls["calls"][0]["headers"].get("api-version").is_none());
@@ -134,8 +120,8 @@ async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.seller_id.as_deref(), Some(SELLER_1));
-    assert_eq!(stored.buyer_id.as_deref(), Some("u-neda"));
+    assert_eq!(stored.seller_user_id.as_deref(), Some(SELLER_1));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some("u-neda"));
 }
 crate::both_engines!(
     original_revision,
@@ -146,9 +132,7 @@ crate::both_engines!(
 async fn a_server_link_button_sends_its_data_back_through_session_init() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    let tokens = app
-        .grant(&format!("CONVERSATION_SEND_MESSAGE.{conv}"), BUYER_1)
-        .await;
+    let tokens = app.grant_conversation(&conv, BUYER_1).await;
     let body = json!({ "type": "TEXT", "message": "x",
         "receiver_buttons": { "rows": [{ "buttons": [{ "action": { "open_server_link": { "data": { "page": "detail", "id": "42" } } }, "icon": "SEND", "caption": "جزئیات" }] }] } });
     assert_eq!(
@@ -163,22 +147,9 @@ async fn a_server_link_button_sends_its_data_back_through_session_init() {
     let message_id = messages["messages"][0]["id"].as_str().unwrap().to_string();
 
     // The seller is the receiver here; the buyer has no button at (0, 0).
-    let click = |side: &'static str| {
-        let app = &app;
-        let (conv, message_id) = (conv.clone(), message_id.clone());
-        async move {
-            app.client
-                .post(app.url(&format!("/sandbox/chats/{conv}/click")))
-                .form(&[
-                    ("as", side),
-                    ("message_id", &message_id),
-                    ("row", "0"),
-                    ("col", "0"),
-                ])
-                .send()
-                .await
-                .unwrap()
-        }
+    let click = async |side: &str| {
+        app.click_button(&app.client, &conv, side, &message_id)
+            .await
     };
     assert_eq!(click("buyer").await.status(), StatusCode::NOT_FOUND);
     let response = click("seller").await;
@@ -196,12 +167,11 @@ async fn the_post_addon_entry_point_sends_post_addon() {
     let page = app.get(&format!("/sandbox/posts/{POST_2}")).await;
     assert_eq!(page.status(), StatusCode::OK);
     let response = app
-        .client
-        .post(app.url(&format!("/sandbox/posts/{POST_2}/open-addon")))
-        .form(&[("user_id", "u-maryam")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/sandbox/posts/{POST_2}/open-addon"),
+            &[("user_id", "u-maryam")],
+        )
+        .await;
     assert!(assert_redirect(&response).starts_with(&app.url("/s/")));
     let calls = app.inspect("outbound").await;
     let body = &calls["calls"][0]["body"];
@@ -216,12 +186,11 @@ async fn the_block_toggle_and_settings_forms_work() {
     let app = spawn_app(Engine::Sqlite).await;
     let conv = conversation(3, 1);
     let response = app
-        .client
-        .post(app.url(&format!("/sandbox/chats/{conv}/block")))
-        .form(&[("as", "buyer"), ("blocked", "true")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/sandbox/chats/{conv}/block"),
+            &[("as", "buyer"), ("blocked", "true")],
+        )
+        .await;
     assert_redirect(&response);
     let html = app
         .get_html(&format!("/sandbox/chats/{conv}?as=buyer"))
@@ -237,13 +206,7 @@ async fn the_block_toggle_and_settings_forms_work() {
         ("slow_percent", "0"),
         ("slow_ms", "0"),
     ];
-    let response = app
-        .client
-        .post(app.url("/sandbox/settings"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_form("/sandbox/settings", &form).await;
     assert_redirect(&response);
     let knobs: Value = app
         .get("/sandbox/_control/settings")
@@ -255,13 +218,7 @@ async fn the_block_toggle_and_settings_forms_work() {
     assert_eq!(knobs["session_init_revision"], "original");
     let mut bad = form;
     bad[1] = ("access_token_ttl_secs", "soon");
-    let response = app
-        .client
-        .post(app.url("/sandbox/settings"))
-        .form(&bad)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_form("/sandbox/settings", &bad).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("تنظیمات نامعتبر"));
 }
@@ -293,21 +250,8 @@ async fn sandbox_with_stub_addon() -> (String, Sandbox, Received) {
             }),
         );
     tokio::spawn(async move { axum::serve(stub_listener, stub).await });
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    let sandbox = Sandbox::new(
-        AppRegistration::generate(AddonUrls::under(&stub_base)),
-        base.clone(),
-        SandboxOptions::default(),
-    );
-    let router = sandbox.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (
-        base.as_str().trim_end_matches('/').to_string(),
-        sandbox,
-        received,
-    )
+    let (base, sandbox) = serve_sandbox(&stub_base).await;
+    (base, sandbox, received)
 }
 
 #[tokio::test]

@@ -5,21 +5,34 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sqlx::Row;
 
-use crate::{addon_flow::*, helpers::*};
+use crate::helpers::*;
 
-/// Every state-changing page route.
-const POST_ROUTES: [&str; 10] = [
-    "/oauth/start",
-    "/compose",
-    "/disconnect",
-    "/templates/00000000-0000-4000-8000-000000000000/delete",
-    "/messages/00000000-0000-4000-8000-000000000000/resend",
-    "/broadcasts/new",
-    "/broadcasts",
-    "/broadcasts/00000000-0000-4000-8000-000000000000/cancel",
-    "/broadcasts/00000000-0000-4000-8000-000000000000/retry",
-    "/oauth/start?for=post",
-];
+/// Every state-changing page route, read from the router itself (the core's and every
+/// feature's), with a made-up id in each path parameter. `/oauth/start` is also tried with
+/// `?for=post`, its post-wide form.
+fn post_routes() -> Vec<String> {
+    let routes = kenar_chat::features::page_routes();
+    let mut posts: Vec<String> = routes
+        .list()
+        .iter()
+        .filter(|(method, _)| !method.is_safe())
+        .map(|(_, path)| {
+            path.split('/')
+                .map(|part| {
+                    if part.starts_with('{') {
+                        "00000000-0000-4000-8000-000000000000"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    assert!(posts.len() >= 9, "the router's posts: {posts:?}");
+    posts.push("/oauth/start?for=post".into());
+    posts
+}
 
 async fn snapshot(app: &TestApp) -> [i64; 4] {
     [
@@ -31,19 +44,16 @@ async fn snapshot(app: &TestApp) -> [i64; 4] {
 }
 
 async fn a_cross_site_or_tokenless_post_changes_nothing(engine: Engine) {
-    let app = spawn_app(engine).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
-    let key = idempotency_key(&app).await;
-    let saved = post_compose(
-        &app,
-        &[
+    let app = spawn_connected_buyer(engine).await;
+    let key = app.idempotency_key().await;
+    let saved = app
+        .post_compose(&[
             ("idempotency_key", &key),
             ("action", "save_template"),
             ("template_name", "قیمت"),
             ("text", "قیمت نهایی"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(assert_redirect(&saved), "/compose?notice=template_saved");
     let token = csrf_token_of(&app.client, &app).await;
     assert_eq!(token.len(), 43, "256 bits, base64url: {token}");
@@ -55,7 +65,8 @@ async fn a_cross_site_or_tokenless_post_changes_nothing(engine: Engine) {
         ("csrf_token", token.as_str()),
     ];
 
-    for route in POST_ROUTES {
+    for route in post_routes() {
+        let route = route.as_str();
         // The browser says another site sent it: refused even with the right token.
         let cross_site = app
             .client
@@ -155,30 +166,21 @@ crate::both_engines!(
 /// A visit's token does not work for another visit.
 #[tokio::test]
 async fn a_token_belongs_to_its_visit() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
     let first = csrf_token_of(&app.client, &app).await;
     // The same browser opens the add-on again: a new visit, a new token.
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
     let second = csrf_token_of(&app.client, &app).await;
     assert_ne!(first, second);
     let stale = app
-        .client
-        .post(app.url("/disconnect"))
-        .form(&[("csrf_token", first.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/disconnect", &[("csrf_token", first.as_str())])
+        .await;
     assert_eq!(stale.status(), StatusCode::FORBIDDEN);
     // Another person's browser, with its own visit, cannot use this one's token either.
     let other = browser();
-    let opened = other
-        .post(app.url(&format!("/sandbox/chats/{}/open-addon", conversation(1, 2))))
-        .form(&[("as", "buyer")])
-        .send()
-        .await
-        .unwrap();
-    let link = assert_redirect(&opened);
+    let link = app
+        .open_addon_link(&other, &conversation(1, 2), "buyer")
+        .await;
     other.get(&link).send().await.unwrap();
     let borrowed = other
         .post(app.url("/disconnect"))
@@ -193,11 +195,11 @@ async fn a_token_belongs_to_its_visit() {
 #[tokio::test]
 async fn a_forged_callback_does_not_use_up_the_real_one() {
     let app = spawn_app(Engine::Sqlite).await;
-    enter_from_chat(&app, &conversation(1, 1), "buyer").await;
-    let authorize = start_consent(&app, "/oauth/start").await;
+    app.enter_from_chat(&conversation(1, 1), "buyer").await;
+    let authorize = app.start_consent("/oauth/start").await;
     let forged = app.get("/oauth/callback?code=abc&state=forged").await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
-    let callback = approve(&app, &authorize, BUYER_1).await;
+    let callback = app.approve(&authorize, BUYER_1).await;
     assert_eq!(assert_redirect(&callback), "/compose");
 }
 
@@ -269,7 +271,16 @@ async fn a_slow_header_connection_is_closed() {
         .unwrap();
     let mut closed_after = None;
     for i in 0..25 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // One header line every 200 ms at most: between two, watch for the server closing.
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            // A 408 before closing is fine too.
+            Ok(Ok(_)) | Err(_) => {}
+        }
         if stream
             .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
             .await
@@ -277,15 +288,6 @@ async fn a_slow_header_connection_is_closed() {
         {
             closed_after = Some(started.elapsed());
             break;
-        }
-        let mut buf = [0u8; 256];
-        match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                closed_after = Some(started.elapsed());
-                break;
-            }
-            // A 408 before closing is fine too.
-            Ok(Ok(_)) | Err(_) => {}
         }
     }
     let closed_after = closed_after.expect("the server closed the trickling connection");
@@ -375,12 +377,6 @@ async fn key_versions(app: &TestApp) -> Vec<i64> {
         .collect()
 }
 
-async fn send(app: &TestApp, text: &str) -> serde_json::Value {
-    let key = idempotency_key(app).await;
-    let sent = post_compose(app, &[("idempotency_key", &key), ("text", text)]).await;
-    final_status(app, &queued_message(&assert_redirect(&sent))).await
-}
-
 /// Rotation: tokens sealed under key A keep working after a restart with `B,A` and are sealed
 /// again under B as they are used; `rekey` moves the rest; with only an unrelated key the person
 /// goes through consent once (no "connected" → "reconnect" loop) and then sends again.
@@ -389,9 +385,7 @@ async fn tokens_survive_a_key_rotation(engine: Engine) {
         config::{KeyRing, TokenKey},
         db::grants::Subject,
     };
-    let mut app = spawn_app(engine).await;
-    let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
+    let mut app = spawn_connected_buyer(engine).await;
     // A second person's grant, also under A, that nobody uses before `rekey`.
     let other = conversation(1, 2);
     store_grant(
@@ -410,7 +404,7 @@ async fn tokens_survive_a_key_rotation(engine: Engine) {
     let (ring_b, ring_ba) = (b.clone(), a.clone());
     app.restart(|s| s.token_keys = KeyRing::new(ring_b, vec![ring_ba]))
         .await;
-    assert_eq!(send(&app, "پس از چرخش کلید").await["status"], "sent");
+    app.send_from_composer("پس از چرخش کلید").await;
     let mut versions = key_versions(&app).await;
     versions.sort();
     let mut expected = [a.version(), b.version()];
@@ -434,7 +428,7 @@ async fn tokens_survive_a_key_rotation(engine: Engine) {
     let ring_b = b.clone();
     app.restart(|s| s.token_keys = KeyRing::new(ring_b, Vec::new()))
         .await;
-    assert_eq!(send(&app, "فقط با کلید ب").await["status"], "sent");
+    app.send_from_composer("فقط با کلید ب").await;
 
     // An unrelated key: the grant cannot open, so it counts as none: the composer sends the
     // person to connect (no "connected" page that then fails), one consent replaces the row, and
@@ -452,10 +446,10 @@ async fn tokens_survive_a_key_rotation(engine: Engine) {
             .contains(r#"action="/oauth/start""#)
     );
     assert_eq!(
-        assert_redirect(&consent(&app, BUYER_1, "approve").await),
+        assert_redirect(&app.consent(BUYER_1, "approve").await),
         "/compose"
     );
-    assert_eq!(send(&app, "پس از یک بار اتصال").await["status"], "sent");
+    app.send_from_composer("پس از یک بار اتصال").await;
     assert_eq!(
         count(&app, "grants").await,
         2,
@@ -468,9 +462,8 @@ crate::both_engines!(key_rotation, tokens_survive_a_key_rotation);
 #[tokio::test]
 async fn a_grant_moved_to_another_user_does_not_open() {
     use kenar_chat::{crypto::TokenCipher, db::grants::Subject, services::vault::Vault};
-    let app = spawn_app(Engine::Sqlite).await;
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
     sqlx::query("update grants set user_id = 'u-mallory'")
         .execute(app.db.pool())
         .await
@@ -484,6 +477,7 @@ async fn a_grant_moved_to_another_user_does_not_open() {
         app.db.clone(),
         TokenCipher::new(&app.settings.token_keys),
         oauth,
+        app.clock.clone(),
     );
     let opened = vault
         .access_token(
@@ -510,7 +504,7 @@ async fn two_replicas_refresh_an_expired_grant_once(engine: Engine) {
     app.control(serde_json::json!({ "rotation_grace_secs": 0 }))
         .await;
     let conv = conversation(1, 1);
-    connected(&app, &conv, "buyer", BUYER_1).await;
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
     let replica = || {
         let oauth = kenar::oauth::KenarOAuth::new(
             &app.settings.oauth_credentials(),
@@ -521,6 +515,7 @@ async fn two_replicas_refresh_an_expired_grant_once(engine: Engine) {
             app.db.clone(),
             TokenCipher::new(&app.settings.token_keys),
             oauth,
+            app.clock.clone(),
         )
     };
     let subject = Subject::Conversation(conversation_id(&conv));

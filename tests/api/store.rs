@@ -1,7 +1,7 @@
 //! The store, on both engines.
 
 use kenar_chat::{
-    db::{Db, conversations, entry_links, outbox},
+    db::{Db, broadcasts, conversations, outbox, spent_links},
     domain::{SessionInit, entry_link::Click, status::Outcome},
 };
 
@@ -17,9 +17,9 @@ async fn store(engine: Engine) -> (Db, TestDb) {
 /// A click as the add-on stores it: its conversation at session initialization, the click
 /// itself when its one-time link is spent.
 async fn record(db: &Db, init: &SessionInit) -> anyhow::Result<String> {
-    conversations::record_click(db, init).await?;
+    conversations::record_click(db, init, now_ms()).await?;
     let click = Click::new(init, i64::MAX);
-    Ok(entry_links::spend(db, &click)
+    Ok(spent_links::spend(db, &click, now_ms())
         .await?
         .expect("a fresh link is spent once"))
 }
@@ -55,8 +55,8 @@ async fn later_clicks_complete_a_conversation_without_erasing_it(engine: Engine)
         Some("gZd7omnS"),
         "a click without a post token keeps it"
     );
-    assert_eq!(stored.buyer_id.as_deref(), Some("buyer"));
-    assert_eq!(stored.seller_id.as_deref(), Some("seller"));
+    assert_eq!(stored.buyer_user_id.as_deref(), Some("buyer"));
+    assert_eq!(stored.seller_user_id.as_deref(), Some("seller"));
     assert!(stored.updated_at >= stored.created_at);
 
     let click = conversations::find_session_init(&db, &b)
@@ -129,7 +129,7 @@ async fn a_stored_id_that_does_not_parse_is_refused_on_read(engine: Engine) {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].conversation_id, "c-1");
     sqlx::query(
-        "insert into conversations (conversation_id, post_token, seller_id, buyer_id, created_at, updated_at)
+        "insert into conversations (conversation_id, post_token, seller_user_id, buyer_user_id, created_at, updated_at)
          values ('has a space', 'P1', null, null, 1, 1)",
     )
         .execute(db.pool())
@@ -173,19 +173,20 @@ fn conversation_ids(n: usize) -> Vec<kenar::ConversationId> {
 }
 
 async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> String {
-    match outbox::create_broadcast(
+    match broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
         &post_token("P1"),
         &user_id("seller"),
         r#"{"type":"TEXT","message":"x"}"#,
         conversations,
+        now_ms(),
     )
     .await
     .unwrap()
     {
-        outbox::Created::New(id) => id,
-        outbox::Created::Existing(_) => panic!("expected a new broadcast"),
+        broadcasts::Created::New(id) => id,
+        broadcasts::Created::Existing(_) => panic!("expected a new broadcast"),
     }
 }
 
@@ -193,7 +194,7 @@ async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> Stri
 async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
     let mut total = 0;
     loop {
-        let rows = outbox::claim_batch(db, worker, 30_000, 100, outbox::Lanes::All)
+        let rows = outbox::claim_batch(db, worker, 30_000, 100, outbox::Lanes::All, now_ms())
             .await
             .unwrap();
         if rows.is_empty() {
@@ -209,7 +210,11 @@ async fn finish_all(db: &Db, worker: &str, status: &'static str) -> usize {
                 failure: None,
             })
             .collect();
-        assert!(outbox::finish_many(db, worker, &done).await.unwrap());
+        assert!(
+            outbox::finish_many(db, worker, &done, now_ms())
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -218,11 +223,11 @@ async fn a_large_broadcast_is_written_whole_with_distinct_keys(engine: Engine) {
     // More than two insert chunks, the last one partial.
     let conversations = conversation_ids(1234);
     let id = new_broadcast(&db, &conversations).await;
-    assert_eq!(outbox::progress(&db, &id).await.unwrap().pending, 1234);
+    assert_eq!(broadcasts::progress(&db, &id).await.unwrap().pending, 1234);
     let mut keys = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let rows = outbox::claim_batch(&db, "w", 30_000, 500, outbox::Lanes::All)
+        let rows = outbox::claim_batch(&db, "w", 30_000, 500, outbox::Lanes::All, now_ms())
             .await
             .unwrap();
         if rows.is_empty() {
@@ -246,18 +251,24 @@ crate::both_engines!(
 async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let first = new_broadcast(&db, &conversation_ids(30)).await;
-    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
+    assert_eq!(
+        outbox::complete_finished(&db, now_ms())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(finish_all(&db, "w", "sent").await, 30);
     // A second broadcast still waiting keeps running while the first is marked done.
     let second = new_broadcast(&db, &conversation_ids(3)).await;
     assert_eq!(
-        outbox::complete_finished(&db).await.unwrap(),
+        outbox::complete_finished(&db, now_ms()).await.unwrap(),
         std::slice::from_ref(&first)
     );
     let status = |id: String| {
         let db = db.clone();
         async move {
-            outbox::find_broadcast(&db, &id)
+            broadcasts::find(&db, &id)
                 .await
                 .unwrap()
                 .unwrap()
@@ -267,21 +278,33 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
     };
     assert_eq!(status(first.clone()).await, "done");
     assert_eq!(status(second.clone()).await, "running");
-    assert_eq!(outbox::complete_finished(&db).await.unwrap().len(), 0);
+    assert_eq!(
+        outbox::complete_finished(&db, now_ms())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 
     // Paused with nothing left (its rows ended while it was paused): resuming finishes it.
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
-        .await
-        .unwrap();
+    broadcasts::pause_for_grant(
+        &db,
+        &post_token("P1"),
+        &user_id("seller"),
+        "reconsent",
+        now_ms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(status(second.clone()).await, "paused");
     assert!(
-        outbox::claim_batch(&db, "w", 30_000, 100, outbox::Lanes::All)
+        outbox::claim_batch(&db, "w", 30_000, 100, outbox::Lanes::All, now_ms())
             .await
             .unwrap()
             .is_empty(),
         "a paused broadcast's rows are not claimed"
     );
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"), now_ms())
         .await
         .unwrap();
     assert_eq!(
@@ -290,10 +313,16 @@ async fn broadcasts_are_done_only_when_nothing_is_pending(engine: Engine) {
         "rows still pending"
     );
     assert_eq!(finish_all(&db, "w", "failed").await, 3);
-    outbox::pause_for_grant(&db, &post_token("P1"), &user_id("seller"), "reconsent")
-        .await
-        .unwrap();
-    outbox::resume_for_grant(&db, &post_token("P1"), &user_id("seller"))
+    broadcasts::pause_for_grant(
+        &db,
+        &post_token("P1"),
+        &user_id("seller"),
+        "reconsent",
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    broadcasts::resume_for_grant(&db, &post_token("P1"), &user_id("seller"), now_ms())
         .await
         .unwrap();
     assert_eq!(status(second).await, "done");
@@ -304,95 +333,38 @@ crate::both_engines!(
     broadcasts_are_done_only_when_nothing_is_pending
 );
 
-/// Messages left "sending" by the old in-request path (a dropped request) are queued by the
-/// migration that brought single sends to the outbox, and broadcast rows keep their place.
-async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine) {
-    let test_db = test_db(engine).await;
-    let db = Db::connect(&test_db.url).await.unwrap();
-    // The schema as the previous release left it: the migrations before 0006.
-    let old = tempfile::tempdir().unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0006" {
-            std::fs::copy(&path, old.path().join(name)).unwrap();
-        }
-    }
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(db.pool())
-        .await
-        .unwrap();
-    for (id, status, failure) in [
-        ("m-stuck", "sending", None),
-        ("m-done", "sent", None),
-        ("m-failed", "failed", Some("unavailable")),
-    ] {
-        sqlx::query(
-            "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
-                 failure, attempts, created_at, updated_at)
-             values ($1, $2, 'c-1', 'u-1', '{\"type\":\"TEXT\",\"message\":\"x\"}', $3, $4, 0, 1, 1)",
-        )
-        .bind(id)
-        .bind(format!("key-{id}"))
-        .bind(status)
-        .bind(failure)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    }
+/// A failed message whose outbox row the purge already deleted (finished rows may be kept
+/// shorter than message text) is queued again under a new row, with its own idempotency key.
+async fn a_failed_message_without_its_outbox_row_is_queued_again(engine: Engine) {
+    let (db, _guard) = store(engine).await;
     sqlx::query(
-        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status,
-             paused_reason, total, created_at, updated_at)
-         values ('b-1', 'key-b', 'p-1', 'u-2', '{}', 'running', null, 1, 1, 1)",
+        "insert into messages (message_id, idempotency_key, conversation_id, user_id, body, status,
+             failure, attempts, created_at, updated_at)
+         values ('m-failed', 'key-m-failed', 'c-1', 'u-1', '{\"type\":\"TEXT\",\"message\":\"x\"}',
+             'failed', 'unavailable', 3, 1, 1)",
     )
     .execute(db.pool())
     .await
     .unwrap();
-    sqlx::query(
-        "insert into outbox (outbox_id, broadcast_id, conversation_id, idempotency_key, status, failure,
-             attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
-         values ('o-1', 'b-1', 'c-2', 'key-o', 'pending', null, 0, 1, null, null, 1, 1)",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
-
-    db.migrate().await.unwrap();
-    // One row at a time: the stuck message first (a person waits for it), then the broadcast
-    // row, and the delivered message not at all.
-    let mut claimed = Vec::new();
-    for _ in 0..3 {
-        claimed.extend(
-            outbox::claim_batch(&db, "w", 30_000, 1, outbox::Lanes::All)
-                .await
-                .unwrap(),
-        );
-    }
-    let sources: Vec<_> = claimed.iter().map(|c| c.source.clone()).collect();
-    assert_eq!(
-        sources,
-        [
-            outbox::Source::Message("m-stuck".into()),
-            outbox::Source::Broadcast("b-1".into())
-        ]
-    );
-    assert_eq!(claimed[0].idempotency_key, "key-m-stuck");
-
-    // A message that failed under the old version has no outbox row: sending it again makes one.
     let queued = kenar_chat::db::messages::requeue(
         &db,
         &user_id("u-1"),
         kenar_chat::db::messages::Requeue::One("m-failed"),
+        now_ms(),
     )
     .await
     .unwrap();
     assert_eq!(queued, ["m-failed"]);
-    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::InteractiveOnly)
-        .await
-        .unwrap();
+    let claimed = outbox::claim_batch(
+        &db,
+        "w",
+        30_000,
+        10,
+        outbox::Lanes::InteractiveOnly,
+        now_ms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         claimed[0].source,
@@ -400,33 +372,44 @@ async fn the_upgrade_queues_messages_an_old_version_left_sending(engine: Engine)
     );
     assert_eq!(claimed[0].idempotency_key, "key-m-failed");
 }
+crate::both_engines!(
+    requeue_without_row,
+    a_failed_message_without_its_outbox_row_is_queued_again
+);
 
 /// Rows a worker held when their broadcast was cancelled, and then gave back or left behind,
 /// are settled as cancelled once nobody holds them, so the broadcast's counts become final.
 async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let ids = conversation_ids(3);
-    let outbox::Created::New(id) = outbox::create_broadcast(
+    let t = now_ms();
+    let broadcasts::Created::New(id) = broadcasts::create(
         &db,
         "key-1",
         &post_token("p-1"),
         &user_id("u-1"),
         "{}",
         &ids,
+        t,
     )
     .await
     .unwrap() else {
         panic!("a new broadcast")
     };
-    // A worker holds all three (a lease of 1 ms: it "dies" at once); the seller cancels.
-    let held = outbox::claim_batch(&db, "w", 1, 10, outbox::Lanes::All)
+    // A worker holds all three under a lease of 1 ms, and "dies"; the seller cancels while
+    // the lease still holds, and the completion check runs once it has run out.
+    let held = outbox::claim_batch(&db, "w", 1, 10, outbox::Lanes::All, t)
         .await
         .unwrap();
     assert_eq!(held.len(), 3);
-    outbox::cancel(&db, &id).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    outbox::complete_finished(&db).await.unwrap();
-    let progress = outbox::progress(&db, &id).await.unwrap();
+    broadcasts::cancel(&db, &id, t).await.unwrap();
+    let progress = broadcasts::progress(&db, &id).await.unwrap();
+    assert_eq!(
+        progress.pending, 3,
+        "held rows are not settled by the cancel"
+    );
+    outbox::complete_finished(&db, t + 10).await.unwrap();
+    let progress = broadcasts::progress(&db, &id).await.unwrap();
     assert_eq!(
         (progress.pending, progress.cancelled),
         (0, 3),
@@ -434,13 +417,9 @@ async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     );
 }
 crate::both_engines!(cancel_settles, rows_left_behind_by_a_cancel_are_settled);
-crate::both_engines!(
-    upgrade_queues_stuck_messages,
-    the_upgrade_queues_messages_an_old_version_left_sending
-);
 
-/// After the rebuild that added them, status columns refuse values the code does not know,
-/// known values go in, and the outbox's foreign keys still point at live tables.
+/// Status columns refuse values the code does not know, known values go in, and outbox rows
+/// belong to a message or a broadcast that exists, and go with it.
 async fn status_columns_accept_only_known_values(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let message = |id: &str, status: &str| {
@@ -503,7 +482,7 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
             .is_err(),
         "the outbox still references messages"
     );
-    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::All)
+    let claimed = outbox::claim_batch(&db, "w", 30_000, 10, outbox::Lanes::All, now_ms())
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -539,21 +518,134 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
             .await
             .is_err()
     );
-    let link = |hash: &str, click: &str| {
-        sqlx::query(
-            "insert into entry_links (link_hash, session_init_id, expires_at, used_at, created_at, updated_at)
-             values ($1, $2, 1, null, 1, 1)",
-        )
-        .bind(hash.to_string())
-        .bind(click.to_string())
-    };
-    link("h-ok", "s-ok").execute(db.pool()).await.unwrap();
-    assert!(
-        link("h-orphan", "s-missing")
-            .execute(db.pool())
+    // Erasing a message or a broadcast takes its queue rows.
+    sqlx::query("delete from messages where message_id = 'm-ok'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("select count(*) from outbox where outbox_id = 'o-ok'")
+            .fetch_one(db.pool())
             .await
-            .is_err(),
-        "entry links still reference clicks"
+            .unwrap(),
+        0,
+        "the outbox row went with its message"
     );
 }
 crate::both_engines!(status_checks, status_columns_accept_only_known_values);
+
+/// The session store files a session under the visitor its data names, so erasing the person
+/// finds it by key; a session of nobody in particular stays.
+async fn sessions_are_erased_by_their_visitor(engine: Engine) {
+    use kenar_chat::db::sessions::{DbSessionStore, USER_ID_KEY};
+    use tower_sessions::{SessionStore, session::Record};
+    let (db, _guard) = store(engine).await;
+    let sessions = DbSessionStore::new(db.clone(), kenar_chat::clock::SystemClock::shared());
+    let record = |user: Option<&str>| {
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            "visit".to_string(),
+            serde_json::json!({ "csrf_token": "t" }),
+        );
+        if let Some(user) = user {
+            data.insert(USER_ID_KEY.to_string(), serde_json::json!(user));
+        }
+        Record {
+            id: Default::default(),
+            data,
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    };
+    let mut named = record(None);
+    sessions.create(&mut named).await.unwrap();
+    // Identified later: the save files it under the user.
+    named
+        .data
+        .insert(USER_ID_KEY.to_string(), serde_json::json!("u-1"));
+    sessions.save(&named).await.unwrap();
+    let mut other = record(Some("u-2"));
+    sessions.create(&mut other).await.unwrap();
+    let mut anonymous = record(None);
+    sessions.create(&mut anonymous).await.unwrap();
+
+    let tables: Vec<_> = kenar_chat::db::erasure::CORE_TABLES.iter().collect();
+    let erased = kenar_chat::db::erasure::erase(&db, &tables, &user_id("u-1"))
+        .await
+        .unwrap();
+    assert!(
+        erased.0.contains(&("web_sessions.user_id".to_string(), 1)),
+        "{erased:?}"
+    );
+    assert!(sessions.load(&named.id).await.unwrap().is_none());
+    assert!(sessions.load(&other.id).await.unwrap().is_some());
+    assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
+}
+crate::both_engines!(sessions_by_visitor, sessions_are_erased_by_their_visitor);
+
+/// The post page's list: a seller's broadcasts of one post, newest first, each with its counts,
+/// from one query; a broadcast with no rows counts zeros, other posts and sellers are left out.
+async fn a_post_lists_its_broadcasts_with_their_progress(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let first = new_broadcast(&db, &conversation_ids(4)).await;
+    assert_eq!(finish_all(&db, "w", "sent").await, 4);
+    let second = new_broadcast(&db, &conversation_ids(3)).await;
+    let empty = new_broadcast(&db, &[]).await;
+    broadcasts::create(
+        &db,
+        "another seller",
+        &post_token("P1"),
+        &user_id("other"),
+        "{}",
+        &conversation_ids(2),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 1 where broadcast_id = $1")
+        .bind(&second)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("update broadcasts set created_at = created_at + 2 where broadcast_id = $1")
+        .bind(&empty)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let listed = broadcasts::list_for_post(&db, &post_token("P1"), &user_id("seller"))
+        .await
+        .unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|l| (l.broadcast.broadcast_id.clone(), l.progress.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                empty.clone(),
+                kenar_chat::domain::broadcast::Progress::default()
+            ),
+            (
+                second.clone(),
+                kenar_chat::domain::broadcast::Progress {
+                    pending: 3,
+                    ..Default::default()
+                }
+            ),
+            (
+                first.clone(),
+                kenar_chat::domain::broadcast::Progress {
+                    sent: 4,
+                    ..Default::default()
+                }
+            ),
+        ]
+    );
+    for (id, progress) in &summary {
+        assert_eq!(&broadcasts::progress(&db, id).await.unwrap(), progress);
+    }
+}
+crate::both_engines!(
+    post_broadcasts,
+    a_post_lists_its_broadcasts_with_their_progress
+);

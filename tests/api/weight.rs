@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::{addon_flow::*, helpers::*};
+use crate::helpers::*;
 
 /// A client without automatic decompression, to see what travels.
 fn raw_client() -> reqwest::Client {
@@ -17,8 +17,7 @@ fn raw_client() -> reqwest::Client {
 
 #[tokio::test]
 async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
-    let app = spawn_app(Engine::Sqlite).await;
-    connected(&app, &conversation(1, 1), "buyer", BUYER_1).await;
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
     let composer = app.get_html("/compose").await;
     // The icon list is not inlined any more (it was 23.5 KB of every composer page).
     assert!(!composer.contains(r#"<option value="ACCESS_TIME">"#));
@@ -61,11 +60,7 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
         }
     }
     // A stale fingerprint is not kept for a year.
-    let stale = raw
-        .get(app.url("/static/css/app.css?v=000000000000"))
-        .send()
-        .await
-        .unwrap();
+    let stale = app.get_as(&raw, "/static/css/app.css?v=000000000000").await;
     assert_eq!(stale.headers()["cache-control"], "public, max-age=3600");
     // The page itself, compressed when asked, plain when not.
     let page = app
@@ -91,7 +86,7 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
         .find(|p| p.starts_with("/icons.json?v="))
         .expect("the composer names its icon list")
         .replace("&amp;", "&");
-    let list = raw.get(app.url(&list_url)).send().await.unwrap();
+    let list = app.get_as(&raw, &list_url).await;
     assert_eq!(
         list.headers()["cache-control"],
         "public, max-age=31536000, immutable"

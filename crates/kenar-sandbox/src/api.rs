@@ -25,8 +25,6 @@ use super::{
 };
 use kenar::{UserSide, scopes::ScopeKind};
 
-use crate::now_ms;
-
 pub const SEND_PATH: &str = "/v2/open-platform/conversations/{conversation_id}/messages";
 pub const SUBSCRIBE_PATH: &str = "/v1/open-platform/events/subscriptions";
 pub const USERS_PATH: &str = "/v1/open-platform/users";
@@ -246,7 +244,7 @@ async fn send_message(
         },
     };
     sandbox.world().api_calls.push(ApiCall {
-        at: now_ms(),
+        at: sandbox.now_ms(),
         method: "POST",
         path: format!("/v2/open-platform/conversations/{conversation_id}/messages"),
         status: response.status().as_u16(),
@@ -274,7 +272,7 @@ fn accept_message(
             Ok(body)
         });
     let mut world = sandbox.world();
-    if let Err(retry_after) = world.admit_send(now_ms()) {
+    if let Err(retry_after) = world.admit_send(sandbox.now_ms()) {
         return Err(RpcError {
             retry_after: Some(retry_after),
             ..status(
@@ -321,7 +319,7 @@ fn accept_message(
         receiver_buttons: body.get("receiver_buttons").cloned(),
         idempotency_key,
         token_header: Some(token_header),
-        sent_at: now_ms(),
+        sent_at: world.now_ms(),
     };
     world.messages.push(message.clone());
     Ok(Some((conversation, message)))
@@ -332,7 +330,7 @@ fn accept_message(
 async fn user(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
     let response = describe_user(&sandbox, &headers).into_response();
     sandbox.world().api_calls.push(ApiCall {
-        at: now_ms(),
+        at: sandbox.now_ms(),
         method: "GET",
         path: USERS_PATH.into(),
         status: response.status().as_u16(),
@@ -373,7 +371,7 @@ struct SubscribeBody {
 async fn subscribe(State(sandbox): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
     let response = register_subscription(&sandbox, &headers, &body).into_response();
     sandbox.world().api_calls.push(ApiCall {
-        at: now_ms(),
+        at: sandbox.now_ms(),
         method: "POST",
         path: "/v1/open-platform/events/subscriptions".into(),
         status: response.status().as_u16(),
@@ -443,7 +441,7 @@ fn register_subscription(
         event_resource_id: resource,
         metadata: body.metadata,
         access_token: token.token.clone(),
-        created_at: now_ms(),
+        created_at: sandbox.now_ms(),
     });
     Ok(Json(json!({})))
 }

@@ -25,6 +25,7 @@ pub fn router() -> Router<Sandbox> {
         .route("/_inspect/subscriptions", get(subscriptions))
         .route("/_inspect/app", get(app))
         .route("/_control/settings", get(settings).post(update_settings))
+        .route("/_control/clock", get(clock).post(advance_clock))
         .route(
             "/_control/conversations/{conversation_id}",
             post(update_conversation),
@@ -163,6 +164,42 @@ async fn update_settings(
         }
         Err(reason) => (StatusCode::BAD_REQUEST, Json(json!({ "error": reason }))).into_response(),
     }
+}
+
+fn clock_view(sandbox: &Sandbox) -> Json<Value> {
+    Json(json!({
+        "now_ms": sandbox.now_ms(),
+        "ahead_secs": sandbox.clock().ahead().as_secs(),
+    }))
+}
+
+/// The sandbox's time, and how far a test moved it ahead of the system's.
+async fn clock(State(sandbox): State<Sandbox>) -> Json<Value> {
+    clock_view(&sandbox)
+}
+
+#[derive(Deserialize)]
+struct ClockUpdate {
+    advance_secs: u64,
+}
+
+/// Moves the sandbox's clock forward, so a test sees tokens and codes expire without waiting.
+async fn advance_clock(
+    State(sandbox): State<Sandbox>,
+    Json(update): Json<ClockUpdate>,
+) -> Response {
+    const TEN_YEARS_SECS: u64 = 10 * 365 * 24 * 3600;
+    if update.advance_secs > TEN_YEARS_SECS {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "advance_secs must be at most ten years" })),
+        )
+            .into_response();
+    }
+    sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(update.advance_secs));
+    clock_view(&sandbox).into_response()
 }
 
 #[derive(Deserialize)]

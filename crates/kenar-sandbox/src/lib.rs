@@ -9,6 +9,7 @@
 //! Divar's own OpenAPI document, so the client and the sandbox cannot share a misunderstanding.
 
 mod api;
+pub mod clock;
 mod inspect;
 mod oauth;
 mod outbound;
@@ -29,18 +30,11 @@ use axum::{
 };
 use url::Url;
 
+pub use clock::Clock;
 use world::{Knobs, Revision, World};
 
 /// Changes with every release, so browsers fetch new CSS.
 pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// `HH:MM` in Tehran (UTC+03:30, no daylight saving since 2022), in Persian digits.
 pub fn tehran_time(epoch_ms: i64) -> String {
@@ -142,6 +136,8 @@ struct Inner {
     app: AppRegistration,
     /// Our own public base, for links back into the chat screens.
     base_url: Url,
+    /// The world holds a clone: both read the same time.
+    clock: Clock,
     world: Mutex<World>,
     http: reqwest::Client,
 }
@@ -164,11 +160,13 @@ impl Sandbox {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("building an HTTP client with static settings");
+        let clock = Clock::default();
         Self {
             inner: Arc::new(Inner {
                 app,
                 base_url,
-                world: Mutex::new(World::seeded(knobs)),
+                world: Mutex::new(World::seeded(knobs, clock.clone())),
+                clock,
                 http,
             }),
         }
@@ -176,6 +174,16 @@ impl Sandbox {
 
     pub fn app(&self) -> &AppRegistration {
         &self.inner.app
+    }
+
+    /// The time this sandbox goes by; a test moves it forward instead of waiting.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Milliseconds since the Unix epoch, by [`Sandbox::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Locks the world. Never hold the guard across an `.await`.
@@ -228,16 +236,12 @@ impl Sandbox {
     }
 }
 
-/// The sandbox's own stylesheet and font, built into the binary.
+/// The sandbox's own stylesheet, built into the binary (its pages use the system's fonts).
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind): (&'static [u8], &str) = match file.as_str() {
         "sandbox.css" => (
             include_bytes!("../static/sandbox.css"),
             "text/css; charset=utf-8",
-        ),
-        "Vazirmatn-Variable.woff2" => (
-            include_bytes!("../static/Vazirmatn-Variable.woff2"),
-            "font/woff2",
         ),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };

@@ -1,6 +1,7 @@
 //! Divar's OAuth 2.0 authorization server (docs/divar-platform.md, "OAuth 2.0"): consent page, code grant with PKCE,
 //! refresh with rotation and a two-minute grace for the old pair.
 
+use askama::Template;
 use axum::{
     Form, Json, Router,
     extract::{Query, State},
@@ -14,17 +15,31 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Sandbox,
-    screens::{self, ConsentPage, ScopeLine},
+    Sandbox, screens,
     world::{AuthCode, CODE_LIFETIME_MS, RefreshCall, World},
 };
-use crate::now_ms;
 use kenar::scopes::{Scope, ScopeKind, join};
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
         .route("/oauth2/auth", get(show_consent).post(decide_consent))
         .route("/oauth2/token", post(token))
+}
+
+struct ScopeLine {
+    text: String,
+    code: String,
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/consent.html")]
+struct ConsentPage {
+    app_title: String,
+    app_slug: String,
+    scopes: Vec<ScopeLine>,
+    /// (id, name), the preselected user first.
+    users: Vec<(String, String)>,
+    request: AuthRequest,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
@@ -226,7 +241,7 @@ async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decisio
         scopes: valid.scopes,
         user_id: form.user_id,
         code_challenge: valid.code_challenge,
-        expires_at: now_ms() + CODE_LIFETIME_MS,
+        expires_at: sandbox.now_ms() + CODE_LIFETIME_MS,
         used: false,
     });
     target
@@ -314,7 +329,7 @@ async fn token(
 type GrantResult = Result<TokenReply, (&'static str, String)>;
 
 fn exchange_code(world: &mut World, form: &TokenForm) -> GrantResult {
-    let now = now_ms();
+    let now = world.now_ms();
     let code_value = form.code.as_deref().unwrap_or_default();
     let code = world.codes.get_mut(code_value).ok_or((
         "invalid_grant",
@@ -351,7 +366,7 @@ fn exchange_code(world: &mut World, form: &TokenForm) -> GrantResult {
 }
 
 fn refresh(world: &mut World, form: &TokenForm) -> GrantResult {
-    let now = now_ms();
+    let now = world.now_ms();
     let value = form.refresh_token.as_deref().unwrap_or_default();
     let outcome = match world.refresh_tokens.get(value) {
         None => Err("the refresh token is unknown"),

@@ -12,8 +12,6 @@ use super::{
 };
 use kenar::UserSide;
 
-use crate::now_ms;
-
 /// Where and by whom the add-on was opened.
 #[derive(Debug, Clone)]
 pub struct Click {
@@ -97,7 +95,7 @@ pub async fn session_init(sandbox: &Sandbox, click: &Click) -> Result<String, St
         headers.insert("api-version".into(), "2".into());
     }
     let mut record = OutboundCall {
-        at: now_ms(),
+        at: sandbox.now_ms(),
         kind: "session_init",
         url: url.to_string(),
         headers,
@@ -186,7 +184,7 @@ async fn deliver(sandbox: &Sandbox, body: Value) {
         .send()
         .await;
     let mut record = OutboundCall {
-        at: now_ms(),
+        at: sandbox.now_ms(),
         kind: "webhook",
         url: url.to_string(),
         headers: BTreeMap::from([(

@@ -1,5 +1,5 @@
-//! The simulated Divar screens: posts, chats seen from either side, the add-on entry points,
-//! the consent page and the settings for faults and limits.
+//! The simulated Divar screens: posts, chats seen from either side, the add-on entry points
+//! and the settings for faults and limits; the page helpers the consent page (`oauth`) shares.
 
 use askama::Template;
 use axum::{
@@ -14,11 +14,10 @@ use serde_json::Value;
 
 use super::{
     PREFIX, Sandbox,
-    oauth::AuthRequest,
     outbound::{self, Click},
     world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
 };
-use crate::{now_ms, tehran_time};
+use crate::tehran_time;
 use kenar::{UserSide, scopes::ScopeKind};
 
 const USER_COOKIE: &str = "sandbox_user";
@@ -85,22 +84,6 @@ fn set_cookie(response: &mut Response, name: &str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(&text) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-}
-
-pub struct ScopeLine {
-    pub text: String,
-    pub code: String,
-}
-
-#[derive(Template)]
-#[template(path = "sandbox/consent.html")]
-pub struct ConsentPage {
-    pub app_title: String,
-    pub app_slug: String,
-    pub scopes: Vec<ScopeLine>,
-    /// (id, name), the preselected user first.
-    pub users: Vec<(String, String)>,
-    pub request: AuthRequest,
 }
 
 struct PostView {
@@ -407,7 +390,7 @@ async fn type_message(
             receiver_buttons: None,
             idempotency_key: None,
             token_header: None,
-            sent_at: now_ms(),
+            sent_at: world.now_ms(),
         };
         world.messages.push(message.clone());
         (conversation, message)

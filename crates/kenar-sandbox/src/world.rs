@@ -11,7 +11,7 @@ use serde_json::Value;
 use kenar::UserSide;
 use kenar::scopes::{Scope, ScopeKind};
 
-use crate::now_ms;
+use crate::Clock;
 
 pub const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
 pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -284,6 +284,8 @@ pub struct World {
     pub delivered_keys: std::collections::HashSet<(String, String)>,
     /// Position of each conversation in `conversations`, by id.
     conversation_index: HashMap<String, usize>,
+    /// Where the world reads the time (shared with its [`crate::Sandbox`]).
+    clock: Clock,
 }
 
 /// Why a token could not be used.
@@ -295,7 +297,7 @@ pub enum TokenProblem {
 }
 
 impl World {
-    pub fn seeded(knobs: Knobs) -> Self {
+    pub fn seeded(knobs: Knobs, clock: Clock) -> Self {
         let users = [
             ("u-ali", "علی"),
             ("u-maryam", "مریم"),
@@ -346,7 +348,7 @@ impl World {
         ];
         let mut conversations = Vec::new();
         let mut messages = Vec::new();
-        let start = now_ms() - 3 * 3600 * 1000;
+        let start = clock.now_ms() - 3 * 3600 * 1000;
         for (p, post) in posts.iter().enumerate() {
             for (b, buyer) in buyers.iter().enumerate().take(3 + p % 2) {
                 // Stable, readable ids: post number and buyer number.
@@ -408,7 +410,13 @@ impl World {
             scripted_faults: VecDeque::new(),
             delivered_keys: Default::default(),
             conversation_index,
+            clock,
         }
+    }
+
+    /// Milliseconds since the Unix epoch, by the sandbox's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn grace_ms(&self) -> i64 {
@@ -486,7 +494,7 @@ impl World {
                 receiver_buttons: None,
                 idempotency_key: None,
                 token_header: None,
-                sent_at: now_ms(),
+                sent_at: self.now_ms(),
             };
             self.add_conversation(conversation.clone());
             self.messages.push(message.clone());
@@ -507,7 +515,7 @@ impl World {
         user_id: &str,
         scopes: Vec<Scope>,
     ) -> (AccessToken, Option<RefreshToken>) {
-        let now = now_ms();
+        let now = self.now_ms();
         let access = AccessToken {
             token: random_token("ory_at_"),
             user_id: user_id.to_string(),
@@ -540,7 +548,7 @@ impl World {
 
     /// The token's holder and scopes, if it may be used now.
     pub fn check_access_token(&self, token: &str) -> Result<&AccessToken, TokenProblem> {
-        let now = now_ms();
+        let now = self.now_ms();
         let access = self.access_tokens.get(token).ok_or(TokenProblem::Unknown)?;
         if access.revoked {
             return Err(TokenProblem::Revoked);

@@ -4,7 +4,6 @@ use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use axum::{Json, Router, http::HeaderMap, routing::post};
@@ -154,8 +153,8 @@ fn each_derived_url_can_be_replaced() {
     );
 }
 
-#[test]
-fn a_non_loopback_bind_is_refused_without_allow_remote() {
+#[tokio::test]
+async fn a_non_loopback_bind_is_refused_without_allow_remote() {
     let output = Command::new(env!("CARGO_BIN_EXE_kenar-sandbox"))
         .args(["--bind", "0.0.0.0:0"])
         .output()
@@ -163,16 +162,14 @@ fn a_non_loopback_bind_is_refused_without_allow_remote() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--allow-remote"), "{stderr}");
-    // With the flag it starts (and is stopped here).
-    let mut started = Command::new(env!("CARGO_BIN_EXE_kenar-sandbox"))
-        .args(["--bind", "0.0.0.0:0", "--allow-remote"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // With the flag it starts: it prints its banner, keeps running and serves (and is stopped
+    // here).
+    let (mut started, printed) = start(&["--bind", "0.0.0.0:0", "--allow-remote"]);
     assert!(
-        started.try_wait().unwrap().is_none(),
+        started.0.try_wait().unwrap().is_none(),
         "still running with --allow-remote"
     );
-    let _ = started.kill();
+    let home = printed_value(&printed, "open the sandbox:");
+    let answer = reqwest::get(&home).await.unwrap();
+    assert_eq!(answer.status(), 200, "{home}");
 }

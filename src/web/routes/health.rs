@@ -1,14 +1,16 @@
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+use super::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
 }
 
 /// The process is up and serving.
@@ -31,7 +33,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.lifecycle.stopped_workers() > 0 {
         return unavailable("a background worker stopped");
     }
-    match tokio::time::timeout(Duration::from_secs(3), state.db.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(3), state.deps.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => {
             tracing::warn!(error = format!("{error:#}"), "database unreachable");

@@ -1,9 +1,7 @@
-//! One-time links into the webview, made by session initialization: sealed links, spent once
-//! when opened, and the previous release's links, whose hash and click are stored.
+//! One-time links into the webview are sealed and carry their click (see
+//! `domain::entry_link`); opening one spends it here, once.
 
-use sqlx::Row;
-
-use super::{Db, now_ms};
+use super::Db;
 use crate::domain::entry_link::Click;
 
 /// Spends a sealed link and records its click, in one transaction. Exactly one caller gets
@@ -11,8 +9,7 @@ use crate::domain::entry_link::Click;
 /// hash of the link's random id, and its expiry) and is purged once the link has expired,
 /// when its seal alone refuses it.
 #[tracing::instrument(skip_all)]
-pub async fn spend(db: &Db, click: &Click) -> anyhow::Result<Option<String>> {
-    let now = now_ms();
+pub async fn spend(db: &Db, click: &Click, now: i64) -> anyhow::Result<Option<String>> {
     let mut tx = db.pool().begin().await?;
     let spent = sqlx::query(
         "insert into spent_links (link_hash, expires_at, created_at, updated_at)
@@ -47,44 +44,4 @@ pub async fn spend(db: &Db, click: &Click) -> anyhow::Result<Option<String>> {
     .await?;
     tx.commit().await?;
     Ok(Some(id))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Consumed {
-    /// First use, in time: the click it belongs to.
-    Fresh(String),
-    AlreadyUsed,
-    Expired,
-    Unknown,
-}
-
-/// Marks a link of the previous release used if it is unused and unexpired. Exactly one
-/// caller ever gets `Fresh`.
-pub async fn consume(db: &Db, link_hash: &str, now: i64) -> anyhow::Result<Consumed> {
-    let claimed = sqlx::query(
-        "update entry_links set used_at = $1, updated_at = $1
-         where link_hash = $2 and used_at is null and expires_at > $1",
-    )
-    .bind(now)
-    .bind(link_hash)
-    .execute(db.pool())
-    .await?;
-    let row = sqlx::query(
-        "select session_init_id, used_at, expires_at from entry_links where link_hash = $1",
-    )
-    .bind(link_hash)
-    .fetch_optional(db.pool())
-    .await?;
-    let Some(row) = row else {
-        return Ok(Consumed::Unknown);
-    };
-    if claimed.rows_affected() == 1 {
-        return Ok(Consumed::Fresh(row.try_get("session_init_id")?));
-    }
-    let expires_at: i64 = row.try_get("expires_at")?;
-    Ok(if expires_at <= now {
-        Consumed::Expired
-    } else {
-        Consumed::AlreadyUsed
-    })
 }

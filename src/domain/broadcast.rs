@@ -1,0 +1,38 @@
+//! A seller's broadcast as the use cases and pages see it: the record, how far it got, and the
+//! conversations that did not get it (read by `db::broadcasts`).
+
+use super::{PostToken, UserId, status::BroadcastStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Broadcast {
+    pub broadcast_id: String,
+    pub post_token: PostToken,
+    pub user_id: UserId,
+    pub body: String,
+    #[sqlx(try_from = "String")]
+    pub status: BroadcastStatus,
+    pub paused_reason: Option<String>,
+    pub total: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Progress {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+/// A conversation of a broadcast that did not get the message.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailedRecipient {
+    pub failure: Option<String>,
+    pub attempts: i64,
+    /// When the last attempt ended.
+    #[sqlx(rename = "updated_at")]
+    pub failed_at: i64,
+    /// When the add-on first learnt of the conversation (it has no other person-facing name).
+    #[sqlx(rename = "seen_at")]
+    pub conversation_seen_at: Option<i64>,
+}

@@ -1,0 +1,688 @@
+//! The composer's form as the browser sends it, typed, and its parse into a message.
+//!
+//! Field names are made here and only here: the page writes them with [`Slot::field`] and the
+//! form reads them back through the same function, so a renamed field cannot drift apart from
+//! its reader. Problems are [`Problem`]s keyed by field name; the composer page words them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use kenar::{ConversationId, PostToken, UserId, UserSide, icons};
+
+pub use super::message::{
+    Action, Button, ButtonGrid, GRID_COLS, GRID_ROWS, OutgoingMessage, PAGE_KEY, Side, Slot,
+};
+
+/// Divar documents no limit; long texts read badly in a chat bubble.
+pub const MAX_TEXT_CHARS: usize = 1000;
+pub const MAX_CAPTION_CHARS: usize = 30;
+pub const MAX_DATA_PAIRS: usize = 10;
+pub const MAX_TEMPLATE_NAME_CHARS: usize = 60;
+/// Keys of a server-link button's data that the add-on itself writes (`kc_page`…, see
+/// `domain::message`); a person may not type them.
+pub const RESERVED_DATA_PREFIX: &str = "kc_";
+
+impl Slot {
+    /// The form field of one part of this slot, e.g. `s01_caption`.
+    pub fn field(self, part: Part) -> String {
+        format!("{}_{}", self.id(), part.as_str())
+    }
+}
+
+/// The parts of one button slot, in the order the page shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Caption,
+    Icon,
+    Kind,
+    Link,
+    Data,
+}
+
+impl Part {
+    pub const ALL: [Part; 5] = [
+        Part::Caption,
+        Part::Icon,
+        Part::Kind,
+        Part::Link,
+        Part::Data,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caption => "caption",
+            Self::Icon => "icon",
+            Self::Kind => "kind",
+            Self::Link => "link",
+            Self::Data => "data",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A button slot as typed. `kind` is what tapping does: `link`, `post`, `manage`, `server` (the
+/// message's page in the add-on), or `page:<key>` (a feature's page, see `Catalog`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotForm {
+    pub caption: String,
+    pub icon: String,
+    pub kind: String,
+    pub link: String,
+    pub data: String,
+}
+
+impl SlotForm {
+    pub fn get(&self, part: Part) -> &str {
+        match part {
+            Part::Caption => &self.caption,
+            Part::Icon => &self.icon,
+            Part::Kind => &self.kind,
+            Part::Link => &self.link,
+            Part::Data => &self.data,
+        }
+    }
+
+    fn get_mut(&mut self, part: Part) -> &mut String {
+        match part {
+            Part::Caption => &mut self.caption,
+            Part::Icon => &mut self.icon,
+            Part::Kind => &mut self.kind,
+            Part::Link => &mut self.link,
+            Part::Data => &mut self.data,
+        }
+    }
+
+    /// Whether it holds anything a person typed or chose (an icon alone does not count).
+    pub fn is_used(&self) -> bool {
+        [&self.caption, &self.kind, &self.link, &self.data]
+            .iter()
+            .any(|v| !v.trim().is_empty())
+    }
+}
+
+/// Which of the form's submit buttons was pressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Intent {
+    #[default]
+    Send,
+    Preview,
+    /// Back from the post-wide confirm step, to change the message.
+    Edit,
+    SaveTemplate,
+}
+
+/// A tap in the button editor: the form comes back with the change made, nothing sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditRequest {
+    /// `add=r:map`: the preset `map` on the receiver's grid.
+    Add { side: Side, preset: String },
+    /// `remove=s01`.
+    Remove(Slot),
+}
+
+/// The composer form (to one conversation, or to every conversation of a post).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawForm")]
+pub struct ComposeForm {
+    pub text: String,
+    /// Made with the page; a second submit of the same page finds the first send.
+    pub idempotency_key: String,
+    pub intent: Intent,
+    pub edit: Option<EditRequest>,
+    pub template_name: String,
+    /// Only the slots that hold something.
+    pub slots: BTreeMap<Slot, SlotForm>,
+}
+
+/// The form as urlencoded: the fixed fields by name, the slots by their field names; anything
+/// else (the visit's `csrf_token`, a field a client made up) is not part of a draft.
+#[derive(Deserialize)]
+struct RawForm {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    idempotency_key: String,
+    action: Option<String>,
+    add: Option<String>,
+    remove: Option<String>,
+    #[serde(default)]
+    template_name: String,
+    #[serde(flatten)]
+    rest: HashMap<String, String>,
+}
+
+impl From<RawForm> for ComposeForm {
+    fn from(raw: RawForm) -> Self {
+        let intent = match raw.action.as_deref() {
+            Some("preview") => Intent::Preview,
+            Some("edit") => Intent::Edit,
+            Some("save_template") => Intent::SaveTemplate,
+            _ => Intent::Send,
+        };
+        let edit = match (raw.add, raw.remove) {
+            (Some(add), _) => add.split_once(':').and_then(|(side, preset)| {
+                let mut side = side.chars();
+                let one = side.next().and_then(Side::from_prefix);
+                one.filter(|_| side.next().is_none())
+                    .map(|side| EditRequest::Add {
+                        side,
+                        preset: preset.to_string(),
+                    })
+            }),
+            (None, Some(remove)) => Slot::parse(&remove).map(EditRequest::Remove),
+            (None, None) => None,
+        };
+        let mut form = ComposeForm {
+            text: raw.text,
+            idempotency_key: raw.idempotency_key,
+            intent,
+            edit,
+            template_name: raw.template_name,
+            slots: BTreeMap::new(),
+        };
+        for (name, value) in raw.rest {
+            if let Some((slot, part)) = slot_field(&name) {
+                form.set(slot, part, value);
+            }
+        }
+        form
+    }
+}
+
+/// `s01_caption` -> (slot, part).
+fn slot_field(name: &str) -> Option<(Slot, Part)> {
+    let (slot, part) = name.split_once('_')?;
+    Some((Slot::parse(slot)?, Part::parse(part)?))
+}
+
+impl ComposeForm {
+    pub fn slot(&self, slot: Slot) -> Option<&SlotForm> {
+        self.slots.get(&slot)
+    }
+
+    pub fn set(&mut self, slot: Slot, part: Part, value: String) {
+        if value.is_empty() && !self.slots.contains_key(&slot) {
+            return;
+        }
+        *self.slots.entry(slot).or_default().get_mut(part) = value;
+    }
+
+    pub fn clear(&mut self, slot: Slot) {
+        self.slots.remove(&slot);
+    }
+
+    pub fn is_used(&self, slot: Slot) -> bool {
+        self.slot(slot).is_some_and(SlotForm::is_used)
+    }
+
+    /// The draft as field name -> value, the way it is saved as a template and carried through
+    /// the confirm step's hidden fields (empty values left out).
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let mut fields = vec![("text".to_string(), self.text.clone())];
+        for (slot, form) in &self.slots {
+            for part in Part::ALL {
+                fields.push((slot.field(part), form.get(part).to_string()));
+            }
+        }
+        fields.retain(|(_, v)| !v.is_empty());
+        fields
+    }
+
+    /// A saved draft back into a form (see [`ComposeForm::fields`]).
+    pub fn from_fields(fields: &HashMap<String, String>) -> Self {
+        let mut form = Self {
+            text: fields.get("text").cloned().unwrap_or_default(),
+            ..Self::default()
+        };
+        for (name, value) in fields {
+            if let Some((slot, part)) = slot_field(name) {
+                form.set(slot, part, value.clone());
+            }
+        }
+        form
+    }
+
+    /// Checks the whole form; every problem is reported, each under its field's name.
+    pub fn parse(&self, writer: &Writer, pages: &[&str]) -> Result<OutgoingMessage, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let text = self.text.trim().to_string();
+        if text.is_empty() {
+            errors.insert("text".into(), Problem::TextMissing);
+        } else if text.chars().count() > MAX_TEXT_CHARS {
+            errors.insert("text".into(), Problem::TextTooLong);
+        }
+        let mut grid = |side| {
+            let mut rows = Vec::new();
+            for row in 0..GRID_ROWS {
+                let buttons: Vec<Button> = (0..GRID_COLS)
+                    .filter_map(|col| {
+                        let slot = Slot { side, row, col };
+                        let form = self.slot(slot)?;
+                        parse_button(slot, form, writer, pages, &mut errors)
+                    })
+                    .collect();
+                if !buttons.is_empty() {
+                    rows.push(buttons);
+                }
+            }
+            ButtonGrid::new(rows).expect("at most GRID_ROWS rows of GRID_COLS, none empty")
+        };
+        let sender_buttons = grid(Side::Sender);
+        let receiver_buttons = grid(Side::Receiver);
+        if errors.is_empty() {
+            Ok(OutgoingMessage {
+                text,
+                sender_buttons,
+                receiver_buttons,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The page's key, when it came back whole.
+    pub fn key(&self) -> Option<IdempotencyKey> {
+        IdempotencyKey::parse(&self.idempotency_key)
+    }
+
+    /// The name a draft is saved under, checked.
+    pub fn template_name(&self) -> Result<String, Problem> {
+        let name = self.template_name.trim();
+        if name.is_empty() || name.chars().count() > MAX_TEMPLATE_NAME_CHARS {
+            return Err(Problem::TemplateName);
+        }
+        Ok(name.to_string())
+    }
+}
+
+/// The post-wide confirm step's form: the composer's fields carried along, and the moment and
+/// digest of the recipient list the seller was shown.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfirmForm {
+    #[serde(flatten)]
+    pub message: ComposeForm,
+    #[serde(default)]
+    pub as_of: String,
+    #[serde(default)]
+    pub digest: String,
+}
+
+impl ConfirmForm {
+    /// When the list was taken: the page always sends it; a form without it did not arrive whole.
+    pub fn as_of(&self) -> Option<i64> {
+        self.as_of.parse().ok()
+    }
+}
+
+/// The key a composer page is made with: a second submit of the same page finds what the
+/// first one did instead of doing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Only a UUID: the page makes it, nothing else is expected.
+    pub fn parse(key: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(key).ok().map(|k| Self(k.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for IdempotencyKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Who is writing, and where: what the composer and the features that add to it may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    pub user: UserId,
+    /// The writer's side of the conversation, when Divar said it.
+    pub side: Option<UserSide>,
+    /// `None` when writing to every conversation of a post.
+    pub conversation: Option<ConversationId>,
+    /// The post the conversation (or the post-wide message) is about.
+    pub post: Option<PostToken>,
+}
+
+impl Writer {
+    /// Writing to every conversation of a post, as its owner.
+    pub fn is_broadcast(&self) -> bool {
+        self.conversation.is_none()
+    }
+}
+
+/// What is wrong with one field. The composer page says it in Persian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    TextMissing,
+    TextTooLong,
+    CaptionMissing,
+    CaptionTooLong,
+    IconUnknown,
+    KindMissing,
+    /// A post button in a conversation that is about no post.
+    NoPost,
+    LinkMissing,
+    /// A phone number where a web link belongs.
+    LinkIsPhone,
+    LinkInvalid,
+    /// A data line that is not `key=value` (the line).
+    DataLine(String),
+    /// A data key that is not allowed (the key).
+    DataKey(String),
+    DataTooMany,
+    TemplateName,
+    TemplateTooLarge,
+    TemplatesFull,
+}
+
+/// Problems keyed by form field name.
+pub type FieldErrors = BTreeMap<String, Problem>;
+
+fn parse_button(
+    slot: Slot,
+    form: &SlotForm,
+    writer: &Writer,
+    pages: &[&str],
+    errors: &mut FieldErrors,
+) -> Option<Button> {
+    if !form.is_used() {
+        return None;
+    }
+    let caption = form.caption.trim();
+    // Typed on a phone keyboard, `place` means `PLACE`.
+    let icon = form.icon.trim().to_ascii_uppercase();
+    let before = errors.len();
+    let mut problem = |part: Part, problem: Problem| {
+        errors.insert(slot.field(part), problem);
+    };
+    if caption.is_empty() {
+        problem(Part::Caption, Problem::CaptionMissing);
+    } else if caption.chars().count() > MAX_CAPTION_CHARS {
+        problem(Part::Caption, Problem::CaptionTooLong);
+    }
+    if !icons::is_known(&icon) {
+        problem(Part::Icon, Problem::IconUnknown);
+    }
+    let action = match form.kind.trim() {
+        "link" => web_link(form.link.trim()).map(Action::DirectLink),
+        "server" => parse_data(&form.data).map(Action::ServerLink),
+        "post" | "manage" => match &writer.post {
+            Some(post) if form.kind.trim() == "post" => Ok(Action::PostPage(post.clone())),
+            Some(post) => Ok(Action::PostManagePage(post.clone())),
+            None => Err((Part::Kind, Problem::NoPost)),
+        },
+        kind => match kind.strip_prefix("page:") {
+            Some(page) if pages.contains(&page) => parse_data(&form.data).map(|mut data| {
+                data.insert(PAGE_KEY.into(), Value::from(page));
+                Action::ServerLink(data)
+            }),
+            _ => Err((Part::Kind, Problem::KindMissing)),
+        },
+    };
+    let action = action.map_err(|(part, p)| problem(part, p)).ok();
+    match action {
+        Some(action) if errors.len() == before => Some(Button {
+            caption: caption.to_string(),
+            icon,
+            action,
+        }),
+        _ => None,
+    }
+}
+
+/// A link typed without a scheme (`example.com/map`) is an https link.
+fn with_scheme(link: &str) -> String {
+    if link.is_empty() || link.contains("://") {
+        link.to_string()
+    } else {
+        format!("https://{link}")
+    }
+}
+
+/// A web page a button can open (Divar opens `open_direct_link` in a browser view, so http(s)
+/// only). A host needs a dot: `https://salam` or `https//x.com` typed by hand is a mistake.
+fn web_link(link: &str) -> Result<Url, (Part, Problem)> {
+    let bad = |problem| (Part::Link, problem);
+    if link.is_empty() {
+        return Err(bad(Problem::LinkMissing));
+    }
+    let phone = link
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('۰'..='۹').contains(&c) || " +-()".contains(c));
+    if phone {
+        return Err(bad(Problem::LinkIsPhone));
+    }
+    let url = Url::parse(&with_scheme(link)).map_err(|_| bad(Problem::LinkInvalid))?;
+    let host = url.host_str().unwrap_or_default();
+    let real_host = (host.contains('.') && !host.ends_with('.')) || host == "localhost";
+    if !matches!(url.scheme(), "http" | "https") || !real_host || link.len() > 2048 {
+        return Err(bad(Problem::LinkInvalid));
+    }
+    Ok(url)
+}
+
+/// `key=value` lines into the button's data object.
+fn parse_data(text: &str) -> Result<Map<String, Value>, (Part, Problem)> {
+    let bad = |problem| (Part::Data, problem);
+    let mut map = Map::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad(Problem::DataLine(line.to_string())));
+        };
+        let key = key.trim();
+        let valid_key = !key.is_empty()
+            && key.len() <= 40
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_key || key.starts_with(RESERVED_DATA_PREFIX) {
+            return Err(bad(Problem::DataKey(key.to_string())));
+        }
+        map.insert(
+            key.to_string(),
+            Value::String(value.trim().chars().take(200).collect()),
+        );
+    }
+    if map.len() > MAX_DATA_PAIRS {
+        return Err(bad(Problem::DataTooMany));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> ComposeForm {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        serde_urlencoded::from_str(&query).unwrap()
+    }
+
+    fn writer(post: Option<&str>) -> Writer {
+        Writer {
+            user: UserId::parse("u-ali").unwrap(),
+            side: Some(UserSide::Seller),
+            conversation: Some(ConversationId::parse("c-1").unwrap()),
+            post: post.map(|p| PostToken::parse(p).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_form_reads_its_own_field_names_back() {
+        let f = form(&[
+            ("text", "سلام"),
+            ("s12_caption", "نقشه"),
+            ("r00_kind", "server"),
+            ("action", "preview"),
+            ("remove", "s01"),
+            ("csrf_token", "not a draft field"),
+            ("s33_caption", "no such place"),
+        ]);
+        let s12 = Slot {
+            side: Side::Sender,
+            row: 1,
+            col: 2,
+        };
+        assert_eq!(s12.field(Part::Caption), "s12_caption");
+        assert_eq!(f.slot(s12).unwrap().caption, "نقشه");
+        assert_eq!(f.intent, Intent::Preview);
+        assert_eq!(
+            f.edit,
+            Some(EditRequest::Remove(Slot::parse("s01").unwrap()))
+        );
+        assert_eq!(f.slots.len(), 2, "{:?}", f.slots);
+        let back = ComposeForm::from_fields(&f.fields().into_iter().collect());
+        assert_eq!(back.slots, f.slots);
+        assert_eq!(back.text, f.text);
+    }
+
+    #[test]
+    fn a_full_form_becomes_a_message_with_compacted_grids() {
+        let message = form(&[
+            ("text", "  سلام  "),
+            ("s12_caption", "نقشه"),
+            ("s12_icon", "SEND"),
+            ("s12_kind", "link"),
+            ("s12_link", "https://example.com/map"),
+            ("r00_caption", "جزئیات"),
+            ("r00_icon", "checked"),
+            ("r00_kind", "server"),
+            ("r00_data", "booking=12\nview = buyer"),
+        ])
+        .parse(&writer(None), &[])
+        .unwrap();
+        assert_eq!(message.text, "سلام");
+        assert_eq!(message.sender_buttons.rows().len(), 1, "empty rows dropped");
+        let receiver = &message.receiver_buttons.rows()[0][0];
+        assert_eq!(receiver.icon, "CHECKED", "icon names in any case");
+        let Action::ServerLink(data) = &receiver.action else {
+            panic!("{receiver:?}")
+        };
+        assert_eq!(data["booking"], "12");
+        assert_eq!(data["view"], "buyer");
+    }
+
+    #[test]
+    fn every_problem_is_reported_beside_its_field() {
+        let errors = form(&[
+            ("text", ""),
+            ("s00_caption", "x".repeat(31).as_str()),
+            ("s00_icon", "REAL_STATE"),
+            ("s00_kind", "link"),
+            ("s00_link", "javascript:alert(1)"),
+            ("r22_kind", "server"),
+            ("r22_icon", "SEND"),
+            ("r22_data", "kc_page=evil"),
+            ("r01_caption", "بدون کار"),
+            ("r01_icon", "SEND"),
+            ("r02_caption", "صفحه"),
+            ("r02_icon", "SEND"),
+            ("r02_kind", "page:unknown"),
+        ])
+        .parse(&writer(None), &["faq"])
+        .unwrap_err();
+        assert_eq!(errors["text"], Problem::TextMissing);
+        assert_eq!(errors["s00_caption"], Problem::CaptionTooLong);
+        assert_eq!(errors["s00_icon"], Problem::IconUnknown);
+        assert_eq!(errors["s00_link"], Problem::LinkInvalid);
+        assert_eq!(errors["r22_caption"], Problem::CaptionMissing);
+        assert_eq!(errors["r22_data"], Problem::DataKey("kc_page".into()));
+        assert_eq!(errors["r01_kind"], Problem::KindMissing);
+        assert_eq!(errors["r02_kind"], Problem::KindMissing);
+    }
+
+    #[test]
+    fn a_feature_page_button_carries_its_page_key() {
+        let message = form(&[
+            ("text", "پرسش‌ها"),
+            ("r00_caption", "پرسش‌های متداول"),
+            ("r00_icon", "HELP"),
+            ("r00_kind", "page:faq"),
+        ])
+        .parse(&writer(None), &["faq"])
+        .unwrap();
+        let Action::ServerLink(data) = &message.receiver_buttons.rows()[0][0].action else {
+            panic!()
+        };
+        assert_eq!(data[PAGE_KEY], "faq");
+    }
+
+    #[test]
+    fn links_get_https_when_typed_bare_and_mistakes_are_caught() {
+        for (typed, sent) in [
+            ("example.com/map", "https://example.com/map"),
+            (
+                "neshan.org/maps/@35.7,51.4",
+                "https://neshan.org/maps/@35.7,51.4",
+            ),
+            ("http://localhost:8080/x", "http://localhost:8080/x"),
+            ("https://wa.me/989121234567", "https://wa.me/989121234567"),
+        ] {
+            assert_eq!(web_link(typed).map(String::from), Ok(sent.to_string()));
+        }
+        for typed in ["0912-123-4567", "+989121234567", "۰۹۱۲۱۲۳۴۵۶۷"] {
+            assert_eq!(web_link(typed), Err((Part::Link, Problem::LinkIsPhone)));
+        }
+        for typed in [
+            "salam",
+            "https//example.com",
+            "http:/example.com",
+            "ftp://example.com",
+            "javascript:alert(1)",
+            "https://",
+        ] {
+            assert_eq!(web_link(typed), Err((Part::Link, Problem::LinkInvalid)));
+        }
+    }
+
+    #[test]
+    fn the_text_limit_counts_characters_not_bytes() {
+        let ok = "س".repeat(MAX_TEXT_CHARS);
+        assert!(form(&[("text", &ok)]).parse(&writer(None), &[]).is_ok());
+        let long = "س".repeat(MAX_TEXT_CHARS + 1);
+        assert!(form(&[("text", &long)]).parse(&writer(None), &[]).is_err());
+    }
+
+    #[test]
+    fn post_buttons_open_the_conversations_post() {
+        let f = form(&[
+            ("text", "آگهی را ببینید"),
+            ("r00_caption", "مشاهدهٔ آگهی"),
+            ("r00_icon", "SEND"),
+            ("r00_kind", "post"),
+            ("s00_caption", "ویرایش آگهی"),
+            ("s00_icon", "SEND"),
+            ("s00_kind", "manage"),
+        ]);
+        let message = f.parse(&writer(Some("gZd7omnS")), &[]).unwrap();
+        let post = PostToken::parse("gZd7omnS").unwrap();
+        assert_eq!(
+            message.receiver_buttons.rows()[0][0].action,
+            Action::PostPage(post.clone())
+        );
+        assert_eq!(
+            message.sender_buttons.rows()[0][0].action,
+            Action::PostManagePage(post)
+        );
+        let errors = f.parse(&writer(None), &[]).unwrap_err();
+        assert_eq!(errors["r00_kind"], Problem::NoPost);
+        assert_eq!(errors["s00_kind"], Problem::NoPost);
+    }
+}

@@ -1,0 +1,47 @@
+//! Divar's webhooks (docs/divar-platform.md, "Events"). Every effect is an upsert or a delete,
+//! so a redelivered event changes nothing.
+
+use crate::{db, domain::event::DivarEvent};
+
+use super::{Deps, erasure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not an event body Divar documents (the reason, for Divar's logs).
+    #[error("bad event body: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// `NEW_MESSAGE` links a conversation to its post (how a post's conversations become known);
+/// `USER_ACCESS_REVOCATION` erases everything kept about the user. Other types are ignored.
+pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
+    match DivarEvent::parse(body).map_err(EventError::BadRequest)? {
+        // An app's own message (ours, echoed back) tells nothing about a buyer, and a message
+        // without its post cannot be linked to one.
+        DivarEvent::NewMessage { from_bot: true, .. }
+        | DivarEvent::NewMessage {
+            post_token: None, ..
+        } => tracing::debug!("a new message that links no buyer to a post"),
+        DivarEvent::NewMessage {
+            conversation_id,
+            post_token: Some(post_token),
+            ..
+        } => {
+            db::conversations::record_seen(&deps.db, &conversation_id, &post_token, deps.now())
+                .await?
+        }
+        // The person withdrew the app's access: forget everything kept about them (Divar's
+        // policy asks apps to keep people's data no longer than needed).
+        DivarEvent::AccessRevoked { user_id } => {
+            let erased = erasure::erase_user(deps, &user_id).await?;
+            tracing::info!(
+                ?erased,
+                "a user revoked the app's access; their data was erased"
+            );
+        }
+        DivarEvent::Other(kind) => tracing::debug!(%kind, "ignoring an event type we do not use"),
+    }
+    Ok(())
+}

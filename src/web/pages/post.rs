@@ -1,0 +1,64 @@
+//! The post's page for its owner: connect, or the known conversations and the broadcasts so far.
+
+use askama::Template;
+
+use crate::{
+    domain::PostToken,
+    services::broadcast::{Overview, Summary},
+};
+
+use super::{
+    broadcast::{status_label, status_tone},
+    filters, tehran_time,
+};
+
+pub struct BroadcastRow {
+    pub broadcast_id: String,
+    pub text: String,
+    pub status: &'static str,
+    pub tone: &'static str,
+    pub sent: i64,
+    pub failed: i64,
+    pub total: i64,
+    pub time: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/post.html")]
+pub struct PostPage {
+    pub post_token: PostToken,
+    pub connected: bool,
+    pub conversation_count: usize,
+    pub last_activity: Option<String>,
+    pub broadcasts: Vec<BroadcastRow>,
+}
+
+impl PostPage {
+    pub fn new(post_token: PostToken, overview: Overview) -> Self {
+        let row = |Summary {
+                       broadcast: b,
+                       text,
+                       progress: p,
+                   }| {
+            BroadcastRow {
+                text: text.chars().take(80).collect(),
+                status: status_label(b.status, p.pending),
+                tone: status_tone(b.status),
+                sent: p.sent,
+                failed: p.failed,
+                total: b.total,
+                time: tehran_time(b.created_at),
+                broadcast_id: b.broadcast_id,
+            }
+        };
+        Self {
+            post_token,
+            connected: overview.connected,
+            conversation_count: overview.conversations,
+            last_activity: overview.last_activity.map(tehran_time),
+            broadcasts: overview.broadcasts.into_iter().map(row).collect(),
+        }
+    }
+}
+
+crate::pages!(PostPage);
