@@ -103,7 +103,7 @@ pub struct Settings {
     pub retention: Retention,
 }
 
-/// `TOKEN_ENCRYPTION_KEYS`, or the single `TOKEN_ENCRYPTION_KEY` of before rotation: one of them.
+/// `TOKEN_ENCRYPTION_KEYS`, or the single `TOKEN_ENCRYPTION_KEY` (the usual start): one of them.
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct TokenKeyArgs {
@@ -111,7 +111,8 @@ struct TokenKeyArgs {
     /// bytes, base64 (`openssl rand -base64 32`). Set this or TOKEN_ENCRYPTION_KEY.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEYS", value_parser = KeyRing::parse_base64_list, hide_env_values = true)]
     token_keys: Option<KeyRing>,
-    /// One key, as before rotation existed: TOKEN_ENCRYPTION_KEYS with a single key.
+    /// One key: TOKEN_ENCRYPTION_KEYS with a single key, the usual start (rotate by moving to
+    /// TOKEN_ENCRYPTION_KEYS).
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", value_parser = one_key, hide_env_values = true)]
     token_key: Option<KeyRing>,
 }
