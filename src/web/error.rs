@@ -12,7 +12,10 @@ use crate::services::{
     broadcast::BroadcastError, entry::EntryError, events::EventError, send::SendError,
 };
 
-use super::pages::{error::ErrorPage, render_page};
+use super::pages::{
+    error::{self as words, ErrorPage},
+    render_page,
+};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -24,7 +27,8 @@ const RETRY_AFTER_SECS: &str = "5";
 pub enum AppError {
     #[error("not found")]
     NotFound,
-    /// The text is shown to the person, so it is written for them (in Persian, below).
+    /// The text is shown to the person, so it is written for them (in Persian, in
+    /// `pages::error`).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     /// What the browser sent did not arrive whole (the client stopped, or it is not our form).
@@ -59,22 +63,12 @@ pub enum AppError {
     Unexpected(#[from] anyhow::Error),
 }
 
-/// The error page: a title and what to do.
-fn page(title: &'static str, message: &str) -> ErrorPage {
-    ErrorPage {
-        title,
-        message: message.to_string(),
-    }
-}
-
 impl From<SendError> for AppError {
     fn from(error: SendError) -> Self {
         match error {
             SendError::NotConnected => Self::Connect("/start"),
             SendError::NotFound => Self::NotFound,
-            SendError::Incomplete => {
-                Self::BadRequest("صفحه کامل نرسید؛ آن را دوباره باز کنید و پیام را بفرستید.")
-            }
+            SendError::Incomplete => Self::BadRequest(words::SEND_INCOMPLETE),
             SendError::Store(error) => Self::Unexpected(error),
         }
     }
@@ -85,13 +79,9 @@ impl From<BroadcastError> for AppError {
         match error {
             BroadcastError::NotConnected => Self::Connect("/post"),
             BroadcastError::NotFound => Self::NotFound,
-            BroadcastError::Incomplete => Self::BadRequest("صفحه کامل نرسید؛ دوباره شروع کنید."),
-            BroadcastError::InvalidMessage => {
-                Self::BadRequest("پیام معتبر نیست؛ دوباره آن را بنویسید.")
-            }
-            BroadcastError::NoConversations => {
-                Self::BadRequest("هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.")
-            }
+            BroadcastError::Incomplete => Self::BadRequest(words::BROADCAST_INCOMPLETE),
+            BroadcastError::InvalidMessage => Self::BadRequest(words::INVALID_MESSAGE),
+            BroadcastError::NoConversations => Self::BadRequest(words::NO_CONVERSATIONS),
             BroadcastError::Store(error) => Self::Unexpected(error),
         }
     }
@@ -135,102 +125,33 @@ impl From<serde_json::Error> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, page) = match &self {
-            AppError::NotFound => (
-                StatusCode::NOT_FOUND,
-                page(
-                    "صفحه پیدا نشد",
-                    "صفحه‌ای که باز کردید وجود ندارد یا دیگر در دسترس نیست.",
-                ),
-            ),
-            AppError::Incomplete => (
-                StatusCode::BAD_REQUEST,
-                page(
-                    "درخواست نادرست",
-                    "آنچه فرستادید کامل نرسید. دوباره بفرستید.",
-                ),
-            ),
+        let (status, page): (StatusCode, ErrorPage) = match &self {
+            AppError::NotFound => (StatusCode::NOT_FOUND, words::NOT_FOUND.into()),
+            AppError::Incomplete => (StatusCode::BAD_REQUEST, words::INCOMPLETE.into()),
             AppError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, page("درخواست نادرست", message))
+                (StatusCode::BAD_REQUEST, ErrorPage::bad_request(message))
             }
-            AppError::NoVisit => (
-                StatusCode::UNAUTHORIZED,
-                page(
-                    "این صفحه دیگر باز نیست",
-                    "ممکن است مدتی گذشته باشد. «گفت‌وگو یار» را دوباره از داخل گفت‌وگو در دیوار باز کنید.",
-                ),
-            ),
-            AppError::NotInChat => (
-                StatusCode::BAD_REQUEST,
-                page(
-                    "این صفحه از این‌جا باز نمی‌شود",
-                    "این صفحه برای یک گفت‌وگو یا آگهی در دیوار است. «گفت‌وگو یار» را از داخل همان گفت‌وگو یا آگهی در دیوار باز کنید.",
-                ),
-            ),
-            AppError::NotSignedIn => (
-                StatusCode::UNAUTHORIZED,
-                page(
-                    "وارد حساب دیوار نشده‌اید",
-                    "اول وارد حساب دیوار شوید، سپس «گفت‌وگو یار» را دوباره باز کنید.",
-                ),
-            ),
-            AppError::NotPostOwner => (
-                StatusCode::FORBIDDEN,
-                page(
-                    "فقط صاحب آگهی",
-                    "این صفحه فقط برای صاحب همان آگهی است. شما می‌توانید در گفت‌وگوی خودتان پیام بفرستید.",
-                ),
-            ),
-            AppError::LinkUsed => (
-                StatusCode::GONE,
-                page(
-                    "این لینک قبلاً باز شده است",
-                    "برای امنیت شما هر لینک فقط یک بار کار می‌کند. «گفت‌وگو یار» را دوباره از دیوار باز کنید.",
-                ),
-            ),
-            AppError::LinkExpired => (
-                StatusCode::GONE,
-                page(
-                    "وقت این لینک تمام شده است",
-                    "لینک ورود فقط چند دقیقه کار می‌کند. «گفت‌وگو یار» را دوباره از دیوار باز کنید.",
-                ),
-            ),
-            AppError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                page(
-                    "این درخواست پذیرفته نشد",
-                    "این درخواست از صفحه‌ای بیرون از «گفت‌وگو یار» آمده بود یا صفحه‌ای که از آن فرستادید قدیمی شده است، پس کاری انجام نشد. «گفت‌وگو یار» را از داخل گفت‌وگو در دیوار دوباره باز کنید.",
-                ),
-            ),
-            AppError::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                page(
-                    "نوشته‌ها بیش از اندازه بلند است",
-                    "چیزی ذخیره یا فرستاده نشد. متن کوتاه‌تری بنویسید و دوباره امتحان کنید.",
-                ),
-            ),
+            AppError::NoVisit => (StatusCode::UNAUTHORIZED, words::NO_VISIT.into()),
+            AppError::NotInChat => (StatusCode::BAD_REQUEST, words::NOT_IN_CHAT.into()),
+            AppError::NotSignedIn => (StatusCode::UNAUTHORIZED, words::NOT_SIGNED_IN.into()),
+            AppError::NotPostOwner => (StatusCode::FORBIDDEN, words::NOT_POST_OWNER.into()),
+            AppError::LinkUsed => (StatusCode::GONE, words::LINK_USED.into()),
+            AppError::LinkExpired => (StatusCode::GONE, words::LINK_EXPIRED.into()),
+            AppError::Forbidden => (StatusCode::FORBIDDEN, words::FORBIDDEN.into()),
+            AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, words::TOO_LARGE.into()),
             AppError::TooManyRequests { retry_after } => {
                 let seconds = retry_after.as_secs_f64().ceil() as u64;
-                let page = page(
-                    "درخواست‌ها زیاد شد",
-                    &super::pages::persian_digits(&format!(
-                        "از این دستگاه در مدت کوتاهی درخواست‌های زیادی رسید. {seconds} ثانیهٔ دیگر دوباره امتحان کنید."
-                    )),
-                );
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(axum::http::header::RETRY_AFTER, seconds.to_string())],
-                    render_page(&page),
+                    render_page(&ErrorPage::too_many_requests(seconds)),
                 )
                     .into_response();
             }
             AppError::Connect(to) => return axum::response::Redirect::to(to).into_response(),
             AppError::Unexpected(error) if crate::services::is_unavailable(error) => {
                 tracing::warn!(error = format!("{error:#}"), "database unavailable");
-                let page = page(
-                    "سرویس لحظه‌ای در دسترس نیست",
-                    "چیزی از دست نرفت. چند ثانیهٔ دیگر دوباره امتحان کنید.",
-                );
+                let page: ErrorPage = words::UNAVAILABLE.into();
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)],
@@ -240,13 +161,7 @@ impl IntoResponse for AppError {
             }
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    page(
-                        "خطای غیرمنتظره",
-                        "مشکلی در سرور پیش آمد. چند لحظهٔ دیگر دوباره امتحان کنید.",
-                    ),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, words::UNEXPECTED.into())
             }
         };
         (status, render_page(&page)).into_response()
