@@ -435,6 +435,12 @@ impl Settings {
         self.url("/oauth/callback")
     }
 
+    /// The add-on's address of `path` as text, for a `path` that needs no escaping (ours, with a
+    /// base64url token at most): no second parse of a URL as long as a sealed entry link.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.app_base_url.as_str().trim_end_matches('/'))
+    }
+
     /// An absolute URL on this add-on for `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> Url {
         let mut url = self.app_base_url.clone();
@@ -687,6 +693,20 @@ mod tests {
         assert_eq!((s.outbox.workers, s.outbox.retry.max_attempts), (4, 8));
         assert_eq!(s.retention.clicks, Duration::from_secs(24 * 3600));
         assert_eq!(s.server.max_connections, 1024);
+    }
+
+    #[test]
+    fn a_link_is_the_url_of_its_path_under_the_base() {
+        for base in [
+            "https://addon.example.com/",
+            "https://addon.example.com/kenar/",
+        ] {
+            let mut vars = valid();
+            vars.insert("APP_BASE_URL", base.to_string());
+            let s = load(&vars).unwrap();
+            let path = "/s/AbC-_123";
+            assert_eq!(s.link(path), s.url(path).as_str(), "{base}");
+        }
     }
 
     #[test]

@@ -38,13 +38,13 @@ pub async fn session_init(
     deps: &Deps,
     body: &[u8],
     api_version: Option<&str>,
-) -> Result<Url, EntryError> {
+) -> Result<String, EntryError> {
     let init = SessionInit::parse(body, api_version).map_err(EntryError::BadRequest)?;
     let token = deps.entry_links.issue(&init).await?;
     tracing::info!(revision = init.revision.as_str(), source = %init.source, "session initialized");
     metrics::counter!(crate::observe::SESSION_INITS, "revision" => init.revision.as_str())
         .increment(1);
-    Ok(deps.settings.url(&format!("/s/{token}")))
+    Ok(deps.settings.link(&format!("/s/{token}")))
 }
 
 /// Where a visit starts.

@@ -67,7 +67,7 @@ async fn session_init(
     Ok(Json(SessionInitReply {
         status: "200",
         message: "success",
-        url: url.to_string(),
+        url,
     }))
 }
 
