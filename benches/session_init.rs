@@ -240,6 +240,14 @@ async fn wait_ready(base: &str, dir: &std::path::Path) -> anyhow::Result<()> {
     bail!("{base} did not become ready in 60 s; its log:\n{log}")
 }
 
+/// The last lines of the server's log (warnings and errors), for a round that failed.
+fn server_log(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let last = &lines[lines.len().saturating_sub(20)..];
+    format!("the server's log, last lines:\n{}", last.join("\n"))
+}
+
 /// Peak and current resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -378,6 +386,9 @@ function done(summary, latency, requests) report(summary, latency, {"good", "bad
 /// thread's links were used up (the round is then invalid).
 const ENTRY_LUA: &str = r#"
 good, opened, bad, ranout = 0, 0, 0, 0
+-- What a wrong answer was: a 303 elsewhere or without a cookie, a 4xx (of which 410: a link
+-- already used or expired), a 5xx.
+bad_303, bad_4xx, bad_410, bad_5xx = 0, 0, 0, 0
 local links, next_link = {}, 1
 local cookies, head, tail = {}, 1, 0
 function init(args)
@@ -413,14 +424,19 @@ function response(status, headers, body)
       cookies[tail] = string.match(cookie, "^[^;]+")
     else
       bad = bad + 1
+      bad_303 = bad_303 + 1
     end
   elseif status == 200 and string.find(body, 'action="/oauth/start"', 1, true) then
     good = good + 1
   elseif not (status == 200 and ranout > 0) then
     bad = bad + 1
+    if status >= 500 then bad_5xx = bad_5xx + 1 elseif status >= 400 then bad_4xx = bad_4xx + 1 end
+    if status == 410 then bad_410 = bad_410 + 1 end
   end
 end
-function done(summary, latency, requests) report(summary, latency, {"good", "opened", "bad", "ranout"}) end
+function done(summary, latency, requests)
+  report(summary, latency, {"good", "opened", "bad", "bad_303", "bad_4xx", "bad_410", "bad_5xx", "ranout"})
+end
 "#;
 
 fn median(values: &[f64]) -> f64 {
@@ -562,7 +578,10 @@ async fn main() -> anyhow::Result<()> {
         let tag = |server: &str| format!("r{round}{server}{}", std::process::id());
         let floor_first = round % 2 == 1;
         let run_floor = || wrk(&init_lua, &floor_base, &[&tag("f"), KEY], "self");
-        let run_kenar = || wrk(&init_lua, &base, &[&tag("k"), KEY], &server_pid);
+        let run_kenar = || {
+            wrk(&init_lua, &base, &[&tag("k"), KEY], &server_pid)
+                .with_context(|| server_log(dir.path()))
+        };
         let (f, k) = if floor_first {
             let f = run_floor()?;
             (f, run_kenar()?)
@@ -635,7 +654,8 @@ async fn main() -> anyhow::Result<()> {
                 &base,
                 &[&links_arg, &threads.to_string()],
                 &server_pid,
-            )?;
+            )
+            .with_context(|| server_log(dir.path()))?;
             let field = |name: &str| -> f64 {
                 line.split_whitespace()
                     .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
