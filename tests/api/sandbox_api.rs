@@ -167,6 +167,46 @@ async fn the_original_revisions_x_access_token_header_and_icon_name_work() {
     assert_eq!(seen["messages"][0]["token_header"], "x-access-token");
 }
 
+/// The OpenAPI: a send to a conversation that does not exist creates it. The sandbox can tell
+/// whose it is from the post owner's post-wide scope; a token for one conversation, or another
+/// post's scope, cannot create one.
+#[tokio::test]
+async fn a_send_to_an_unknown_conversation_of_the_senders_post_creates_it() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let new = "0a0b0c0d-0000-4000-8000-00000000beef";
+    let single = app.grant_conversation(&conversation(1, 2), SELLER_1).await;
+    let refused = app
+        .send_message(new, &single.access, &text_message("x"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    let post_wide = app
+        .grant(
+            &format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1}"),
+            SELLER_1,
+        )
+        .await;
+    let created = app
+        .send_message(new, &post_wide.access, &text_message("سلام"))
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let seen = app
+        .inspect(&format!("messages?conversation_id={new}"))
+        .await;
+    assert_eq!(seen["count"], 1, "{seen}");
+    assert_eq!(seen["messages"][0]["sender_side"], "seller");
+    let again = app
+        .send_message(new, &post_wide.access, &text_message("دوباره"))
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the created conversation is kept"
+    );
+    let screen = app.get(&format!("/sandbox/chats/{new}?as=seller")).await;
+    assert_eq!(screen.status(), StatusCode::OK, "the chat screen shows it");
+    assert!(screen.text().await.unwrap().contains("دوباره"));
+}
+
 #[tokio::test]
 async fn a_post_scope_from_the_owner_sends_to_every_conversation_of_that_post_only() {
     let app = spawn_app(Engine::Sqlite).await;

@@ -98,6 +98,36 @@ crate::both_engines!(
     opening_the_addon_from_a_chat_performs_session_init
 );
 
+/// Divar's pages spell the version header two ways (`API-Version`, `API_VERSION`): the sandbox
+/// alternates them and the add-on reads both.
+async fn both_spellings_of_the_version_header_reach_the_addon(engine: Engine) {
+    let app = spawn_app(engine).await;
+    for (n, conv) in [conversation(1, 1), conversation(1, 2)].iter().enumerate() {
+        assert_eq!(
+            app.enter_from_chat(conv, "buyer").await,
+            "/start",
+            "click {n}"
+        );
+    }
+    let calls = app.inspect("outbound").await;
+    let headers: Vec<_> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "session_init")
+        .map(|c| c["headers"].clone())
+        .collect();
+    assert_eq!(headers.len(), 2);
+    assert_eq!(headers[0]["api-version"], "2");
+    assert!(headers[0].get("api_version").is_none());
+    assert_eq!(headers[1]["api_version"], "2");
+    assert!(headers[1].get("api-version").is_none());
+}
+crate::both_engines!(
+    version_header_spellings,
+    both_spellings_of_the_version_header_reach_the_addon
+);
+
 async fn the_original_payload_revision_reaches_the_addon(engine: Engine) {
     let app = spawn_app(engine).await;
     app.control(json!({ "session_init_revision": "original" }))

@@ -134,12 +134,40 @@ fn check_token<'w>(
     }
 }
 
+/// Divar creates a conversation on the first send to an id it does not know (the OpenAPI's
+/// send-message description). The sandbox can tell whose it would be only from a post-wide
+/// scope of the post's seller; a token for one named conversation, or for all of a seller's
+/// posts, does not say which post, so such a send still finds no conversation.
+fn created_by_send(
+    world: &mut World,
+    token: &AccessToken,
+    conversation_id: &str,
+) -> Option<Conversation> {
+    if kenar::ConversationId::parse(conversation_id).is_err() {
+        return None;
+    }
+    let post = token
+        .scopes
+        .iter()
+        .find_map(|scope| match (&scope.kind, &scope.id) {
+            (ScopeKind::ChatPostConversationsMessageSend, Some(post))
+                if world
+                    .post(post)
+                    .is_some_and(|p| p.seller_id == token.user_id) =>
+            {
+                Some(post.clone())
+            }
+            _ => None,
+        })?;
+    world.open_conversation(conversation_id, &post)
+}
+
 /// Which side a token may send as in `conversation`, if any of its scopes allows it.
 fn send_side(token: &AccessToken, conversation: &Conversation) -> Option<UserSide> {
     token
         .scopes
         .iter()
-        .find_map(|scope| match (scope.kind, scope.id.as_deref()) {
+        .find_map(|scope| match (&scope.kind, scope.id.as_deref()) {
             (ScopeKind::ConversationSendMessage, Some(id)) if id == conversation.id => {
                 conversation.side_of(&token.user_id)
             }
@@ -283,8 +311,12 @@ fn accept_message(
         });
     }
     let (token, token_header) = check_token(&world, headers).map(|(t, h)| (t.clone(), h))?;
-    let Some(conversation) = world.conversation(conversation_id).cloned() else {
-        return Err(status(StatusCode::NOT_FOUND, 5, "conversation not found"));
+    let conversation = match world.conversation(conversation_id) {
+        Some(conversation) => conversation.clone(),
+        None => match created_by_send(&mut world, &token, conversation_id) {
+            Some(conversation) => conversation,
+            None => return Err(status(StatusCode::NOT_FOUND, 5, "conversation not found")),
+        },
     };
     let Some(side) = send_side(&token, &conversation) else {
         return Err(permission_denied(

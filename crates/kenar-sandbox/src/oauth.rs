@@ -77,6 +77,13 @@ impl AuthRequest {
             ));
         }
         let scopes = Scope::parse_list(self.scope.as_deref().unwrap_or_default())?;
+        // The SDK keeps a name it does not know; Divar's OAuth server refuses one.
+        if let Some(unknown) = scopes
+            .iter()
+            .find(|s| matches!(s.kind, ScopeKind::Other(_)))
+        {
+            return Err(format!("unknown scope `{}`", unknown.name()));
+        }
         let state = self
             .state
             .clone()
@@ -222,7 +229,7 @@ async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decisio
         return screens::error_page(StatusCode::BAD_REQUEST, "کاربر ناشناس", "choose a user");
     }
     for scope in &valid.scopes {
-        if let (ScopeKind::ConversationSendMessage, Some(id)) = (scope.kind, &scope.id) {
+        if let (ScopeKind::ConversationSendMessage, Some(id)) = (&scope.kind, &scope.id) {
             let party = world
                 .conversation(id)
                 .and_then(|c| c.side_of(&form.user_id));
@@ -428,7 +435,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 fn natural_grantor(world: &World, scopes: &[Scope]) -> Option<String> {
     scopes
         .iter()
-        .find_map(|scope| match (scope.kind, scope.id.as_deref()) {
+        .find_map(|scope| match (&scope.kind, scope.id.as_deref()) {
             (ScopeKind::ConversationSendMessage, Some(id)) => {
                 world.conversation(id).map(|c| c.buyer_id.clone())
             }
@@ -449,7 +456,7 @@ fn describe(world: &World, scope: &Scope) -> ScopeLine {
             .unwrap_or_else(|| format!("با شناسهٔ {token}"))
     };
     let id = scope.id.as_deref().unwrap_or_default();
-    let text = match scope.kind {
+    let text = match &scope.kind {
         ScopeKind::ConversationSendMessage => match world.conversation(id) {
             Some(c) => format!(
                 "ارسال پیام از طرف شما در این گفت‌وگو (آگهی {} بین {} و {})",
@@ -482,6 +489,8 @@ fn describe(world: &World, scope: &Scope) -> ScopeLine {
         ScopeKind::UserPostsGet => "دیدن آگهی‌های شما و باخبر شدن از تغییر آن‌ها".into(),
         ScopeKind::PostAddonCreate => format!("افزودن افزونه به آگهی {}", post_title(id)),
         ScopeKind::OfflineAccess => "ماندن این دسترسی تا ۳۰ روز، بی‌آنکه دوباره بپرسد".into(),
+        // The sandbox simulates the chat scopes; any other is granted under its code.
+        _ => format!("دسترسی {}", scope.name()),
     };
     ScopeLine {
         text,

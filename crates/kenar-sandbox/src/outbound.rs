@@ -78,7 +78,15 @@ impl Click {
 
 /// Asks the add-on where to send the person; `Ok(url)` or a reason to show on an error page.
 pub async fn session_init(sandbox: &Sandbox, click: &Click) -> Result<String, String> {
-    let revision = sandbox.world().knobs.session_init_revision;
+    let (revision, earlier) = {
+        let world = sandbox.world();
+        let earlier = world
+            .outbound
+            .iter()
+            .filter(|c| c.kind == "session_init")
+            .count();
+        (world.knobs.session_init_revision, earlier)
+    };
     let url = sandbox.app().session_init_url.clone();
     let body = click.body(revision);
     let mut request = sandbox
@@ -91,8 +99,15 @@ pub async fn session_init(sandbox: &Sandbox, click: &Click) -> Result<String, St
         "<identification key>".to_string(),
     )]);
     if revision != Revision::Original {
-        request = request.header("API-Version", "2");
-        headers.insert("api-version".into(), "2".into());
+        // Divar's pages spell it both ways (`API-Version` in touchpoints.md, `API_VERSION` in
+        // open_server_link.md): every other call uses the other one, so an add-on meets both.
+        let name = if earlier % 2 == 0 {
+            "API-Version"
+        } else {
+            "API_VERSION"
+        };
+        request = request.header(name, "2");
+        headers.insert(name.to_ascii_lowercase(), "2".into());
     }
     let mut record = OutboundCall {
         at: sandbox.now_ms(),

@@ -628,7 +628,7 @@ async fn revoke_user(State(sandbox): State<Sandbox>, Path(user_id): Path<String>
         // Divar tells the app only when a token of the user holds both
         // NOTIFICATION_ACCESS_REVOCATION and USER_ID (`events/auth.md`).
         let notify = world.access_tokens.values().any(|t| {
-            let holds = |kind| t.scopes.iter().any(|s| s.kind == kind);
+            let holds = |kind: ScopeKind| t.scopes.iter().any(|s| s.kind == kind);
             t.user_id == user_id
                 && holds(ScopeKind::NotificationAccessRevocation)
                 && holds(ScopeKind::UserId)

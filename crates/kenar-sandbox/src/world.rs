@@ -462,6 +462,27 @@ impl World {
     }
 
     /// New buyers, each with a conversation about `post_token` opened by a first message.
+    /// A conversation Divar creates on the first send to an id it does not know (the OpenAPI's
+    /// send-message description): on `post_token`, with a new buyer, and no messages yet.
+    pub fn open_conversation(&mut self, id: &str, post_token: &str) -> Option<Conversation> {
+        let seller_id = self.post(post_token)?.seller_id.clone();
+        let n = self.users.len() + 1;
+        let buyer_id = format!("u-buyer-{n}");
+        self.users.push(User {
+            id: buyer_id.clone(),
+            name: format!("خریدار {n}"),
+        });
+        let conversation = Conversation {
+            id: id.to_string(),
+            post_token: post_token.to_string(),
+            seller_id,
+            buyer_id,
+            blocked: false,
+        };
+        self.add_conversation(conversation.clone());
+        Some(conversation)
+    }
+
     pub fn add_conversations(
         &mut self,
         post_token: &str,

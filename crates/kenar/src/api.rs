@@ -10,6 +10,8 @@ use url::Url;
 
 use crate::{ConversationId, PostToken, UserId};
 
+/// A client for Divar's open-platform API: a shared HTTP client, the API's base URL and the app's
+/// API key (sent as `x-api-key` on every call). Cheap to clone.
 #[derive(Clone)]
 pub struct KenarApi {
     http: reqwest::Client,
@@ -25,26 +27,41 @@ pub enum SendError {
     RecipientRestricted,
     /// 401/403: the token is no longer good for this chat; the person must consent again.
     #[error("Divar refused the access token (HTTP {status})")]
-    Unauthorized { status: u16 },
-    /// 429: over a rate limit.
+    Unauthorized {
+        /// The HTTP status Divar answered.
+        status: u16,
+    },
+    /// 429: over a rate limit (per minute or per day; `scopes/README.md`).
     #[error("Divar's rate limit was hit")]
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        /// The answer's `Retry-After`, when it had one in seconds.
+        retry_after: Option<Duration>,
+    },
     /// 5xx, a timeout or no connection.
     #[error("Divar was unavailable ({detail})")]
     Unavailable {
+        /// `timeout`, `no connection` or `HTTP <status>`.
         detail: String,
+        /// The answer's `Retry-After`, when there was an answer with one in seconds.
         retry_after: Option<Duration>,
     },
     /// Any other answer, such as 400 for a body Divar does not accept.
     #[error("Divar rejected the message (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The HTTP status Divar answered (0 when the API base URL cannot take a path).
+        status: u16,
+        /// Divar's `message` field, cut to 500 characters; empty when it had none.
+        message: String,
+    },
 }
 
 impl SendError {
+    /// Whether the same send may succeed later: only when throttled or unavailable.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Throttled { .. } | Self::Unavailable { .. })
     }
 
+    /// How long Divar asked to wait before a retry, when it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after } | Self::Unavailable { retry_after, .. } => *retry_after,
@@ -54,6 +71,8 @@ impl SendError {
 }
 
 impl KenarApi {
+    /// `http` from [`crate::http_client`]; `base` is `https://open-api.divar.ir` (or a sandbox's
+    /// base); `api_key` is the key the Kenar panel issued for the app.
     pub fn new(http: reqwest::Client, base: Url, api_key: SecretString) -> Self {
         Self {
             http,
@@ -107,9 +126,39 @@ impl KenarApi {
         }
     }
 
-    /// POST /v2/open-platform/conversations/{conversation_id}/messages
-    /// <https://kenar.divar.dev> → chat → send message. The token goes in both headers the two
-    /// doc revisions name; the idempotency key lets a retry be recognised.
+    /// POST /v2/open-platform/conversations/{conversation_id}/messages (docs/divar-platform.md,
+    /// "Sending"; `chat/users_conversations.md`): sends `body`, usually
+    /// [`Message::to_json`](crate::message::Message::to_json). The token goes in
+    /// `Authorization: Bearer` (`migrations/2025-04-27.md`) and must hold a sending scope for this
+    /// chat. The `Idempotency-Key` lets Divar recognise a retry, if it honours it (undocumented).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use kenar::{ConversationId, api::{KenarApi, SendError}, message::{ButtonGrid, Message}};
+    /// use secrecy::SecretString;
+    ///
+    /// let api = KenarApi::new(
+    ///     kenar::http_client(Duration::from_secs(10), "my-addon/1.0")?,
+    ///     "https://open-api.divar.ir".parse()?,
+    ///     SecretString::from("<API key from the Kenar panel>"),
+    /// );
+    /// let chat = ConversationId::parse("62c82c02-6a71-4501-a1fd-4bf226b3aa78")?;
+    /// let token = SecretString::from("<token holding CONVERSATION_SEND_MESSAGE.<chat>>");
+    /// let message = Message {
+    ///     text: "سلام".into(),
+    ///     sender_buttons: ButtonGrid::default(),
+    ///     receiver_buttons: ButtonGrid::default(),
+    /// };
+    /// match api.send_message(&chat, &token, &message.to_json(), "booking-42-confirmed").await {
+    ///     Ok(()) => {}
+    ///     Err(e) if e.is_retryable() => { /* same key again, after e.retry_after() */ }
+    ///     Err(SendError::Unauthorized { .. }) => { /* ask the person to consent again */ }
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send_message(
         &self,
         conversation_id: &ConversationId,
@@ -137,7 +186,6 @@ impl KenarApi {
             .post(url)
             .header("x-api-key", self.api_key.expose_secret())
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header("x-access-token", token)
             .header("Idempotency-Key", idempotency_key)
             .json(body)
             .send()

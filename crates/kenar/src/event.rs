@@ -4,9 +4,12 @@ use serde_json::Value;
 
 use crate::{ConversationId, PostToken, UserId};
 
+/// One webhook event (`events/ReadMe.md`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum DivarEvent {
+    /// `NEW_MESSAGE`: a message in a chat the app subscribed to (`events/chat.md`).
     NewMessage {
+        /// The chat it was sent in.
         conversation_id: ConversationId,
         /// Optional in Divar's event docs (kenar-docs `docs/events/chat.md`).
         post_token: Option<PostToken>,
@@ -14,7 +17,10 @@ pub enum DivarEvent {
         /// way, and they say nothing about a buyer.
         from_bot: bool,
     },
+    /// `USER_ACCESS_REVOCATION`: the user withdrew the app's access; what is kept about them
+    /// should go (`events/auth.md`).
     AccessRevoked {
+        /// Who withdrew it, as [`crate::api::KenarApi::user_id`] names them.
         user_id: UserId,
     },
     /// A type we do not use (`POST_UPDATE`, a new chatbot message…).
@@ -22,6 +28,8 @@ pub enum DivarEvent {
 }
 
 impl DivarEvent {
+    /// Parses an event body. A type this crate does not act on is [`DivarEvent::Other`] (its
+    /// first 50 characters), so a new event type is acknowledged, not refused.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;

@@ -12,6 +12,7 @@ static ICONS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Whether Divar lists `name` as an icon, to check a button's [`crate::message::Button::icon`].
 pub fn is_known(name: &str) -> bool {
     ICONS.contains(name)
 }

@@ -58,8 +58,11 @@ macro_rules! bounded_id {
         pub struct $name(String);
 
         impl $name {
+            /// The longest id accepted, in characters.
             pub const MAX_LEN: usize = $max;
 
+            /// Checks a value: not empty, at most [`Self::MAX_LEN`] characters, printable ASCII
+            /// without spaces. The error names the field and what is wrong, not the value.
             pub fn parse(value: impl Into<String>) -> Result<Self, String> {
                 let value = value.into();
                 if value.is_empty() {
@@ -75,6 +78,7 @@ macro_rules! bounded_id {
                 Ok(Self(value))
             }
 
+            /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -171,6 +175,7 @@ impl UserSide {
         }
     }
 
+    /// `seller` or `buyer`: the form it takes in JSON and in a text column.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Seller => "seller",
@@ -178,6 +183,7 @@ impl UserSide {
         }
     }
 
+    /// The other party of the chat.
     pub fn other(self) -> Self {
         match self {
             Self::Seller => Self::Buyer,

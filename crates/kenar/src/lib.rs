@@ -60,6 +60,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod event;
 pub mod icons;
@@ -73,6 +75,11 @@ use std::time::Duration;
 
 pub use ids::{ConversationId, PostToken, UserId, UserSide};
 pub use session_init::{PayloadRevision, SessionInit};
+
+/// The README's example, compiled with the doc tests so it keeps up with the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// One HTTP client for all calls to Divar: pooled, with timeouts, never following redirects
 /// (the oauth2 crate's advice against SSRF). `user_agent` names the add-on.

@@ -37,31 +37,64 @@ impl Action {
     }
 }
 
+/// One button of a [`ButtonGrid`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Button {
+    /// The text on the button.
     pub caption: String,
-    /// One of [`crate::icons`].
+    /// One of [`crate::icons`]; sent as both `icon` and the older `icon_name`.
     pub icon: String,
+    /// What a tap does.
     pub action: Action,
 }
 
-/// At most [`GRID_ROWS`] rows of at most [`GRID_COLS`] buttons; no empty rows.
+/// At most [`GRID_ROWS`] rows of at most [`GRID_COLS`] buttons; no empty rows. The default is the
+/// empty grid, which [`Message::to_json`] leaves out.
+///
+/// ```
+/// use kenar::{PostToken, message::{Action, Button, ButtonGrid, GridError, Message}};
+///
+/// let view = Button {
+///     caption: "مشاهده آگهی".into(),
+///     icon: "INFO".into(),
+///     action: Action::PostPage(PostToken::parse("wZC44q5D")?),
+/// };
+/// assert!(kenar::icons::is_known(&view.icon));
+/// assert_eq!(ButtonGrid::new(vec![vec![view.clone(); 4]]), Err(GridError::TooManyButtons));
+///
+/// let message = Message {
+///     text: "سلام".into(),
+///     sender_buttons: ButtonGrid::default(),
+///     receiver_buttons: ButtonGrid::new(vec![vec![view]])?,
+/// };
+/// let body = message.to_json();
+/// assert_eq!(body["type"], "TEXT");
+/// assert!(body.get("sender_buttons").is_none());
+/// let action = &body["receiver_buttons"]["rows"][0]["buttons"][0]["action"];
+/// assert_eq!(action["open_post_page"]["post_token"], "wZC44q5D");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ButtonGrid {
     rows: Vec<Vec<Button>>,
 }
 
+/// Why rows do not make a [`ButtonGrid`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GridError {
+    /// More than [`GRID_ROWS`] rows.
     #[error("a grid has at most {GRID_ROWS} rows")]
     TooManyRows,
+    /// A row of more than [`GRID_COLS`] buttons.
     #[error("a row has at most {GRID_COLS} buttons")]
     TooManyButtons,
+    /// A row without buttons.
     #[error("a row has at least one button")]
     EmptyRow,
 }
 
 impl ButtonGrid {
+    /// A grid of `rows`, if it keeps to the documented shape.
     pub fn new(rows: Vec<Vec<Button>>) -> Result<Self, GridError> {
         if rows.len() > GRID_ROWS {
             return Err(GridError::TooManyRows);
@@ -75,10 +108,12 @@ impl ButtonGrid {
         Ok(Self { rows })
     }
 
+    /// The rows, top to bottom.
     pub fn rows(&self) -> &[Vec<Button>] {
         &self.rows
     }
 
+    /// Whether the grid has no button.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -109,6 +144,7 @@ impl ButtonGrid {
             })
     }
 
+    /// The grid as the send API takes it: `{"rows": [{"buttons": [...]}]}`.
     pub fn to_json(&self) -> Value {
         let rows: Vec<Value> = self
             .rows
@@ -131,8 +167,11 @@ impl ButtonGrid {
 /// A text message with buttons for its sender and its receiver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// The text, sent as `message`.
     pub text: String,
+    /// The buttons shown to the message's sender.
     pub sender_buttons: ButtonGrid,
+    /// The buttons shown to the other party.
     pub receiver_buttons: ButtonGrid,
 }
 

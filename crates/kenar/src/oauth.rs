@@ -11,6 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use url::Url;
 
+/// How long a refresh token (from `offline_access`) stays valid: 30 days, per kenar-docs
+/// `oauth/ReadMe.md`. Each refresh issues a new one.
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// What the Kenar panel gives an app for OAuth, and where Divar's OAuth server is.
@@ -18,6 +22,7 @@ type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointN
 pub struct OAuthCredentials {
     /// The app's slug: the OAuth `client_id`.
     pub client_id: String,
+    /// The app's OAuth secret, sent as a form field of each token request.
     pub client_secret: SecretString,
     /// `https://oauth.divar.ir`, or a sandbox's base.
     pub base_url: Url,
@@ -25,6 +30,33 @@ pub struct OAuthCredentials {
     pub redirect_uri: Url,
 }
 
+/// Divar's OAuth server for one app: builds consent URLs ([`authorize`](Self::authorize)),
+/// exchanges the callback's code ([`exchange`](Self::exchange)) and rotates tokens
+/// ([`refresh`](Self::refresh)). Endpoints are `{base_url}/oauth2/auth` and
+/// `{base_url}/oauth2/token` (`oauth/ReadMe.md`).
+///
+/// ```
+/// use std::time::Duration;
+/// use kenar::{oauth::{KenarOAuth, OAuthCredentials}, scopes::Scope};
+/// use secrecy::SecretString;
+///
+/// let oauth = KenarOAuth::new(
+///     &OAuthCredentials {
+///         client_id: "my-app-slug".into(),
+///         client_secret: SecretString::from("<OAuth secret from the Kenar panel>"),
+///         base_url: "https://oauth.divar.ir".parse()?,
+///         redirect_uri: "https://addon.example/oauth/callback".parse()?,
+///     },
+///     kenar::http_client(Duration::from_secs(10), "my-addon/1.0")?,
+/// )?;
+/// let chat = "62c82c02-6a71-4501-a1fd-4bf226b3aa78";
+/// let scopes = Scope::parse_list(&format!("CONVERSATION_SEND_MESSAGE.{chat} offline_access"))?;
+/// let start = oauth.authorize(&scopes.iter().map(Scope::to_string).collect::<Vec<_>>());
+/// // Redirect the person to `start.url`; keep `state` and `pkce_verifier` until the callback.
+/// assert!(start.url.as_str().starts_with("https://oauth.divar.ir/oauth2/auth?"));
+/// assert!(start.url.query_pairs().any(|(k, v)| k == "state" && v == start.state.as_str()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct KenarOAuth {
     client: Client,
@@ -34,19 +66,28 @@ pub struct KenarOAuth {
 
 /// What the person must be sent to, and what to remember until they come back.
 pub struct AuthorizationStart {
+    /// The consent page to redirect the person to.
     pub url: url::Url,
+    /// The random `state` in `url`: the callback must bring it back, or it is forged.
     pub state: String,
+    /// The PKCE verifier, secret until [`KenarOAuth::exchange`] sends it with the code.
     pub pkce_verifier: String,
 }
 
 /// Tokens from the token endpoint, still in plain text: seal them before storing.
 pub struct IssuedTokens {
+    /// Sent as `Authorization: Bearer` on API calls.
     pub access_token: SecretString,
+    /// Issued with `offline_access`; valid for [`REFRESH_TOKEN_LIFETIME`].
     pub refresh_token: Option<SecretString>,
+    /// The access token's lifetime (3600 s, Divar's example, when the answer leaves it out).
     pub expires_in: Duration,
+    /// The granted scopes, space-separated, when the answer lists them
+    /// (see [`crate::scopes::Scope::parse_list`]).
     pub scope: Option<String>,
 }
 
+/// Why a token request failed, sorted by what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// Divar refused (bad code, revoked refresh token…): the person must consent again.
@@ -58,6 +99,8 @@ pub enum TokenError {
 }
 
 impl KenarOAuth {
+    /// The client for the panel's `credentials`, over `http` (from [`crate::http_client`]).
+    /// Fails only when a URL built from them is not a valid endpoint.
     pub fn new(credentials: &OAuthCredentials, http: reqwest::Client) -> anyhow::Result<Self> {
         let base = credentials.base_url.as_str().trim_end_matches('/');
         let redirect_uri = credentials.redirect_uri.to_string();
@@ -77,7 +120,8 @@ impl KenarOAuth {
         })
     }
 
-    /// The consent URL for `scopes`, with a random `state` and a PKCE S256 challenge.
+    /// The consent URL for `scopes` (each as [`Scope`](crate::scopes::Scope) displays it), with a
+    /// random `state` and a PKCE S256 challenge.
     pub fn authorize(&self, scopes: &[String]) -> AuthorizationStart {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state) = self

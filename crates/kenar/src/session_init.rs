@@ -7,9 +7,13 @@ use serde_json::{Map, Value};
 
 use crate::{ConversationId, PostToken, UserId, UserSide};
 
+/// The longest `source` accepted, in characters; a longer one refuses the body.
 pub const MAX_SOURCE_LEN: usize = 20;
+/// The longest `callback_url` or `completion_url` accepted, in bytes; a longer one refuses the
+/// body.
 pub const MAX_CALLBACK_URL_LEN: usize = 2048;
 
+/// Which of the three documented bodies a call used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadRevision {
     /// Divar's current docs: `source`, `user_side`, top-level `extra_data`, `API-Version: 2`.
@@ -22,6 +26,7 @@ pub enum PayloadRevision {
 }
 
 impl PayloadRevision {
+    /// A short name for logs and storage: `v2`, `original` or `touchpoints`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::V2 => "v2",
@@ -31,16 +36,29 @@ impl PayloadRevision {
     }
 }
 
+/// One click on the add-on, whichever body Divar sent: ids checked, sides resolved, the button's
+/// data unwrapped. Ids Divar leaves out or sends empty are `None`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionInit {
+    /// Which body it came in.
     pub revision: PayloadRevision,
     /// Where the click came from, e.g. `CHAT_MESSAGE_ACTION`; `UNKNOWN` for the original revision.
     pub source: String,
+    /// The post the click was on, if any (a touch point need not be tied to a post).
     pub post_token: Option<PostToken>,
+    /// The chat the click was in, if any.
     pub conversation_id: Option<ConversationId>,
+    /// Who clicked, as Divar claims it. The touch-points body has none: learn it at consent
+    /// ([`crate::api::KenarApi::user_id`]).
     pub user_id: Option<UserId>,
+    /// The clicker's side. The original body has no side field: it is derived when `user_id`
+    /// matches `supplier` or `demand`.
     pub user_side: Option<UserSide>,
+    /// The post owner's id: the original body's `supplier.id`, or `user_id` when a revision-2
+    /// body says the clicker is the seller.
     pub seller_id: Option<UserId>,
+    /// The other party's id: the original body's `demand.id`, or `user_id` when a revision-2 body
+    /// says the clicker is the buyer.
     pub buyer_id: Option<UserId>,
     /// The `data` object of the clicked button (empty when the click was not on our button).
     pub extra_data: Map<String, Value>,
@@ -84,7 +102,28 @@ struct OriginalBody {
 
 impl SessionInit {
     /// Parses a request body. `api_version` is the `API-Version` (or `API_VERSION`) header.
-    /// Without that header the revision is told apart by the fields present.
+    /// Without that header the revision is told apart by the fields present. The error says what
+    /// is wrong with the body, without echoing it.
+    ///
+    /// ```
+    /// use kenar::{PayloadRevision, SessionInit, UserSide};
+    ///
+    /// // The `API-Version: 2` body of `widgets/actions/open_server_link.md`.
+    /// let body = br#"{"source": "CHAT_MESSAGE_ACTION", "post_token": "wZC44q5D",
+    ///     "conversation_id": "6b3d5cf7-9291-4fa9-892a-9d07e300daea", "user_side": "Supply",
+    ///     "extra_data": {"booking": "42"}, "user_id": "u-1"}"#;
+    /// let click = SessionInit::parse(body, Some("2"))?;
+    /// assert_eq!(click.revision, PayloadRevision::V2);
+    /// assert_eq!(click.user_side, Some(UserSide::Seller));
+    /// assert_eq!(click.seller_id, click.user_id);
+    /// assert_eq!(click.extra_data["booking"], "42");
+    ///
+    /// // Anything else is refused with a reason.
+    /// let long_token = br#"{"source": "CHAT", "post_token": "far-too-long"}"#;
+    /// assert!(SessionInit::parse(long_token, Some("2")).is_err());
+    /// assert!(SessionInit::parse(b"{}", Some("3")).is_err());
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn parse(body: &[u8], api_version: Option<&str>) -> Result<Self, String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
