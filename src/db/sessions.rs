@@ -48,8 +48,16 @@ fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
-fn expiry_ms(record: &Record) -> i64 {
-    (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
+/// tower-sessions dates a session's expiry on the system clock; the store keeps it on its own
+/// clock (the same one in production, a test's manual one in tests), as the time left from now.
+fn expiry_ms(record: &Record, now_ms: i64) -> i64 {
+    let left = (record.expiry_date - OffsetDateTime::now_utc()).whole_milliseconds();
+    now_ms.saturating_add(i64::try_from(left).unwrap_or(i64::MAX))
+}
+
+/// The stored expiry back on the system clock, for tower-sessions.
+fn expiry_date(expires_at: i64, now_ms: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::milliseconds(expires_at.saturating_sub(now_ms))
 }
 
 /// Whose session it is, from [`USER_ID_KEY`].
@@ -71,7 +79,7 @@ impl SessionStore for DbSessionStore {
             .bind(key(&record.id))
             .bind(user_id(record))
             .bind(&data)
-            .bind(expiry_ms(record))
+            .bind(expiry_ms(record, now))
             .bind(now)
             .execute(self.db.pool())
             .await
@@ -85,6 +93,7 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> Result<()> {
         let data = serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
+        let now = self.clock.now_ms();
         sqlx::query(
             "insert into web_sessions (session_id, user_id, data, expires_at, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $5)
@@ -95,8 +104,8 @@ impl SessionStore for DbSessionStore {
         .bind(key(&record.id))
         .bind(user_id(record))
         .bind(data)
-        .bind(expiry_ms(record))
-        .bind(self.clock.now_ms())
+        .bind(expiry_ms(record, now))
+        .bind(now)
         .execute(self.db.pool())
         .await
         .map_err(backend)?;
@@ -104,11 +113,12 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        let now = self.clock.now_ms();
         let row = sqlx::query(
             "select data, expires_at from web_sessions where session_id = $1 and expires_at > $2",
         )
         .bind(key(id))
-        .bind(self.clock.now_ms())
+        .bind(now)
         .fetch_optional(self.db.pool())
         .await
         .map_err(backend)?;
@@ -117,12 +127,10 @@ impl SessionStore for DbSessionStore {
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
         let data: HashMap<String, serde_json::Value> =
             serde_json::from_str(&data).map_err(|e| Error::Decode(e.to_string()))?;
-        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires_at as i128 * 1_000_000)
-            .map_err(|e| Error::Decode(e.to_string()))?;
         Ok(Some(Record {
             id: *id,
             data,
-            expiry_date,
+            expiry_date: expiry_date(expires_at, now),
         }))
     }
 
