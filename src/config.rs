@@ -101,6 +101,8 @@ pub struct Settings {
     pub server: ServerLimits,
     #[command(flatten, next_help_heading = "Retention")]
     pub retention: Retention,
+    #[command(flatten, next_help_heading = "Who runs the add-on (the privacy page)")]
+    pub operator: Operator,
 }
 
 /// `TOKEN_ENCRYPTION_KEYS`, or the single `TOKEN_ENCRYPTION_KEY` (the usual start): one of them.
@@ -248,12 +250,33 @@ pub struct Retention {
     /// Hours a click (who opened the add-on from where) is kept after its link was opened.
     #[arg(long = "click-retention", value_name = "HOURS", env = "KENAR_CLICK_RETENTION_HOURS", value_parser = hours(1, 24 * 365), default_value = "24")]
     pub clicks: Duration,
-    /// Days before the text and buttons of finished messages and broadcasts are cleared.
-    #[arg(long = "message-retention", value_name = "DAYS", env = "KENAR_MESSAGE_RETENTION_DAYS", value_parser = days(1, 3650), default_value = "30")]
+    /// Days before the text and buttons of finished messages and broadcasts are cleared. Divar
+    /// asks apps to keep chat messages for the least time: a week lets a person see and resend
+    /// what went out.
+    #[arg(long = "message-retention", value_name = "DAYS", env = "KENAR_MESSAGE_RETENTION_DAYS", value_parser = days(1, 3650), default_value = "7")]
     pub message_bodies: Duration,
-    /// Days before finished outbox rows, and finished broadcasts whole, are deleted.
+    /// Days before the records of finished sends (each message's and each conversation's
+    /// outcome) and finished broadcasts are deleted whole.
     #[arg(long = "outbox-retention", value_name = "DAYS", env = "KENAR_OUTBOX_RETENTION_DAYS", value_parser = days(1, 3650), default_value = "30")]
     pub finished_sends: Duration,
+    /// Days a conversation's link to its post (and who its two sides are) is kept after the
+    /// add-on last heard of it; a post-wide message reaches the conversations known then.
+    #[arg(long = "conversation-retention", value_name = "DAYS", env = "KENAR_CONVERSATION_RETENTION_DAYS", value_parser = days(1, 3650), default_value = "30")]
+    pub conversations: Duration,
+}
+
+/// Who keeps people's data, as the privacy page names them: Divar's data policy asks every app
+/// that keeps personal data to say so publicly (docs/divar-platform.md, *Policies*). Required
+/// when `APP_BASE_URL` is a public https address.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operator {
+    /// The person or company that runs this add-on.
+    #[arg(long = "operator-name", env = "KENAR_OPERATOR_NAME", value_parser = plain_text)]
+    pub name: Option<String>,
+    /// How people reach the operator about their data: an email address, a phone number or a
+    /// web address.
+    #[arg(long = "privacy-contact", env = "KENAR_PRIVACY_CONTACT", value_parser = plain_text)]
+    pub contact: Option<String>,
 }
 
 /// A group's declared defaults.
@@ -367,6 +390,8 @@ impl Settings {
         };
         let host = self.app_base_url.host_str().unwrap_or_default();
         let plain_http = self.app_base_url.scheme() == "http" && !is_loopback_host(host);
+        let public_https = self.app_base_url.scheme() == "https" && !is_loopback_host(host);
+        let unnamed = "must be set on a public https address: the privacy page says who keeps people's data and how to reach them, as Divar's data policy requires";
         let rules = [
             (
                 is_placeholder(&self.app_slug),
@@ -407,6 +432,26 @@ impl Settings {
                 plain_http && !self.allow_insecure_http,
                 "APP_BASE_URL",
                 "uses http:// on a public address: tokens and cookies would cross the network in clear; use https (or set KENAR_ALLOW_INSECURE_HTTP=1 if a trusted network stands between)",
+            ),
+            (
+                public_https && self.operator.name.is_none(),
+                "KENAR_OPERATOR_NAME",
+                unnamed,
+            ),
+            (
+                public_https && self.operator.contact.is_none(),
+                "KENAR_PRIVACY_CONTACT",
+                unnamed,
+            ),
+            (
+                self.operator.name.as_deref().is_some_and(is_placeholder),
+                "KENAR_OPERATOR_NAME",
+                "is still the placeholder from .env.example; the privacy page shows it to everyone",
+            ),
+            (
+                self.operator.contact.as_deref().is_some_and(is_placeholder),
+                "KENAR_PRIVACY_CONTACT",
+                "is still the placeholder from .env.example; the privacy page shows it to everyone",
             ),
         ];
         let broken = rules.into_iter().filter(|(broken, ..)| *broken);
@@ -562,6 +607,15 @@ fn is_loopback_host(host: &str) -> bool {
 
 fn secret(value: &str) -> Result<SecretString, String> {
     Ok(value.into())
+}
+
+/// Text a page shows: one line, not empty, of a sensible length.
+fn plain_text(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let ok =
+        !value.is_empty() && value.chars().count() <= 200 && !value.chars().any(char::is_control);
+    ok.then(|| value.to_string())
+        .ok_or_else(|| "must be one line of 1 to 200 characters".into())
 }
 
 fn host(value: &str) -> Result<String, String> {

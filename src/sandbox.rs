@@ -97,6 +97,8 @@ pub async fn launch_built(
             ..Default::default()
         },
         retention: Default::default(),
+        // The privacy page says the operator is not named yet: a fork sets its own.
+        operator: Default::default(),
         metrics_addr: None,
         metrics_sample_every: Duration::from_secs(10),
     };

@@ -11,8 +11,13 @@ pub struct Cutoffs {
     pub clicks_before: i64,
     /// Text and buttons of messages and broadcasts finished before this.
     pub bodies_before: i64,
-    /// Outbox rows and broadcasts finished before this.
+    /// Outbox rows, messages and broadcasts finished before this.
     pub finished_before: i64,
+    /// Conversations last heard of before this.
+    pub conversations_before: i64,
+    /// Grants whose tokens were last issued before this, their access token expired: the
+    /// refresh token is past its life too, so the grant can never send again.
+    pub grants_before: i64,
 }
 
 /// How many rows of each kind one purge removed (or cleared).
@@ -25,7 +30,10 @@ pub struct Purged {
     pub message_bodies: u64,
     pub broadcast_bodies: u64,
     pub outbox_rows: u64,
+    pub messages: u64,
     pub broadcasts: u64,
+    pub conversations: u64,
+    pub grants: u64,
 }
 
 impl Purged {
@@ -36,14 +44,17 @@ impl Purged {
             + self.message_bodies
             + self.broadcast_bodies
             + self.outbox_rows
+            + self.messages
             + self.broadcasts
+            + self.conversations
+            + self.grants
     }
 }
 
-/// One pass, in one transaction. A message keeps its status, attempts and times (the person's
-/// history and the operator's counts), only its text and buttons are cleared (to `{}`, which
-/// pages read as an empty message and which is never sent again); a finished
-/// broadcast keeps its counts until it is deleted whole with its outbox rows.
+/// One pass, in one transaction. A finished message first loses only its text and buttons
+/// (cleared to `{}`, which pages read as an empty message and which is never sent again) and
+/// keeps its status for the person's history; later it goes whole. A finished broadcast keeps
+/// its counts until it is deleted whole with its outbox rows.
 pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
     let mut tx = db.pool().begin().await?;
     let mut run = async |sql: &str, cutoff: i64| -> anyhow::Result<u64> {
@@ -81,13 +92,35 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
             at.finished_before,
         )
         .await?,
+        // After the outbox rows: a message's row goes with the message (on delete cascade).
+        messages: run(
+            "delete from messages where updated_at < $1 and status in ('sent', 'failed')",
+            at.finished_before,
+        )
+        .await?,
         broadcasts: run(
             "delete from broadcasts where updated_at < $1 and status in ('done', 'cancelled')
                and not exists (select 1 from outbox o where o.broadcast_id = broadcasts.broadcast_id)",
             at.finished_before,
         )
         .await?,
+        // A click still kept names its conversation (a foreign key): the conversation waits.
+        conversations: run(
+            "delete from conversations where updated_at < $1
+               and not exists (select 1 from session_inits s
+                               where s.conversation_id = conversations.conversation_id)",
+            at.conversations_before,
+        )
+        .await?,
+        grants: 0,
     };
+    let grants = sqlx::query("delete from grants where updated_at < $1 and access_expires_at < $2")
+        .bind(at.grants_before)
+        .bind(at.now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let purged = Purged { grants, ..purged };
     tx.commit().await?;
     Ok(purged)
 }

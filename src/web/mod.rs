@@ -110,7 +110,9 @@ fn session_layer<S: SessionStore + Clone>(settings: &Settings, store: S) -> Sess
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
+        .with_expiry(Expiry::OnInactivity(
+            time::Duration::try_from(session::SESSION_IDLE).expect("a short period"),
+        ))
 }
 
 /// Private pages are never cached, and may only load our own assets and post our own forms

@@ -12,6 +12,10 @@ use crate::{
     web::error::AppError,
 };
 
+/// A session ends after this long without a request (Divar's security checklist asks for 15
+/// minutes: docs/divar-platform.md, *Policies*).
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 pub(super) const VISIT: &str = "visit";
 const PENDING_CONSENT: &str = "pending_consent";
 

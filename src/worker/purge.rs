@@ -26,6 +26,8 @@ pub fn cutoffs(retention: &Retention, now: i64) -> Cutoffs {
         clicks_before: before(now, retention.clicks),
         bodies_before: before(now, retention.message_bodies),
         finished_before: before(now, retention.finished_sends),
+        conversations_before: before(now, retention.conversations),
+        grants_before: before(now, kenar::oauth::REFRESH_TOKEN_LIFETIME),
     }
 }
 

@@ -241,6 +241,15 @@ async fn a_person_connects_and_sends_from_a_phone() {
     assert!(landing.contains("پیام‌های کاربردی در همین گفت‌وگو"));
     screenshot(&client, "02-landing").await;
     assert_accessible(&client, "the landing page").await;
+    // Before connecting, the person can read what is kept (the link beside the consent button).
+    click_text(&client, "p/a", "حریم خصوصی").await;
+    wait_for_path(&client, "/privacy").await;
+    assert_persian_rtl(&client).await;
+    assert!(client.source().await.unwrap().contains("تا کی"));
+    screenshot(&client, "02b-privacy").await;
+    assert_accessible(&client, "the privacy page").await;
+    client.back().await.unwrap();
+    wait_for_path(&client, "/start").await;
 
     click_text(&client, "button", "ادامه با حساب دیوار").await;
     wait_for_path(&client, "/sandbox/oauth2/auth").await;

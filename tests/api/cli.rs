@@ -77,6 +77,8 @@ fn serve_refuses_weak_configuration_naming_each_reason() {
         ),
         ("APP_BASE_URL", "https://addon.kenar-chat.ir".to_string()),
         ("TOKEN_ENCRYPTION_KEY", random_key),
+        ("KENAR_OPERATOR_NAME", "فروشگاه نمونه".to_string()),
+        ("KENAR_PRIVACY_CONTACT", "privacy@kenar-chat.ir".to_string()),
         // Not a database it can open: a sound configuration gets past the checks to this
         // (and gives up on it after the shortest wait).
         (
@@ -111,7 +113,7 @@ fn serve_refuses_weak_configuration_naming_each_reason() {
     );
     assert!(!stderr.contains("nobody@"), "{stderr}");
 
-    let weak: [(&str, String); 8] = [
+    let weak: [(&str, String); 10] = [
         ("KENAR_APP_SLUG", "my-fake-app-slug".into()),
         ("KENAR_API_KEY", "fake-api-key-replace-me".into()),
         ("KENAR_OAUTH_SECRET", "fake-oauth-secret-replace-me".into()),
@@ -120,6 +122,14 @@ fn serve_refuses_weak_configuration_naming_each_reason() {
         ("TOKEN_ENCRYPTION_KEY", b64(&[7u8; 32])),
         ("APP_BASE_URL", "https://kenar-chat.example.com".into()),
         ("APP_BASE_URL", "http://203.0.113.7:8080".into()),
+        (
+            "KENAR_OPERATOR_NAME",
+            "replace-me-with-your-name-or-company".into(),
+        ),
+        (
+            "KENAR_PRIVACY_CONTACT",
+            "replace-me-with-an-email-or-phone".into(),
+        ),
     ];
     for (name, value) in &weak {
         let (code, stderr) = run(&[(name, value.clone())]);
@@ -138,6 +148,26 @@ fn serve_refuses_weak_configuration_naming_each_reason() {
         ("APP_BASE_URL", "http://203.0.113.7:8080".into()),
     ]);
     assert!(stderr.contains("4 problems"), "{stderr}");
+    // A public https address needs the privacy page's operator and contact (a blank variable is
+    // unset), named with the other problems.
+    let unnamed = [
+        ("KENAR_OPERATOR_NAME", String::new()),
+        ("KENAR_PRIVACY_CONTACT", String::new()),
+        ("DIVAR_IDENTIFICATION_KEY", "short-key".into()),
+    ];
+    let (code, stderr) = run(&unnamed);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    for name in ["KENAR_OPERATOR_NAME", "KENAR_PRIVACY_CONTACT"] {
+        assert!(stderr.contains(name), "{name} is named: {stderr}");
+    }
+    // On loopback (development) the page may go unnamed.
+    let (code, stderr) = run(&[
+        ("KENAR_OPERATOR_NAME", String::new()),
+        ("KENAR_PRIVACY_CONTACT", String::new()),
+        ("APP_BASE_URL", "http://127.0.0.1:8080".into()),
+    ]);
+    assert_ne!(code, Some(2), "{stderr}");
     // Plain http on loopback, or when the operator says a trusted network stands between, is taken.
     for changes in [
         vec![("APP_BASE_URL", "http://127.0.0.1:8080".to_string())],
@@ -377,8 +407,8 @@ fn differences(
     )
 }
 
-/// `.env.example` and README's settings table name exactly the settings the code declares, and
-/// README's defaults are the declared ones. (`POSTGRES_PASSWORD` is docker compose's, not ours.)
+/// `.env.example` and the settings table of docs/configuration.md name exactly the settings the
+/// code declares, and the table's defaults are the declared ones. (`POSTGRES_PASSWORD` is docker compose's, not ours.)
 #[test]
 fn env_example_and_readme_name_exactly_the_declared_settings() {
     let declared = declared_settings();
@@ -399,11 +429,11 @@ fn env_example_and_readme_name_exactly_the_declared_settings() {
         ".env.example: {problem}"
     );
 
-    let readme = read("README.md").unwrap();
+    let readme = read("docs/configuration.md").unwrap();
     let section = readme
-        .split("\n## Configuration\n")
+        .split("\n## Settings\n")
         .nth(1)
-        .expect("a Configuration section");
+        .expect("a Settings section");
     let section = section.split("\n## ").next().unwrap();
     let rows: BTreeMap<String, String> = section
         .lines()
@@ -417,14 +447,14 @@ fn env_example_and_readme_name_exactly_the_declared_settings() {
     let problem = differences(&in_readme, &declared);
     assert!(
         in_readme.iter().eq(declared.keys()),
-        "README's settings table: {problem}"
+        "docs/configuration.md's settings table: {problem}"
     );
     for (name, default) in &declared {
         if let Some(default) = default {
             let cell = &rows[name];
             assert!(
                 cell.contains(&format!("`{default}`")),
-                "README gives {name} the default {cell:?}, the code {default:?}"
+                "docs/configuration.md gives {name} the default {cell:?}, the code {default:?}"
             );
         }
     }

@@ -13,6 +13,7 @@ mod helpers;
 mod identity;
 mod operations;
 mod outbox_processes;
+mod privacy;
 mod retention;
 mod sandbox_api;
 mod sandbox_oauth;

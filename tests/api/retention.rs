@@ -36,7 +36,8 @@ async fn body_of(app: &TestApp, message_id: &str) -> (String, String) {
 
 /// The purge task, with windows of seconds: the first visit's link and click and the first
 /// message's text go; its status stays; the second visit and message, younger than the
-/// windows, stay whole.
+/// windows, stay whole. Later the first message's record goes whole, and so does the
+/// conversation once nothing was heard of it for its window.
 async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
         settings.entry_link_ttl = Duration::from_secs(1);
@@ -44,7 +45,8 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
             purge_every: Duration::from_millis(100),
             clicks: Duration::from_secs(3),
             message_bodies: Duration::from_secs(3),
-            finished_sends: Duration::from_secs(3),
+            finished_sends: Duration::from_secs(20),
+            conversations: Duration::from_secs(40),
         };
     })
     .await;
@@ -99,15 +101,6 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
         ("{}", "sent"),
         "text gone, status kept"
     );
-    assert_eq!(
-        scalar(
-            &app,
-            "select count(*) from outbox where message_id = $1",
-            &first
-        )
-        .await,
-        0
-    );
     let (body, _) = body_of(&app, &second).await;
     assert!(body.contains("متن دوم"), "the young message is whole");
     assert_eq!(
@@ -128,8 +121,75 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
     let resend = app.submit(&format!("/messages/{first}/resend")).await;
     assert_ne!(resend.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body_of(&app, &first).await.1, "sent");
+
+    // Past the record window (20 s after it was sent) the first message goes whole, with its
+    // outbox row; the second (sent 4.5 s later) stays a little longer.
+    app.advance(Duration::from_millis(17_000));
+    eventually("the first message's record is gone", async || {
+        scalar(
+            &app,
+            "select count(*) from messages where message_id = $1",
+            &first,
+        )
+        .await
+            == 0
+    })
+    .await;
+    let count = "select count(*) from outbox where message_id = $1";
+    assert_eq!(scalar(&app, count, &first).await, 0);
+    assert_eq!(scalar(&app, count, &second).await, 1);
+    assert_eq!(body_of(&app, &second).await.1, "sent");
+    // The conversation, last heard of at the second visit, stays until its own window ends.
+    let known = "select count(*) from conversations where conversation_id = $1";
+    assert_eq!(scalar(&app, known, &conv).await, 1);
+    app.advance(Duration::from_secs(25));
+    eventually("the conversation is forgotten", async || {
+        scalar(&app, known, &conv).await == 0
+    })
+    .await;
 }
 crate::both_engines!(purge_task, the_purge_task_forgets_what_is_past_its_window);
+
+/// A grant nobody used for as long as its refresh token lives (30 days, Divar's docs) can never
+/// send again: the purge deletes it, and the person is asked to connect again. A grant used
+/// meanwhile stays.
+async fn a_grant_unused_past_its_refresh_token_is_forgotten(engine: Engine) {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |_| {}).await;
+    let idle = conversation(1, 1);
+    app.connect_conversation(&idle, "buyer", BUYER_1).await;
+    let grants = "select count(*) from grants where subject_id = $1";
+    let purge = async || {
+        kenar_chat::worker::purge::purge_once(&app.db, &app.settings.retention, app.clock.now_ms())
+            .await
+            .unwrap()
+    };
+    app.advance(Duration::from_secs(29 * 86_400));
+    assert_eq!(
+        purge().await.grants,
+        0,
+        "kept while its refresh token lives"
+    );
+    let used = conversation(1, 2);
+    app.connect_conversation(&used, "buyer", BUYER_2).await;
+    app.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(purge().await.grants, 1, "{idle} is past 30 days");
+    assert_eq!(scalar(&app, grants, &idle).await, 0);
+    assert_eq!(
+        scalar(&app, grants, &used).await,
+        1,
+        "the younger grant stays"
+    );
+    assert_eq!(app.enter_from_chat(&idle, "buyer").await, "/start");
+    let landing = app.get_html("/start").await;
+    assert!(
+        landing.contains("ادامه با حساب دیوار"),
+        "asked to connect again"
+    );
+}
+crate::both_engines!(
+    idle_grants,
+    a_grant_unused_past_its_refresh_token_is_forgotten
+);
 
 /// Broadcasts: finished ones past the window go whole with their outbox rows; a running one,
 /// and expired web sessions, are handled as their own rules say. Exact counts, both engines.
@@ -182,6 +242,8 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
         clicks_before: now - 5_000,
         bodies_before: now - 5_000,
         finished_before: now - 5_000,
+        conversations_before: now - 5_000,
+        grants_before: now - 5_000,
     };
     let purged = purge(&app.db, cutoffs).await.unwrap();
     assert_eq!(purged.broadcasts, 1, "{purged:?}");

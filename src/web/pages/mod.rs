@@ -11,6 +11,7 @@ pub mod landing;
 pub mod message;
 pub mod message_status;
 pub mod post;
+pub mod privacy;
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};

@@ -17,7 +17,7 @@ use crate::{
     web::{
         error::Result,
         extract::{ChatVisitor, Known},
-        pages::{home::HomePage, landing::LandingPage},
+        pages::{home::HomePage, landing::LandingPage, privacy::PrivacyPage},
         session::{TypedSession, Visit},
     },
 };
@@ -29,6 +29,7 @@ pub fn routes() -> Routes {
         .get("/", show_home)
         .get("/start", show_landing)
         .get("/back", back_to_divar)
+        .get("/privacy", show_privacy)
         .post("/disconnect", disconnect)
 }
 
@@ -48,6 +49,11 @@ async fn show_home(Query(query): Query<HomeQuery>) -> HomePage {
     HomePage {
         post_token: query.post_token.and_then(|t| PostToken::parse(t).ok()),
     }
+}
+
+/// Public: what the add-on keeps about people, for anyone (no session needed).
+async fn show_privacy(State(app): State<AppState>) -> PrivacyPage {
+    PrivacyPage::new(&app.deps.settings)
 }
 
 /// The one-time link from session initialization: binds the click to this browser's session,
