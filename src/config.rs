@@ -197,9 +197,18 @@ pub struct ConsentExtras {
     /// person's data erased.
     #[arg(long = "ask-revocation-notice", value_name = "BOOL", env = "KENAR_ASK_REVOCATION_NOTICE", value_parser = switch, action = Set, default_value = "true")]
     pub revocation_notice: bool,
+    /// Ask a post's owner for `USER_POSTS_GET` too, so Divar reports the post's removal and its
+    /// post-wide messages stop.
+    #[arg(long = "ask-post-updates", value_name = "BOOL", env = "KENAR_ASK_POST_UPDATES", value_parser = switch, action = Set, default_value = "true")]
+    pub post_updates: bool,
 }
 
 impl ConsentExtras {
+    /// The extras of a post's consent, on top of [`Self::scopes`].
+    pub fn post_scopes(self) -> impl Iterator<Item = &'static str> {
+        self.post_updates.then_some("USER_POSTS_GET").into_iter()
+    }
+
     pub fn scopes(self) -> impl Iterator<Item = &'static str> {
         [
             (self.user_id, "USER_ID"),

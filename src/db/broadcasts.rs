@@ -6,7 +6,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{Backend, Db, outbox};
 use crate::domain::{
     ConversationId, PostToken, UserId,
-    broadcast::{Broadcast, FailedRecipient, Progress},
+    broadcast::{Broadcast, FailedRecipient, POST_REMOVED, Progress},
     status::BroadcastStatus,
 };
 
@@ -32,7 +32,7 @@ pub async fn create(
     let broadcast_id = uuid::Uuid::new_v4().to_string();
     let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
     let inserted = sqlx::query(
-        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, paused_reason,
+        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, stop_reason,
              total, created_at, updated_at)
          values ($1, $2, $3, $4, $5, 'running', null, $6, $7, $7)
          on conflict (idempotency_key) do nothing",
@@ -131,12 +131,12 @@ pub async fn list_for_post(
         format!("coalesce(sum(case when o.status = '{status}' then 1 else 0 end), 0) as {status}")
     };
     Ok(sqlx::query_as(&format!(
-        "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.paused_reason,
+        "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
              b.total, b.created_at, {}, {}, {}, {}
          from (select * from broadcasts where post_token = $1 and user_id = $2
                order by created_at desc limit 50) b
          left join outbox o on o.broadcast_id = b.broadcast_id
-         group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.paused_reason,
+         group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
              b.total, b.created_at
          order by b.created_at desc, b.broadcast_id",
         count("pending"),
@@ -159,7 +159,7 @@ pub async fn pause_for_grant(
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "update broadcasts set status = 'paused', paused_reason = $1, updated_at = $2
+        "update broadcasts set status = 'paused', stop_reason = $1, updated_at = $2
          where post_token = $3 and user_id = $4 and status = 'running'",
     )
     .bind(reason)
@@ -180,7 +180,7 @@ pub async fn resume_for_grant(
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "update broadcasts set paused_reason = null, updated_at = $1,
+        "update broadcasts set stop_reason = null, updated_at = $1,
              status = case when exists (select 1 from outbox
                                         where outbox.broadcast_id = broadcasts.broadcast_id
                                           and outbox.status = 'pending')
@@ -195,11 +195,43 @@ pub async fn resume_for_grant(
     Ok(())
 }
 
+/// Cancels every running or paused broadcast of a post Divar reported removed, with that
+/// reason; their pending rows are never sent. How many it cancelled (0 for a repeated report).
+pub async fn cancel_for_removed_post(
+    db: &Db,
+    post_token: &PostToken,
+    now: i64,
+) -> anyhow::Result<u64> {
+    let mut tx = db.pool().begin().await?;
+    let stopping = "select broadcast_id from broadcasts
+                    where post_token = $2 and status in ('running', 'paused')";
+    sqlx::query(&format!(
+        "update outbox set status = 'cancelled', updated_at = $1
+         where broadcast_id in ({stopping}) and status = 'pending'
+           and (locked_until is null or locked_until < $1)"
+    ))
+    .bind(now)
+    .bind(post_token)
+    .execute(&mut *tx)
+    .await?;
+    let changed = sqlx::query(
+        "update broadcasts set status = 'cancelled', stop_reason = $3, updated_at = $1
+         where post_token = $2 and status in ('running', 'paused')",
+    )
+    .bind(now)
+    .bind(post_token)
+    .bind(POST_REMOVED)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(changed.rows_affected())
+}
+
 /// Cancels a broadcast: its pending rows are never sent.
 pub async fn cancel(db: &Db, broadcast_id: &str, now: i64) -> anyhow::Result<bool> {
     let mut tx = db.pool().begin().await?;
     let changed = sqlx::query(
-        "update broadcasts set status = 'cancelled', updated_at = $1
+        "update broadcasts set status = 'cancelled', stop_reason = null, updated_at = $1
          where broadcast_id = $2 and status in ('running', 'paused')",
     )
     .bind(now)
@@ -322,5 +354,5 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 }
 
 const BROADCAST: &str =
-    "select broadcast_id, post_token, user_id, body, status, paused_reason, total, created_at
+    "select broadcast_id, post_token, user_id, body, status, stop_reason, total, created_at
     from broadcasts";

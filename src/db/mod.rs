@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod grants;
 pub mod messages;
 pub mod outbox;
+pub mod posts;
 pub mod purge;
 pub mod sessions;
 pub mod spent_links;

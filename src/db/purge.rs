@@ -33,6 +33,7 @@ pub struct Purged {
     pub messages: u64,
     pub broadcasts: u64,
     pub conversations: u64,
+    pub retired_posts: u64,
     pub grants: u64,
 }
 
@@ -47,6 +48,7 @@ impl Purged {
             + self.messages
             + self.broadcasts
             + self.conversations
+            + self.retired_posts
             + self.grants
     }
 }
@@ -102,6 +104,12 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
             "delete from broadcasts where updated_at < $1 and status in ('done', 'cancelled')
                and not exists (select 1 from outbox o where o.broadcast_id = broadcasts.broadcast_id)",
             at.finished_before,
+        )
+        .await?,
+        // A removed post is remembered as long as its conversations are.
+        retired_posts: run(
+            "delete from retired_posts where updated_at < $1",
+            at.conversations_before,
         )
         .await?,
         // A click still kept names its conversation (a foreign key): the conversation waits.

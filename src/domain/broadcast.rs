@@ -11,9 +11,22 @@ pub struct Broadcast {
     pub body: String,
     #[sqlx(try_from = "String")]
     pub status: BroadcastStatus,
-    pub paused_reason: Option<String>,
+    /// Why it stopped before its end ([`STOPPED_FOR_RECONSENT`], [`POST_REMOVED`]).
+    pub stop_reason: Option<String>,
     pub total: i64,
     pub created_at: i64,
+}
+
+/// A paused broadcast waits for its seller to connect again.
+pub const STOPPED_FOR_RECONSENT: &str = "reconsent";
+/// A cancelled broadcast stopped because Divar reported its post removed.
+pub const POST_REMOVED: &str = "post_removed";
+
+impl Broadcast {
+    /// Cancelled because its post was removed from Divar.
+    pub fn post_removed(&self) -> bool {
+        self.stop_reason.as_deref() == Some(POST_REMOVED)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]

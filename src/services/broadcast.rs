@@ -37,6 +37,9 @@ pub enum BroadcastError {
     InvalidMessage,
     #[error("no conversation of this post is known yet")]
     NoConversations,
+    /// Divar reported the post removed: nothing new goes to its conversations.
+    #[error("the post was removed from Divar")]
+    PostRemoved,
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -45,6 +48,8 @@ pub enum BroadcastError {
 /// broadcasts so far (newest first, at most 50).
 pub struct Overview {
     pub connected: bool,
+    /// Divar reported the post removed.
+    pub removed: bool,
     pub conversations: usize,
     /// When the newest conversation was last seen.
     pub last_activity: Option<i64>,
@@ -92,6 +97,7 @@ pub async fn overview(
     let conversations = db::conversations::list_for_post(&deps.db, post).await?;
     Ok(Overview {
         connected,
+        removed: db::posts::is_retired(&deps.db, post).await?,
         conversations: conversations.len(),
         last_activity: conversations.iter().map(|c| c.updated_at).max(),
         broadcasts,
@@ -102,18 +108,25 @@ fn post(writer: &Writer) -> Result<&PostToken, BroadcastError> {
     writer.post.as_ref().ok_or(BroadcastError::NotFound)
 }
 
-async fn require_grant(deps: &Deps, writer: &Writer) -> Result<(), BroadcastError> {
-    let subject = Subject::Post(post(writer)?.clone());
-    if deps.vault.has_grant(&subject, &writer.user).await? {
-        Ok(())
-    } else {
-        Err(BroadcastError::NotConnected)
+/// A new broadcast (or a retry) needs the seller's grant, and a post still on Divar.
+async fn require_sendable_post(deps: &Deps, writer: &Writer) -> Result<(), BroadcastError> {
+    let post = post(writer)?;
+    if !deps
+        .vault
+        .has_grant(&Subject::Post(post.clone()), &writer.user)
+        .await?
+    {
+        return Err(BroadcastError::NotConnected);
     }
+    if db::posts::is_retired(&deps.db, post).await? {
+        return Err(BroadcastError::PostRemoved);
+    }
+    Ok(())
 }
 
 /// The empty composer for every conversation of the post.
 pub async fn composer(deps: &Deps, writer: &Writer) -> Result<Draft, BroadcastError> {
-    require_grant(deps, writer).await?;
+    require_sendable_post(deps, writer).await?;
     Ok(Draft::new(ComposeForm::default()))
 }
 
@@ -167,7 +180,7 @@ pub async fn submit(
     writer: &Writer,
     form: ComposeForm,
 ) -> Result<Step, BroadcastError> {
-    require_grant(deps, writer).await?;
+    require_sendable_post(deps, writer).await?;
     let form = match compose::apply_edit(&deps.catalog, writer, form) {
         Ok(form) => form,
         Err(draft) => return Ok(Step::Again(draft)),
@@ -196,7 +209,7 @@ pub async fn create(
     writer: &Writer,
     confirm: ConfirmForm,
 ) -> Result<Created, BroadcastError> {
-    require_grant(deps, writer).await?;
+    require_sendable_post(deps, writer).await?;
     let post = post(writer)?;
     let message = confirm
         .message

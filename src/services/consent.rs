@@ -35,10 +35,13 @@ impl Target {
     fn scopes(&self, extras: ConsentExtras) -> Vec<String> {
         let mut scopes = match self {
             Self::Conversation(id) => vec![format!("CONVERSATION_SEND_MESSAGE.{id}")],
-            Self::Post(post) => vec![
+            Self::Post(post) => [
                 format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{post}"),
                 format!("CHAT_POST_CONVERSATIONS_READ.{post}"),
-            ],
+            ]
+            .into_iter()
+            .chain(extras.post_scopes().map(str::to_string))
+            .collect(),
         };
         scopes.extend(extras.scopes().map(str::to_string));
         scopes.push("offline_access".into());
@@ -225,7 +228,8 @@ pub async fn finish(
     let target = match subject {
         Subject::Post(post) => {
             // New conversations of the post reach us as NEW_MESSAGE webhooks from now on.
-            delivery::subscribe_post_messages(&deps.api, &issued.access_token, &post).await;
+            delivery::subscribe_post_events(&deps.api, &issued.access_token, &post, &pending.scope)
+                .await;
             db::broadcasts::resume_for_grant(&deps.db, &post, &user, deps.now()).await?;
             tracing::info!("a seller connected a post");
             Target::Post(post)

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use kenar::{
     PostToken,
-    api::{KenarApi, SendError},
+    api::{KenarApi, SendError, Subscription},
 };
 
 pub use crate::config::RetryPolicy;
@@ -150,20 +150,32 @@ fn retry_warning(error: &SendError, wait: Duration) {
     }
 }
 
-/// Subscribes to new messages in the chats of `post_token` with a newly issued or refreshed
-/// token: a subscription lives as long as the token that made it (kenar-docs
-/// `docs/events/ReadMe.md`). A failure is logged, not fatal: sending still works, discovery
-/// resumes at the next renewal.
-pub async fn subscribe_post_messages(api: &KenarApi, token: &SecretString, post_token: &PostToken) {
-    let subscribed = api.subscribe_new_messages(token, post_token).await;
-    let status = if subscribed.is_ok() { "ok" } else { "error" };
-    metrics::counter!(crate::observe::API_CALLS, "operation" => "subscribe", "status" => status)
-        .increment(1);
-    if let Err(error) = subscribed {
-        tracing::warn!(
-            error = format!("{error:#}"),
-            "subscribing to the post's new messages failed"
-        );
+/// Subscribes to new messages in the chats of `post_token`, and to the post's updates when the
+/// grant's `scope` allows, with a newly issued or refreshed token: a subscription lives as long
+/// as the token that made it (kenar-docs `docs/events/ReadMe.md`). A failure is logged, not
+/// fatal: sending still works, discovery resumes at the next renewal.
+pub async fn subscribe_post_events(
+    api: &KenarApi,
+    token: &SecretString,
+    post_token: &PostToken,
+    scope: &str,
+) {
+    let mut wanted = vec![Subscription::NewMessagesOnPost(post_token.clone())];
+    // Only a grant that holds USER_POSTS_GET may hear of the post's removal.
+    if scope.split_whitespace().any(|s| s == "USER_POSTS_GET") {
+        wanted.push(Subscription::PostUpdates(post_token.clone()));
+    }
+    for subscription in &wanted {
+        let subscribed = api.subscribe(token, subscription).await;
+        let status = if subscribed.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::observe::API_CALLS, "operation" => "subscribe", "status" => status)
+            .increment(1);
+        if let Err(error) = subscribed {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "subscribing to the post's events failed"
+            );
+        }
     }
 }
 

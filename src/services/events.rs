@@ -15,7 +15,8 @@ pub enum EventError {
 }
 
 /// `NEW_MESSAGE` links a conversation to its post (how a post's conversations become known);
-/// `USER_ACCESS_REVOCATION` erases everything kept about the user. Other types are ignored.
+/// `USER_ACCESS_REVOCATION` erases everything kept about the user; a `POST_UPDATE` that says the
+/// post was removed stops its broadcasts. Other types are ignored.
 pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
     match DivarEvent::parse(body).map_err(EventError::BadRequest)? {
         // An app's own message (ours, echoed back) tells nothing about a buyer, and a message
@@ -40,6 +41,26 @@ pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
                 ?erased,
                 "a user revoked the app's access; their data was erased"
             );
+        }
+        // The post left Divar: its broadcasts stop and no new one starts. A repeated report
+        // (Divar warns they repeat) finds nothing left to change.
+        DivarEvent::PostUpdate { post_token, change } if change.is_removal() => {
+            let now = deps.now();
+            let news = db::posts::retire(&deps.db, &post_token, change.as_str(), now).await?;
+            let cancelled =
+                db::broadcasts::cancel_for_removed_post(&deps.db, &post_token, now).await?;
+            tracing::info!(
+                news,
+                cancelled,
+                change = change.as_str(),
+                "Divar reported a post removed"
+            );
+        }
+        DivarEvent::PostUpdate { change, .. } => {
+            tracing::debug!(
+                change = change.as_str(),
+                "a post update that changes nothing here"
+            )
         }
         DivarEvent::Other(kind) => tracing::debug!(%kind, "ignoring an event type we do not use"),
     }

@@ -45,6 +45,8 @@ pub enum VaultError {
 pub struct AccessToken {
     pub secret: SecretString,
     pub refreshed: bool,
+    /// The scopes the grant holds, space-separated, as consented.
+    pub scope: String,
 }
 
 /// What `rekey` did.
@@ -201,6 +203,7 @@ impl Vault {
                 .map(|secret| AccessToken {
                     secret,
                     refreshed: true,
+                    scope: grant.scope.clone(),
                 });
         }
     }
@@ -214,6 +217,7 @@ impl Vault {
         Ok(AccessToken {
             secret: access.secret,
             refreshed: false,
+            scope: grant.scope.clone(),
         })
     }
 

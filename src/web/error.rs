@@ -82,6 +82,7 @@ impl From<BroadcastError> for AppError {
             BroadcastError::Incomplete => Self::BadRequest(words::BROADCAST_INCOMPLETE),
             BroadcastError::InvalidMessage => Self::BadRequest(words::INVALID_MESSAGE),
             BroadcastError::NoConversations => Self::BadRequest(words::NO_CONVERSATIONS),
+            BroadcastError::PostRemoved => Self::BadRequest(words::POST_REMOVED),
             BroadcastError::Store(error) => Self::Unexpected(error),
         }
     }

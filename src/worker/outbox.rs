@@ -26,7 +26,7 @@ use crate::{
         messages,
         outbox::{self, Claimed, Lanes, Source},
     },
-    domain::{UserId, status::Outcome},
+    domain::{UserId, broadcast::STOPPED_FOR_RECONSENT, status::Outcome},
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -473,7 +473,8 @@ impl OutboxWorker {
         if token.refreshed
             && let Subject::Post(post_token) = &sender.subject
         {
-            delivery::subscribe_post_messages(&self.api, &token.secret, post_token).await;
+            delivery::subscribe_post_events(&self.api, &token.secret, post_token, &token.scope)
+                .await;
         }
         sender.token = token.secret;
         Ok(Prepared::Ready(sender))
@@ -488,7 +489,7 @@ impl OutboxWorker {
                     &self.db,
                     post_token,
                     &sender.user_id,
-                    "reconsent",
+                    STOPPED_FOR_RECONSENT,
                     self.clock.now_ms(),
                 )
                 .await?;

@@ -594,6 +594,14 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         .await
         .unwrap();
     assert_eq!(known.len(), 1, "a redelivered event is recorded once");
+    // A post update that changes nothing here is acknowledged; one without its post is not
+    // a body Divar documents.
+    let published = json!({ "type": "POST_UPDATE", "post_update": { "type": "PUBLISH",
+        "post": { "token": POST_1, "category": "light", "chat_enabled": true } } });
+    assert_eq!(
+        post_event(&app, &key, &published).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         post_event(
             &app,
@@ -602,7 +610,14 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
         )
         .await
         .status(),
-        StatusCode::OK
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_event(&app, &key, &json!({ "type": "PAYMENT_TRANSACTION" }))
+            .await
+            .status(),
+        StatusCode::OK,
+        "an event type we do not use is acknowledged"
     );
     assert_eq!(
         post_event(&app, &key, &json!({ "no": "type" }))
@@ -829,6 +844,164 @@ async fn a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got(engi
 crate::both_engines!(
     cancel,
     a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got
+);
+
+/// Divar reports the post removed while its broadcast is paced: the broadcast stops within one
+/// pacing interval and says why, no new one starts, and the same report again changes nothing.
+async fn a_removed_post_stops_its_broadcast_and_takes_no_new_one(engine: Engine) {
+    let app = paced_post_owner_app(engine, 60).await;
+    let subscriptions = app.inspect("subscriptions").await;
+    assert!(
+        subscriptions["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["event_type"] == "POST_UPDATE" && s["event_resource_id"] == POST_1),
+        "subscribed to the post's updates at consent: {subscriptions}"
+    );
+    let conversations = buyers_write(&app, POST_1, 20).await;
+    let page = broadcast(&app, "برای همه", 20).await;
+    app.pace_until("three sends", async || app.divar_send_calls() >= 3)
+        .await;
+
+    let retire = format!("/sandbox/_control/posts/{POST_1}/retire");
+    let told: Value = app
+        .post_json(&retire, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(told["subscribers_told"], 1, "{told}");
+    // One pacing interval (a second at 60/min) later, nothing is left to send.
+    let sent_then = app.divar_send_calls();
+    app.advance(Duration::from_secs(1));
+    // Rows a worker holds for their turn see the cancel at its next look (CANCEL_POLL).
+    let progress = eventually("the broadcast settles", async || {
+        let progress = progress_of(&app, &page).await;
+        (progress["settled"] == true).then_some(progress)
+    })
+    .await;
+    assert_eq!(progress["status"], "cancelled", "{progress}");
+    assert_eq!(progress["status_label"], "آگهی حذف شد");
+    let sent = progress["sent"].as_i64().unwrap();
+    assert!(sent as usize <= sent_then + 1, "{progress}");
+    assert_eq!(
+        sent + progress["cancelled"].as_i64().unwrap(),
+        20,
+        "{progress}"
+    );
+    app.advance(Duration::from_secs(60));
+    assert_eq!(delivered(&app, &conversations).await, (sent as usize, 0));
+    let html = app.get_html(&page).await;
+    assert!(
+        html.contains("آگهی از دیوار حذف شد و ارسال متوقف شد"),
+        "{html}"
+    );
+
+    // No new broadcast: the post page says so, and the composer refuses.
+    let post = app.get_html("/post").await;
+    assert!(post.contains(r#"id="post-removed""#) && !post.contains("/broadcasts/new"));
+    let composer = app.get("/broadcasts/new").await;
+    assert_eq!(composer.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        composer
+            .text()
+            .await
+            .unwrap()
+            .contains("این آگهی از دیوار حذف شده است")
+    );
+
+    // Divar may repeat an update: the second report changes nothing.
+    let before = sqlx::query("select status, stop_reason, updated_at from broadcasts")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (a, b, c): (String, Option<String>, i64) =
+                (r.get("status"), r.get("stop_reason"), r.get("updated_at"));
+            format!("{a} {b:?} {c}")
+        })
+        .collect::<Vec<_>>();
+    app.advance(Duration::from_secs(5));
+    let again: Value = app
+        .post_json(&retire, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["subscribers_told"], 1);
+    let webhooks = app.inspect("outbound").await;
+    let retires: Vec<_> = webhooks["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["body"]["type"] == "POST_UPDATE")
+        .map(|c| c["status"].clone())
+        .collect();
+    assert_eq!(
+        retires,
+        vec![json!(200), json!(200)],
+        "both reports acknowledged"
+    );
+    let after = sqlx::query("select status, stop_reason, updated_at from broadcasts")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (a, b, c): (String, Option<String>, i64) =
+                (r.get("status"), r.get("stop_reason"), r.get("updated_at"));
+            format!("{a} {b:?} {c}")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(before, after);
+    let removed: i64 = sqlx::query("select count(*) from retired_posts")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(removed, 1);
+}
+crate::both_engines!(
+    removed_post,
+    a_removed_post_stops_its_broadcast_and_takes_no_new_one
+);
+
+/// A refreshed token subscribes again, to the post's messages and to its updates: Divar drops
+/// a subscription with the token that made it.
+async fn a_refresh_subscribes_to_the_posts_updates_again(engine: Engine) {
+    let app = spawn_app_with_token_ttl(engine, Duration::from_secs(60)).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    // The sandbox keeps one subscription per event and post: a new one replaces the old.
+    let updates = async || {
+        let subscriptions = app.inspect("subscriptions").await["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["event_type"] == "POST_UPDATE" && s["event_resource_id"] == POST_1)
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
+        subscriptions[0].clone()
+    };
+    let first = updates().await;
+    buyers_write(&app, POST_1, 2).await;
+    app.advance(Duration::from_secs(120));
+    let page = broadcast(&app, "پس از تازه شدن اجازه", 2).await;
+    eventually("the broadcast is sent with a refreshed token", async || {
+        progress_of(&app, &page).await["sent"] == 2
+    })
+    .await;
+    assert_ne!(
+        updates().await,
+        first,
+        "subscribed again with the new token"
+    );
+}
+crate::both_engines!(
+    refresh_resubscribes,
+    a_refresh_subscribes_to_the_posts_updates_again
 );
 
 /// The most sends (by their times, in ms) that fall in any 60-second window starting at one.

@@ -243,7 +243,7 @@ fn migrate_applies_migrations_to_a_sqlite_file() {
     assert!(dir.path().join("sub/kenar.db").exists());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("kenar.db") && stdout.contains("newest: 6"),
+        stdout.contains("kenar.db") && stdout.contains("newest: 7"),
         "{stdout}"
     );
 }

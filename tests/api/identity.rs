@@ -33,18 +33,26 @@ async fn consent_asks_who_consented_and_for_revocation_notices_unless_switched_o
     assert_eq!(
         requested_scope(&app, "/oauth/start?for=post").await,
         format!(
-            "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
+            "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1} USER_POSTS_GET USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
         )
     );
 
-    for (user_id, revocation_notice, extras) in [
-        (false, true, " NOTIFICATION_ACCESS_REVOCATION"),
-        (true, false, " USER_ID"),
-        (false, false, ""),
+    // Each switch off leaves its scope out (USER_POSTS_GET: the post flow only).
+    for (user_id, revocation_notice, post_updates, extras, post_extras) in [
+        (
+            false,
+            true,
+            true,
+            " NOTIFICATION_ACCESS_REVOCATION",
+            " USER_POSTS_GET",
+        ),
+        (true, false, true, " USER_ID", " USER_POSTS_GET"),
+        (false, false, false, "", ""),
     ] {
         let app = spawn_app_customized(Engine::Sqlite, Default::default(), |s| {
             s.consent.user_id = user_id;
             s.consent.revocation_notice = revocation_notice;
+            s.consent.post_updates = post_updates;
         })
         .await;
         app.enter_from_chat(&conv, "buyer").await;
@@ -56,7 +64,7 @@ async fn consent_asks_who_consented_and_for_revocation_notices_unless_switched_o
         assert_eq!(
             requested_scope(&app, "/oauth/start?for=post").await,
             format!(
-                "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1}{extras} offline_access"
+                "CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST_1} CHAT_POST_CONVERSATIONS_READ.{POST_1}{post_extras}{extras} offline_access"
             )
         );
     }
@@ -85,13 +93,16 @@ fn the_scope_switches_are_read_from_the_environment() {
         })
     };
     let defaults = load(&[]).unwrap();
-    assert!(defaults.consent.user_id && defaults.consent.revocation_notice);
+    let on = defaults.consent;
+    assert!(on.user_id && on.revocation_notice && on.post_updates);
     let off = load(&[
         ("KENAR_ASK_USER_ID", "false"),
         ("KENAR_ASK_REVOCATION_NOTICE", "0"),
+        ("KENAR_ASK_POST_UPDATES", "false"),
     ])
-    .unwrap();
-    assert!(!off.consent.user_id && !off.consent.revocation_notice);
+    .unwrap()
+    .consent;
+    assert!(!off.user_id && !off.revocation_notice && !off.post_updates);
     let wrong = load(&[("KENAR_ASK_USER_ID", "maybe")]).unwrap_err();
     assert!(wrong.to_string().contains("KENAR_ASK_USER_ID"), "{wrong}");
 }

@@ -436,7 +436,7 @@ async fn status_columns_accept_only_known_values(engine: Engine) {
     let broadcast = |id: &str, status: &str| {
         sqlx::query(
             "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status,
-                 paused_reason, total, created_at, updated_at)
+                 stop_reason, total, created_at, updated_at)
              values ($1, $1, 'p-1', 'u-2', '{}', $2, null, 1, 1, 1)",
         )
         .bind(id.to_string())

@@ -426,7 +426,7 @@ fn register_subscription(
     let resource = body.event_resource_id.filter(|r| !r.is_empty());
     // Each event type and the OAuth scope it needs (kenar-docs `docs/events/ReadMe.md`).
     let allowed = match (body.event_type.as_str(), &resource) {
-        // POST_UPDATE is registered; the sandbox does not emit it (posts never change here).
+        // POST_UPDATE: the sandbox sends RETIRE when a post is removed (one post's subscribers only).
         ("POST_UPDATE", resource) => {
             resource.as_ref().is_none_or(|post| {
                 world

@@ -34,6 +34,23 @@ pub fn router() -> Router<Sandbox> {
             "/_control/posts/{post_token}/conversations",
             post(add_conversations),
         )
+        .route("/_control/posts/{post_token}/retire", post(retire_post))
+}
+
+/// The seller removes the post from Divar: apps subscribed to its updates hear `RETIRE`. Each
+/// call sends the event again, as Divar may repeat updates.
+async fn retire_post(State(sandbox): State<Sandbox>, Path(post_token): Path<String>) -> Response {
+    match super::outbound::post_retired(&sandbox, &post_token).await {
+        Some(told) => {
+            Json(json!({ "post_token": post_token, "retired": true, "subscribers_told": told }))
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "post not found" })),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -179,6 +179,21 @@ pub async fn new_message(sandbox: &Sandbox, conversation: &Conversation, message
     }
 }
 
+/// Tells each subscription that a post was removed (`POST_UPDATE` of type `RETIRE`, which
+/// carries only the post's token: `events/post.md`). Returns how many were told.
+pub async fn post_retired(sandbox: &Sandbox, post_token: &str) -> Option<usize> {
+    let subscribers = sandbox.world().retire_post(post_token)?;
+    for subscription in &subscribers {
+        let body = json!({
+            "type": "POST_UPDATE",
+            "metadata": subscription.metadata,
+            "post_update": { "type": "RETIRE", "post": { "token": post_token } },
+        });
+        deliver(sandbox, body).await;
+    }
+    Some(subscribers.len())
+}
+
 /// Tells the app a user withdrew its access (`USER_ACCESS_REVOCATION`).
 pub async fn access_revoked(sandbox: &Sandbox, user_id: &str) {
     let body = json!({

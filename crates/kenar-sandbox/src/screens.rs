@@ -27,6 +27,7 @@ pub fn router() -> Router<Sandbox> {
     Router::new()
         .route("/posts/{post_token}", get(show_post))
         .route("/posts/{post_token}/open-addon", post(open_from_post))
+        .route("/posts/{post_token}/retire", post(retire_post))
         .route("/chats/{conversation_id}", get(show_chat))
         .route("/chats/{conversation_id}/messages", post(type_message))
         .route("/chats/{conversation_id}/open-addon", post(open_from_chat))
@@ -90,6 +91,7 @@ struct PostView {
     token: String,
     title: String,
     price: String,
+    retired: bool,
     seller_name: String,
     conversations: Vec<ConversationView>,
 }
@@ -126,6 +128,7 @@ fn post_views(world: &World, only: Option<&str>) -> Vec<PostView> {
             token: p.token.clone(),
             title: p.title.clone(),
             price: p.price.clone(),
+            retired: p.retired,
             seller_name: world.user_name(&p.seller_id),
             conversations: world
                 .conversations
@@ -196,6 +199,14 @@ async fn show_post(State(sandbox): State<Sandbox>, Path(post_token): Path<String
         seller_id,
         users,
     })
+}
+
+/// The seller removes the post ("حذف آگهی"): subscribed apps hear of it.
+async fn retire_post(State(sandbox): State<Sandbox>, Path(post_token): Path<String>) -> Response {
+    match outbound::post_retired(&sandbox, &post_token).await {
+        Some(_) => Redirect::to(&format!("/sandbox/posts/{post_token}")).into_response(),
+        None => error_page(StatusCode::NOT_FOUND, "آگهی پیدا نشد", &post_token),
+    }
 }
 
 #[derive(Deserialize)]

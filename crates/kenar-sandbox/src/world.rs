@@ -41,6 +41,8 @@ pub struct Post {
     pub title: String,
     pub price: String,
     pub seller_id: String,
+    /// Removed from the listings by its seller (`RETIRE`).
+    pub retired: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,6 +339,7 @@ impl World {
             title: title.into(),
             price: price.into(),
             seller_id: seller.into(),
+            retired: false,
         })
         .to_vec();
         let buyers = ["u-sara", "u-hamid", "u-neda", "u-omid"];
@@ -627,6 +630,24 @@ impl World {
     }
 
     /// Subscriptions that should hear of a new message in `conversation`.
+    /// Removes a post from the listings; the subscriptions to hear of it, which are those for
+    /// this one post: Divar does not send a removal to a subscription to all of a user's posts
+    /// (`events/post.md`). `None` for an unknown post.
+    pub fn retire_post(&mut self, token: &str) -> Option<Vec<Subscription>> {
+        let post = self.posts.iter_mut().find(|p| p.token == token)?;
+        post.retired = true;
+        let seller = post.seller_id.clone();
+        Some(
+            self.subscriptions
+                .iter()
+                .filter(|s| s.event_type == "POST_UPDATE" && s.user_id == seller)
+                .filter(|s| s.event_resource_id.as_deref() == Some(token))
+                .filter(|s| self.check_access_token(&s.access_token).is_ok())
+                .cloned()
+                .collect(),
+        )
+    }
+
     pub fn subscribers_for(&self, conversation: &Conversation) -> Vec<Subscription> {
         self.subscriptions
             .iter()

@@ -241,26 +241,57 @@ impl KenarApi {
     }
 }
 
+/// What an events subscription asks Divar to report (`events/ReadMe.md`; docs/divar-platform.md,
+/// "Events").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// `NEW_MESSAGE_ON_POST`: new messages in the chats of a post, delivered as `NEW_MESSAGE`.
+    /// The token needs `CHAT_POST_CONVERSATIONS_READ.<post_token>`.
+    NewMessagesOnPost(PostToken),
+    /// `POST_UPDATE` for one post, including its removal (`RETIRE`, `ARCHIVE`), which a
+    /// subscription to all of a user's posts does not receive (`events/post.md`). The token
+    /// needs `USER_POSTS_GET`.
+    PostUpdates(PostToken),
+}
+
+impl Subscription {
+    /// The request body.
+    fn body(&self) -> serde_json::Value {
+        let (event_type, post) = match self {
+            Self::NewMessagesOnPost(post) => ("NEW_MESSAGE_ON_POST", post),
+            Self::PostUpdates(post) => ("POST_UPDATE", post),
+        };
+        serde_json::json!({ "event_type": event_type, "event_resource_id": post })
+    }
+}
+
 impl KenarApi {
-    /// POST /v1/open-platform/events/subscriptions: new messages in the chats of `post_token`
-    /// (docs/divar-platform.md, "Events"). A subscription lives as long as the token that made it.
-    pub async fn subscribe_new_messages(
+    /// POST /v1/open-platform/events/subscriptions (docs/divar-platform.md, "Events"). A
+    /// subscription lives as long as the token that made it: subscribe again after a refresh.
+    pub async fn subscribe(
         &self,
         access_token: &SecretString,
-        post_token: &PostToken,
+        subscription: &Subscription,
     ) -> anyhow::Result<()> {
         let url = self.endpoint(&["v1", "open-platform", "events", "subscriptions"])?;
+        let body = subscription.body();
         let response = self
             .http
             .post(url)
             .header("x-api-key", self.api_key.expose_secret())
-            .header(header::AUTHORIZATION, format!("Bearer {}", access_token.expose_secret()))
-            .json(&serde_json::json!({ "event_type": "NEW_MESSAGE_ON_POST", "event_resource_id": post_token }))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", access_token.expose_secret()),
+            )
+            .json(&body)
             .send()
             .await?;
         let status = response.status();
         if !status.is_success() {
-            anyhow::bail!("subscribing to NEW_MESSAGE_ON_POST answered HTTP {status}");
+            anyhow::bail!(
+                "subscribing to {} answered HTTP {status}",
+                body["event_type"]
+            );
         }
         Ok(())
     }

@@ -23,8 +23,58 @@ pub enum DivarEvent {
         /// Who withdrew it, as [`crate::api::KenarApi::user_id`] names them.
         user_id: UserId,
     },
-    /// A type we do not use (`POST_UPDATE`, a new chatbot message…).
+    /// `POST_UPDATE`: a post the app subscribed to changed (`events/post.md`).
+    PostUpdate {
+        /// The post.
+        post_token: PostToken,
+        /// What happened to it.
+        change: PostChange,
+    },
+    /// A type we do not use (a new chatbot message, a payment…).
     Other(String),
+}
+
+/// What a `POST_UPDATE` says happened (`events/post.md`; "more values may be added").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostChange {
+    /// `PUBLISH`: published, or a published post changed.
+    Published,
+    /// `RETIRE`: the published post was removed from Divar's listings.
+    Retired,
+    /// `ONGOING`: a post still being written changed.
+    Ongoing,
+    /// `ARCHIVE`: a post still being written was deleted.
+    Archived,
+    /// A value this crate does not know yet (its first 50 characters).
+    Other(String),
+}
+
+impl PostChange {
+    fn parse(kind: &str) -> Self {
+        match kind {
+            "PUBLISH" => Self::Published,
+            "RETIRE" => Self::Retired,
+            "ONGOING" => Self::Ongoing,
+            "ARCHIVE" => Self::Archived,
+            other => Self::Other(other.chars().take(50).collect()),
+        }
+    }
+
+    /// Divar's name for it (`RETIRE`…), or the unknown value as it came.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Published => "PUBLISH",
+            Self::Retired => "RETIRE",
+            Self::Ongoing => "ONGOING",
+            Self::Archived => "ARCHIVE",
+            Self::Other(other) => other,
+        }
+    }
+
+    /// The post is gone: removed from the listings, or deleted before it was published.
+    pub fn is_removal(&self) -> bool {
+        matches!(self, Self::Retired | Self::Archived)
+    }
 }
 
 impl DivarEvent {
@@ -65,6 +115,15 @@ impl DivarEvent {
                     user_id: UserId::parse(user)?,
                 })
             }
+            "POST_UPDATE" => {
+                let post =
+                    text("/post_update/post/token").ok_or("post_update.post.token is missing")?;
+                let change = text("/post_update/type").ok_or("post_update.type is missing")?;
+                Ok(Self::PostUpdate {
+                    post_token: PostToken::parse(post)?,
+                    change: PostChange::parse(&change),
+                })
+            }
             other => Ok(Self::Other(other.chars().take(50).collect())),
         }
     }
@@ -103,9 +162,36 @@ mod tests {
             DivarEvent::parse(revoked),
             Ok(DivarEvent::AccessRevoked { .. })
         ));
+        // `events/post.md`: a removal carries only the post's token.
+        let retired = br#"{"type": "POST_UPDATE", "metadata": {}, "post_update": {"type": "RETIRE",
+            "post": {"token": "gZd7omnS"}}}"#;
+        let Ok(DivarEvent::PostUpdate { post_token, change }) = DivarEvent::parse(retired) else {
+            panic!("a post update");
+        };
         assert_eq!(
-            DivarEvent::parse(br#"{"type": "POST_UPDATE"}"#),
-            Ok(DivarEvent::Other("POST_UPDATE".into()))
+            (post_token.as_str(), change.is_removal()),
+            ("gZd7omnS", true)
+        );
+        let published = br#"{"type": "POST_UPDATE", "post_update": {"type": "PUBLISH",
+            "post": {"token": "gZd7omnS", "category": "light", "chat_enabled": true}}}"#;
+        assert!(matches!(
+            DivarEvent::parse(published),
+            Ok(DivarEvent::PostUpdate {
+                change: PostChange::Published,
+                ..
+            })
+        ));
+        let later = br#"{"type": "POST_UPDATE", "post_update": {"type": "BOOSTED", "post": {"token": "gZd7omnS"}}}"#;
+        assert!(matches!(
+            DivarEvent::parse(later),
+            Ok(DivarEvent::PostUpdate {
+                change: PostChange::Other(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            DivarEvent::parse(br#"{"type": "PAYMENT_TRANSACTION"}"#),
+            Ok(DivarEvent::Other("PAYMENT_TRANSACTION".into()))
         );
     }
 
@@ -117,6 +203,11 @@ mod tests {
             DivarEvent::parse(br#"{"type": "NEW_MESSAGE"}"#)
                 .unwrap_err()
                 .contains("conversation.id")
+        );
+        assert!(
+            DivarEvent::parse(br#"{"type": "POST_UPDATE", "post_update": {"type": "RETIRE"}}"#)
+                .unwrap_err()
+                .contains("post.token")
         );
         let long_post = br#"{"type": "NEW_MESSAGE", "new_message": {"conversation": {"id": "c", "post_token": "12345678901"}}}"#;
         assert!(

@@ -6,7 +6,7 @@ use askama::Template;
 use crate::{
     domain::{persian_digits, status::BroadcastStatus},
     services::{
-        broadcast::{Confirmation, Progress, Report, settled},
+        broadcast::{Broadcast, Confirmation, Progress, Report, settled},
         delivery::Failure,
     },
 };
@@ -15,10 +15,11 @@ use super::{APP_TITLE, PreviewView, filters, tehran_date_time, tehran_time};
 
 /// A broadcast's status in words. A cancelled one is "being cancelled" while sends that had
 /// already started are still finishing, so the counts shown next to it are not final yet.
-pub fn status_label(status: BroadcastStatus, pending: i64) -> &'static str {
-    match status {
+pub fn status_label(broadcast: &Broadcast, pending: i64) -> &'static str {
+    match broadcast.status {
         BroadcastStatus::Running => "در حال ارسال",
         BroadcastStatus::Paused => "متوقف: دوباره اتصال دهید",
+        BroadcastStatus::Cancelled if broadcast.post_removed() => "آگهی حذف شد",
         BroadcastStatus::Cancelled if pending > 0 => "در حال لغو…",
         BroadcastStatus::Cancelled => "لغو شد",
         BroadcastStatus::Done => "تمام شد",
@@ -138,7 +139,7 @@ impl BroadcastPage {
             broadcast_id: b.broadcast_id.clone(),
             text: report.text.clone(),
             status: b.status.as_str().to_string(),
-            status_label: status_label(b.status, p.pending),
+            status_label: status_label(b, p.pending),
             status_tone: status_tone(b.status),
             live: !settled,
             total: b.total,
@@ -147,8 +148,13 @@ impl BroadcastPage {
             pending: p.pending,
             done: p.sent + p.failed + p.cancelled,
             cancelled_note: (b.status == BroadcastStatus::Cancelled && settled).then(|| {
+                let why = if b.post_removed() {
+                    "آگهی از دیوار حذف شد و ارسال متوقف شد: "
+                } else {
+                    ""
+                };
                 persian_digits(&format!(
-                    "{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
+                    "{why}{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
                     p.sent, p.cancelled
                 ))
             }),
@@ -180,12 +186,13 @@ pub struct BroadcastProgress {
 }
 
 impl BroadcastProgress {
-    pub fn new(status: BroadcastStatus, total: i64, p: &Progress) -> Self {
+    pub fn new(broadcast: &Broadcast, p: &Progress) -> Self {
+        let status = broadcast.status;
         Self {
             status,
-            status_label: status_label(status, p.pending),
+            status_label: status_label(broadcast, p.pending),
             settled: settled(status, p.pending),
-            total,
+            total: broadcast.total,
             sent: p.sent,
             failed: p.failed,
             pending: p.pending,

@@ -100,3 +100,5 @@ pub const SEND_INCOMPLETE: &str = "صفحه کامل نرسید؛ آن را دو
 pub const BROADCAST_INCOMPLETE: &str = "صفحه کامل نرسید؛ دوباره شروع کنید.";
 pub const INVALID_MESSAGE: &str = "پیام معتبر نیست؛ دوباره آن را بنویسید.";
 pub const NO_CONVERSATIONS: &str = "هنوز گفت‌وگویی از این آگهی نمی‌شناسیم.";
+pub const POST_REMOVED: &str =
+    "این آگهی از دیوار حذف شده است؛ پیام همگانی تازه‌ای برای آن فرستاده نمی‌شود.";

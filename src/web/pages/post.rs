@@ -28,6 +28,8 @@ pub struct BroadcastRow {
 pub struct PostPage {
     pub post_token: PostToken,
     pub connected: bool,
+    /// Divar reported the post removed: no new broadcast.
+    pub removed: bool,
     pub conversation_count: usize,
     pub last_activity: Option<String>,
     pub broadcasts: Vec<BroadcastRow>,
@@ -42,7 +44,7 @@ impl PostPage {
                    }| {
             BroadcastRow {
                 text: text.chars().take(80).collect(),
-                status: status_label(b.status, p.pending),
+                status: status_label(&b, p.pending),
                 tone: status_tone(b.status),
                 sent: p.sent,
                 failed: p.failed,
@@ -54,6 +56,7 @@ impl PostPage {
         Self {
             post_token,
             connected: overview.connected,
+            removed: overview.removed,
             conversation_count: overview.conversations,
             last_activity: overview.last_activity.map(tehran_time),
             broadcasts: overview.broadcasts.into_iter().map(row).collect(),

@@ -108,7 +108,7 @@ async fn broadcast_progress(
     Path(id): Path<String>,
 ) -> Result<Json<BroadcastProgress>> {
     let (b, progress) = broadcast::progress(&app.deps, &owner.writer(), &id).await?;
-    Ok(Json(BroadcastProgress::new(b.status, b.total, &progress)))
+    Ok(Json(BroadcastProgress::new(&b, &progress)))
 }
 
 async fn cancel_broadcast(
