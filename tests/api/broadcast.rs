@@ -846,6 +846,17 @@ crate::both_engines!(
     a_cancelled_broadcast_shows_final_counts_that_match_what_divar_got
 );
 
+/// Every broadcast's status, stop reason and last change, to compare before and after.
+async fn broadcast_rows(app: &TestApp) -> Vec<(String, Option<String>, i64)> {
+    sqlx::query("select status, stop_reason, updated_at from broadcasts order by broadcast_id")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("status"), r.get("stop_reason"), r.get("updated_at")))
+        .collect()
+}
+
 /// Divar reports the post removed while its broadcast is paced: the broadcast stops within one
 /// pacing interval and says why, no new one starts, and the same report again changes nothing.
 async fn a_removed_post_stops_its_broadcast_and_takes_no_new_one(engine: Engine) {
@@ -912,17 +923,7 @@ async fn a_removed_post_stops_its_broadcast_and_takes_no_new_one(engine: Engine)
     );
 
     // Divar may repeat an update: the second report changes nothing.
-    let before = sqlx::query("select status, stop_reason, updated_at from broadcasts")
-        .fetch_all(app.db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let (a, b, c): (String, Option<String>, i64) =
-                (r.get("status"), r.get("stop_reason"), r.get("updated_at"));
-            format!("{a} {b:?} {c}")
-        })
-        .collect::<Vec<_>>();
+    let before = broadcast_rows(&app).await;
     app.advance(Duration::from_secs(5));
     let again: Value = app
         .post_json(&retire, &json!({}))
@@ -944,17 +945,7 @@ async fn a_removed_post_stops_its_broadcast_and_takes_no_new_one(engine: Engine)
         vec![json!(200), json!(200)],
         "both reports acknowledged"
     );
-    let after = sqlx::query("select status, stop_reason, updated_at from broadcasts")
-        .fetch_all(app.db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let (a, b, c): (String, Option<String>, i64) =
-                (r.get("status"), r.get("stop_reason"), r.get("updated_at"));
-            format!("{a} {b:?} {c}")
-        })
-        .collect::<Vec<_>>();
+    let after = broadcast_rows(&app).await;
     assert_eq!(before, after);
     let removed: i64 = sqlx::query("select count(*) from retired_posts")
         .fetch_one(app.db.pool())
