@@ -12,13 +12,15 @@
 //! the machine before the round, the medians, and the server's RSS. Then the same upsert is
 //! timed through sqlx's `Any` driver and the native one. Then each round opens links: wrk
 //! follows each `GET /s/…` (303 and a session cookie) with `GET /start` on that cookie (200,
-//! the landing page), on links made beforehand, each link once.
+//! the landing page), on links made beforehand, each link once. Then each round taps the
+//! «هنوز موجود است؟» button: Divar's dynamic-action call, each answer checked.
 //!
 //! Needs `wrk` (`apt-get install wrk`). Options (environment): BENCH_DATABASE_URL (default a
 //! temporary SQLite file; a `postgres://…/name` database is dropped and created afresh),
 //! BENCH_ROUNDS (5), BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
 //! BENCH_POOL (the server's default pool size), BENCH_DRIVER_STATEMENTS (20000; 0 skips),
 //! BENCH_LINKS (links made per entry round, 60000), BENCH_ENTRY (1; 0 skips the entry rounds),
+//! BENCH_DYNAMIC (1; 0 skips the dynamic-action rounds),
 //! BENCH_SERVER_BIN (another build of `kenar-chat` to measure, e.g. an older release).
 //! BENCH_SHORT=1: one round of 2 s, 100 links, 200 upserts per driver, to check that it runs,
 //! every answer is right and every link lands once (what CI does).
@@ -439,6 +441,25 @@ function done(summary, latency, requests)
 end
 "#;
 
+/// A buyer taps «هنوز موجود است؟»: Divar's documented dynamic-action body; every answer must be
+/// 200 with a `text_message`.
+const DYNAMIC_ACTION_LUA: &str = r#"
+good, bad = 0, 0
+local headers = {}
+function init(args)
+  headers["Authorization"] = args[1]
+  headers["Content-Type"] = "application/json"
+end
+function request()
+  local body = '{"touchpoint":"CHAT","post_token":"gZd7omnS","conversation_id":null,"user_side":"DEMAND","extra_data":{"kc_ask":"available","post_token":"gZd7omnS"},"user_id":"u-bench"}'
+  return wrk.format("POST", "/divar/dynamic-action", headers, body)
+end
+function response(status, headers, body)
+  if status == 200 and string.find(body, '"text_message":"', 1, true) then good = good + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests) report(summary, latency, {"good", "bad"}) end
+"#;
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -498,6 +519,7 @@ async fn main() -> anyhow::Result<()> {
     let (threads, connections, seconds) = wrk_options();
     let links_per_round: usize = options::option("BENCH_LINKS", 60_000, 100);
     let entry = options::option("BENCH_ENTRY", 1u8, 1) != 0;
+    let dynamic = options::option("BENCH_DYNAMIC", 1u8, 1) != 0;
     let dir = tempfile::tempdir()?;
     let (database_url, engine) = fresh_database(dir.path()).await?;
     let is_postgres = database_url.starts_with("postgres");
@@ -551,8 +573,11 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&init_lua, format!("{COMMON_LUA}{SESSION_INIT_LUA}"))?;
     let entry_lua = scripts.join("entry.lua");
     std::fs::write(&entry_lua, format!("{COMMON_LUA}{ENTRY_LUA}"))?;
+    let dynamic_lua = scripts.join("dynamic_action.lua");
+    std::fs::write(&dynamic_lua, format!("{COMMON_LUA}{DYNAMIC_ACTION_LUA}"))?;
     let init_lua = init_lua.to_string_lossy().to_string();
     let entry_lua = entry_lua.to_string_lossy().to_string();
+    let dynamic_lua = dynamic_lua.to_string_lossy().to_string();
 
     println!(
         "session-init on {engine}: wrk -t{threads} -c{connections} -d{seconds}s, every request a new conversation; \
@@ -689,6 +714,33 @@ async fn main() -> anyhow::Result<()> {
             median(&entry_runs.iter().map(|r| r.rps).collect::<Vec<_>>()),
             median(&entry_runs.iter().map(|r| r.p50_ms).collect::<Vec<_>>()),
             median(&entry_runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>()),
+        );
+    }
+    if dynamic {
+        println!(
+            "\ndynamic action («هنوز موجود است؟») on {engine}: wrk -t{threads} -c{connections} -d{seconds}s, \
+             Divar's documented body, each answer 200 with a text_message"
+        );
+        println!(
+            "{:>5}  {:>11} {:>15} {:>9}  conditions",
+            "round", "req/s", "p50/p99", "CPU"
+        );
+        let mut runs = Vec::new();
+        for round in 1..=rounds {
+            let before = conditions();
+            let (run, _) = wrk(&dynamic_lua, &base, &[KEY], &server_pid)
+                .with_context(|| server_log(dir.path()))?;
+            println!(
+                "{round:>5}  {:>11.0} {:>6.1} / {:>5.1} {:>6.0} µs  {before}",
+                run.rps, run.p50_ms, run.p99_ms, run.cpu_us
+            );
+            runs.push(run);
+        }
+        println!(
+            "median: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms (target: p99 under 50 ms)",
+            median(&runs.iter().map(|r| r.rps).collect::<Vec<_>>()),
+            median(&runs.iter().map(|r| r.p50_ms).collect::<Vec<_>>()),
+            median(&runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>()),
         );
     }
     drop(server);

@@ -50,6 +50,7 @@ pub const CORE_TABLES: &[UserTable] = &[
     delete("session_inits"),
     delete("templates"),
     delete("web_sessions"),
+    delete("availability_answers"),
     UserTable {
         table: "conversations",
         user_column: "seller_user_id",

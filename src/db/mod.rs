@@ -1,6 +1,7 @@
 //! All SQL lives under this module. One code path serves PostgreSQL and SQLite through sqlx's
 //! `Any` driver; the few statements that must differ switch on [`Backend`] right where they are.
 
+pub mod availability;
 pub mod broadcasts;
 pub mod conversations;
 pub mod erasure;

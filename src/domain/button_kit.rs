@@ -211,6 +211,16 @@ pub const PRESETS: &[Preset] = &[
         needs_post: true,
     },
     Preset {
+        key: "available",
+        title: "هنوز موجود است؟",
+        caption: "هنوز موجود است؟",
+        icon: "HELP_OUTLINE",
+        kind: "available",
+        data: &[],
+        audience: Audience::Buyer,
+        needs_post: true,
+    },
+    Preset {
         key: "pay",
         title: "پرداخت",
         caption: "پرداخت",

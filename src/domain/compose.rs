@@ -13,7 +13,8 @@ use url::Url;
 use kenar::{ConversationId, PostToken, UserId, UserSide, icons};
 
 pub use super::message::{
-    Action, Button, ButtonGrid, GRID_COLS, GRID_ROWS, OutgoingMessage, PAGE_KEY, Side, Slot,
+    ASK_AVAILABLE, ASK_KEY, ASK_POST_KEY, Action, Button, ButtonGrid, GRID_COLS, GRID_ROWS,
+    OutgoingMessage, PAGE_KEY, Side, Slot,
 };
 
 /// Divar documents no limit; long texts read badly in a chat bubble.
@@ -424,6 +425,14 @@ fn parse_button(
         "post" | "manage" => match &writer.post {
             Some(post) if form.kind.trim() == "post" => Ok(Action::PostPage(post.clone())),
             Some(post) => Ok(Action::PostManagePage(post.clone())),
+            None => Err((Part::Kind, Problem::NoPost)),
+        },
+        // Divar asks the add-on at tap time; the answer comes from the post's live state.
+        "available" => match &writer.post {
+            Some(post) => Ok(Action::DynamicAction(Map::from_iter([
+                (ASK_KEY.to_string(), Value::from(ASK_AVAILABLE)),
+                (ASK_POST_KEY.to_string(), Value::from(post.as_str())),
+            ]))),
             None => Err((Part::Kind, Problem::NoPost)),
         },
         kind => match kind.strip_prefix("page:") {

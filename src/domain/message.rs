@@ -19,6 +19,13 @@ pub const BUTTON_KEY: &str = "kc_button";
 /// The page a server-link button opens unless it names another: the message it came with.
 pub const MESSAGE_PAGE: &str = "message";
 
+/// A `get_dynamic_action` button's data: `kc_ask` names the question the add-on answers when
+/// it is tapped, `post_token` the post it is about.
+pub const ASK_KEY: &str = "kc_ask";
+/// "Is it still available?", answered from the post's live state.
+pub const ASK_AVAILABLE: &str = "available";
+pub const ASK_POST_KEY: &str = "post_token";
+
 /// Whose grid a button is on: the sender's (the one writing) or the receiver's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {

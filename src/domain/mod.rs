@@ -1,6 +1,7 @@
 //! Validated value types. A value of one of these types has passed its checks at the edge.
 //! Divar's own types live in the `kenar` crate; these are the add-on's.
 
+pub mod availability;
 pub mod broadcast;
 pub mod button_kit;
 pub mod compose;

@@ -7,12 +7,14 @@
 //! - [`send`]: the composer, a message to one conversation, its status and resend
 //! - [`templates`]: a person's saved drafts
 //! - [`broadcast`]: a seller's message to every conversation of a post
-//! - [`events`]: Divar's webhooks (a new message, a withdrawn access)
+//! - [`events`]: Divar's webhooks (a new message, a withdrawn access, a removed post)
+//! - [`availability`]: the «هنوز موجود است؟» button Divar asks about at tap time
 //! - [`erasure`]: forgetting a person
 //!
 //! and the machinery they share: [`vault`] (tokens), [`delivery`] (what Divar's answers mean),
 //! [`pacing`] (sends per minute), [`catalog`] (what features declared).
 
+pub mod availability;
 pub mod broadcast;
 pub mod catalog;
 pub mod compose;

@@ -9,7 +9,8 @@ use axum::{
 use serde_json::json;
 
 use crate::services::{
-    broadcast::BroadcastError, entry::EntryError, events::EventError, send::SendError,
+    availability::AskError, broadcast::BroadcastError, entry::EntryError, events::EventError,
+    send::SendError,
 };
 
 use super::pages::{
@@ -114,6 +115,15 @@ impl From<EventError> for ApiError {
         match error {
             EventError::BadRequest(reason) => Self::BadRequest(reason),
             EventError::Store(error) => Self::Unexpected(error),
+        }
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(error: AskError) -> Self {
+        match error {
+            AskError::BadRequest(reason) => Self::BadRequest(reason),
+            AskError::Store(error) => Self::Unexpected(error),
         }
     }
 }

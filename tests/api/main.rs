@@ -2,6 +2,7 @@
 //! process, on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
 
 mod addon_flow;
+mod availability;
 mod broadcast;
 mod browser;
 mod cli;

@@ -159,6 +159,7 @@ async fn app(State(sandbox): State<Sandbox>) -> Json<Value> {
         "redirect_uris": app.redirect_uris,
         "session_init_url": app.session_init_url,
         "events_url": app.events_url,
+        "dynamic_action_url": app.dynamic_action_url,
         "api_base_url": divar,
         "oauth_base_url": divar,
     }))

@@ -65,6 +65,9 @@ pub struct AppRegistration {
     pub redirect_uris: Vec<String>,
     pub session_init_url: Url,
     pub events_url: Url,
+    /// The panel's «لینک درخواست دیوار برای دریافت اکشن پویا»: asked when a
+    /// `get_dynamic_action` button is tapped.
+    pub dynamic_action_url: Url,
 }
 
 /// Where the add-on listens, as registered in the panel. [`AddonUrls::under`] lays them out as
@@ -74,11 +77,12 @@ pub struct AddonUrls {
     pub session_init_url: Url,
     pub redirect_uri: Url,
     pub events_url: Url,
+    pub dynamic_action_url: Url,
 }
 
 impl AddonUrls {
-    /// `base/divar/session-init`, `base/oauth/callback` and `base/divar/events`, keeping any
-    /// path `base` has.
+    /// `base/divar/session-init`, `base/oauth/callback`, `base/divar/events` and
+    /// `base/divar/dynamic-action`, keeping any path `base` has.
     pub fn under(base: &Url) -> Self {
         let join = |path: &str| {
             let mut url = base.clone();
@@ -91,6 +95,7 @@ impl AddonUrls {
             session_init_url: join("/divar/session-init"),
             redirect_uri: join("/oauth/callback"),
             events_url: join("/divar/events"),
+            dynamic_action_url: join("/divar/dynamic-action"),
         }
     }
 }
@@ -107,6 +112,7 @@ impl AppRegistration {
             redirect_uris: vec![urls.redirect_uri.to_string()],
             session_init_url: urls.session_init_url,
             events_url: urls.events_url,
+            dynamic_action_url: urls.dynamic_action_url,
         }
     }
 }

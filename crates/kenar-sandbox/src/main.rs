@@ -17,7 +17,8 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8090", env = "SANDBOX_BIND")]
     bind: SocketAddr,
     /// The add-on's base URL; its session-init, OAuth redirect and events URLs are laid out under
-    /// it as kenar-chat does (/divar/session-init, /oauth/callback, /divar/events).
+    /// it as kenar-chat does (/divar/session-init, /oauth/callback, /divar/events,
+    /// /divar/dynamic-action).
     #[arg(
         long,
         default_value = "http://127.0.0.1:8080",
@@ -33,6 +34,9 @@ struct Args {
     /// Replaces the derived event webhook URL.
     #[arg(long)]
     events_url: Option<Url>,
+    /// Replaces the derived dynamic-action URL.
+    #[arg(long)]
+    dynamic_action_url: Option<Url>,
     /// Listen on a non-loopback address although anyone who reaches it sees the fake tokens.
     #[arg(long)]
     allow_remote: bool,
@@ -69,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(url) = args.events_url {
         urls.events_url = url;
+    }
+    if let Some(url) = args.dynamic_action_url {
+        urls.dynamic_action_url = url;
     }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -114,6 +121,7 @@ fn banner(app: &AppRegistration, sandbox: &Sandbox) -> String {
          \x20   session-init URL:       {init}\n\
          \x20   OAuth redirect URI:     {redirect}\n\
          \x20   events URL:             {events}\n\
+         \x20   dynamic-action URL:     {dynamic}\n\
          \n  the same as JSON:        {home}_inspect/app\n",
         home = sandbox.url("/"),
         slug = app.slug,
@@ -123,6 +131,7 @@ fn banner(app: &AppRegistration, sandbox: &Sandbox) -> String {
         init = app.session_init_url,
         redirect = app.redirect_uris.join(", "),
         events = app.events_url,
+        dynamic = app.dynamic_action_url,
         divar = divar,
     )
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     Sandbox,
-    world::{ChatMessage, Conversation, OutboundCall, Revision},
+    world::{ChatMessage, Conversation, DynamicReply, OutboundCall, Revision},
 };
 use kenar::UserSide;
 
@@ -176,6 +176,96 @@ pub async fn new_message(sandbox: &Sandbox, conversation: &Conversation, message
             }
         });
         deliver(sandbox, body).await;
+    }
+}
+
+/// Asks the add-on's dynamic-action URL what a tapped `get_dynamic_action` button does, with
+/// the documented body (`widgets/actions/dynamic_action.md`), as `side` of `conversation`, the
+/// tapper being `user_id`. What the app answered, as Divar would show it.
+pub async fn dynamic_action(
+    sandbox: &Sandbox,
+    conversation: &Conversation,
+    side: UserSide,
+    user_id: &str,
+    data: Value,
+) -> DynamicReply {
+    let url = sandbox.app().dynamic_action_url.clone();
+    let body = json!({
+        "touchpoint": "CHAT",
+        "post_token": conversation.post_token,
+        "conversation_id": conversation.id,
+        "user_side": match side { UserSide::Seller => "SUPPLY", UserSide::Buyer => "DEMAND" },
+        "extra_data": data,
+        "user_id": user_id,
+    });
+    let result = sandbox
+        .http()
+        .post(url.clone())
+        .header("authorization", &sandbox.app().identification_key)
+        .json(&body)
+        .send()
+        .await;
+    let mut record = OutboundCall {
+        at: sandbox.now_ms(),
+        kind: "dynamic_action",
+        url: url.to_string(),
+        headers: BTreeMap::from([(
+            "authorization".to_string(),
+            "<identification key>".to_string(),
+        )]),
+        body,
+        status: None,
+        response: None,
+        error: None,
+    };
+    let reply = match result {
+        Err(e) => DynamicReply {
+            error: Some(format!("the add-on could not be reached: {e}")),
+            ..DynamicReply::default()
+        },
+        Ok(response) => {
+            let status = response.status();
+            record.status = Some(status.as_u16());
+            let text = response.text().await.unwrap_or_default();
+            record.response = Some(text.chars().take(2000).collect());
+            read_dynamic_reply(status, &text)
+        }
+    };
+    record.error = reply.error.clone();
+    sandbox.world().outbound.push(record);
+    reply
+}
+
+/// A 200 with `text_message` and/or an `action`; anything else is an error Divar would show as
+/// a failed tap.
+fn read_dynamic_reply(status: reqwest::StatusCode, text: &str) -> DynamicReply {
+    let failed = |error: String| DynamicReply {
+        error: Some(error),
+        ..DynamicReply::default()
+    };
+    if status != reqwest::StatusCode::OK {
+        return failed(format!("the add-on answered HTTP {status} instead of 200"));
+    }
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return failed("the add-on's answer is not JSON".into());
+    };
+    let text = value
+        .get("text_message")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let link = value
+        .pointer("/action/open_direct_link")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if text.is_none() && link.is_none() {
+        return failed(
+            "the answer has neither text_message nor an action the sandbox performs".into(),
+        );
+    }
+    DynamicReply {
+        text,
+        link,
+        error: None,
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{
     PREFIX, Sandbox,
     outbound::{self, Click},
-    world::{ChatMessage, Conversation, KnobsUpdate, Revision, World, random_id},
+    world::{ChatMessage, Conversation, DynamicReply, KnobsUpdate, Revision, World, random_id},
 };
 use crate::tehran_time;
 use kenar::{UserSide, scopes::ScopeKind};
@@ -254,6 +254,8 @@ struct ChatPage {
     other: String,
     blocked: bool,
     messages: Vec<MessageView>,
+    /// What the app answered to this side's last dynamic-action tap, shown once.
+    dynamic_reply: Option<DynamicReply>,
 }
 
 /// The grid a viewer on `side` sees under `message`: the sender's to the sender, the
@@ -289,7 +291,10 @@ fn button_views(grid: Option<&Value>) -> Vec<Vec<ButtonView>> {
                         .map(str::to_string);
                     let clickable = matches!(
                         key.as_str(),
-                        "open_server_link" | "open_post_page" | "open_post_manage_page"
+                        "open_server_link"
+                            | "open_post_page"
+                            | "open_post_manage_page"
+                            | "get_dynamic_action"
                     );
                     ButtonView {
                         caption: b
@@ -307,8 +312,7 @@ fn button_views(grid: Option<&Value>) -> Vec<Vec<ButtonView>> {
                         clickable,
                         row: r,
                         col: c,
-                        note: (key == "get_dynamic_action")
-                            .then_some("get_dynamic_action در شبیه‌ساز اجرا نمی‌شود"),
+                        note: None,
                     }
                 })
                 .collect()
@@ -322,11 +326,14 @@ async fn show_chat(
     Query(query): Query<AsSide>,
 ) -> Response {
     let side = parse_side(query.side.as_deref());
-    let world = sandbox.world();
+    let mut world = sandbox.world();
     let Some(conversation) = world.conversation(&conversation_id).cloned() else {
         return error_page(StatusCode::NOT_FOUND, "گفت‌وگو پیدا نشد", &conversation_id);
     };
     let me = conversation.user_on(side).to_string();
+    let dynamic_reply = world
+        .dynamic_replies
+        .remove(&(conversation.id.clone(), side));
     let messages = world
         .messages_of(&conversation.id)
         .map(|m| MessageView {
@@ -356,6 +363,7 @@ async fn show_chat(
         other: world.user_name(conversation.user_on(side.other())),
         blocked: conversation.blocked,
         messages,
+        dynamic_reply,
     };
     drop(world);
     let mut response = render(&page);
@@ -530,6 +538,19 @@ async fn click_button(
     let Some((conversation, action)) = found else {
         return error_page(StatusCode::NOT_FOUND, "این دکمه پیدا نشد", &form.message_id);
     };
+    if let Some(dynamic) = action.get("get_dynamic_action") {
+        let data = dynamic
+            .get("data")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let tapper = conversation.user_on(side).to_string();
+        let reply = outbound::dynamic_action(&sandbox, &conversation, side, &tapper, data).await;
+        sandbox
+            .world()
+            .dynamic_replies
+            .insert((conversation.id.clone(), side), reply);
+        return Redirect::to(&chat_url(&conversation.id, side)).into_response();
+    }
     if let Some(link) = action.get("open_server_link") {
         let data = link
             .get("data")

@@ -166,7 +166,7 @@ pub struct Subscription {
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboundCall {
     pub at: i64,
-    /// `session_init` or `webhook`.
+    /// `session_init`, `webhook` or `dynamic_action`.
     pub kind: &'static str,
     pub url: String,
     pub headers: BTreeMap<String, String>,
@@ -264,6 +264,15 @@ impl Knobs {
     }
 }
 
+/// What Divar shows the person who tapped a `get_dynamic_action` button: the app's text, a
+/// link it asked to open, or why the app could not be asked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DynamicReply {
+    pub text: Option<String>,
+    pub link: Option<String>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct World {
     pub users: Vec<User>,
@@ -277,6 +286,8 @@ pub struct World {
     pub api_calls: Vec<ApiCall>,
     pub subscriptions: Vec<Subscription>,
     pub outbound: Vec<OutboundCall>,
+    /// The last dynamic-action reply per (conversation, side), shown once on the chat screen.
+    pub dynamic_replies: HashMap<(String, UserSide), DynamicReply>,
     pub knobs: Knobs,
     /// Times of sends admitted in the last minute, for the per-minute limit.
     pub recent_sends: VecDeque<i64>,
@@ -408,6 +419,7 @@ impl World {
             api_calls: Vec::new(),
             subscriptions: Vec::new(),
             outbound: Vec::new(),
+            dynamic_replies: HashMap::new(),
             knobs,
             recent_sends: VecDeque::new(),
             scripted_faults: VecDeque::new(),

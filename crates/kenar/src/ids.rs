@@ -156,7 +156,7 @@ bounded_id!(
 );
 
 /// Which side of a post's chat someone is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserSide {
     /// The post's owner (`Supply`, `SELLER`).

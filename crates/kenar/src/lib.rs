@@ -3,6 +3,8 @@
 //! - [`ids`]: conversation ids, post tokens, user ids and sides, validated at the boundary.
 //! - [`session_init`]: the three documented bodies of the session-initialization call.
 //! - [`event`]: the webhook events Divar sends.
+//! - [`dynamic_action`]: what Divar asks when a `get_dynamic_action` button is tapped, and the
+//!   reply.
 //! - [`message`]: a chat message with button grids and their actions, as the send API takes it.
 //! - [`icons`]: the icon names Divar draws on buttons.
 //! - [`scopes`]: OAuth scope names and their syntax.
@@ -63,6 +65,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod dynamic_action;
 pub mod event;
 pub mod icons;
 pub mod ids;

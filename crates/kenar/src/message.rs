@@ -22,6 +22,9 @@ pub enum Action {
     PostPage(PostToken),
     /// `open_post_manage_page {post_token}`: the post's management page (its owner only).
     PostManagePage(PostToken),
+    /// `get_dynamic_action {data}`: at tap time Divar asks the app's dynamic-action URL what to
+    /// do, with `data` ([`crate::dynamic_action`]).
+    DynamicAction(Map<String, Value>),
 }
 
 impl Action {
@@ -33,6 +36,7 @@ impl Action {
             Self::PostManagePage(post) => {
                 json!({ "open_post_manage_page": { "post_token": post.as_str() } })
             }
+            Self::DynamicAction(data) => json!({ "get_dynamic_action": { "data": data } }),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Persian word the page's Rust side says, so a page's wording lives in its template and its
 //! file. Pieces more than one page shows are here.
 
+pub mod availability;
 pub mod broadcast;
 pub mod compose;
 pub mod consent;

@@ -1,5 +1,5 @@
-//! Endpoints Divar itself calls: session initialization and the event webhook. Divar
-//! authenticates itself with the identification key, sent bare in `Authorization`.
+//! Endpoints Divar itself calls: session initialization, the event webhook and the dynamic
+//! action. Divar authenticates itself with the identification key, sent bare in `Authorization`.
 
 use axum::{
     Json,
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    services::{entry, events},
+    services::{availability, entry, events},
     state::AppState,
     web::error::ApiError,
 };
@@ -24,6 +24,8 @@ use super::Routes;
 /// Session-init bodies are a few hundred bytes; anything near this is not from Divar.
 const MAX_SESSION_INIT_BODY: usize = 16 * 1024;
 const MAX_EVENT_BODY: usize = 64 * 1024;
+/// A dynamic-action body carries a button's data: a few hundred bytes.
+const MAX_DYNAMIC_ACTION_BODY: usize = 16 * 1024;
 
 pub fn routes() -> Routes {
     // The handlers enforce their limits themselves, to answer 400 with a reason instead of 413.
@@ -40,6 +42,23 @@ pub fn routes() -> Routes {
             "/divar/session-init",
             unlimited(post(session_init)),
         )
+        .add(
+            Method::POST,
+            "/divar/dynamic-action",
+            unlimited(post(dynamic_action)),
+        )
+}
+
+/// Divar asks what a tapped `get_dynamic_action` button does (our «هنوز موجود است؟»).
+async fn dynamic_action(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    verify_divar(&headers, &app.deps.settings.identification_key)?;
+    let body = read(body, MAX_DYNAMIC_ACTION_BODY).await?;
+    let reply = availability::answer(&app.deps, &body).await?;
+    Ok(Json(reply.to_json()))
 }
 
 /// A superset of both revisions' answers: v2 reads `url`, the original also `status`/`message`.

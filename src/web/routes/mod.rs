@@ -2,6 +2,7 @@
 //! every route it holds, so that tests walk the real routes (e.g. every state-changing page
 //! route for the forged-post check) instead of a list kept by hand.
 
+pub mod availability;
 pub mod broadcast;
 pub mod compose;
 pub mod consent;
@@ -83,4 +84,5 @@ pub fn core_pages() -> Routes {
         .merge(templates::routes())
         .merge(messages::routes())
         .merge(broadcast::routes())
+        .merge(availability::routes())
 }
