@@ -12,6 +12,7 @@ mod forms;
 mod health;
 mod helpers;
 mod identity;
+mod media;
 mod operations;
 mod outbox_processes;
 mod privacy;

@@ -340,6 +340,18 @@ fn accept_message(
     {
         return Ok(None);
     }
+    // The media a message carries must be what the upload host took (Divar's docs do not say
+    // whether a token may be used again; the sandbox lets it, so one upload serves a broadcast).
+    let media =
+        match body.get("media_token") {
+            None | Some(Value::Null) => None,
+            Some(token) => {
+                let found = token.as_str().and_then(|t| world.media.get(t)).cloned();
+                Some(found.ok_or_else(|| {
+                    invalid_argument("unknown media_token: upload the file first")
+                })?)
+            }
+        };
     let message = ChatMessage {
         id: random_id(),
         conversation_id: conversation.id.clone(),
@@ -351,6 +363,7 @@ fn accept_message(
         receiver_buttons: body.get("receiver_buttons").cloned(),
         idempotency_key,
         token_header: Some(token_header),
+        media,
         sent_at: world.now_ms(),
     };
     world.messages.push(message.clone());

@@ -11,6 +11,7 @@
 mod api;
 pub mod clock;
 mod inspect;
+pub mod media;
 mod oauth;
 mod outbound;
 mod screens;
@@ -160,6 +161,7 @@ impl Sandbox {
             slow_percent: 0,
             slow_ms: 0,
             app_lacks_scopes: Vec::new(),
+            uploads_fail: false,
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -223,6 +225,7 @@ impl Sandbox {
         let routes = Router::new()
             .merge(oauth::router())
             .merge(api::router())
+            .merge(media::router())
             .merge(screens::router())
             .merge(inspect::router())
             .route("/static/{file}", axum::routing::get(asset))

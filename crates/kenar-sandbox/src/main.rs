@@ -117,6 +117,7 @@ fn banner(app: &AppRegistration, sandbox: &Sandbox) -> String {
          \n  Divar's endpoints for the add-on:\n\
          \x20   API base URL:           {divar}\n\
          \x20   OAuth base URL:         {divar}   (consent at {divar}/oauth2/auth, tokens at {divar}/oauth2/token)\n\
+         \x20   chat upload host:       {divar}   (uploads at {divar}/upload/{{image|file|voice|video}})\n\
          \n  the add-on as registered:\n\
          \x20   session-init URL:       {init}\n\
          \x20   OAuth redirect URI:     {redirect}\n\

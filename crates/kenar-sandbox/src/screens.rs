@@ -240,6 +240,26 @@ struct MessageView {
     text: String,
     time: String,
     rows: Vec<Vec<ButtonView>>,
+    media: Option<MediaView>,
+}
+
+/// A message's photo (shown) or file (its name and size), as Divar's chat shows them.
+struct MediaView {
+    id: String,
+    image: bool,
+    file_name: String,
+    size: String,
+}
+
+impl MediaView {
+    fn of(media: &crate::media::Media) -> Self {
+        Self {
+            id: media.id.clone(),
+            image: media.bytes.is_some(),
+            file_name: media.file_name.clone(),
+            size: format!("{:.1} MB", media.size as f64 / 1_000_000.0),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -347,6 +367,7 @@ async fn show_chat(
             } else {
                 Vec::new()
             },
+            media: m.media.as_ref().map(MediaView::of),
         })
         .collect();
     let post_title = world
@@ -409,6 +430,7 @@ async fn type_message(
             receiver_buttons: None,
             idempotency_key: None,
             token_header: None,
+            media: None,
             sent_at: world.now_ms(),
         };
         world.messages.push(message.clone());
@@ -636,6 +658,7 @@ impl SettingsForm {
             rotation_grace_secs: None,
             fail_next: Vec::new(),
             app_lacks_scopes: None,
+            uploads_fail: None,
         })
     }
 }

@@ -29,8 +29,17 @@ const MAX_BUTTONS: usize = kenar::message::GRID_COLS;
 
 /// `Ok` when Divar would accept the body; otherwise every problem found, joined.
 pub fn send_message_body(body: &Value) -> Result<(), String> {
+    // The schema lists `message` as required, yet the operation says text or media, not both:
+    // a media message may leave `message` out, or send it empty (proto3's JSON reads both the
+    // same). Either form is accepted.
+    let mut checked = body.clone();
+    if let Some(fields) = checked.as_object_mut()
+        && fields.contains_key("media_token")
+    {
+        fields.entry("message").or_insert_with(|| Value::from(""));
+    }
     let mut problems: Vec<String> = SCHEMA
-        .iter_errors(body)
+        .iter_errors(&checked)
         .map(|e| match e.kind {
             // The icon enum has 822 values: name the offending value, not the whole list.
             ValidationErrorKind::Enum { .. } => {
@@ -59,13 +68,16 @@ fn prose_rules(body: &Value, problems: &mut Vec<String>) {
     {
         problems.push(format!("type must be TEXT, not {kind}"));
     }
-    match body.get("message").and_then(Value::as_str) {
-        Some(text) if text.trim().is_empty() => problems.push("message is empty".into()),
-        _ => {}
-    }
+    let text = body
+        .get("message")
+        .and_then(Value::as_str)
+        .filter(|text| !text.trim().is_empty());
+    let media = body.get("media_token").is_some();
     // The OpenAPI description of the send operation: either a message or a media token.
-    if body.get("message").is_some() && body.get("media_token").is_some() {
-        problems.push("send either message or media_token, not both".into());
+    match (text, media) {
+        (None, false) => problems.push("message is empty".into()),
+        (Some(_), true) => problems.push("send either message or media_token, not both".into()),
+        _ => {}
     }
     for grid in ["sender_buttons", "receiver_buttons"] {
         let rows = body

@@ -87,6 +87,8 @@ pub struct ChatMessage {
     pub idempotency_key: Option<String>,
     /// Which header carried the token: `authorization` or `x-access-token`.
     pub token_header: Option<&'static str>,
+    /// The photo or file the message carries (its `media_token`).
+    pub media: Option<crate::media::Media>,
     pub sent_at: i64,
 }
 
@@ -203,6 +205,9 @@ pub struct Knobs {
     /// consent fail with `invalid_scope`, as Divar's OAuth server does.
     #[serde(default)]
     pub app_lacks_scopes: Vec<String>,
+    /// The chat upload host answers 503 to every upload.
+    #[serde(default)]
+    pub uploads_fail: bool,
 }
 
 /// Partial update of [`Knobs`]; absent fields stay as they are.
@@ -220,6 +225,7 @@ pub struct KnobsUpdate {
     #[serde(default)]
     pub fail_next: Vec<u16>,
     pub app_lacks_scopes: Option<Vec<String>>,
+    pub uploads_fail: Option<bool>,
 }
 
 impl Knobs {
@@ -258,7 +264,8 @@ impl Knobs {
             fail_429_percent,
             slow_percent,
             slow_ms,
-            app_lacks_scopes
+            app_lacks_scopes,
+            uploads_fail
         );
         Ok(())
     }
@@ -286,6 +293,10 @@ pub struct World {
     pub api_calls: Vec<ApiCall>,
     pub subscriptions: Vec<Subscription>,
     pub outbound: Vec<OutboundCall>,
+    /// Upload tokens and when they expire (ms).
+    pub upload_tokens: HashMap<String, i64>,
+    /// What the upload host took, by media token.
+    pub media: HashMap<String, crate::media::Media>,
     /// The last dynamic-action reply per (conversation, side), shown once on the chat screen.
     pub dynamic_replies: HashMap<(String, UserSide), DynamicReply>,
     pub knobs: Knobs,
@@ -378,6 +389,7 @@ impl World {
                     receiver_buttons: None,
                     idempotency_key: None,
                     token_header: None,
+                    media: None,
                     sent_at: start + (p * 10 + b) as i64 * 60_000,
                 });
                 messages.push(ChatMessage {
@@ -391,6 +403,7 @@ impl World {
                     receiver_buttons: None,
                     idempotency_key: None,
                     token_header: None,
+                    media: None,
                     sent_at: start + (p * 10 + b) as i64 * 60_000 + 120_000,
                 });
                 conversations.push(Conversation {
@@ -419,6 +432,8 @@ impl World {
             api_calls: Vec::new(),
             subscriptions: Vec::new(),
             outbound: Vec::new(),
+            upload_tokens: HashMap::new(),
+            media: HashMap::new(),
             dynamic_replies: HashMap::new(),
             knobs,
             recent_sends: VecDeque::new(),
@@ -530,6 +545,7 @@ impl World {
                 receiver_buttons: None,
                 idempotency_key: None,
                 token_header: None,
+                media: None,
                 sent_at: self.now_ms(),
             };
             self.add_conversation(conversation.clone());

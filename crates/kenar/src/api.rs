@@ -14,9 +14,9 @@ use crate::{ConversationId, PostToken, UserId};
 /// API key (sent as `x-api-key` on every call). Cheap to clone.
 #[derive(Clone)]
 pub struct KenarApi {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base: Url,
-    api_key: SecretString,
+    pub(crate) api_key: SecretString,
 }
 
 /// Why Divar did not take a message. Texts name no token or key.
@@ -81,7 +81,7 @@ impl KenarApi {
         }
     }
 
-    fn endpoint(&self, segments: &[&str]) -> anyhow::Result<Url> {
+    pub(crate) fn endpoint(&self, segments: &[&str]) -> anyhow::Result<Url> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| anyhow::anyhow!("bad API base URL"))?

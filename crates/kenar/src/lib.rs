@@ -8,6 +8,7 @@
 //! - [`message`]: a chat message with button grids and their actions, as the send API takes it.
 //! - [`icons`]: the icon names Divar draws on buttons.
 //! - [`scopes`]: OAuth scope names and their syntax.
+//! - [`upload`]: photos and files for chat: the kinds and limits, the upload token and the upload.
 //! - [`oauth`] and [`api`]: the client — authorization-code flow with PKCE and refresh (through the
 //!   `oauth2` crate), sending messages, asking who granted a token, subscribing to events.
 //!
@@ -73,6 +74,7 @@ pub mod message;
 pub mod oauth;
 pub mod scopes;
 pub mod session_init;
+pub mod upload;
 
 use std::time::Duration;
 
