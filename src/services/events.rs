@@ -62,6 +62,10 @@ pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
                 "a post update that changes nothing here"
             )
         }
+        // This add-on has no chatbot and takes no payments.
+        DivarEvent::ChatbotMessage { .. } | DivarEvent::PaymentTransaction(_) => {
+            tracing::debug!("ignoring an event this add-on does not use")
+        }
         DivarEvent::Other(kind) => tracing::debug!(%kind, "ignoring an event type we do not use"),
     }
     Ok(())

@@ -775,3 +775,40 @@ async fn messages_sent_through_the_api_are_echoed_to_subscribers_as_bot() {
     assert_eq!(message["conversation"]["post_token"], POST_1);
     assert_eq!(message["text"], "فروخته شد");
 }
+
+/// `kenar`'s `conversation` read against the sandbox: a party's `CHAT_CONVERSATION_READ` reads the
+/// chat's text messages, oldest first, with date-time `sent_at`; a token without it cannot.
+#[tokio::test]
+async fn a_party_reads_the_conversation_through_the_sdk() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let conv = conversation(1, 2);
+    let read = app
+        .grant(&format!("CHAT_CONVERSATION_READ.{conv}"), BUYER_2)
+        .await;
+    let api = kenar::api::KenarApi::new(
+        reqwest::Client::new(),
+        app.settings.kenar_api_base_url.clone(),
+        app.settings.api_key.clone(),
+    );
+    let id = kenar::ConversationId::parse(conv.clone()).unwrap();
+    let chat = api
+        .conversation(&secrecy::SecretString::from(read.access.clone()), &id)
+        .await
+        .unwrap();
+    assert_eq!(chat.id, id);
+    assert_eq!(chat.post_token.unwrap().as_str(), POST_1);
+    // The seeded opening: the buyer asks, the seller answers.
+    assert_eq!(chat.messages.len(), 2, "{:?}", chat.messages);
+    assert_eq!(chat.messages[0].sender_side, Some(kenar::UserSide::Buyer));
+    assert_eq!(chat.messages[1].text, "سلام، بله در خدمتم.");
+    assert!(
+        chat.messages[0].sent_at.contains('T'),
+        "{}",
+        chat.messages[0].sent_at
+    );
+    let send_only = app.grant_conversation(&conv, BUYER_2).await;
+    let refused = api
+        .conversation(&secrecy::SecretString::from(send_only.access.clone()), &id)
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("403"));
+}

@@ -35,6 +35,10 @@ pub fn router() -> Router<Sandbox> {
         .route(SUBSCRIBE_PATH, post(subscribe))
         // `get_user.md` and the OpenAPI file say GET; the OAuth overview shows POST.
         .route(USERS_PATH, get(user).post(user))
+        .route(
+            "/v1/open-platform/chat/conversations/{conversation_id}",
+            get(read_conversation),
+        )
         // Any other API-shaped path answers as Divar's API does: JSON, not a page.
         .route("/v1/{*rest}", any(unknown_endpoint))
         .route("/v2/{*rest}", any(unknown_endpoint))
@@ -402,6 +406,75 @@ fn describe_user(sandbox: &Sandbox, headers: &HeaderMap) -> Result<Json<Value>, 
         reply.insert("phone_number".into(), json!(user.phone()));
     }
     Ok(Json(Value::Object(reply)))
+}
+
+/// GET /v1/open-platform/chat/conversations/{id} (`ChatAPI_GetConversation`): the chat's text
+/// messages, oldest first, for a token with `CHAT_CONVERSATION_READ.<id>` from one of its two
+/// people. `sent_at` is a date-time string here, as the OpenAPI document has it.
+async fn read_conversation(
+    State(sandbox): State<Sandbox>,
+    Path(conversation_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let response = conversation_view(&sandbox, &conversation_id, &headers).into_response();
+    sandbox.world().api_calls.push(ApiCall {
+        at: sandbox.now_ms(),
+        method: "GET",
+        path: format!("/v1/open-platform/chat/conversations/{conversation_id}"),
+        status: response.status().as_u16(),
+        idempotency_key: None,
+        duplicate: false,
+    });
+    response
+}
+
+fn conversation_view(
+    sandbox: &Sandbox,
+    conversation_id: &str,
+    headers: &HeaderMap,
+) -> Result<Json<Value>, RpcError> {
+    check_api_key(sandbox, headers)?;
+    let world = sandbox.world();
+    let (token, _) = check_token(&world, headers)?;
+    let Some(conversation) = world.conversation(conversation_id) else {
+        return Err(status(StatusCode::NOT_FOUND, 5, "conversation not found"));
+    };
+    let may_read = token
+        .scopes
+        .iter()
+        .any(|s| s.is(ScopeKind::ChatConversationRead, Some(conversation_id)))
+        && conversation.side_of(&token.user_id).is_some();
+    if !may_read {
+        return Err(permission_denied(
+            "reading a conversation needs CHAT_CONVERSATION_READ.<conversation_id> from one of its two people",
+        ));
+    }
+    let header =
+        json!({ "id": conversation.id, "post_token": conversation.post_token, "type": "POST" });
+    let messages: Vec<Value> = world
+        .messages_of(conversation_id)
+        .filter(|m| m.media.is_none() && !m.text.is_empty())
+        .map(|m| {
+            let sent_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.sent_at) * 1_000_000)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default();
+            json!({
+                "id": m.id,
+                "conversation": header,
+                "sender": {
+                    "side": match m.sender_side { UserSide::Seller => "SELLER", UserSide::Buyer => "BUYER" },
+                    "type": m.sender_type,
+                },
+                "type": "TEXT",
+                "text": m.text,
+                "sent_at": sent_at,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "conversation": header, "messages": messages }),
+    ))
 }
 
 #[derive(Deserialize)]

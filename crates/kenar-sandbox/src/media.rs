@@ -15,12 +15,11 @@ use axum::{
     routing::{get, post},
 };
 use kenar::upload::{MediaKind, MediaRefusal};
-use serde::Serialize;
 use serde_json::json;
 
 use super::{
     Sandbox,
-    world::{random_id, random_token},
+    world::{Media, random_id, random_token},
 };
 
 /// How long an upload token is good for. Divar documents no lifetime; an hour is plenty for one
@@ -28,19 +27,6 @@ use super::{
 const UPLOAD_TOKEN_TTL_MS: i64 = 3_600_000;
 
 pub const UPLOAD_TOKEN_PATH: &str = "/experimental/open-platform/chat/upload";
-
-/// A file the upload host took.
-#[derive(Debug, Clone, Serialize)]
-pub struct Media {
-    pub id: String,
-    pub kind: &'static str,
-    pub file_name: String,
-    pub size: u64,
-    pub content_type: &'static str,
-    /// An image's bytes, to show it in the chat.
-    #[serde(skip)]
-    pub bytes: Option<Vec<u8>>,
-}
 
 pub fn router() -> Router<Sandbox> {
     Router::new()

@@ -229,7 +229,9 @@ async fn decide_consent(State(sandbox): State<Sandbox>, Form(form): Form<Decisio
         return screens::error_page(StatusCode::BAD_REQUEST, "کاربر ناشناس", "choose a user");
     }
     for scope in &valid.scopes {
-        if let (ScopeKind::ConversationSendMessage, Some(id)) = (&scope.kind, &scope.id) {
+        if let (ScopeKind::ConversationSendMessage | ScopeKind::ChatConversationRead, Some(id)) =
+            (&scope.kind, &scope.id)
+        {
             let party = world
                 .conversation(id)
                 .and_then(|c| c.side_of(&form.user_id));
@@ -472,6 +474,13 @@ fn describe(world: &World, scope: &Scope) -> ScopeLine {
                 post_title(id)
             )
         }
+        ScopeKind::ChatConversationRead => match world.conversation(id) {
+            Some(c) => format!(
+                "خواندن پیام‌های این گفت‌وگو (آگهی {})",
+                post_title(&c.post_token)
+            ),
+            None => format!("خواندن پیام‌های گفت‌وگوی {id}"),
+        },
         ScopeKind::ChatPostConversationsRead => {
             format!("خواندن پیام‌های همهٔ گفت‌وگوهای آگهی {}", post_title(id))
         }

@@ -252,7 +252,7 @@ struct MediaView {
 }
 
 impl MediaView {
-    fn of(media: &crate::media::Media) -> Self {
+    fn of(media: &crate::world::Media) -> Self {
         Self {
             id: media.id.clone(),
             image: media.bytes.is_some(),

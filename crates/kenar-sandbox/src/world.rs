@@ -88,7 +88,7 @@ pub struct ChatMessage {
     /// Which header carried the token: `authorization` or `x-access-token`.
     pub token_header: Option<&'static str>,
     /// The photo or file the message carries (its `media_token`).
-    pub media: Option<crate::media::Media>,
+    pub media: Option<Media>,
     pub sent_at: i64,
 }
 
@@ -271,6 +271,19 @@ impl Knobs {
     }
 }
 
+/// A file the chat upload host took (`media`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Media {
+    pub id: String,
+    pub kind: &'static str,
+    pub file_name: String,
+    pub size: u64,
+    pub content_type: &'static str,
+    /// An image's bytes, to show it in the chat.
+    #[serde(skip)]
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// What Divar shows the person who tapped a `get_dynamic_action` button: the app's text, a
 /// link it asked to open, or why the app could not be asked.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -296,7 +309,7 @@ pub struct World {
     /// Upload tokens and when they expire (ms).
     pub upload_tokens: HashMap<String, i64>,
     /// What the upload host took, by media token.
-    pub media: HashMap<String, crate::media::Media>,
+    pub media: HashMap<String, Media>,
     /// The last dynamic-action reply per (conversation, side), shown once on the chat screen.
     pub dynamic_replies: HashMap<(String, UserSide), DynamicReply>,
     pub knobs: Knobs,

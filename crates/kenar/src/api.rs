@@ -241,6 +241,108 @@ impl KenarApi {
     }
 }
 
+/// A conversation as `GET /v1/open-platform/chat/conversations/{id}` answers it: the chat and its
+/// text messages, oldest first (`ChatAPI_GetConversation`; docs/divar-platform.md, "Reading chat").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRead {
+    /// The chat.
+    pub id: ConversationId,
+    /// Its post, when it is a post's chat.
+    pub post_token: Option<PostToken>,
+    /// Its text messages (Divar leaves the others out), oldest first.
+    pub messages: Vec<ReadMessage>,
+}
+
+/// One text message of a [`ConversationRead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadMessage {
+    /// Divar's id of the message.
+    pub id: String,
+    /// What was written.
+    pub text: String,
+    /// Who wrote it, when Divar says.
+    pub sender_side: Option<crate::UserSide>,
+    /// `BOT` for an app's message, `HUMAN` (or the examples' `USER`) for a person's.
+    pub sender_type: String,
+    /// When, as Divar writes it here: a date-time string.
+    pub sent_at: String,
+}
+
+impl ConversationRead {
+    /// Reads the documented answer; a message without text is left out.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let text = |v: &Value, pointer: &str| {
+            v.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let id = text(value, "/conversation/id").ok_or("conversation.id is missing")?;
+        let post_token = text(value, "/conversation/post_token")
+            .filter(|t| !t.is_empty())
+            .map(PostToken::parse)
+            .transpose()?;
+        let messages = value
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some(ReadMessage {
+                    id: text(m, "/id").unwrap_or_default(),
+                    text: text(m, "/text")?,
+                    sender_side: text(m, "/sender/side")
+                        .and_then(|s| crate::UserSide::parse(&s).ok()),
+                    sender_type: text(m, "/sender/type").unwrap_or_default(),
+                    sent_at: match m.get("sent_at") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    },
+                })
+            })
+            .collect();
+        Ok(Self {
+            id: ConversationId::parse(id)?,
+            post_token,
+            messages,
+        })
+    }
+}
+
+impl KenarApi {
+    /// GET /v1/open-platform/chat/conversations/{id}: the chat's text messages. The API key needs
+    /// `CHAT_READ_CONVERSATION`, the token `CHAT_CONVERSATION_READ.<conversation_id>`.
+    pub async fn conversation(
+        &self,
+        access_token: &SecretString,
+        conversation_id: &ConversationId,
+    ) -> anyhow::Result<ConversationRead> {
+        let url = self.endpoint(&[
+            "v1",
+            "open-platform",
+            "chat",
+            "conversations",
+            conversation_id.as_str(),
+        ])?;
+        let response = self
+            .http
+            .get(url)
+            .header("x-api-key", self.api_key.expose_secret())
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", access_token.expose_secret()),
+            )
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("reading the conversation answered HTTP {status}");
+        }
+        let value: Value = response.json().await?;
+        ConversationRead::parse(&value).map_err(anyhow::Error::msg)
+    }
+}
+
 /// What an events subscription asks Divar to report (`events/ReadMe.md`; docs/divar-platform.md,
 /// "Events").
 #[derive(Debug, Clone, PartialEq, Eq)]

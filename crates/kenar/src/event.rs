@@ -30,7 +30,19 @@ pub enum DivarEvent {
         /// What happened to it.
         change: PostChange,
     },
-    /// A type we do not use (a new chatbot message, a payment…).
+    /// `NEW_CHATBOT_MESSAGE`: someone wrote to the app's chatbot (no subscription needed;
+    /// `chat/chatbot_conversations.md`).
+    ChatbotMessage {
+        /// The chatbot conversation.
+        conversation_id: ConversationId,
+        /// What they wrote (empty for a message without text).
+        text: String,
+    },
+    /// `PAYMENT_TRANSACTION`: a payment of the app changed (`events/payment.md`). Its fields are
+    /// kept as sent: the example and the table disagree on the key (`transaction` or
+    /// `payment_transaction`).
+    PaymentTransaction(Value),
+    /// A type this crate does not know (its first 50 characters).
     Other(String),
 }
 
@@ -124,6 +136,21 @@ impl DivarEvent {
                     change: PostChange::parse(&change),
                 })
             }
+            "NEW_CHATBOT_MESSAGE" => {
+                let conversation = text("/new_chatbot_message/conversation/id")
+                    .ok_or("new_chatbot_message.conversation.id is missing")?;
+                Ok(Self::ChatbotMessage {
+                    conversation_id: ConversationId::parse(conversation)?,
+                    text: text("/new_chatbot_message/text").unwrap_or_default(),
+                })
+            }
+            "PAYMENT_TRANSACTION" => Ok(Self::PaymentTransaction(
+                value
+                    .get("transaction")
+                    .or_else(|| value.get("payment_transaction"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )),
             other => Ok(Self::Other(other.chars().take(50).collect())),
         }
     }
@@ -189,9 +216,20 @@ mod tests {
                 ..
             })
         ));
+        let chatbot = br#"{"type": "NEW_CHATBOT_MESSAGE", "new_chatbot_message": {"text": "/start MY_DIVAR",
+            "id": "m", "conversation": {"id": "bot-1", "type": "BOT"}, "sender": {"type": "HUMAN"}}}"#;
+        assert!(matches!(
+            DivarEvent::parse(chatbot),
+            Ok(DivarEvent::ChatbotMessage { text, .. }) if text == "/start MY_DIVAR"
+        ));
+        let paid = br#"{"type": "PAYMENT_TRANSACTION", "payment_transaction": {"id": "t1"}}"#;
+        assert!(matches!(
+            DivarEvent::parse(paid),
+            Ok(DivarEvent::PaymentTransaction(t)) if t["id"] == "t1"
+        ));
         assert_eq!(
-            DivarEvent::parse(br#"{"type": "PAYMENT_TRANSACTION"}"#),
-            Ok(DivarEvent::Other("PAYMENT_TRANSACTION".into()))
+            DivarEvent::parse(br#"{"type": "SOMETHING_NEW"}"#),
+            Ok(DivarEvent::Other("SOMETHING_NEW".into()))
         );
     }
 

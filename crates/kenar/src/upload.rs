@@ -223,27 +223,34 @@ impl Uploader {
             .header(header::ACCEPT, "*/*")
             .multipart(reqwest::multipart::Form::new().part("file", part))
             .send()
-            .await
-            .map_err(|e| failed(&e))?;
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(UploadError::Unavailable(format!("HTTP {status}")));
-        }
-        if !status.is_success() {
-            return Err(UploadError::Refused {
-                status: status.as_u16(),
-            });
-        }
-        let reply: Value = response.json().await.map_err(|e| failed(&e))?;
-        reply
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .ok_or(UploadError::Refused {
-                status: status.as_u16(),
-            })
+            .await;
+        field_of(response, "id").await
     }
+}
+
+/// The text field `name` of a successful JSON answer, or what went wrong.
+async fn field_of(
+    response: reqwest::Result<reqwest::Response>,
+    name: &str,
+) -> Result<String, UploadError> {
+    let response = response.map_err(|e| failed(&e))?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(UploadError::Unavailable(format!("HTTP {status}")));
+    }
+    let refused = UploadError::Refused {
+        status: status.as_u16(),
+    };
+    if !status.is_success() {
+        return Err(refused);
+    }
+    let reply: Value = response.json().await.map_err(|e| failed(&e))?;
+    reply
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+        .ok_or(refused)
 }
 
 impl crate::api::KenarApi {
@@ -259,25 +266,8 @@ impl crate::api::KenarApi {
             .header("x-api-key", self.api_key.expose_secret())
             .json(&serde_json::json!({}))
             .send()
-            .await
-            .map_err(|e| failed(&e))?;
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(UploadError::Unavailable(format!("HTTP {status}")));
-        }
-        if !status.is_success() {
-            return Err(UploadError::Refused {
-                status: status.as_u16(),
-            });
-        }
-        let reply: Value = response.json().await.map_err(|e| failed(&e))?;
-        reply
-            .get("token")
-            .and_then(Value::as_str)
-            .map(SecretString::from)
-            .ok_or(UploadError::Refused {
-                status: status.as_u16(),
-            })
+            .await;
+        field_of(response, "token").await.map(SecretString::from)
     }
 }
 
