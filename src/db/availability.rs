@@ -47,3 +47,12 @@ pub async fn save(
     .await?;
     Ok(())
 }
+
+/// Forgets the post's words: the add-on's answer again.
+pub async fn delete(db: &Db, post_token: &PostToken) -> anyhow::Result<()> {
+    sqlx::query("delete from availability_answers where post_token = $1")
+        .bind(post_token)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -222,3 +222,17 @@ pub async fn delete(db: &Db, subject: &Subject, user_id: &UserId) -> anyhow::Res
     .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Whether the owner of `post` has a grant for it holding `scope` (e.g. `USER_POSTS_GET`, without
+/// which Divar does not report the post's removal).
+pub async fn post_grant_holds(db: &Db, post: &PostToken, scope: &str) -> anyhow::Result<bool> {
+    let row = sqlx::query(
+        "select count(*) from grants
+         where subject_kind = 'post' and subject_id = $1 and (' ' || scope || ' ') like $2",
+    )
+    .bind(post)
+    .bind(format!("% {scope} %"))
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row.try_get::<i64, _>(0)? > 0)
+}

@@ -33,3 +33,12 @@ pub async fn is_retired(db: &Db, post_token: &PostToken) -> anyhow::Result<bool>
         .await?;
     Ok(row.try_get::<i64, _>(0)? > 0)
 }
+
+/// Divar reported the post published again: it is no longer taken as removed.
+pub async fn reopen(db: &Db, post_token: &PostToken) -> anyhow::Result<bool> {
+    let deleted = sqlx::query("delete from retired_posts where post_token = $1")
+        .bind(post_token)
+        .execute(db.pool())
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}

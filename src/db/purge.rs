@@ -33,7 +33,7 @@ pub struct Purged {
     pub messages: u64,
     pub broadcasts: u64,
     pub conversations: u64,
-    pub retired_posts: u64,
+    pub paused_broadcasts: u64,
     pub grants: u64,
 }
 
@@ -48,7 +48,7 @@ impl Purged {
             + self.messages
             + self.broadcasts
             + self.conversations
-            + self.retired_posts
+            + self.paused_broadcasts
             + self.grants
     }
 }
@@ -66,6 +66,21 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
             .await?
             .rows_affected())
     };
+    // A broadcast paused for its seller to reconnect waits at most the records' window; then it
+    // ends as cancelled, as if at that moment, so its text and records go by the rules below.
+    run(
+        "update outbox set status = 'cancelled', updated_at = $1
+         where status = 'pending' and broadcast_id in
+             (select broadcast_id from broadcasts where status = 'paused' and updated_at < $1)",
+        at.finished_before,
+    )
+    .await?;
+    let paused_broadcasts = run(
+        "update broadcasts set status = 'cancelled', updated_at = $1
+         where status = 'paused' and updated_at < $1",
+        at.finished_before,
+    )
+    .await?;
     let purged = Purged {
         web_sessions: run("delete from web_sessions where expires_at < $1", at.now).await?,
         spent_links: run("delete from spent_links where expires_at < $1", at.now).await?,
@@ -106,12 +121,6 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
             at.finished_before,
         )
         .await?,
-        // A removed post is remembered as long as its conversations are.
-        retired_posts: run(
-            "delete from retired_posts where updated_at < $1",
-            at.conversations_before,
-        )
-        .await?,
         // A click still kept names its conversation (a foreign key): the conversation waits.
         conversations: run(
             "delete from conversations where updated_at < $1
@@ -120,6 +129,7 @@ pub async fn purge(db: &Db, at: Cutoffs) -> anyhow::Result<Purged> {
             at.conversations_before,
         )
         .await?,
+        paused_broadcasts,
         grants: 0,
     };
     let grants = sqlx::query("delete from grants where updated_at < $1 and access_expires_at < $2")

@@ -9,6 +9,10 @@ pub const MAX_ANSWER_CHARS: usize = 200;
 /// Our words, until the seller writes their own.
 pub const DEFAULT_AVAILABLE: &str = "بله، این آگهی هنوز موجود است. در همین گفت‌وگو پیام بدهید.";
 pub const DEFAULT_REMOVED: &str = "متأسفیم، این آگهی دیگر موجود نیست.";
+/// When Divar does not tell the add-on of this post's removal (its owner has not connected the
+/// post with `USER_POSTS_GET`), we do not claim to know.
+pub const UNKNOWN: &str =
+    "این را از فروشنده در همین گفت‌وگو بپرسید؛ صفحهٔ آگهی را هم می‌توانید ببینید.";
 
 /// The two answers: while the post is on Divar, and once Divar reported it removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,13 @@ impl WordingForm {
             available: wording.available.clone(),
             removed: wording.removed.clone(),
         }
+    }
+}
+
+impl WordingForm {
+    /// Both fields left empty: the seller takes back their own words.
+    pub fn is_empty(&self) -> bool {
+        self.available.trim().is_empty() && self.removed.trim().is_empty()
     }
 }
 

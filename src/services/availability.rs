@@ -9,7 +9,7 @@ use crate::{
     db,
     domain::{
         PostToken,
-        availability::{Wording, WordingErrors, WordingForm},
+        availability::{UNKNOWN, Wording, WordingErrors, WordingForm},
         compose::Writer,
         message::{ASK_AVAILABLE, ASK_KEY, ASK_POST_KEY},
     },
@@ -43,6 +43,14 @@ pub async fn answer(deps: &Deps, body: &[u8]) -> Result<DynamicActionReply, AskE
             .post_token
             .ok_or_else(|| AskError::BadRequest("the tap names no post".into()))?,
     };
+    // Without USER_POSTS_GET on the owner's grant Divar would not tell us of a removal: say so
+    // rather than claim the post is there.
+    if !db::grants::post_grant_holds(&deps.db, &post, "USER_POSTS_GET").await? {
+        return Ok(DynamicActionReply {
+            text_message: Some(UNKNOWN.into()),
+            action: post_page(&post).map(ReplyAction::DirectLink),
+        });
+    }
     let wording = wording(deps, &post).await?;
     Ok(if db::posts::is_retired(&deps.db, &post).await? {
         DynamicActionReply {
@@ -77,6 +85,10 @@ pub async fn save(
     post: &PostToken,
     form: &WordingForm,
 ) -> anyhow::Result<Result<(), WordingErrors>> {
+    if form.is_empty() {
+        db::availability::delete(&deps.db, post).await?;
+        return Ok(Ok(()));
+    }
     let wording = match Wording::try_from(form) {
         Ok(wording) => wording,
         Err(errors) => return Ok(Err(errors)),

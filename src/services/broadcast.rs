@@ -244,6 +244,11 @@ pub async fn create(
     {
         Inserted::New(id) => {
             tracing::info!(recipients = conversations.len(), "broadcast created");
+            // Divar may have reported the post removed since the check above: such a report
+            // cancels only the broadcasts it finds, so look again now that this one exists.
+            if db::posts::is_retired(&deps.db, post).await? {
+                db::broadcasts::cancel_for_removed_post(&deps.db, post, deps.now()).await?;
+            }
             Ok(Created::Started(id))
         }
         Inserted::Existing(id) => Ok(Created::Existing(id)),
@@ -329,7 +334,10 @@ pub async fn cancel(deps: &Deps, writer: &Writer, id: &str) -> Result<(), Broadc
 
 /// Queues the failed rows of a finished broadcast again (blocked chats excepted).
 pub async fn retry(deps: &Deps, writer: &Writer, id: &str) -> Result<(), BroadcastError> {
-    owned(deps, writer, id).await?;
+    let broadcast = owned(deps, writer, id).await?;
+    if db::posts::is_retired(&deps.db, &broadcast.post_token).await? {
+        return Err(BroadcastError::PostRemoved);
+    }
     let queued = db::broadcasts::retry_failed(&deps.db, id, deps.now()).await?;
     tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(())

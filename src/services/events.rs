@@ -1,7 +1,10 @@
 //! Divar's webhooks (docs/divar-platform.md, "Events"). Every effect is an upsert or a delete,
 //! so a redelivered event changes nothing.
 
-use crate::{db, domain::event::DivarEvent};
+use crate::{
+    db,
+    domain::event::{DivarEvent, PostChange},
+};
 
 use super::{Deps, erasure};
 
@@ -55,6 +58,15 @@ pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
                 change = change.as_str(),
                 "Divar reported a post removed"
             );
+        }
+        // Published (again): a post once removed is live, and may be asked about and messaged.
+        DivarEvent::PostUpdate {
+            post_token,
+            change: PostChange::Published,
+        } => {
+            if db::posts::reopen(&deps.db, &post_token).await? {
+                tracing::info!("Divar reported a removed post published again");
+            }
         }
         DivarEvent::PostUpdate { change, .. } => {
             tracing::debug!(

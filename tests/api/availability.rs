@@ -1,9 +1,12 @@
 //! The «هنوز موجود است؟» button: a `get_dynamic_action` Divar asks the add-on about when a buyer
 //! taps it, answered from the post's live state in its seller's words.
 
-use kenar_chat::domain::availability::{DEFAULT_AVAILABLE, DEFAULT_REMOVED, MAX_ANSWER_CHARS};
+use kenar_chat::domain::availability::{
+    DEFAULT_AVAILABLE, DEFAULT_REMOVED, MAX_ANSWER_CHARS, UNKNOWN,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Row;
 
 use crate::helpers::*;
 
@@ -50,6 +53,14 @@ async fn a_buyer_sees_the_live_answer(engine: Engine) {
         json!({ "kc_ask": "available", "post_token": POST_1 })
     );
 
+    // The seller has not connected the post: Divar would not tell us of its removal, so the
+    // answer does not claim to know.
+    let html = tap(&app, &conv).await;
+    assert!(html.contains(UNKNOWN), "{html}");
+    assert!(html.contains(&format!("https://divar.ir/v/{POST_1}")));
+
+    // Connected with USER_POSTS_GET (the post's updates subscribed): the live answer.
+    app.open_post_as_owner(POST_1, SELLER_1).await;
     let html = tap(&app, &conv).await;
     assert!(html.contains(DEFAULT_AVAILABLE), "{html}");
     assert!(html.contains(&format!("https://divar.ir/v/{POST_1}")));
@@ -68,32 +79,21 @@ async fn a_buyer_sees_the_live_answer(engine: Engine) {
     assert_eq!(asked["body"]["user_id"], BUYER_1);
     assert_eq!(asked["body"]["conversation_id"], conv.as_str());
 
-    // The seller removes the post: the same button answers otherwise.
+    // The seller removes the post in Divar: the same button answers otherwise.
     let retire = format!("/sandbox/_control/posts/{POST_1}/retire");
-    assert_eq!(
-        app.post_json(&retire, &json!({})).await.status(),
-        StatusCode::OK
-    );
-    // No subscription to the post's updates here (a chat consent): Divar's event arrives as it
-    // would for a connected post.
-    let event = json!({ "type": "POST_UPDATE", "post_update": { "type": "RETIRE", "post": { "token": POST_1 } } });
-    let key = app.sandbox.app().identification_key.clone();
-    let told = app
-        .client
-        .post(app.url("/divar/events"))
-        .header("authorization", &key)
-        .json(&event)
-        .send()
+    let told: Value = app
+        .post_json(&retire, &json!({}))
+        .await
+        .json()
         .await
         .unwrap();
-    assert_eq!(told.status(), StatusCode::OK);
+    assert_eq!(told["subscribers_told"], 1, "{told}");
     let html = tap(&app, &conv).await;
     assert!(html.contains(DEFAULT_REMOVED), "{html}");
     assert!(!html.contains(&format!("https://divar.ir/v/{POST_1}")));
 
     // The post's owner writes their own words; an answer too long is refused beside its field,
     // with what was typed kept.
-    assert_eq!(app.enter_from_post(POST_1, SELLER_1).await, "/post");
     let page = app.get_html("/post/availability").await;
     assert!(page.contains(DEFAULT_AVAILABLE) && page.contains(DEFAULT_REMOVED));
     let long = "خ".repeat(MAX_ANSWER_CHARS + 1);
@@ -123,6 +123,31 @@ async fn a_buyer_sees_the_live_answer(engine: Engine) {
     assert_eq!(assert_redirect(&saved), "/post/availability?saved=true");
     let html = tap(&app, &conv).await;
     assert!(html.contains("فروخته شد، ممنون"), "{html}");
+
+    // Published again: live once more, in the seller's words; both fields emptied: ours again.
+    let published = json!({ "type": "POST_UPDATE", "post_update": { "type": "PUBLISH", "post": { "token": POST_1 } } });
+    let key = app.sandbox.app().identification_key.clone();
+    let told = app
+        .client
+        .post(app.url("/divar/events"))
+        .header("authorization", &key)
+        .json(&published)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(told.status(), StatusCode::OK);
+    assert!(tap(&app, &conv).await.contains("هست، بیایید"));
+    let emptied = app
+        .submit_form("/post/availability", &[("available", ""), ("removed", "")])
+        .await;
+    assert_eq!(assert_redirect(&emptied), "/post/availability?saved=true");
+    let kept: i64 = sqlx::query("select count(*) from availability_answers")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0, "emptied words are not kept");
+    assert!(tap(&app, &conv).await.contains(DEFAULT_AVAILABLE));
 }
 crate::both_engines!(live_answer, a_buyer_sees_the_live_answer);
 
@@ -154,7 +179,10 @@ async fn the_dynamic_action_endpoint_refuses_what_is_not_divars() {
     let answered = ask(Some(&key), &good).await;
     assert_eq!(answered.status(), StatusCode::OK);
     let reply: Value = answered.json().await.unwrap();
-    assert_eq!(reply["text_message"], DEFAULT_AVAILABLE);
+    assert_eq!(
+        reply["text_message"], UNKNOWN,
+        "no owner's grant: not claimed"
+    );
     for bad in [
         "{oops",
         "[]",

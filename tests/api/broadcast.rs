@@ -953,6 +953,18 @@ async fn a_removed_post_stops_its_broadcast_and_takes_no_new_one(engine: Engine)
         .unwrap()
         .get(0);
     assert_eq!(removed, 1);
+
+    // Published again (a renewed post): new broadcasts may start; the cancelled one stays so.
+    let published = json!({ "type": "POST_UPDATE", "post_update": { "type": "PUBLISH",
+        "post": { "token": POST_1 } } });
+    let key = app.sandbox.app().identification_key.clone();
+    assert_eq!(
+        post_event(&app, &key, &published).await.status(),
+        StatusCode::OK
+    );
+    let post = app.get_html("/post").await;
+    assert!(!post.contains(r#"id="post-removed""#) && post.contains("/broadcasts/new"));
+    assert_eq!(progress_of(&app, &page).await["status"], "cancelled");
 }
 crate::both_engines!(
     removed_post,

@@ -151,8 +151,8 @@ async fn the_purge_task_forgets_what_is_past_its_window(engine: Engine) {
 crate::both_engines!(purge_task, the_purge_task_forgets_what_is_past_its_window);
 
 /// A grant nobody used for as long as its refresh token lives (30 days, Divar's docs) can never
-/// send again: the purge deletes it, and the person is asked to connect again. A grant used
-/// meanwhile stays.
+/// send again: the purge deletes it, and the person is asked to connect again. A grant issued
+/// since stays.
 async fn a_grant_unused_past_its_refresh_token_is_forgotten(engine: Engine) {
     let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |_| {}).await;
     let idle = conversation(1, 1);
@@ -197,7 +197,7 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     let app = spawn_app(engine).await;
     let ids: Vec<_> = (0..3).map(|i| conversation_id(&format!("c-{i}"))).collect();
     let mut broadcasts = Vec::new();
-    for key in ["done", "running"] {
+    for key in ["done", "running", "paused"] {
         let broadcasts::Created::New(id) = broadcasts::create(
             &app.db,
             key,
@@ -226,6 +226,16 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
         .execute(app.db.pool())
         .await
         .unwrap();
+    // Paused for its seller to reconnect, longer ago than the records' window.
+    sqlx::query(
+        "update broadcasts set status = 'paused', stop_reason = 'reconsent', updated_at = $1
+         where broadcast_id = $2",
+    )
+    .bind(old)
+    .bind(&broadcasts[2])
+    .execute(app.db.pool())
+    .await
+    .unwrap();
     sqlx::query(
         "insert into web_sessions (session_id, data, expires_at, created_at, updated_at)
          values ('expired', '{}', $1, $1, $1), ('alive', '{}', $2, $1, $1)",
@@ -250,6 +260,15 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     assert_eq!(purged.outbox_rows, 3, "{purged:?}");
     assert_eq!(purged.broadcast_bodies, 1, "{purged:?}");
     assert_eq!(purged.web_sessions, 1, "{purged:?}");
+    assert_eq!(purged.paused_broadcasts, 1, "{purged:?}");
+    let paused = "select count(*) from outbox where broadcast_id = $1 and status = 'cancelled'";
+    assert_eq!(
+        scalar(&app, paused, &broadcasts[2]).await,
+        3,
+        "a broadcast paused too long ends, its rows never sent"
+    );
+    let status = "select count(*) from broadcasts where broadcast_id = $1 and status = 'cancelled'";
+    assert_eq!(scalar(&app, status, &broadcasts[2]).await, 1);
     assert_eq!(
         scalar(
             &app,

@@ -127,16 +127,17 @@ async fn upload(
     let mut field = field;
     let mut bytes = Vec::new();
     let limit = kind.max_bytes();
+    // Past the limit the rest is read and dropped, not kept: answering before the body is read
+    // would reset the connection under a client still sending, and it would see no answer.
+    let mut too_large = false;
     loop {
         match field.chunk().await {
+            Ok(Some(_)) if too_large => {}
             Ok(Some(chunk)) => {
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() as u64 > limit {
-                    return refuse(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        3,
-                        &format!("a {} may be at most {limit} bytes", kind.as_str()),
-                    );
+                    too_large = true;
+                    bytes = Vec::new();
                 }
             }
             Ok(None) => break,
@@ -148,6 +149,13 @@ async fn upload(
                 );
             }
         }
+    }
+    if too_large {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            3,
+            &format!("a {} may be at most {limit} bytes", kind.as_str()),
+        );
     }
     match MediaKind::detect(&file_name, &bytes[..bytes.len().min(16)]) {
         Ok(detected) if detected == kind => {}

@@ -253,9 +253,11 @@ fn read_dynamic_reply(status: reqwest::StatusCode, text: &str) -> DynamicReply {
         .get("text_message")
         .and_then(Value::as_str)
         .map(str::to_string);
+    // Only a web link is shown as one (a `javascript:` URL would run in the sandbox's page).
     let link = value
         .pointer("/action/open_direct_link")
         .and_then(Value::as_str)
+        .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
         .map(str::to_string);
     if text.is_none() && link.is_none() {
         return failed(

@@ -26,6 +26,8 @@ pub struct PrivacyPage {
     pub conversations: String,
     pub session_idle: String,
     pub grants: String,
+    /// How often the purge runs: every period above may run over by up to this.
+    pub purge_every: String,
     /// Divar tells the add-on when someone withdraws its access (both consent extras on).
     pub erased_on_revocation: bool,
 }
@@ -46,6 +48,7 @@ impl PrivacyPage {
             conversations: days(retention.conversations),
             session_idle: minutes(SESSION_IDLE),
             grants: days(kenar::oauth::REFRESH_TOKEN_LIFETIME),
+            purge_every: every(retention.purge_every),
             erased_on_revocation: settings.consent.user_id && settings.consent.revocation_notice,
         }
     }
@@ -57,6 +60,18 @@ fn hours(period: Duration) -> String {
 
 fn days(period: Duration) -> String {
     persian_digits(&format!("{} روز", period.as_secs() / 86_400))
+}
+
+/// The purge interval in the largest whole unit.
+fn every(period: Duration) -> String {
+    let secs = period.as_secs();
+    if secs.is_multiple_of(3600) {
+        hours(period)
+    } else if secs.is_multiple_of(60) {
+        minutes(period)
+    } else {
+        persian_digits(&format!("{secs} ثانیه"))
+    }
 }
 
 fn minutes(period: Duration) -> String {
