@@ -23,7 +23,8 @@ async fn the_privacy_page_is_public_persian_and_sets_no_cookie() {
     // The sandbox names no operator: the page says so instead of inventing one.
     assert!(html.contains("نامش هنوز تنظیم نشده"));
     // The defaults, in Persian digits.
-    for period in ["۲۴ ساعت", "۷ روز", "۳۰ روز", "۱۵ دقیقه", "هر ۱ ساعت یک بار"] {
+    for period in ["۲۴ ساعت", "۷ روز", "۳۰ روز", "۱۵ دقیقه", "هر ۱ ساعت یک بار"]
+    {
         assert!(html.contains(period), "{period} missing");
     }
 }

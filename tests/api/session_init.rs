@@ -286,3 +286,26 @@ crate::both_engines!(
     expiry,
     late_links_are_gone_and_spent_rows_are_purged_after_expiry
 );
+
+/// The add-on reads the version header in both of Divar's spellings: a version it does not
+/// know, sent as `API_VERSION`, is refused as it is under `API-Version`, and `2` is taken.
+#[tokio::test]
+async fn the_underscore_spelling_of_the_version_header_is_read() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let send = async |name: &str, version: &str| {
+        app.client
+            .post(app.url("/divar/session-init"))
+            .header("authorization", &app.sandbox.app().identification_key)
+            .header(name, version)
+            .json(&v2_body())
+            .send()
+            .await
+            .unwrap()
+    };
+    for name in ["API-Version", "API_VERSION"] {
+        let unknown = send(name, "3").await;
+        assert_eq!(unknown.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(unknown.text().await.unwrap().contains("API-Version"));
+        assert_eq!(send(name, "2").await.status(), StatusCode::OK, "{name}");
+    }
+}

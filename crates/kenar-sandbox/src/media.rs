@@ -28,6 +28,9 @@ const UPLOAD_TOKEN_TTL_MS: i64 = 3_600_000;
 
 pub const UPLOAD_TOKEN_PATH: &str = "/experimental/open-platform/chat/upload";
 
+/// How many uploaded images keep their bytes for the chat screens.
+const IMAGES_KEPT: usize = 50;
+
 pub fn router() -> Router<Sandbox> {
     Router::new()
         .route(UPLOAD_TOKEN_PATH, post(upload_token))
@@ -55,8 +58,12 @@ async fn upload_token(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Res
     }
     let token = random_token("sbx_upload_");
     let mut world = sandbox.world();
-    let expires = world.now_ms() + UPLOAD_TOKEN_TTL_MS;
-    world.upload_tokens.insert(token.clone(), expires);
+    let now = world.now_ms();
+    // Expired tokens go as new ones come, so the map stays small.
+    world.upload_tokens.retain(|_, expires| *expires > now);
+    world
+        .upload_tokens
+        .insert(token.clone(), now + UPLOAD_TOKEN_TTL_MS);
     Json(json!({ "token": token })).into_response()
 }
 
@@ -181,7 +188,21 @@ async fn upload(
         bytes: (kind == MediaKind::Image).then_some(bytes),
     };
     let id = media.id.clone();
-    sandbox.world().media.insert(id.clone(), media);
+    let mut world = sandbox.world();
+    if media.bytes.is_some() {
+        // Only the newest images keep their bytes (a few hundred MB at most); an older one shows
+        // as its name.
+        world.images_kept.push_back(id.clone());
+        while world.images_kept.len() > IMAGES_KEPT {
+            if let Some(old) = world.images_kept.pop_front()
+                && let Some(media) = world.media.get_mut(&old)
+            {
+                media.bytes = None;
+            }
+        }
+    }
+    world.media.insert(id.clone(), media);
+    drop(world);
     Json(json!({ "id": id, "status": "ok" })).into_response()
 }
 

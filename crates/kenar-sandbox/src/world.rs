@@ -310,6 +310,8 @@ pub struct World {
     pub upload_tokens: HashMap<String, i64>,
     /// What the upload host took, by media token.
     pub media: HashMap<String, Media>,
+    /// The images whose bytes are kept, oldest first.
+    pub images_kept: VecDeque<String>,
     /// The last dynamic-action reply per (conversation, side), shown once on the chat screen.
     pub dynamic_replies: HashMap<(String, UserSide), DynamicReply>,
     pub knobs: Knobs,
@@ -447,6 +449,7 @@ impl World {
             outbound: Vec::new(),
             upload_tokens: HashMap::new(),
             media: HashMap::new(),
+            images_kept: VecDeque::new(),
             dynamic_replies: HashMap::new(),
             knobs,
             recent_sends: VecDeque::new(),
