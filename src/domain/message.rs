@@ -26,6 +26,64 @@ pub const ASK_KEY: &str = "kc_ask";
 pub const ASK_AVAILABLE: &str = "available";
 pub const ASK_POST_KEY: &str = "post_token";
 
+/// A stored send body's photo or file, already on Divar's upload host: the body carries it under
+/// this key, and the outbox sends it as a message of its own before the text
+/// (docs/divar-platform.md, "Media": a message is text or media, not both).
+pub const MEDIA_KEY: &str = "kc_media";
+
+/// A photo or file a message carries: its media token and what the person chose.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub media_token: String,
+    pub file_name: String,
+    /// `image`, `file`, `voice` or `video` (`kenar::upload::MediaKind`).
+    pub kind: String,
+    pub size: u64,
+}
+
+impl Attachment {
+    /// Adds the attachment to a send body made by [`to_kenar_json`].
+    pub fn attach_to(&self, body: &mut Value) {
+        if let (Some(fields), Ok(attachment)) = (body.as_object_mut(), serde_json::to_value(self)) {
+            fields.insert(MEDIA_KEY.into(), attachment);
+        }
+    }
+
+    /// The attachment a stored body carries, if any.
+    pub fn of(body: &Value) -> Option<Self> {
+        serde_json::from_value(body.get(MEDIA_KEY)?.clone()).ok()
+    }
+}
+
+/// The calls to Divar one stored body makes, in order, each with the suffix of its idempotency
+/// key. A body with media and text is two messages, the media first (under `<key>-media`); with
+/// media and no text, one media message that carries the buttons; without media, the body as is.
+pub fn send_parts(body: &Value) -> Vec<(Value, &'static str)> {
+    let Some(attachment) = Attachment::of(body) else {
+        return vec![(body.clone(), "")];
+    };
+    let mut rest = body.clone();
+    if let Some(fields) = rest.as_object_mut() {
+        fields.remove(MEDIA_KEY);
+    }
+    // proto3's JSON reads an empty `message` as absent: this meets both the schema's required
+    // `message` and the "not both" rule.
+    let media = json!({ "message": "", "media_token": attachment.media_token });
+    let has_text = rest["message"]
+        .as_str()
+        .is_some_and(|text| !text.trim().is_empty());
+    if has_text {
+        return vec![(media, "-media"), (rest, "")];
+    }
+    let mut alone = media;
+    for grid in ["sender_buttons", "receiver_buttons"] {
+        if let Some(buttons) = rest.get(grid) {
+            alone[grid] = buttons.clone();
+        }
+    }
+    vec![(alone, "")]
+}
+
 /// Whose grid a button is on: the sender's (the one writing) or the receiver's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
@@ -126,6 +184,7 @@ pub struct SentBody {
     pub text: String,
     pub sender_rows: Vec<Vec<(String, String)>>,
     pub receiver_rows: Vec<Vec<(String, String)>>,
+    pub attachment: Option<Attachment>,
 }
 
 /// Reads a stored send body back: `(caption, icon)` per button. A stored body is ours, so a
@@ -151,12 +210,43 @@ pub fn read_body(body: &Value) -> SentBody {
         text: body["message"].as_str().unwrap_or_default().to_string(),
         sender_rows: rows("sender_buttons"),
         receiver_rows: rows("receiver_buttons"),
+        attachment: Attachment::of(body),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_goes_first_and_text_keeps_the_buttons() {
+        let attachment = Attachment {
+            media_token: "m-1".into(),
+            file_name: "car.png".into(),
+            kind: "image".into(),
+            size: 10,
+        };
+        let grid = json!({ "rows": [{ "buttons": [{ "caption": "x" }] }] });
+        let mut body = json!({ "type": "TEXT", "message": "سلام", "receiver_buttons": grid });
+        assert_eq!(send_parts(&body), vec![(body.clone(), "")]);
+        attachment.attach_to(&mut body);
+        assert_eq!(Attachment::of(&body), Some(attachment.clone()));
+        let parts = send_parts(&body);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[0],
+            (json!({ "message": "", "media_token": "m-1" }), "-media")
+        );
+        assert_eq!(parts[1].0["message"], "سلام");
+        assert!(parts[1].0.get(MEDIA_KEY).is_none());
+        // No text: one media message, with the buttons.
+        let mut alone = json!({ "type": "TEXT", "message": "", "receiver_buttons": grid });
+        attachment.attach_to(&mut alone);
+        let parts = send_parts(&alone);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0["media_token"], "m-1");
+        assert_eq!(parts[0].0["receiver_buttons"], grid);
+    }
 
     fn button(caption: &str, action: Action) -> Button {
         Button {

@@ -26,7 +26,7 @@ use crate::{
         messages,
         outbox::{self, Claimed, Lanes, Source},
     },
-    domain::{UserId, broadcast::STOPPED_FOR_RECONSENT, status::Outcome},
+    domain::{UserId, broadcast::STOPPED_FOR_RECONSENT, message, status::Outcome},
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -519,15 +519,19 @@ impl OutboxWorker {
         if waited >= CANCEL_CHECK_AFTER && self.cancelled(row).await? {
             return Ok(Some(finished(row, Outcome::Cancelled, None)));
         }
-        let result = self
-            .api
-            .send_message(
-                &row.conversation_id,
-                &sender.token,
-                &sender.body,
-                &row.idempotency_key,
-            )
-            .await;
+        // A body with a photo or file is two calls, media first, each under its own key: a retry
+        // after the first went out sends it again under the same key (docs/messaging.md, *Media*).
+        let mut result = Ok(());
+        for (part, suffix) in message::send_parts(&sender.body) {
+            let key = format!("{}{suffix}", row.idempotency_key);
+            result = self
+                .api
+                .send_message(&row.conversation_id, &sender.token, &part, &key)
+                .await;
+            if result.is_err() {
+                break;
+            }
+        }
         let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
         match delivery::judge(&result, attempts, &sender.retry) {
             Verdict::Delivered => Ok(Some(finished(row, Outcome::Sent, None))),

@@ -152,3 +152,133 @@ async fn the_upload_host_keeps_to_divars_formats_and_limits() {
             .is_ok()
     );
 }
+
+/// A stored message with a photo goes out as Divar takes it: the photo first (its own message,
+/// key `<key>-media`), then the text with the buttons; a photo without text is one message that
+/// carries the buttons. The status page names the file. (The composer does not attach files
+/// yet: the rows are written as it will write them.)
+async fn the_outbox_sends_the_media_first_then_the_text(engine: Engine) {
+    use kenar_chat::{
+        db::messages::{MessageRow, insert_queued},
+        domain::{message::Attachment, status::MessageStatus},
+    };
+    let app = spawn_app_on_manual_clock(
+        engine,
+        kenar_chat::sandbox::SandboxOptions::default(),
+        |_| {},
+    )
+    .await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let grid = json!({ "rows": [{ "buttons": [{ "action": { "open_direct_link": "https://example.com/map" },
+        "icon": "MAP_VIEW", "icon_name": "MAP_VIEW", "caption": "نقشه" }] }] });
+    let queue = async |key: &str, text: &str, name: &str| {
+        let token = upload(&app, MediaKind::Image, name, png(300_000))
+            .await
+            .unwrap();
+        let mut body = json!({ "type": "TEXT", "message": text, "receiver_buttons": grid });
+        Attachment {
+            media_token: token.clone(),
+            file_name: name.into(),
+            kind: "image".into(),
+            size: 300_000,
+        }
+        .attach_to(&mut body);
+        let row = MessageRow {
+            message_id: format!("m-{key}"),
+            idempotency_key: key.into(),
+            conversation_id: conversation_id(&conv),
+            user_id: user_id(BUYER_1),
+            body: body.to_string(),
+            status: MessageStatus::Sending,
+            failure: None,
+            attempts: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        insert_queued(&app.db, &row, app.clock.now_ms())
+            .await
+            .unwrap();
+        token
+    };
+    let with_text = queue("k-text", "عکس ماشین", "car.png").await;
+    app.drain_outbox().await;
+    let sent = app.bot_messages(&conv).await;
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{sent}");
+    assert_eq!(messages[0]["media"]["id"], with_text.as_str());
+    assert_eq!(messages[0]["idempotency_key"], "k-text-media");
+    assert!(messages[0]["receiver_buttons"].is_null());
+    assert_eq!(messages[1]["text"], "عکس ماشین");
+    assert_eq!(messages[1]["idempotency_key"], "k-text");
+    assert_eq!(messages[1]["receiver_buttons"], grid);
+    let status = app.get_html("/messages/m-k-text/status").await;
+    assert!(
+        status.contains("پیوست") && status.contains("car.png"),
+        "{status}"
+    );
+
+    let alone = queue("k-alone", "", "plan.png").await;
+    app.drain_outbox().await;
+    let sent = app.bot_messages(&conv).await;
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{sent}");
+    assert_eq!(messages[2]["media"]["id"], alone.as_str());
+    assert_eq!(messages[2]["idempotency_key"], "k-alone");
+    assert_eq!(messages[2]["receiver_buttons"], grid);
+}
+crate::both_engines!(outbox_media, the_outbox_sends_the_media_first_then_the_text);
+
+/// A broadcast with a photo: one upload, its media token sent to every conversation, each
+/// conversation getting the photo first and then the text.
+async fn a_broadcast_sends_one_upload_to_every_conversation(engine: Engine) {
+    use kenar_chat::{db::broadcasts, domain::message::Attachment};
+    let app = spawn_app_on_manual_clock(
+        engine,
+        kenar_chat::sandbox::SandboxOptions::default(),
+        |_| {},
+    )
+    .await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    let photo = upload(&app, MediaKind::Image, "sold.png", png(1000))
+        .await
+        .unwrap();
+    let mut body = json!({ "type": "TEXT", "message": "فروخته شد" });
+    Attachment {
+        media_token: photo.clone(),
+        file_name: "sold.png".into(),
+        kind: "image".into(),
+        size: 1000,
+    }
+    .attach_to(&mut body);
+    let conversations: Vec<_> = (1..=3)
+        .map(|buyer| conversation_id(&conversation(1, buyer)))
+        .collect();
+    let created = broadcasts::create(
+        &app.db,
+        "b-photo",
+        &post_token(POST_1),
+        &user_id(SELLER_1),
+        &body.to_string(),
+        &conversations,
+        app.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(created, broadcasts::Created::New(_)));
+    app.drain_outbox().await;
+    for buyer in 1..=3 {
+        let conv = conversation(1, buyer);
+        let sent = app.bot_messages(&conv).await;
+        let messages = sent["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{conv}: {sent}");
+        assert_eq!(messages[0]["media"]["id"], photo.as_str(), "{conv}");
+        assert_eq!(messages[1]["text"], "فروخته شد");
+    }
+    let uploads = app.sandbox.world().media.len();
+    assert_eq!(uploads, 1, "one upload for the whole broadcast");
+}
+crate::both_engines!(
+    broadcast_media,
+    a_broadcast_sends_one_upload_to_every_conversation
+);

@@ -90,6 +90,18 @@ pub struct PreviewView {
     pub text: String,
     pub sender_rows: Vec<Vec<PreviewButton>>,
     pub receiver_rows: Vec<Vec<PreviewButton>>,
+    /// The photo or file the message carries: its name and size, as a person reads them.
+    pub attachment: Option<String>,
+}
+
+/// A file's name and size in megabytes, in Persian digits: «car.png (۰٫۳ مگابایت)».
+fn attachment_label(file_name: &str, size: u64) -> String {
+    let tenths = size.div_ceil(100_000);
+    persian_digits(&format!(
+        "{file_name} ({}٫{} مگابایت)",
+        tenths / 10,
+        tenths % 10
+    ))
 }
 
 impl PreviewView {
@@ -110,6 +122,7 @@ impl PreviewView {
             text: message.text.clone(),
             sender_rows: rows(&message.sender_buttons),
             receiver_rows: rows(&message.receiver_buttons),
+            attachment: None,
         }
     }
 
@@ -129,6 +142,10 @@ impl PreviewView {
             text: body.text.clone(),
             sender_rows: rows(&body.sender_rows),
             receiver_rows: rows(&body.receiver_rows),
+            attachment: body
+                .attachment
+                .as_ref()
+                .map(|a| attachment_label(&a.file_name, a.size)),
         }
     }
 }
