@@ -54,6 +54,9 @@ pub struct Settings {
     /// Divar's OAuth server.
     #[arg(long, env = "KENAR_OAUTH_BASE_URL", value_parser = parse_base_url, default_value = "https://oauth.divar.ir")]
     pub kenar_oauth_base_url: Url,
+    /// Divar's chat upload host, where photos and files go before a message carries them.
+    #[arg(long, env = "KENAR_CHAT_UPLOAD_BASE_URL", value_parser = parse_base_url, default_value = "https://chat.divar.ir")]
+    pub chat_upload_base_url: Url,
     /// Address and port to listen on.
     #[arg(long, env = "BIND_ADDR", value_parser = addr, default_value = "0.0.0.0:8080")]
     pub bind_addr: SocketAddr,

@@ -79,7 +79,9 @@ pub async fn launch_built(
         database_acquire_timeout: Duration::from_secs(3),
         migrate_on_start: true,
         kenar_api_base_url: divar_base.clone(),
-        kenar_oauth_base_url: divar_base,
+        kenar_oauth_base_url: divar_base.clone(),
+        // The sandbox is its own upload host too, under the same address.
+        chat_upload_base_url: divar_base,
         bind_addr: addr,
         log_format: crate::config::LogFormat::from_env(),
         log_filter: crate::config::DEFAULT_LOG_FILTER.into(),

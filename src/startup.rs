@@ -7,7 +7,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use kenar::{api::KenarApi, oauth::KenarOAuth};
+use kenar::{api::KenarApi, oauth::KenarOAuth, upload::Uploader};
 
 use crate::{
     clock::{SharedClock, SystemClock},
@@ -149,8 +149,12 @@ impl Application {
         let settings_client_ip_header = settings.server.client_ip_header.clone();
         let lifecycle = crate::state::Lifecycle::default();
         let catalog = Arc::new(features::catalog());
+        // An upload streams a file of up to 5 MB from a phone: more time than an API call.
+        let upload_http = kenar::http_client(UPLOAD_TIMEOUT, crate::config::USER_AGENT)?;
+        let uploader = Uploader::new(upload_http, settings.chat_upload_base_url.clone());
         let deps = Deps {
             db: db.clone(),
+            uploader,
             settings: Arc::new(settings),
             oauth,
             vault,
@@ -320,6 +324,9 @@ pub async fn rekey(settings: &Settings) -> anyhow::Result<crate::services::vault
 /// A connection older than this finishes its request in flight and closes: a client that
 /// never reads its answers cannot hold a slot for ever.
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// How long one upload to Divar's chat upload host may take (5 MB on a slow link).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Serves HTTP/1.1 with what `axum::serve` has no knobs for: a deadline for the request head
 /// (a client trickling header lines is cut off), a cap on open connections, a maximum

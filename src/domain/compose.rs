@@ -13,8 +13,8 @@ use url::Url;
 use kenar::{ConversationId, PostToken, UserId, UserSide, icons};
 
 pub use super::message::{
-    ASK_AVAILABLE, ASK_KEY, ASK_POST_KEY, Action, Button, ButtonGrid, GRID_COLS, GRID_ROWS,
-    OutgoingMessage, PAGE_KEY, Side, Slot,
+    ASK_AVAILABLE, ASK_KEY, ASK_POST_KEY, Action, Attachment, Button, ButtonGrid, GRID_COLS,
+    GRID_ROWS, OutgoingMessage, PAGE_KEY, Side, Slot,
 };
 
 /// Divar documents no limit; long texts read badly in a chat bubble.
@@ -139,6 +139,10 @@ pub struct ComposeForm {
     pub template_name: String,
     /// Only the slots that hold something.
     pub slots: BTreeMap<Slot, SlotForm>,
+    /// The photo or file already on Divar's upload host, carried by the page's hidden fields.
+    pub attachment: Option<Attachment>,
+    /// Why the file chosen with this submit was not taken (set as the form arrives).
+    pub attach_problem: Option<Problem>,
 }
 
 /// The form as urlencoded: the fixed fields by name, the slots by their field names; anything
@@ -154,14 +158,38 @@ struct RawForm {
     remove: Option<String>,
     #[serde(default)]
     template_name: String,
+    media_token: Option<String>,
+    media_name: Option<String>,
+    media_kind: Option<String>,
+    media_size: Option<String>,
     #[serde(flatten)]
     rest: HashMap<String, String>,
 }
 
 impl From<RawForm> for ComposeForm {
     fn from(raw: RawForm) -> Self {
+        // `detach` takes the attachment off and shows the draft again.
+        let detach = raw.action.as_deref() == Some("detach");
+        let attachment = match (
+            raw.media_token,
+            raw.media_name,
+            raw.media_kind,
+            raw.media_size,
+        ) {
+            (Some(token), Some(name), Some(kind), Some(size)) if !detach && !token.is_empty() => {
+                kenar::upload::MediaKind::parse(&kind)
+                    .zip(size.parse().ok())
+                    .map(|(kind, size)| Attachment {
+                        media_token: token,
+                        file_name: name,
+                        kind: kind.as_str().to_string(),
+                        size,
+                    })
+            }
+            _ => None,
+        };
         let intent = match raw.action.as_deref() {
-            Some("preview") => Intent::Preview,
+            Some("preview" | "detach") => Intent::Preview,
             Some("edit") => Intent::Edit,
             Some("save_template") => Intent::SaveTemplate,
             _ => Intent::Send,
@@ -186,6 +214,8 @@ impl From<RawForm> for ComposeForm {
             edit,
             template_name: raw.template_name,
             slots: BTreeMap::new(),
+            attachment,
+            attach_problem: None,
         };
         for (name, value) in raw.rest {
             if let Some((slot, part)) = slot_field(&name) {
@@ -253,10 +283,14 @@ impl ComposeForm {
     pub fn parse(&self, writer: &Writer, pages: &[&str]) -> Result<OutgoingMessage, FieldErrors> {
         let mut errors = FieldErrors::new();
         let text = self.text.trim().to_string();
-        if text.is_empty() {
+        // A photo or file may go alone.
+        if text.is_empty() && self.attachment.is_none() {
             errors.insert("text".into(), Problem::TextMissing);
         } else if text.chars().count() > MAX_TEXT_CHARS {
             errors.insert("text".into(), Problem::TextTooLong);
+        }
+        if let Some(problem) = &self.attach_problem {
+            errors.insert("media".into(), problem.clone());
         }
         let mut grid = |side| {
             let mut rows = Vec::new();
@@ -389,6 +423,12 @@ pub enum Problem {
     TemplateName,
     TemplateTooLarge,
     TemplatesFull,
+    /// A file Divar's chat takes no photo or file of (by name, or by content).
+    MediaType,
+    /// Larger than Divar's limit for its kind.
+    MediaTooLarge,
+    /// Divar's upload host did not take it now.
+    MediaUnavailable,
 }
 
 /// Problems keyed by form field name.

@@ -5,6 +5,7 @@
 //! - [`entry`]: session initialization and the one-time link into the webview
 //! - [`consent`]: asking Divar for permission (start, callback), and disconnecting
 //! - [`send`]: the composer, a message to one conversation, its status and resend
+//! - [`media`]: a photo or file attached to a message, streamed to Divar's upload host
 //! - [`templates`]: a person's saved drafts
 //! - [`broadcast`]: a seller's message to every conversation of a post
 //! - [`events`]: Divar's webhooks (a new message, a withdrawn access, a removed post)
@@ -24,6 +25,7 @@ pub mod entry;
 pub mod entry_links;
 pub mod erasure;
 pub mod events;
+pub mod media;
 pub mod pacing;
 pub mod send;
 pub mod templates;
@@ -51,6 +53,8 @@ pub struct Deps {
     pub settings: Arc<Settings>,
     pub vault: vault::Vault,
     pub api: KenarApi,
+    /// Divar's chat upload host: photos and files go there as they arrive.
+    pub uploader: kenar::upload::Uploader,
     pub oauth: KenarOAuth,
     pub entry_links: entry_links::EntryLinks,
     /// Wakes the outbox's express worker as soon as a single send is committed.

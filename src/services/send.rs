@@ -156,8 +156,12 @@ pub async fn submit(
     };
     let key = form.key().ok_or(SendError::Incomplete)?;
     let message_id = uuid::Uuid::new_v4().to_string();
+    let mut body = message::to_kenar_json(&message, &message_id);
+    if let Some(attachment) = &form.attachment {
+        attachment.attach_to(&mut body);
+    }
     let row = MessageRow {
-        body: message::to_kenar_json(&message, &message_id).to_string(),
+        body: body.to_string(),
         message_id: message_id.clone(),
         idempotency_key: key.as_str().to_string(),
         conversation_id: conversation(writer)?.clone(),

@@ -106,12 +106,16 @@ async fn carried_token(request: Request) -> Result<(Request, Option<String>), Re
         let sent = sent.to_string();
         return Ok((request, Some(sent)));
     }
-    let is_form = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default()
+        .to_string();
+    if let Some(boundary) = multipart_boundary(&content_type) {
+        return Ok(first_part_token(request, &boundary).await);
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
@@ -131,6 +135,62 @@ async fn carried_token(request: Request) -> Result<(Request, Option<String>), Re
         .find(|(name, _)| name == FIELD)
         .map(|(_, value)| value.into_owned());
     Ok((Request::from_parts(parts, Body::from(bytes)), sent))
+}
+
+/// The boundary of a `multipart/form-data` body.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// A multipart form of ours (one with a file) carries the token as its first part: read just
+/// that part, and pass the body on whole, as a stream, so a file is never held here.
+async fn first_part_token(request: Request, boundary: &str) -> (Request, Option<String>) {
+    use futures::StreamExt;
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let end = format!("\r\n--{boundary}");
+    let mut head = Vec::new();
+    // The first part: its boundary line, its headers, the token; a few hundred bytes.
+    while head.len() < 4096 && find(&head, end.as_bytes()).is_none() {
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let sent = first_field(&head, boundary, &end);
+    let rest =
+        futures::stream::once(async move { Ok(axum::body::Bytes::from(head)) }).chain(stream);
+    (Request::from_parts(parts, Body::from_stream(rest)), sent)
+}
+
+/// The value of the first part when it is the form token's.
+fn first_field(head: &[u8], boundary: &str, end: &str) -> Option<String> {
+    let start = format!("--{boundary}\r\n");
+    let rest = head.strip_prefix(start.as_bytes())?;
+    let headers_end = find(rest, b"\r\n\r\n")?;
+    let headers = std::str::from_utf8(&rest[..headers_end]).ok()?;
+    if !headers.contains(&format!("name=\"{FIELD}\"")) {
+        return None;
+    }
+    let value = &rest[headers_end + 4..];
+    let value = &value[..find(value, end.as_bytes())?];
+    std::str::from_utf8(value).ok().map(str::to_string)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn forbidden() -> Response {

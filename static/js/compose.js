@@ -154,6 +154,9 @@
     // is swapped in. When that fails for any reason, the tap goes through as a plain submit.
     form.addEventListener("click", function (event) {
       var button = event.target.closest && event.target.closest("button[name=add], button[name=remove]");
+      // A chosen file goes with a plain submit: the swap below sends only text fields.
+      var file = form.querySelector("input[type=file]");
+      if (file && file.files && file.files.length) return;
       if (!button || !window.fetch || !window.DOMParser || !window.URLSearchParams) return;
       event.preventDefault();
       if (button.disabled) return;

@@ -573,3 +573,65 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     assert_eq!(focus, json!(["s00_link", true, "s00_link-error"]));
     assert_accessible(&client, "the composer with a problem, dark, 320 px").await;
 }
+
+/// A photo chosen with the phone's own picker (the page's `<input type=file>`), at 390×844: it
+/// goes with the text, and the status page names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_attaches_a_photo_from_the_phone() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    let conv = conversation(1, 3);
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .await
+        .unwrap();
+    click_text(&client, "button", "گفت‌وگو یار").await;
+    wait_for_path(&client, "/start").await;
+    click_text(&client, "button", "ادامه با حساب دیوار").await;
+    wait_for_path(&client, "/sandbox/oauth2/auth").await;
+    click_text(&client, "button", "اجازه می‌دهم").await;
+    wait_for_path(&client, "/compose").await;
+    let photo = profile.path().join("car.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(50_000, 1);
+    std::fs::write(&photo, bytes).unwrap();
+    client
+        .find(Locator::Id("text"))
+        .await
+        .unwrap()
+        .send_keys("عکس ماشین از جلو")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("media"))
+        .await
+        .unwrap()
+        .send_keys(&photo.to_string_lossy())
+        .await
+        .unwrap();
+    assert_accessible(&client, "the composer with a file chosen").await;
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    wait_for_path(&client, "/status").await;
+    assert_persian_rtl(&client).await;
+    let page = client.source().await.unwrap();
+    assert!(
+        page.contains("car.png") && page.contains("عکس ماشین از جلو"),
+        "{page}"
+    );
+    screenshot(&client, "09-photo-sent").await;
+    eventually_within(
+        BROWSER_PATIENCE,
+        "Divar has the photo and the text",
+        async || {
+            let bot = app.bot_messages(&conv).await;
+            bot["messages"].as_array().map(Vec::len) == Some(2)
+        },
+    )
+    .await;
+    let bot = app.bot_messages(&conv).await;
+    assert_eq!(bot["messages"][0]["media"]["file_name"], "car.png");
+    assert_eq!(bot["messages"][1]["text"], "عکس ماشین از جلو");
+    client.close().await.unwrap();
+}

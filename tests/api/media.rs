@@ -5,6 +5,7 @@ use kenar::upload::{MediaKind, UploadError, Uploader};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
+use sqlx::Row;
 use url::Url;
 
 use crate::helpers::*;
@@ -282,3 +283,165 @@ crate::both_engines!(
     broadcast_media,
     a_broadcast_sends_one_upload_to_every_conversation
 );
+
+/// Posts the composer as the page does with a file chosen: multipart, the form token first,
+/// the file last (`file` is `(name, bytes)`).
+async fn post_composer_with_file(
+    app: &TestApp,
+    fields: &[(&str, &str)],
+    file: Option<(&str, Vec<u8>)>,
+) -> reqwest::Response {
+    let token = csrf_token_of(&app.client, app).await;
+    let key = app.idempotency_key().await;
+    let mut form = reqwest::multipart::Form::new()
+        .text("csrf_token", token)
+        .text("idempotency_key", key)
+        .text("action", "send");
+    for (name, value) in fields {
+        form = form.text(name.to_string(), value.to_string());
+    }
+    let form = match file {
+        Some((name, bytes)) => form.part(
+            "media",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        ),
+        // An empty file input sends its part with no name.
+        None => form.part(
+            "media",
+            reqwest::multipart::Part::bytes(Vec::new()).file_name(""),
+        ),
+    };
+    app.client
+        .post(app.url("/compose"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// From the composer: a photo alone, then a PDF with text and a button; each reaches Divar as
+/// it takes them, and the status page names the file.
+async fn the_composer_sends_a_photo_and_a_file(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let composer = app.get_html("/compose").await;
+    assert!(composer.contains(r#"enctype="multipart/form-data""#));
+    assert!(composer.contains(r#"type="file" id="media" name="media""#));
+
+    let sent =
+        post_composer_with_file(&app, &[("text", "")], Some(("car.png", png(200_000)))).await;
+    let status = assert_redirect(&sent);
+    assert!(status.ends_with("/status"), "{status}");
+    let id = status
+        .trim_start_matches("/messages/")
+        .trim_end_matches("/status")
+        .to_string();
+    assert_eq!(app.final_status(&id).await["status"], "sent");
+    let page = app.get_html(&status).await;
+    assert!(page.contains("car.png"), "{page}");
+
+    let pdf = b"%PDF-1.7 price list".to_vec();
+    let sent = post_composer_with_file(
+        &app,
+        &[
+            ("text", "فهرست قیمت‌ها"),
+            ("r00_caption", "نقشه"),
+            ("r00_icon", "MAP_VIEW"),
+            ("r00_kind", "link"),
+            ("r00_link", "https://example.com/map"),
+        ],
+        Some(("prices.pdf", pdf)),
+    )
+    .await;
+    let status = assert_redirect(&sent);
+    let id = status
+        .trim_start_matches("/messages/")
+        .trim_end_matches("/status")
+        .to_string();
+    assert_eq!(app.final_status(&id).await["status"], "sent");
+    let bot = app.bot_messages(&conv).await;
+    let messages = bot["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{bot}");
+    assert_eq!(messages[0]["media"]["file_name"], "car.png");
+    assert_eq!(messages[1]["media"]["file_name"], "prices.pdf");
+    assert_eq!(messages[2]["text"], "فهرست قیمت‌ها");
+    assert_eq!(
+        messages[2]["receiver_buttons"]["rows"][0]["buttons"][0]["caption"],
+        "نقشه"
+    );
+}
+crate::both_engines!(composer_media, the_composer_sends_a_photo_and_a_file);
+
+/// What Divar's chat does not take is refused beside the file field, in Persian, with the text
+/// kept and nothing sent: a 6 MB photo, a program, and any file while the upload host is down.
+async fn a_file_divar_does_not_take_is_refused_beside_its_field(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let text = "متنی که نباید گم شود";
+    let refused = async |file: (&str, Vec<u8>), words: &str| {
+        let page = post_composer_with_file(&app, &[("text", text)], Some(file)).await;
+        assert_eq!(page.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"aria-describedby="media-error""#), "{html}");
+        assert!(html.contains(words), "{html}");
+        assert!(html.contains(text), "the text is kept");
+    };
+    refused(("big.png", png(6_000_000)), "بزرگ‌تر از ۵ مگابایت").await;
+    refused(("setup.exe", b"MZ\x90\x00".to_vec()), "این نوع فایل").await;
+    refused(
+        ("photo.png", b"MZ\x90\x00 a program".to_vec()),
+        "این نوع فایل",
+    )
+    .await;
+    app.control(json!({ "uploads_fail": true })).await;
+    refused(("car.png", png(1000)), "دیوار الان فایل را نگرفت").await;
+    let queued: i64 = sqlx::query("select count(*) from messages")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(queued, 0, "nothing was queued");
+    assert_eq!(app.bot_messages(&conv).await["messages"], json!([]));
+}
+crate::both_engines!(
+    media_refused,
+    a_file_divar_does_not_take_is_refused_beside_its_field
+);
+
+/// The forged-post guard reads a multipart form's token from its first part: a wrong token, or
+/// none first, is refused before any file goes anywhere.
+#[tokio::test]
+async fn a_multipart_post_needs_the_form_token_first() {
+    let app = spawn_app(Engine::Sqlite).await;
+    app.connect_conversation(&conversation(1, 1), "buyer", BUYER_1)
+        .await;
+    let token = csrf_token_of(&app.client, &app).await;
+    let post = async |form: reqwest::multipart::Form| {
+        app.client
+            .post(app.url("/compose"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let file = || reqwest::multipart::Part::bytes(png(100)).file_name("a.png");
+    let wrong = reqwest::multipart::Form::new()
+        .text("csrf_token", "not-the-token")
+        .text("text", "x")
+        .part("media", file());
+    assert_eq!(post(wrong).await, StatusCode::FORBIDDEN);
+    let late = reqwest::multipart::Form::new()
+        .part("media", file())
+        .text("csrf_token", token.clone());
+    assert_eq!(post(late).await, StatusCode::FORBIDDEN);
+    assert!(app.sandbox.world().media.is_empty(), "nothing was uploaded");
+    let right = reqwest::multipart::Form::new()
+        .text("csrf_token", token)
+        .text("text", "x")
+        .text("action", "preview");
+    assert_eq!(post(right).await, StatusCode::OK);
+}

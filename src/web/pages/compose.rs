@@ -8,13 +8,14 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use kenar::upload::MediaKind;
 
 use crate::{
     domain::{
         button_kit::{self, Preset},
         compose::{
-            FieldErrors, GRID_COLS, GRID_ROWS, MAX_CAPTION_CHARS, MAX_DATA_PAIRS, MAX_TEXT_CHARS,
-            Part, Problem, Side, Slot, Writer,
+            Attachment, FieldErrors, GRID_COLS, GRID_ROWS, MAX_CAPTION_CHARS, MAX_DATA_PAIRS,
+            MAX_TEXT_CHARS, Part, Problem, Side, Slot, Writer,
         },
         persian_digits,
     },
@@ -55,6 +56,13 @@ fn say(problem: &Problem) -> String {
         }
         Problem::DataTooMany => format!("حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."),
         Problem::TemplateName => "نام قالب را بنویسید (تا ۶۰ حرف).".to_string(),
+        Problem::MediaType => {
+            "این نوع فایل در گفت‌وگوی دیوار فرستاده نمی‌شود؛ عکس (PNG یا JPEG) یا فایل PDF، Word، Excel یا PowerPoint انتخاب کنید.".to_string()
+        }
+        Problem::MediaTooLarge => "این فایل بزرگ‌تر از ۵ مگابایت است؛ فایل کوچک‌تری انتخاب کنید.".to_string(),
+        Problem::MediaUnavailable => {
+            "دیوار الان فایل را نگرفت؛ چند لحظهٔ دیگر دوباره انتخاب و ارسال کنید.".to_string()
+        }
         Problem::TemplateTooLarge => {
             "این قالب بیش از اندازه بزرگ است و ذخیره نشد؛ متن یا دکمه‌ها را کوتاه‌تر کنید."
                 .to_string()
@@ -140,6 +148,12 @@ pub struct ComposePage {
     /// Composing for every conversation of a post: the send button leads to a confirm step.
     pub broadcast: bool,
     pub form_action: &'static str,
+    /// The photo or file already attached: carried by hidden fields, named on the page.
+    pub attachment: Option<Attachment>,
+    pub attachment_size: Option<String>,
+    pub media_error: Option<String>,
+    /// The file picker's `accept`: the photo and file formats Divar's chat takes.
+    pub media_accept: String,
 }
 
 impl IntoResponse for ComposePage {
@@ -159,7 +173,8 @@ impl IntoResponse for ComposePage {
 fn first_invalid(errors: &FieldErrors) -> Option<String> {
     let slots = Side::BOTH.into_iter().flat_map(Slot::all);
     let fields = slots.flat_map(|slot| Part::ALL.map(|part| slot.field(part)));
-    std::iter::once("text".to_string())
+    ["text".to_string(), "media".to_string()]
+        .into_iter()
         .chain(fields)
         .chain(std::iter::once("template_name".to_string()))
         .find(|name| errors.contains_key(name))
@@ -260,6 +275,15 @@ impl ComposePage {
             } else {
                 "/compose"
             },
+            attachment_size: form.attachment.as_ref().map(|a| super::megabytes(a.size)),
+            attachment: form.attachment,
+            media_error: said("media"),
+            media_accept: [MediaKind::Image, MediaKind::File]
+                .into_iter()
+                .flat_map(MediaKind::extensions)
+                .map(|ext| format!(".{ext}"))
+                .collect::<Vec<_>>()
+                .join(","),
             text: form.text,
         }
     }

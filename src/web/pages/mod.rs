@@ -90,18 +90,15 @@ pub struct PreviewView {
     pub text: String,
     pub sender_rows: Vec<Vec<PreviewButton>>,
     pub receiver_rows: Vec<Vec<PreviewButton>>,
-    /// The photo or file the message carries: its name and size, as a person reads them.
-    pub attachment: Option<String>,
+    /// The photo or file the message carries: its name, and its size as a person reads it.
+    pub attachment: Option<(String, String)>,
 }
 
-/// A file's name and size in megabytes, in Persian digits: «car.png (۰٫۳ مگابایت)».
-fn attachment_label(file_name: &str, size: u64) -> String {
+/// A file's size in megabytes, in Persian digits: «۰٫۳ مگابایت». Its name is shown apart from
+/// it, isolated, so a Latin name does not turn the Persian words around.
+pub fn megabytes(size: u64) -> String {
     let tenths = size.div_ceil(100_000);
-    persian_digits(&format!(
-        "{file_name} ({}٫{} مگابایت)",
-        tenths / 10,
-        tenths % 10
-    ))
+    persian_digits(&format!("{}٫{} مگابایت", tenths / 10, tenths % 10))
 }
 
 impl PreviewView {
@@ -145,7 +142,7 @@ impl PreviewView {
             attachment: body
                 .attachment
                 .as_ref()
-                .map(|a| attachment_label(&a.file_name, a.size)),
+                .map(|a| (a.file_name.clone(), megabytes(a.size))),
         }
     }
 }

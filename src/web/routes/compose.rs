@@ -1,30 +1,38 @@
 //! The composer for one conversation: write, add buttons, preview, send (`services::send`).
 
 use axum::{
-    extract::{Query, State},
+    extract::{DefaultBodyLimit, Query, State},
+    http::Method,
     response::{IntoResponse, Redirect, Response},
+    routing::post,
 };
 use serde::Deserialize;
 
 use crate::{
-    domain::compose::ComposeForm,
     services::send::{self, Submitted},
     state::AppState,
     web::{
         assets,
         error::Result,
         extract::{ChatVisitor, Known},
-        form::Form,
+        form::ComposeSubmission,
         pages::compose::{ComposePage, notice},
     },
 };
 
 use super::Routes;
 
+/// The composer's form with a photo or file: Divar's 5 MB limit and room for the text, and
+/// enough beyond it that a file a little too large is read through and refused beside its
+/// field, not cut off.
+const MAX_COMPOSE_BODY: usize = 12_000_000;
+
 pub fn routes() -> Routes {
-    Routes::new()
-        .get("/compose", show_compose)
-        .post("/compose", submit_compose)
+    Routes::new().get("/compose", show_compose).add(
+        Method::POST,
+        "/compose",
+        post(submit_compose).layer(DefaultBodyLimit::max(MAX_COMPOSE_BODY)),
+    )
 }
 
 /// The composer's cacheable data, outside the pages' `no-store` and session layers.
@@ -59,7 +67,7 @@ async fn show_compose(
 async fn submit_compose(
     State(app): State<AppState>,
     chat: Known<ChatVisitor>,
-    Form(form): Form<ComposeForm>,
+    ComposeSubmission(form): ComposeSubmission,
 ) -> Result<Response> {
     let writer = chat.writer();
     Ok(match send::submit(&app.deps, &writer, form).await? {
