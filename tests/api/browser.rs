@@ -202,6 +202,21 @@ async fn assert_accessible(client: &Client, page: &str) {
     assert_eq!(violations, json!([]), "axe-core on {page}: {violations:#}");
 }
 
+/// The buyer of `conv` opens the add-on from the sandbox's chat and connects; ends on the
+/// composer.
+async fn connect_as_buyer(client: &Client, app: &TestApp, conv: &str) {
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .await
+        .unwrap();
+    click_text(client, "button", "گفت‌وگو یار").await;
+    wait_for_path(client, "/start").await;
+    click_text(client, "button", "ادامه با حساب دیوار").await;
+    wait_for_path(client, "/sandbox/oauth2/auth").await;
+    click_text(client, "button", "اجازه می‌دهم").await;
+    wait_for_path(client, "/compose").await;
+}
+
 async fn assert_persian_rtl(client: &Client) {
     let html = client.find(Locator::Css("html")).await.unwrap();
     assert_eq!(html.attr("dir").await.unwrap().as_deref(), Some("rtl"));
@@ -481,16 +496,7 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     let profile = tempfile::tempdir().unwrap();
     let client = phone_of_size(&driver, profile.path(), 320, 640, true).await;
     let conv = conversation(1, 2);
-    client
-        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
-        .await
-        .unwrap();
-    click_text(&client, "button", "گفت‌وگو یار").await;
-    wait_for_path(&client, "/start").await;
-    click_text(&client, "button", "ادامه با حساب دیوار").await;
-    wait_for_path(&client, "/sandbox/oauth2/auth").await;
-    click_text(&client, "button", "اجازه می‌دهم").await;
-    wait_for_path(&client, "/compose").await;
+    connect_as_buyer(&client, &app, &conv).await;
     assert_persian_rtl(&client).await;
     // Each item's text on one line box, and the bar no taller than one row of tap targets.
     let bar = client
@@ -583,16 +589,7 @@ async fn a_person_attaches_a_photo_from_the_phone() {
     let profile = tempfile::tempdir().unwrap();
     let client = phone(&driver, profile.path()).await;
     let conv = conversation(1, 3);
-    client
-        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
-        .await
-        .unwrap();
-    click_text(&client, "button", "گفت‌وگو یار").await;
-    wait_for_path(&client, "/start").await;
-    click_text(&client, "button", "ادامه با حساب دیوار").await;
-    wait_for_path(&client, "/sandbox/oauth2/auth").await;
-    click_text(&client, "button", "اجازه می‌دهم").await;
-    wait_for_path(&client, "/compose").await;
+    connect_as_buyer(&client, &app, &conv).await;
     let photo = profile.path().join("car.png");
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.resize(50_000, 1);
