@@ -265,6 +265,21 @@ impl ComposeForm {
         fields
     }
 
+    /// [`ComposeForm::fields`] and the attachment's hidden fields: what a page carries the draft
+    /// in (a saved template keeps no attachment: its media token may not last).
+    pub fn fields_with_attachment(&self) -> Vec<(String, String)> {
+        let mut fields = self.fields();
+        if let Some(a) = &self.attachment {
+            fields.extend([
+                ("media_token".to_string(), a.media_token.clone()),
+                ("media_name".to_string(), a.file_name.clone()),
+                ("media_kind".to_string(), a.kind.clone()),
+                ("media_size".to_string(), a.size.to_string()),
+            ]);
+        }
+        fields
+    }
+
     /// A saved draft back into a form (see [`ComposeForm::fields`]).
     pub fn from_fields(fields: &HashMap<String, String>) -> Self {
         let mut form = Self {

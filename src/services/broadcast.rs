@@ -8,7 +8,7 @@ use crate::{
     db::{self, broadcasts::Created as Inserted, grants::Subject},
     domain::{
         PostToken, UserId,
-        compose::{ComposeForm, ConfirmForm, OutgoingMessage, Writer},
+        compose::{Attachment, ComposeForm, ConfirmForm, OutgoingMessage, Writer},
         message,
         status::BroadcastStatus,
     },
@@ -140,6 +140,8 @@ pub struct Confirmation {
     pub digest: String,
     /// The composer's fields, carried through the confirm form.
     pub fields: Vec<(String, String)>,
+    /// The photo or file that goes with it, already on Divar's upload host.
+    pub attachment: Option<Attachment>,
     pub message: OutgoingMessage,
     /// The list changed since the seller last saw it.
     pub changed: bool,
@@ -167,7 +169,8 @@ async fn confirmation(
         other_seller: recipients.other_seller,
         as_of,
         digest: recipients.digest(),
-        fields: form.fields(),
+        fields: form.fields_with_attachment(),
+        attachment: form.attachment.clone(),
         message,
         changed,
     })
@@ -229,7 +232,12 @@ pub async fn create(
     if recipients.conversation_ids.is_empty() {
         return Err(BroadcastError::NoConversations);
     }
-    let body = message::to_kenar_json(&message, key.as_str()).to_string();
+    let mut body = message::to_kenar_json(&message, key.as_str());
+    // One upload for the whole broadcast: every conversation gets the same media token.
+    if let Some(attachment) = &confirm.message.attachment {
+        attachment.attach_to(&mut body);
+    }
+    let body = body.to_string();
     let conversations = recipients.conversation_ids;
     match db::broadcasts::create(
         &deps.db,

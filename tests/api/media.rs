@@ -445,3 +445,97 @@ async fn a_multipart_post_needs_the_form_token_first() {
         .text("action", "preview");
     assert_eq!(post(right).await, StatusCode::OK);
 }
+
+/// The value of a hidden field of `html` (values here are plain tokens and names).
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// From the post-wide composer: a photo chosen with the text goes through the confirm step and
+/// reaches every conversation, from one upload.
+async fn a_broadcast_from_the_composer_carries_a_photo(engine: Engine) {
+    let app = spawn_app(engine).await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    let created: serde_json::Value = app
+        .post_json(
+            &format!("/sandbox/_control/posts/{POST_1}/conversations"),
+            &json!({ "count": 3, "announce": true }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conversations: Vec<String> = created["conversation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let token = csrf_token_of(&app.client, &app).await;
+    let key = hidden(&app.get_html("/broadcasts/new").await, "idempotency_key");
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", token)
+        .text("idempotency_key", key.clone())
+        .text("text", "فروخته شد")
+        .text("action", "send")
+        .part(
+            "media",
+            reqwest::multipart::Part::bytes(png(2000)).file_name("sold.png"),
+        );
+    let confirm = app
+        .client
+        .post(app.url("/broadcasts/new"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let html = confirm.text().await.unwrap();
+    assert!(
+        html.contains("این پیام برای ۳ نفر") && html.contains("sold.png"),
+        "{html}"
+    );
+    let fields = [
+        ("idempotency_key", key),
+        ("text", "فروخته شد".to_string()),
+        ("media_token", hidden(&html, "media_token")),
+        ("media_name", hidden(&html, "media_name")),
+        ("media_kind", hidden(&html, "media_kind")),
+        ("media_size", hidden(&html, "media_size")),
+        ("as_of", hidden(&html, "as_of")),
+        ("digest", hidden(&html, "digest")),
+    ];
+    let started = app.submit_form("/broadcasts", &fields).await;
+    let page = assert_redirect(&started);
+    assert!(page.starts_with("/broadcasts/"), "{page}");
+    eventually(
+        "every conversation has the photo and the text",
+        async || {
+            let mut all = true;
+            for conv in &conversations {
+                let sent = app.bot_messages(conv).await;
+                all &= sent["messages"].as_array().map(Vec::len) == Some(2);
+            }
+            all
+        },
+    )
+    .await;
+    for conv in &conversations {
+        let sent = app.bot_messages(conv).await;
+        assert_eq!(
+            sent["messages"][0]["media"]["file_name"], "sold.png",
+            "{conv}"
+        );
+        assert_eq!(sent["messages"][1]["text"], "فروخته شد");
+    }
+    assert_eq!(app.sandbox.world().media.len(), 1, "one upload");
+}
+crate::both_engines!(
+    broadcast_composer_media,
+    a_broadcast_from_the_composer_carries_a_photo
+);

@@ -83,7 +83,13 @@ impl From<Confirmation> for BroadcastConfirmPage {
                 "از وقتی این صفحه را باز کردید فهرست گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید.",
             ),
             hidden: c.fields,
-            preview: PreviewView::of_message(&c.message),
+            preview: PreviewView {
+                attachment: c
+                    .attachment
+                    .as_ref()
+                    .map(|a| (a.file_name.clone(), super::megabytes(a.size))),
+                ..PreviewView::of_message(&c.message)
+            },
             app_title: APP_TITLE,
         }
     }

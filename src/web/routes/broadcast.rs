@@ -3,18 +3,20 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State},
+    http::Method,
     response::{IntoResponse, Redirect, Response},
+    routing::post,
 };
 
 use crate::{
-    domain::compose::{ComposeForm, ConfirmForm},
+    domain::compose::ConfirmForm,
     services::broadcast::{self, Created, Step},
     state::AppState,
     web::{
         error::Result,
         extract::{Known, PostOwner},
-        form::Form,
+        form::{ComposeSubmission, Form},
         pages::{
             broadcast::{BroadcastConfirmPage, BroadcastPage, BroadcastProgress},
             compose::ComposePage,
@@ -29,7 +31,12 @@ pub fn routes() -> Routes {
     Routes::new()
         .get("/post", show_post)
         .get("/broadcasts/new", show_new_broadcast)
-        .post("/broadcasts/new", submit_new_broadcast)
+        .add(
+            Method::POST,
+            "/broadcasts/new",
+            post(submit_new_broadcast)
+                .layer(DefaultBodyLimit::max(super::compose::MAX_COMPOSE_BODY)),
+        )
         .post("/broadcasts", create_broadcast)
         .get("/broadcasts/{broadcast_id}", show_broadcast)
         .get("/broadcasts/{broadcast_id}/progress", broadcast_progress)
@@ -67,7 +74,7 @@ async fn show_new_broadcast(
 async fn submit_new_broadcast(
     State(app): State<AppState>,
     owner: Known<PostOwner>,
-    Form(form): Form<ComposeForm>,
+    ComposeSubmission(form): ComposeSubmission,
 ) -> Result<Response> {
     let writer = owner.writer();
     Ok(match broadcast::submit(&app.deps, &writer, form).await? {

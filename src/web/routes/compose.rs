@@ -25,7 +25,7 @@ use super::Routes;
 /// The composer's form with a photo or file: Divar's 5 MB limit and room for the text, and
 /// enough beyond it that a file a little too large is read through and refused beside its
 /// field, not cut off.
-const MAX_COMPOSE_BODY: usize = 12_000_000;
+pub(super) const MAX_COMPOSE_BODY: usize = 12_000_000;
 
 pub fn routes() -> Routes {
     Routes::new().get("/compose", show_compose).add(
