@@ -101,16 +101,6 @@ async fn confirm_broadcast(
     app.submit_form("/broadcasts", &fields).await
 }
 
-/// The value of a form's hidden field in `html`.
-fn hidden_field(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
 /// The broadcast's progress (as its page's script polls it).
 async fn progress_of(app: &TestApp, page: &str) -> Value {
     app.get(&format!("{page}/progress"))

@@ -1272,3 +1272,13 @@ pub async fn count(app: &TestApp, table: &str) -> i64 {
         .try_get("n")
         .unwrap()
 }
+
+/// The value of a form's hidden field in `html` (values in tests are plain tokens and names).
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}

@@ -446,16 +446,6 @@ async fn a_multipart_post_needs_the_form_token_first() {
     assert_eq!(post(right).await, StatusCode::OK);
 }
 
-/// The value of a hidden field of `html` (values here are plain tokens and names).
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
 /// From the post-wide composer: a photo chosen with the text goes through the confirm step and
 /// reaches every conversation, from one upload.
 async fn a_broadcast_from_the_composer_carries_a_photo(engine: Engine) {
@@ -477,7 +467,7 @@ async fn a_broadcast_from_the_composer_carries_a_photo(engine: Engine) {
         .map(|c| c.as_str().unwrap().to_string())
         .collect();
     let token = csrf_token_of(&app.client, &app).await;
-    let key = hidden(&app.get_html("/broadcasts/new").await, "idempotency_key");
+    let key = hidden_field(&app.get_html("/broadcasts/new").await, "idempotency_key");
     let form = reqwest::multipart::Form::new()
         .text("csrf_token", token)
         .text("idempotency_key", key.clone())
@@ -503,12 +493,12 @@ async fn a_broadcast_from_the_composer_carries_a_photo(engine: Engine) {
     let fields = [
         ("idempotency_key", key),
         ("text", "فروخته شد".to_string()),
-        ("media_token", hidden(&html, "media_token")),
-        ("media_name", hidden(&html, "media_name")),
-        ("media_kind", hidden(&html, "media_kind")),
-        ("media_size", hidden(&html, "media_size")),
-        ("as_of", hidden(&html, "as_of")),
-        ("digest", hidden(&html, "digest")),
+        ("media_token", hidden_field(&html, "media_token")),
+        ("media_name", hidden_field(&html, "media_name")),
+        ("media_kind", hidden_field(&html, "media_kind")),
+        ("media_size", hidden_field(&html, "media_size")),
+        ("as_of", hidden_field(&html, "as_of")),
+        ("digest", hidden_field(&html, "digest")),
     ];
     let started = app.submit_form("/broadcasts", &fields).await;
     let page = assert_redirect(&started);
