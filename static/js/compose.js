@@ -133,6 +133,26 @@
       preview.appendChild(pair);
     }
 
+    // A file larger than Divar takes is refused as soon as it is chosen, beside its field, in the
+    // words the page carries (the server checks again as the file arrives).
+    var media = form.querySelector("input[type=file][data-max-bytes]");
+    if (media) {
+      media.addEventListener("change", function () {
+        var old = document.getElementById("media-error");
+        if (old) old.remove();
+        media.removeAttribute("aria-invalid");
+        var file = media.files && media.files[0];
+        if (!file || file.size <= Number(media.dataset.maxBytes)) return;
+        media.value = "";
+        var note = el("p", "error-text", media.dataset.tooLarge);
+        note.id = "media-error";
+        media.setAttribute("aria-invalid", "true");
+        media.setAttribute("aria-describedby", "media-error");
+        media.parentNode.appendChild(note);
+        media.focus();
+      });
+    }
+
     // The first tap on "send" is the only one: the button turns into a note that the message is
     // on its way, so a slow network does not invite a second tap (the server ignores a repeated
     // form anyway).

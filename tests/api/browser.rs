@@ -601,13 +601,26 @@ async fn a_person_attaches_a_photo_from_the_phone() {
         .send_keys("عکس ماشین از جلو")
         .await
         .unwrap();
-    client
-        .find(Locator::Id("media"))
+    // Too large: refused as soon as it is chosen, beside the field, before any upload.
+    let big = profile.path().join("big.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(6_000_000, 1);
+    std::fs::write(&big, bytes).unwrap();
+    let input = client.find(Locator::Id("media")).await.unwrap();
+    input.send_keys(&big.to_string_lossy()).await.unwrap();
+    let refused = wait_for(&client, "#media-error")
         .await
-        .unwrap()
-        .send_keys(&photo.to_string_lossy())
+        .text()
         .await
         .unwrap();
+    assert!(refused.contains("بزرگ‌تر از ۵ مگابایت"), "{refused}");
+    assert_eq!(input.prop("value").await.unwrap().as_deref(), Some(""));
+    assert_accessible(&client, "the composer with a file refused").await;
+    input.send_keys(&photo.to_string_lossy()).await.unwrap();
+    assert!(
+        client.find(Locator::Id("media-error")).await.is_err(),
+        "the error goes"
+    );
     assert_accessible(&client, "the composer with a file chosen").await;
     click_text(&client, "button", "ارسال در گفت‌وگو").await;
     wait_for_path(&client, "/status").await;

@@ -154,6 +154,9 @@ pub struct ComposePage {
     pub media_error: Option<String>,
     /// The file picker's `accept`: the photo and file formats Divar's chat takes.
     pub media_accept: String,
+    /// The largest file taken, and what the page says of a larger one as soon as it is chosen.
+    pub media_max_bytes: u64,
+    pub media_too_large: String,
 }
 
 impl IntoResponse for ComposePage {
@@ -284,6 +287,10 @@ impl ComposePage {
                 .map(|ext| format!(".{ext}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            media_max_bytes: MediaKind::Image
+                .max_bytes()
+                .min(MediaKind::File.max_bytes()),
+            media_too_large: say(&Problem::MediaTooLarge),
             text: form.text,
         }
     }
