@@ -127,14 +127,7 @@ async fn a_buyer_sees_the_live_answer(engine: Engine) {
     // Published again: live once more, in the seller's words; both fields emptied: ours again.
     let published = json!({ "type": "POST_UPDATE", "post_update": { "type": "PUBLISH", "post": { "token": POST_1 } } });
     let key = app.sandbox.app().identification_key.clone();
-    let told = app
-        .client
-        .post(app.url("/divar/events"))
-        .header("authorization", &key)
-        .json(&published)
-        .send()
-        .await
-        .unwrap();
+    let told = post_event(&app, &key, &published).await;
     assert_eq!(told.status(), StatusCode::OK);
     assert!(tap(&app, &conv).await.contains("هست، بیایید"));
     let emptied = app

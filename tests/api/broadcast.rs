@@ -523,16 +523,6 @@ async fn a_buyer_cannot_broadcast_and_a_seller_only_reaches_their_own_post() {
     assert_eq!(delivered(&app, &theirs).await.0, 0);
 }
 
-async fn post_event(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/divar/events"))
-        .header("authorization", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Documented `NEW_MESSAGE` forms the add-on cannot link to a buyer are acknowledged and
 /// change nothing: one without `conversation.post_token`, and an app's own message echoed back
 /// (`sender.type: BOT`).

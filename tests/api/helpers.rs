@@ -1282,3 +1282,14 @@ pub fn hidden_field(html: &str, name: &str) -> String {
         + marker.len();
     html[start..].split('"').next().unwrap().to_string()
 }
+
+/// Divar's webhook call to the add-on, signed with `key`.
+pub async fn post_event(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/divar/events"))
+        .header("authorization", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
