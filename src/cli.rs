@@ -231,7 +231,6 @@ async fn serve(args: SettingsArgs) -> anyhow::Result<()> {
     telemetry::init(settings.log_format, &settings.log_filter);
     let listener = TcpListener::bind(settings.bind_addr).await?;
     let app = Application::build(settings, listener, None).await?;
-    tracing::info!(addr = %app.local_addr()?, "kenar-chat is serving");
     app.run_until_stopped(shutdown_on_signals()).await
 }
 
@@ -298,10 +297,20 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     };
     let target = crate::db::describe_url(&url);
     let db = Db::connect(&url).await?;
-    db.migrate().await?;
-    let newest = db.newest_migration().await?.unwrap_or_default();
+    let migrated = db.migrate().await?;
     db.close().await;
-    println!("migrations applied to {target} (newest: {newest})");
+    if migrated.applied.is_empty() {
+        println!(
+            "{target}: schema up to date at {}; nothing to apply",
+            migrated.schema_version
+        );
+    } else {
+        println!(
+            "migrations applied to {target}: {} (schema now at {})",
+            migrated.applied.join(", "),
+            migrated.schema_version
+        );
+    }
     Ok(())
 }
 

@@ -14,7 +14,9 @@ pub use crate::crypto::{KeyRing, TokenKey};
 /// How the add-on names itself in calls to Divar.
 pub const USER_AGENT: &str = concat!("kenar-chat/", env!("CARGO_PKG_VERSION"));
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kenar.db";
-pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
+/// sqlx's pool warns once per broken connection; a database outage is said once by
+/// `observe::reachability` instead, so only the pool's errors pass.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sqlx_core::pool=error,tower_http=info";
 
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Settings")]

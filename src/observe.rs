@@ -2,6 +2,8 @@
 //! layer records under, and the `/metrics` listener on `METRICS_ADDR` (never the public one).
 //! The families and their labels are listed in docs/operations.md, "Metrics".
 
+pub mod reachability;
+
 use std::{net::SocketAddr, sync::OnceLock};
 
 use axum::{Router, routing::get};
@@ -22,6 +24,10 @@ pub const DB_CONNECTIONS: &str = "kenar_db_connections";
 pub const DB_ACQUIRE: &str = "kenar_db_acquire_seconds";
 pub const WORKERS_RUNNING: &str = "kenar_workers_running";
 pub const WORKERS_STOPPED: &str = "kenar_workers_stopped_total";
+pub const DATABASE_UP: &str = "kenar_database_up";
+pub const DATABASE_FAILURES: &str = "kenar_database_failures_total";
+pub const DIVAR_API_UP: &str = "kenar_divar_api_up";
+pub const DIVAR_API_FAILURES: &str = "kenar_divar_api_failures_total";
 
 /// Latency buckets in seconds, for the request and acquire histograms.
 const BUCKETS: &[f64] = &[
@@ -50,6 +56,8 @@ pub fn install() -> PrometheusHandle {
                 metrics::counter!(TOKEN_REFRESHES, "outcome" => outcome).increment(0);
             }
             metrics::counter!(WORKERS_STOPPED).increment(0);
+            reachability::database().expose();
+            reachability::divar_api().expose();
             handle
         })
         .clone()
@@ -105,6 +113,22 @@ fn describe() {
     describe_counter!(
         WORKERS_STOPPED,
         "Background workers that stopped while the process went on"
+    );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 while the database answers, 0 from a failed attempt to reach it until one succeeds"
+    );
+    describe_counter!(
+        DATABASE_FAILURES,
+        "Attempts (loops, requests, probes) that could not reach the database"
+    );
+    describe_gauge!(
+        DIVAR_API_UP,
+        "1 while Divar's API answers sends, 0 from a send it did not answer (5xx, timeout) until one goes through"
+    );
+    describe_counter!(
+        DIVAR_API_FAILURES,
+        "Sends Divar's API did not answer (5xx, timeout, connection error)"
     );
 }
 

@@ -1,6 +1,12 @@
 //! Builds the application from settings and runs it until told to stop.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use axum::Router;
@@ -36,6 +42,16 @@ pub struct Application {
     outbox_workers: bool,
     /// What the features declared, with the core's entries (the purge reads its tables).
     catalog: Arc<crate::services::Catalog>,
+    /// What the start line says besides the address.
+    public: StartFacts,
+    /// Requests answered so far (the stop line says how many were drained).
+    answered: Arc<AtomicU64>,
+}
+
+/// The settings the start line names (no secrets).
+struct StartFacts {
+    base_url: url::Url,
+    extra_scopes: String,
 }
 
 /// How [`Application::build_with`] differs from a plain start; the default is production's.
@@ -111,11 +127,13 @@ impl Application {
             },
         )
         .await?;
-        if settings.migrate_on_start {
-            db.migrate().await?;
+        let migrated = if settings.migrate_on_start {
+            Some(db.migrate().await?)
         } else {
-            tracing::info!("KENAR_MIGRATE_ON_START is off: the schema is left as it is");
-        }
+            None
+        };
+        log_database(&db, &settings, migrated).await?;
+        crate::observe::reachability::database().reached();
         let http = kenar::http_client(settings.http_timeout, crate::config::USER_AGENT)?;
         let oauth = KenarOAuth::new(&settings.oauth_credentials(), http.clone())?;
         let vault = Vault::new(
@@ -144,6 +162,10 @@ impl Application {
             settings.entry_link_ttl,
             clock.clone(),
         );
+        let public = StartFacts {
+            base_url: settings.app_base_url.clone(),
+            extra_scopes: extra_scopes(&settings.consent),
+        };
         let state_limits = settings.server.clone();
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
@@ -196,6 +218,8 @@ impl Application {
             clock,
             outbox_workers,
             catalog,
+            public,
+            answered: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -227,6 +251,18 @@ impl Application {
     /// notice), then the listener closes, the workers stop claiming (rows waiting for their turn
     /// are given back) and in-flight requests and sends get `KENAR_SHUTDOWN_TIMEOUT` to finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let retention = &self.retention;
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            base_url = %self.public.base_url,
+            extra_scopes = self.public.extra_scopes,
+            click_retention_hours = retention.clicks.as_secs() / 3600,
+            message_retention_days = retention.message_bodies.as_secs() / 86_400,
+            outbox_retention_days = retention.finished_sends.as_secs() / 86_400,
+            conversation_retention_days = retention.conversations.as_secs() / 86_400,
+            outbox_workers = self.outbox_workers,
+            "kenar-chat is serving"
+        );
         let stopping = CancellationToken::new();
         let mut tasks = if self.outbox_workers {
             self.outbox.spawn_pool(stopping.clone())
@@ -271,10 +307,15 @@ impl Application {
             })
             .collect();
         let (delay, timeout) = (self.limits.shutdown_delay, self.limits.shutdown_timeout);
+        // What was answered and sent when the drain began, for the stop line.
+        let at_drain = Arc::new(std::sync::OnceLock::<(u64, u64)>::new());
         let drain = {
             let (lifecycle, stopping) = (self.lifecycle.clone(), stopping.clone());
+            let (answered, outbox, at_drain) =
+                (self.answered.clone(), self.outbox.clone(), at_drain.clone());
             async move {
                 shutdown.cancelled().await;
+                let _ = at_drain.set((answered.load(Ordering::Acquire), outbox.recorded()));
                 lifecycle.start_draining();
                 tracing::info!(
                     delay_secs = delay.as_secs_f64(),
@@ -285,20 +326,51 @@ impl Application {
                 stopping.cancel();
             }
         };
-        let served = serve(self.listener, self.router, &self.limits, drain)
-            .await
-            .context("serving HTTP");
+        let served = serve(
+            self.listener,
+            self.router,
+            &self.limits,
+            self.answered.clone(),
+            drain,
+        )
+        .await
+        .context("serving HTTP");
         stopping.cancel();
         let workers_done = async {
             for task in watched {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(timeout, workers_done).await.is_err() {
+        let workers_in_time = tokio::time::timeout(timeout, workers_done).await.is_ok();
+        if !workers_in_time {
             tracing::warn!("background work still running at the shutdown deadline was cut off");
         }
         self.db.close().await;
-        served
+        let (answered_before, recorded_before) = at_drain.get().copied().unwrap_or_else(|| {
+            (
+                self.answered.load(Ordering::Acquire),
+                self.outbox.recorded(),
+            )
+        });
+        let requests_drained = self.answered.load(Ordering::Acquire) - answered_before;
+        let sends_drained = self.outbox.recorded() - recorded_before;
+        let in_time = workers_in_time && matches!(served, Ok(true));
+        if in_time {
+            tracing::info!(
+                requests_drained,
+                sends_drained,
+                in_time,
+                "stopped: the drain finished in time"
+            );
+        } else {
+            tracing::warn!(
+                requests_drained,
+                sends_drained,
+                in_time,
+                "stopped: the drain did not finish in time; work still running was cut off"
+            );
+        }
+        served.map(|_| ())
     }
 }
 
@@ -333,12 +405,15 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// connection age, the peer address in each request (`ConnectInfo`) for per-client throttling,
 /// and a bounded shutdown. Stops accepting when `stop` resolves; open connections then finish
 /// their requests in flight within `shutdown_timeout`, and are cut after it.
+/// Counts every answer in `answered`. Returns whether every connection closed before the
+/// deadline.
 async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &ServerLimits,
+    answered: Arc<AtomicU64>,
     stop: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     use axum::extract::ConnectInfo;
     use hyper_util::{
         rt::{TokioIo, TokioTimer},
@@ -370,6 +445,7 @@ async fn serve(
             },
             () = &mut stop => break,
         };
+        let answered = answered.clone();
         let service = tower::ServiceBuilder::new()
             .map_request(
                 move |mut request: axum::extract::Request<hyper::body::Incoming>| {
@@ -377,6 +453,10 @@ async fn serve(
                     request
                 },
             )
+            .map_response(move |response| {
+                answered.fetch_add(1, Ordering::Relaxed);
+                response
+            })
             .service(router.clone());
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
@@ -416,11 +496,70 @@ async fn serve(
     closing.cancel();
     // Every connection gives its slot back when it ends.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
+    let closed = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !closed {
         tracing::warn!("connections still open at the shutdown deadline were cut");
+    }
+    Ok(closed)
+}
+
+/// The scopes asked for besides the send scopes, as the start line names them.
+fn extra_scopes(consent: &crate::config::ConsentExtras) -> String {
+    let on: Vec<&str> = [
+        (consent.user_id, "USER_ID"),
+        (consent.revocation_notice, "NOTIFICATION_ACCESS_REVOCATION"),
+        (consent.post_updates, "USER_POSTS_GET"),
+    ]
+    .into_iter()
+    .filter_map(|(asked, scope)| asked.then_some(scope))
+    .collect();
+    if on.is_empty() {
+        "none".into()
+    } else {
+        on.join(" ")
+    }
+}
+
+/// The start's database line: engine, server version, where (no credentials), and what this
+/// start did to the schema.
+async fn log_database(
+    db: &Db,
+    settings: &Settings,
+    migrated: Option<crate::db::Migrated>,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let engine = match db.backend() {
+        crate::db::Backend::Postgres => "PostgreSQL",
+        crate::db::Backend::Sqlite => "SQLite",
+    };
+    let server_version = db.server_version().await?;
+    let target = crate::db::describe_url(settings.database_url.expose_secret());
+    match migrated {
+        Some(migrated) if migrated.applied.is_empty() => tracing::info!(
+            engine,
+            server_version,
+            target,
+            schema_version = migrated.schema_version,
+            "database ready: schema up to date at {}",
+            migrated.schema_version
+        ),
+        Some(migrated) => tracing::info!(
+            engine,
+            server_version,
+            target,
+            schema_version = migrated.schema_version,
+            migrations = migrated.applied.join(", "),
+            "database ready: applied {} migration(s)",
+            migrated.applied.len()
+        ),
+        None => tracing::info!(
+            engine,
+            server_version,
+            target,
+            "database ready: KENAR_MIGRATE_ON_START is off, the schema was left as it is"
+        ),
     }
     Ok(())
 }

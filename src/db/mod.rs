@@ -41,6 +41,14 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// What [`Db::migrate`] did: the migrations it applied (`"0007 retired posts"`), and the
+/// schema's version after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    pub applied: Vec<String>,
+    pub schema_version: i64,
+}
+
 /// The connection pool's size and patience (`DATABASE_MAX_CONNECTIONS`,
 /// `DATABASE_ACQUIRE_TIMEOUT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +69,33 @@ impl Default for PoolSettings {
 }
 
 /// Whether a failure means the database cannot be reached right now (so the answer is 503 and
-/// a retry later, not 500).
+/// a retry later, not 500): no connection, or the server shutting down or starting up (SQLSTATE
+/// classes 08 and 57P).
 pub fn is_unavailable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+                _ => false,
+            })
+    })
+}
+
+/// Whether the database refused our login (SQLSTATE 28P01, 28000): a wrong password, not an
+/// outage.
+pub fn is_login_refused(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
         cause.downcast_ref::<sqlx::Error>().is_some_and(|e| {
-            matches!(
-                e,
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
+            matches!(e, sqlx::Error::Database(db)
+                if db.code().is_some_and(|code| code == "28P01" || code == "28000"))
         })
     })
 }
@@ -89,6 +116,13 @@ pub fn describe_url(url: &str) -> String {
     }
 }
 
+/// What a refused login most often means in the compose stack, and the way out.
+const PASSWORD_HINT: &str = "With docker-compose.yml, POSTGRES_PASSWORD takes effect only when \
+the database volume is first created: changing it in .env later does not change the database's \
+password. Put the first password back in .env, or set the new one in the database too: \
+`docker compose exec db psql -U kenar -d kenar -c \"ALTER USER kenar PASSWORD 'the-new-password'\"` \
+(docs/operations.md, \"Changing the database password\").";
+
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://…`) with the default pool. A SQLite file
     /// and its folder are created when missing.
@@ -103,21 +137,33 @@ impl Db {
         match Self::open(url, pool_settings).await {
             Ok(db) => Ok(db),
             Err(error) if is_unavailable(&error) => {
-                let cause = match AnyConnectOptions::from_str(url) {
+                // The pool only says it timed out: one direct try tells why.
+                let (cause, refused) = match AnyConnectOptions::from_str(url) {
                     Ok(options) => {
                         use sqlx::ConnectOptions;
                         match tokio::time::timeout(pool_settings.acquire_timeout, options.connect())
                             .await
                         {
-                            Ok(Err(e)) => format!("{e}"),
-                            Ok(Ok(_)) => "it answered only just now; try again".into(),
-                            Err(_) => "no answer in time".into(),
+                            Ok(Err(e)) => {
+                                let cause = format!("{e}");
+                                (cause, is_login_refused(&anyhow::Error::new(e)))
+                            }
+                            Ok(Ok(_)) => ("it answered only just now; try again".into(), false),
+                            Err(_) => ("no answer in time".into(), false),
                         }
                     }
-                    Err(e) => format!("{e}"),
+                    Err(e) => (format!("{e}"), false),
                 };
+                if refused {
+                    return Err(error.context(format!(
+                        "the database at {target} refused the login ({cause}). {PASSWORD_HINT}"
+                    )));
+                }
                 Err(error.context(format!("cannot reach the database at {target}: {cause}")))
             }
+            Err(error) if is_login_refused(&error) => Err(error.context(format!(
+                "the database at {target} refused the login. {PASSWORD_HINT}"
+            ))),
             Err(error) => Err(error.context(format!("opening the database at {target}"))),
         }
     }
@@ -171,7 +217,8 @@ impl Db {
     /// Applies this release's migrations. A schema that already has newer ones (a newer replica
     /// migrated it during a rolling upgrade) is accepted: a release's migrations only expand the
     /// schema in a way the release before still works with (docs/operations.md, "Migrations").
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    pub async fn migrate(&self) -> anyhow::Result<Migrated> {
+        let before = self.applied_migrations().await;
         let migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),
             ignore_missing: true,
@@ -188,16 +235,50 @@ impl Db {
             .map(|m| m.version)
             .max()
             .unwrap_or(0);
-        if let Some(newest) = self.newest_migration().await?
-            && newest > known
-        {
+        let newest = self.newest_migration().await?.unwrap_or(0);
+        if newest > known {
             tracing::warn!(
                 newest,
                 known,
                 "the database has migrations newer than this release knows; running on it as the upgrade policy allows"
             );
         }
-        Ok(())
+        let applied = MIGRATOR
+            .migrations
+            .iter()
+            .filter(|m| !before.contains(&m.version))
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect();
+        Ok(Migrated {
+            applied,
+            schema_version: newest,
+        })
+    }
+
+    /// The versions recorded as applied; none when the table does not exist yet.
+    async fn applied_migrations(&self) -> Vec<i64> {
+        use sqlx::Row;
+        sqlx::query("select version from _sqlx_migrations where success")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.try_get("version").ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The server's version, for the start log: PostgreSQL's `server_version`, or SQLite's
+    /// library version.
+    pub async fn server_version(&self) -> anyhow::Result<String> {
+        use sqlx::Row;
+        let sql = match self.backend {
+            Backend::Postgres => "select current_setting('server_version') as v",
+            Backend::Sqlite => "select sqlite_version() as v",
+        };
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        Ok(row.try_get("v")?)
     }
 
     /// The newest migration applied to the database, if any.

@@ -100,8 +100,12 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
     };
     metrics::counter!(crate::observe::API_CALLS, "operation" => "send", "status" => outcome)
         .increment(1);
+    let divar = crate::observe::reachability::divar_api();
     let error = match result {
-        Ok(()) => return Verdict::Delivered,
+        Ok(()) => {
+            divar.reached();
+            return Verdict::Delivered;
+        }
         Err(error) => error,
     };
     let failure = match error {
@@ -112,19 +116,30 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
             return Verdict::Failed(Failure::Rejected);
         }
         SendError::Throttled { .. } => Failure::RateLimited,
-        SendError::Unavailable { .. } => Failure::Unavailable,
+        SendError::Unavailable { .. } => {
+            // Said once for the outage, and once when Divar answers again.
+            divar.failed(error);
+            Failure::Unavailable
+        }
     };
     if attempts >= policy.max_attempts {
-        tracing::warn!(%error, attempts, "giving up on a send");
+        if failure == Failure::Unavailable {
+            // The outage itself was said once; the send's end is on its record and in metrics.
+            tracing::debug!(%error, attempts, "giving up on a send");
+        } else {
+            tracing::warn!(%error, attempts, "giving up on a send");
+        }
         return Verdict::Failed(failure);
     }
     let wait = policy.backoff(attempts, error.retry_after());
-    retry_warning(error, wait);
+    if failure == Failure::RateLimited {
+        retry_warning(error, wait);
+    }
     Verdict::RetryAfter { wait, failure }
 }
 
-/// A WARN when Divar throttles or fails a send and it is retried: at most one line every
-/// 10 s, naming how many retries it stands for, so a storm of 429s does not flood the log.
+/// A WARN when Divar throttles a send and it is retried: at most one line every 10 s, naming
+/// how many retries it stands for, so a storm of 429s does not flood the log.
 /// The log's own pace, on the machine's clock (no test moves it).
 fn retry_warning(error: &SendError, wait: Duration) {
     use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -145,7 +160,7 @@ fn retry_warning(error: &SendError, wait: Duration) {
             %error,
             retries,
             wait_ms = wait.as_millis() as u64,
-            "Divar throttled or failed sends; retrying them later"
+            "Divar throttled sends; retrying them later"
         );
     }
 }

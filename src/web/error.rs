@@ -161,7 +161,7 @@ impl IntoResponse for AppError {
             }
             AppError::Connect(to) => return axum::response::Redirect::to(to).into_response(),
             AppError::Unexpected(error) if crate::services::is_unavailable(error) => {
-                tracing::warn!(error = format!("{error:#}"), "database unavailable");
+                crate::observe::reachability::database().failed(&format!("{error:#}"));
                 let page: ErrorPage = words::UNAVAILABLE.into();
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -194,7 +194,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::Unexpected(error) if crate::services::is_unavailable(&error) => {
-                tracing::warn!(error = format!("{error:#}"), "database unavailable");
+                crate::observe::reachability::database().failed(&format!("{error:#}"));
                 let body =
                     json!({ "status": "503", "message": "temporarily unavailable; retry shortly" });
                 return (

@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicI64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -21,12 +21,13 @@ use kenar::api::KenarApi;
 use crate::{
     clock::SharedClock,
     db::{
-        Db, broadcasts,
+        self, Db, broadcasts,
         grants::Subject,
         messages,
         outbox::{self, Claimed, Lanes, Source},
     },
     domain::{UserId, broadcast::STOPPED_FOR_RECONSENT, message, status::Outcome},
+    observe::reachability::{self, Backoff},
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
@@ -104,6 +105,8 @@ pub struct OutboxWorker {
     /// When the pool last ran the completion check (ms); it also runs now and then when idle,
     /// to settle rows another process left behind.
     last_completion: Arc<AtomicI64>,
+    /// Rows this pool recorded a final outcome for (the stop line says how many were drained).
+    recorded: Arc<AtomicU64>,
     /// Cancelled when the process stops: rows still waiting for their turn are given back.
     stopping: CancellationToken,
     /// Due times, leases and backoff are read on it.
@@ -137,9 +140,15 @@ impl OutboxWorker {
             wake: Arc::new(Notify::new()),
             finished_rows: Arc::new(AtomicBool::new(true)),
             last_completion: Arc::new(AtomicI64::new(0)),
+            recorded: Arc::new(AtomicU64::new(0)),
             stopping: CancellationToken::new(),
             clock,
         }
+    }
+
+    /// How many rows this pool has recorded a final outcome for since it was built.
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Acquire)
     }
 
     /// The pacer every worker of this pool sends through.
@@ -199,48 +208,77 @@ impl OutboxWorker {
     /// The express worker does not wait for one batch to end before claiming the next: a
     /// message committed while earlier ones wait for their turns joins them in the
     /// interactive lane at once, so no broadcast row slips in between.
+    /// After a failed batch it claims nothing more until its backoff has passed, unless a send
+    /// is committed meanwhile (the database answers again).
     async fn run_batches_overlapping(self, shutdown: CancellationToken) {
         let mut batches = tokio::task::JoinSet::new();
+        let mut backoff = Backoff::default();
+        let mut next_claim = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            let mut failed = None;
             while let Some(finished) = batches.try_join_next() {
-                log_failure(finished);
+                match finished {
+                    Ok((began, Ok(_))) => {
+                        reachability::database().reached_by(began);
+                        backoff.reset();
+                    }
+                    Ok((_, Err(error))) => failed = Some(error),
+                    Err(error) => tracing::error!(%error, "express outbox batch panicked"),
+                }
             }
-            if batches.len() < EXPRESS_BATCHES_IN_FLIGHT {
+            if let Some(error) = failed {
+                next_claim = tokio::time::Instant::now() + failure_pause(&error, &mut backoff);
+            }
+            if batches.len() < EXPRESS_BATCHES_IN_FLIGHT
+                && tokio::time::Instant::now() >= next_claim
+            {
                 // Each batch its own lease name, so one batch never finishes another's rows.
                 let worker = Self {
                     id: uuid::Uuid::new_v4().to_string(),
                     ..self.clone()
                 };
-                batches.spawn(async move { worker.try_execute_task().await });
+                batches.spawn(async move {
+                    let began = std::time::Instant::now();
+                    (began, worker.try_execute_task().await)
+                });
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.idle) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => next_claim = tokio::time::Instant::now(),
+                _ = reachability::database().recovered() => next_claim = tokio::time::Instant::now(),
                 _ = shutdown.cancelled() => {}
             }
         }
         while let Some(finished) = batches.join_next().await {
-            log_failure(finished);
+            match finished {
+                Ok((_, Ok(_))) => {}
+                Ok((_, Err(error))) => {
+                    failure_pause(&error, &mut backoff);
+                }
+                Err(error) => tracing::error!(%error, "express outbox batch panicked"),
+            }
         }
     }
 
     async fn run_batches_in_turn(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
         while !shutdown.is_cancelled() {
-            let pause = match self.try_execute_task().await {
+            let began = std::time::Instant::now();
+            let outcome = self.try_execute_task().await;
+            if outcome.is_ok() {
+                reachability::database().reached_by(began);
+                backoff.reset();
+            }
+            let pause = match outcome {
                 Ok(ExecutionOutcome::TaskCompleted) => None,
                 Ok(ExecutionOutcome::EmptyQueue) => Some(self.settings.idle),
-                Err(error) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "outbox worker failed; backing off"
-                    );
-                    Some(Duration::from_secs(1))
-                }
+                Err(error) => Some(failure_pause(&error, &mut backoff)),
             };
             if let Some(pause) = pause {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = self.wake.notified() => {}
+                    _ = reachability::database().recovered() => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
@@ -288,10 +326,14 @@ impl OutboxWorker {
                     Ok(prepared) => prepared,
                     // One bad lookup costs its own rows an attempt, not the whole batch.
                     Err(error) => {
-                        tracing::error!(
-                            error = format!("{error:#}"),
-                            "could not prepare outbox rows; retrying them later"
-                        );
+                        if db::is_unavailable(&error) {
+                            reachability::database().failed(&format!("{error:#}"));
+                        } else {
+                            tracing::error!(
+                                error = format!("{error:#}"),
+                                "could not prepare outbox rows; retrying them later"
+                            );
+                        }
                         Prepared::Retry {
                             failure: Failure::Unavailable,
                             retry: match row.source {
@@ -385,7 +427,9 @@ impl OutboxWorker {
         // One write for the batch's outcomes, even when another row's bookkeeping failed.
         // Should this process die before it, those rows' leases expire and they are sent again
         // under the same idempotency keys.
-        if !outbox::finish_many(&self.db, &self.id, &done, self.clock.now_ms()).await? {
+        if outbox::finish_many(&self.db, &self.id, &done, self.clock.now_ms()).await? {
+            self.recorded.fetch_add(done.len() as u64, Ordering::AcqRel);
+        } else {
             tracing::warn!("lost a lease before recording a batch's outcomes");
         }
         self.finished_rows.store(true, Ordering::Release);
@@ -458,7 +502,8 @@ impl OutboxWorker {
                 return self.lost_grant(&sender).await;
             }
             Err(VaultError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "token refresh unavailable; retrying later");
+                // Divar's OAuth server is away: said once for the outage, not once per batch.
+                reachability::divar_api().failed(&reason);
                 return Ok(match sender.lane {
                     Lane::Bulk => Prepared::Later,
                     // A person is waiting: a few attempts, then say so.
@@ -583,7 +628,8 @@ impl OutboxWorker {
         failure: Failure,
         wait: Duration,
     ) -> anyhow::Result<()> {
-        tracing::info!(
+        // Per row: an outage of Divar is said once, by `delivery::judge`.
+        tracing::debug!(
             failure = failure.as_str(),
             attempt = row.attempts,
             wait_ms = wait.as_millis() as u64,
@@ -611,14 +657,18 @@ impl OutboxWorker {
     }
 }
 
-fn log_failure(finished: Result<anyhow::Result<ExecutionOutcome>, tokio::task::JoinError>) {
-    match finished {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::error!(error = format!("{error:#}"), "express outbox batch failed")
-        }
-        Err(error) => tracing::error!(%error, "express outbox batch panicked"),
+/// How long a worker waits after a failed batch. The database being away is said once for the
+/// whole outage (`observe::reachability`); any other failure is an ERROR each time.
+fn failure_pause(error: &anyhow::Error, backoff: &mut Backoff) -> Duration {
+    if db::is_unavailable(error) {
+        reachability::database().failed(&format!("{error:#}"));
+    } else {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "outbox batch failed; backing off"
+        );
     }
+    backoff.next_delay()
 }
 
 /// A final outcome; the batch writes all of them in one statement at its end.

@@ -9,10 +9,11 @@ use crate::{
     clock::SharedClock,
     config::Retention,
     db::{
-        Db,
+        self, Db,
         erasure::{self, UserTable},
         purge::{self, Cutoffs},
     },
+    observe::reachability::{self, Backoff},
 };
 
 fn before(now: i64, window: Duration) -> i64 {
@@ -37,7 +38,8 @@ pub async fn purge_once(db: &Db, retention: &Retention, now: i64) -> anyhow::Res
 }
 
 /// Purges every `retention.purge_every` (on tokio's timer), with cut-offs from `clock`: the
-/// core's windows, and the days each of `tables` declared it is kept.
+/// core's windows, and the days each of `tables` declared it is kept. A pass the database did not
+/// answer is tried again with backoff (up to the interval), not an hour later.
 pub async fn run_until_stopped(
     db: Db,
     retention: Retention,
@@ -45,30 +47,50 @@ pub async fn run_until_stopped(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(retention.purge_every);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::default();
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
-        let now = clock.now_ms();
-        match erasure::purge_expired(&db, &tables, now).await {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, "purged feature rows past their kept days"),
+        let began = std::time::Instant::now();
+        wait = match purge_pass(&db, &retention, &tables, clock.now_ms()).await {
+            Ok(()) => {
+                reachability::database().reached_by(began);
+                backoff.reset();
+                retention.purge_every
+            }
+            Err(error) if db::is_unavailable(&error) => {
+                reachability::database().failed(&format!("{error:#}"));
+                backoff.next_delay().min(retention.purge_every)
+            }
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "purging feature rows failed")
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "purging failed; retrying at the next interval"
+                );
+                retention.purge_every
             }
-        }
-        match purge_once(&db, &retention, now).await {
-            Ok(purged) if purged.total() > 0 => {
-                tracing::info!(?purged, "purged data past its retention window");
-            }
-            Ok(_) => tracing::debug!("nothing to purge"),
-            Err(error) => tracing::warn!(
-                error = format!("{error:#}"),
-                "purging failed; retrying at the next interval"
-            ),
-        }
+        };
     }
+}
+
+async fn purge_pass(
+    db: &Db,
+    retention: &Retention,
+    tables: &[&'static UserTable],
+    now: i64,
+) -> anyhow::Result<()> {
+    match erasure::purge_expired(db, tables, now).await? {
+        0 => {}
+        rows => tracing::info!(rows, "purged feature rows past their kept days"),
+    }
+    let purged = purge_once(db, retention, now).await?;
+    if purged.total() > 0 {
+        tracing::info!(?purged, "purged data past its retention window");
+    } else {
+        tracing::debug!("nothing to purge");
+    }
+    Ok(())
 }

@@ -7,8 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     clock::SharedClock,
-    db::{Db, stats},
-    observe,
+    db::{self, Db, stats},
+    observe::{
+        self,
+        reachability::{self, Backoff},
+    },
 };
 
 /// Every status a gauge is kept for, so one that empties reads 0 instead of its last value.
@@ -21,16 +24,29 @@ pub async fn run_until_stopped(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::default();
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(error) = sample(&db, clock.now_ms()).await {
-            tracing::debug!(error = format!("{error:#}"), "sampling metrics failed");
-        }
+        let began = Instant::now();
+        wait = match sample(&db, clock.now_ms()).await {
+            Ok(()) => {
+                reachability::database().reached_by(began);
+                backoff.reset();
+                every
+            }
+            Err(error) => {
+                if db::is_unavailable(&error) {
+                    reachability::database().failed(&format!("{error:#}"));
+                } else {
+                    tracing::debug!(error = format!("{error:#}"), "sampling metrics failed");
+                }
+                backoff.next_delay().max(every)
+            }
+        };
     }
 }
 

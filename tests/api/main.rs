@@ -14,6 +14,7 @@ mod helpers;
 mod identity;
 mod media;
 mod operations;
+mod outage;
 mod outbox_processes;
 mod privacy;
 mod retention;

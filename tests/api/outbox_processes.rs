@@ -4,7 +4,8 @@
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
@@ -19,13 +20,13 @@ use url::Url;
 
 use crate::helpers::*;
 
-struct Divar {
+pub(crate) struct Divar {
     base: String,
-    sandbox: Sandbox,
+    pub(crate) sandbox: Sandbox,
 }
 
 /// The simulated Divar alone, on its own port, for add-on processes to call.
-async fn divar() -> Divar {
+pub(crate) async fn divar() -> Divar {
     // The add-on processes are never called back in these tests.
     let (base, sandbox) = serve_sandbox(&Url::parse("http://127.0.0.1:9/").unwrap()).await;
     Divar { base, sandbox }
@@ -46,7 +47,11 @@ async fn setup(engine: Engine, slow_ms: u64) -> (Divar, TestDb, HashMap<&'static
 }
 
 /// The environment a `kenar-chat serve` process gets.
-fn env(divar: &Divar, key: &TokenKey, database_url: &str) -> HashMap<&'static str, String> {
+pub(crate) fn env(
+    divar: &Divar,
+    key: &TokenKey,
+    database_url: &str,
+) -> HashMap<&'static str, String> {
     let app = divar.sandbox.app();
     HashMap::from([
         ("KENAR_APP_SLUG", app.slug.clone()),
@@ -89,7 +94,7 @@ fn spawn_serve(env: &HashMap<&'static str, String>) -> Child {
 
 /// A seller's real tokens from the simulated Divar, sealed into the database the processes
 /// share, `count` conversations known, and a broadcast to them written to the outbox.
-async fn seeded_broadcast(
+pub(crate) async fn seeded_broadcast(
     divar: &Divar,
     env: &HashMap<&'static str, String>,
     count: usize,
@@ -234,22 +239,81 @@ async fn two_servers_on_one_postgres_share_a_broadcast_without_duplicates() {
 }
 
 /// Starts `serve` and returns it with its base URL, read from its "serving" log line.
-fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
+pub(crate) fn spawn_serve_at(env: &HashMap<&'static str, String>) -> (Child, String) {
+    let (child, base, _) = spawn_serve_logged(env);
+    (child, base)
+}
+
+/// A `serve` process's log, each JSON line with when the test read it.
+#[derive(Clone, Default)]
+pub(crate) struct Logs(Arc<Mutex<Vec<(Instant, Value)>>>);
+
+impl Logs {
+    pub(crate) fn all(&self) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The lines read between `from` and `to`.
+    pub(crate) fn between(&self, from: Instant, to: Instant) -> Vec<Value> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The first line whose message starts with `message`.
+    pub(crate) fn find(&self, message: &str) -> Option<Value> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .map(|(_, v)| v)
+            .find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .cloned()
+    }
+}
+
+/// [`spawn_serve_at`] that also keeps every log line (`RUST_LOG` as `env` says, else the
+/// add-on's at INFO).
+pub(crate) fn spawn_serve_logged(env: &HashMap<&'static str, String>) -> (Child, String, Logs) {
     use std::io::BufRead;
     let mut env = env.clone();
-    env.insert("RUST_LOG", "warn,kenar_chat=info".into());
+    if env.get("RUST_LOG").is_none_or(|filter| filter == "warn") {
+        env.insert("RUST_LOG", "warn,kenar_chat=info".into());
+    }
     let mut child = spawn_serve_with(&env, Stdio::piped());
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let logs = Logs::default();
+    let keep = |logs: &Logs, line: &str| {
+        let entry: Value = serde_json::from_str(line).unwrap_or(Value::String(line.into()));
+        logs.0.lock().unwrap().push((Instant::now(), entry.clone()));
+        entry
+    };
     let addr = loop {
         let line = lines.next().expect("serve exited before serving").unwrap();
-        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let entry = keep(&logs, &line);
         if entry["message"] == "kenar-chat is serving" {
             break entry["addr"].as_str().unwrap().to_string();
         }
     };
     // Keep reading, so a full pipe never blocks the process.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            keep(&kept, &line);
+        }
+    });
+    (child, format!("http://{addr}"), logs)
 }
 
 /// The settings a `serve` process with `env` reads.
@@ -383,7 +447,45 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
     let (divar, _db, mut env) = setup(engine, 0).await;
     env.insert("KENAR_SHUTDOWN_DELAY", "1".into());
     env.insert("KENAR_SHUTDOWN_TIMEOUT", "3".into());
-    let (mut child, base) = spawn_serve_at(&env);
+    let (mut child, base, logs) = spawn_serve_logged(&env);
+    // The start says what it did: the engine, the migrations, the address, the scopes.
+    let database = logs
+        .find("database ready")
+        .expect("a database line at start");
+    let engine_name = match engine {
+        Engine::Sqlite => "SQLite",
+        Engine::Postgres => "PostgreSQL",
+    };
+    assert_eq!(database["engine"], engine_name, "{database}");
+    assert!(
+        database["server_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        database["migrations"]
+            .as_str()
+            .is_some_and(|m| m.contains("0001 conversations")),
+        "a fresh database: every migration named: {database}"
+    );
+    let serving = logs.find("kenar-chat is serving").unwrap();
+    assert_eq!(serving["base_url"], "http://127.0.0.1:9/", "{serving}");
+    assert_eq!(
+        serving["extra_scopes"], "USER_ID NOTIFICATION_ACCESS_REVOCATION USER_POSTS_GET",
+        "{serving}"
+    );
+    assert_eq!(serving["message_retention_days"], 7, "{serving}");
+    let all = logs.all().iter().map(Value::to_string).collect::<String>();
+    for secret in [
+        &env["KENAR_API_KEY"],
+        &env["TOKEN_ENCRYPTION_KEY"],
+        &env["KENAR_OAUTH_SECRET"],
+    ] {
+        assert!(
+            !all.contains(secret.as_str()),
+            "no secret in the start lines"
+        );
+    }
     let client = browser();
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
@@ -476,5 +578,22 @@ async fn sigterm_drains_within_the_deadline(engine: Engine) {
         signalled.elapsed()
     );
     drop(stalled);
+    // The last line says what the drain did: the session initialization in flight, and the
+    // readiness probes answered during the delay, were drained; no send was waiting; the stalled
+    // client was cut at the deadline, so not everything finished in time (a clean stop says
+    // `in_time: true`: tests/api/outage.rs).
+    let stopped = eventually("the stop line is read", async || logs.find("stopped:")).await;
+    assert_eq!(
+        logs.all().last().unwrap()["message"],
+        stopped["message"],
+        "it is the last line"
+    );
+    assert_eq!(stopped["in_time"], false, "{stopped}");
+    assert_eq!(stopped["level"], "WARN", "{stopped}");
+    assert!(
+        stopped["requests_drained"].as_u64().is_some_and(|n| n >= 2),
+        "{stopped}"
+    );
+    assert_eq!(stopped["sends_drained"], 0, "{stopped}");
 }
 crate::both_engines!(sigterm_drain, sigterm_drains_within_the_deadline);

@@ -3,7 +3,7 @@ use std::time::Duration;
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::{observe::reachability, state::AppState};
 
 use super::Routes;
 
@@ -33,18 +33,22 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.lifecycle.stopped_workers() > 0 {
         return unavailable("a background worker stopped");
     }
+    // Asked of the database itself, not of a worker that may be in its backoff: ready again
+    // as soon as the database is.
+    let database = reachability::database();
+    let began = std::time::Instant::now();
     match tokio::time::timeout(Duration::from_secs(3), state.deps.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Ok(Err(error)) => {
-            tracing::warn!(error = format!("{error:#}"), "database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "database unreachable" })),
-            )
+        Ok(Ok(())) => {
+            database.reached_by(began);
+            (StatusCode::OK, Json(json!({ "status": "ready" })))
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "database did not answer in time" })),
-        ),
+        Ok(Err(error)) => {
+            database.failed(&format!("{error:#}"));
+            unavailable("database unreachable")
+        }
+        Err(_) => {
+            database.failed(&"no answer within 3 s");
+            unavailable("database did not answer in time")
+        }
     }
 }
