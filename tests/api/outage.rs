@@ -2,7 +2,7 @@
 //! (`initdb` + `pg_ctl` on a temporary folder) is stopped for 20 s and started again.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -40,6 +40,11 @@ fn postgres_binaries() -> Option<PathBuf> {
 impl Cluster {
     /// `None` (and a visible message) where no PostgreSQL binaries exist.
     fn init() -> Option<Self> {
+        Self::init_with(None)
+    }
+
+    /// With `password`, the `postgres` user must give it (scram-sha-256), as in compose.
+    fn init_with(password: Option<&str>) -> Option<Self> {
         let Some(bin) = postgres_binaries() else {
             eprintln!(
                 "SKIPPED: no PostgreSQL binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql: the outage test needs a server it can stop"
@@ -57,18 +62,30 @@ impl Cluster {
             // PostgreSQL refuses to run as root: its files belong to the `postgres` user.
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
-                .arg(cluster.data()));
+                .arg(cluster.dir.path()));
         }
-        run(cluster
-            .command("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(cluster.data()));
+        let mut initdb = cluster.command("initdb");
+        initdb.args(["-U", "postgres", "--no-sync"]);
+        match password {
+            None => {
+                initdb.args(["-A", "trust"]);
+            }
+            Some(password) => {
+                let file = cluster.dir.path().join("pwfile");
+                std::fs::write(&file, password).unwrap();
+                if is_root() {
+                    run(Command::new("chown").arg("postgres").arg(&file));
+                }
+                initdb.args(["-A", "scram-sha-256", "--pwfile"]).arg(&file);
+            }
+        }
+        run(initdb.arg("-D").arg(cluster.data()));
         cluster.start();
         Some(cluster)
     }
 
-    fn data(&self) -> &Path {
-        self.dir.path()
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     fn url(&self) -> String {
@@ -283,4 +300,36 @@ async fn a_database_outage_is_quiet_and_loses_no_accepted_send() {
     let stopped = eventually("the stop line is read", async || logs.find("stopped:")).await;
     assert_eq!(stopped["in_time"], true, "{stopped}");
     assert_eq!(stopped["level"], "INFO", "{stopped}");
+}
+
+/// The compose trap: the volume keeps the first password, `.env` now says another. The app stops
+/// at start with an error that says why and how to fix it, and shows neither password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_database_login_says_the_password_is_fixed_at_volume_creation() {
+    let Some(cluster) = Cluster::init_with(Some("the-first-password")) else {
+        return;
+    };
+    let url = format!(
+        "postgres://postgres:a-changed-password@127.0.0.1:{}/postgres",
+        cluster.port
+    );
+    let divar = outbox_processes::divar().await;
+    let env = outbox_processes::env(&divar, &TokenKey::generate(), &url);
+    let out = Command::new(env!("CARGO_BIN_EXE_kenar-chat"))
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(cluster.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused the login"), "{stderr}");
+    assert!(
+        stderr.contains("POSTGRES_PASSWORD takes effect only when"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ALTER USER kenar PASSWORD"), "{stderr}");
+    let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!all.contains("a-changed-password") && !all.contains("the-first-password"));
 }
