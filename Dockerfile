@@ -1,5 +1,7 @@
 # Build:  docker build -t kenar-chat .
-# Run:    docker run --env-file .env -p 127.0.0.1:8080:8080 kenar-chat   (or use docker-compose.yml)
+# Run:    docker run --env-file .env -v kenar-chat-data:/app/data -p 127.0.0.1:8080:8080 kenar-chat
+#         (or use docker-compose.yml). With the default DATABASE_URL (SQLite) the database is a
+#         file in /app/data: the named volume keeps it through `docker rm` and upgrades.
 #
 # Behind a registry mirror (Docker Hub may be unreachable), name the base images through it:
 #   docker build --build-arg RUST_IMAGE=mirror.example.ir/library/rust:1-bookworm \
@@ -45,7 +47,10 @@ WORKDIR /app
 COPY --from=builder /out/kenar-chat /usr/local/bin/kenar-chat
 COPY static /app/static
 
-# Default DATABASE_URL (sqlite://data/kenar.db) resolves to /app/data, which is writable.
+# Default DATABASE_URL (sqlite://data/kenar.db) resolves to /app/data, which is writable. A volume:
+# a container started without `-v` still keeps its SQLite file outside the container's own layer
+# (an anonymous volume that `docker rm` leaves behind; `docker volume ls` finds it).
+VOLUME /app/data
 ENV BIND_ADDR=0.0.0.0:8080 LOG_FORMAT=json
 USER 10001:10001
 EXPOSE 8080
