@@ -132,12 +132,12 @@ pub async fn list_for_post(
     };
     Ok(sqlx::query_as(&format!(
         "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
-             b.total, b.created_at, {}, {}, {}, {}
+             b.total, b.created_at, b.idempotency_key, {}, {}, {}, {}
          from (select * from broadcasts where post_token = $1 and user_id = $2
                order by created_at desc limit 50) b
          left join outbox o on o.broadcast_id = b.broadcast_id
          group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
-             b.total, b.created_at
+             b.total, b.created_at, b.idempotency_key
          order by b.created_at desc, b.broadcast_id",
         count("pending"),
         count("sent"),
@@ -354,5 +354,6 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 }
 
 const BROADCAST: &str =
-    "select broadcast_id, post_token, user_id, body, status, stop_reason, total, created_at
+    "select broadcast_id, post_token, user_id, body, status, stop_reason, total, created_at,
+        idempotency_key
     from broadcasts";

@@ -15,6 +15,8 @@ pub struct Broadcast {
     pub stop_reason: Option<String>,
     pub total: i64,
     pub created_at: i64,
+    /// The composer form's key it was started with.
+    pub idempotency_key: String,
 }
 
 /// A paused broadcast waits for its seller to connect again.

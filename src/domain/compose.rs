@@ -413,6 +413,22 @@ impl Writer {
     pub fn is_broadcast(&self) -> bool {
         self.conversation.is_none()
     }
+
+    /// Where the browser keeps what this writer typed and has not sent (static/js/compose.js).
+    pub fn draft_key(&self) -> String {
+        draft_key(self.conversation.as_ref(), self.post.as_ref())
+    }
+}
+
+/// The key of an unsent draft in the browser: one per conversation, one per post-wide message.
+/// The composer saves under it as the person types; the page that shows the message accepted
+/// clears it.
+pub fn draft_key(conversation: Option<&ConversationId>, post: Option<&PostToken>) -> String {
+    match (conversation, post) {
+        (Some(conversation), _) => format!("c:{}", conversation.as_str()),
+        (None, Some(post)) => format!("p:{}", post.as_str()),
+        (None, None) => String::new(),
+    }
 }
 
 /// What is wrong with one field. The composer page says it in Persian.

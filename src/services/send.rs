@@ -63,6 +63,8 @@ pub enum Submitted {
 #[derive(Debug, Clone)]
 pub struct SentMessage {
     pub id: String,
+    /// The composer form's key it was sent with.
+    pub idempotency_key: String,
     pub status: MessageStatus,
     pub failure: Option<Failure>,
     pub body: SentBody,
@@ -77,6 +79,7 @@ impl From<MessageRow> for SentMessage {
             failure: row.failure.as_deref().and_then(Failure::parse),
             body: message::read_body(&body),
             id: row.message_id,
+            idempotency_key: row.idempotency_key,
             status: row.status,
             created_at: row.created_at,
             updated_at: row.updated_at,

@@ -120,6 +120,19 @@ impl TypedSession {
             .map_err(store_error)
     }
 
+    /// Starts the idle period over: the composer's script asks for it while the person types,
+    /// since typing is no request and the session would otherwise end under them.
+    pub async fn keep_alive(&self) -> Result<(), AppError> {
+        if self.visit().await?.is_none() {
+            return Err(AppError::NoVisit);
+        }
+        let idle = time::Duration::try_from(SESSION_IDLE).expect("a short period");
+        // Marks the session changed: tower-sessions saves it with a new expiry.
+        self.0
+            .set_expiry(Some(tower_sessions::Expiry::OnInactivity(idle)));
+        Ok(())
+    }
+
     /// A fresh session id after a privilege change (a grant was stored).
     pub async fn renew(&self) -> Result<(), AppError> {
         self.0.cycle_id().await.map_err(store_error)

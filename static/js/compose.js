@@ -5,6 +5,9 @@
   "use strict";
   var iconNames = null; // one request for the whole visit
   var sending = false;
+  // The session ends after 15 minutes without a request; typing refreshes it at most this often.
+  var KEEP_ALIVE_EVERY = 3 * 60 * 1000;
+  var lastKeptAlive = Date.now();
 
   // Coming back with the browser's back button shows the form as it was left: ready again.
   window.addEventListener("pageshow", function (event) {
@@ -12,8 +15,122 @@
     window.location.reload();
   });
 
+  // Drafts: what the person types is kept in this browser, one draft per chat (or post), so an
+  // ended session, a reload or a closed webview loses nothing. The page of the message (or
+  // broadcast) sent from that very form forgets it (status.js, progress.js: same form key); so
+  // does «دور انداختن آن». Not kept: the file chosen, and anything after DRAFT_DAYS.
+  var DRAFT_PREFIX = "kenar-chat:draft:";
+  var DRAFT_DAYS = 7; // the privacy page says "a week": change both
+  var NOT_DRAFTED = { csrf_token: 1, idempotency_key: 1, action: 1, add: 1, remove: 1 };
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; }
+  }
+
+  function draftFields(form) {
+    var fields = [];
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || NOT_DRAFTED[el.name] || el.tagName === "BUTTON") return;
+      if (el.type === "file" || el.type === "hidden" || el.type === "submit") return;
+      if ((el.type === "radio" || el.type === "checkbox") && !el.checked) return;
+      fields.push([el.name, el.value]);
+    });
+    return fields;
+  }
+
+  function saveDraft(form) {
+    var store = storage();
+    var key = form.getAttribute("data-draft-key");
+    if (!store || !key) return;
+    var fields = draftFields(form);
+    var written = fields.some(function (f) {
+      return (f[0] === "text" || /_caption$/.test(f[0])) && f[1].trim() !== "";
+    });
+    try {
+      if (written) {
+        // `sent_with`: the form's key, which the page of the accepted message names.
+        var formKey = form.elements.namedItem("idempotency_key");
+        store.setItem(DRAFT_PREFIX + key, JSON.stringify({
+          saved: Date.now(),
+          sent_with: formKey ? formKey.value : "",
+          fields: fields
+        }));
+      } else {
+        store.removeItem(DRAFT_PREFIX + key);
+      }
+    } catch (e) { /* full or refused: the form still works */ }
+  }
+
+  function loadDraft(key) {
+    var store = storage();
+    if (!store || !key) return null;
+    try {
+      var draft = JSON.parse(store.getItem(DRAFT_PREFIX + key) || "null");
+      if (draft && draft.fields && Date.now() - draft.saved < DRAFT_DAYS * 864e5) return draft;
+      store.removeItem(DRAFT_PREFIX + key);
+    } catch (e) { /* unreadable: as if none */ }
+    return null;
+  }
+
+  function forgetDraft(key) {
+    var store = storage();
+    try { if (store && key) store.removeItem(DRAFT_PREFIX + key); } catch (e) { /* nothing kept */ }
+  }
+
+  // The server draws the form from `data` (a button edit, or a draft to put back) and only the
+  // form is swapped in.
+  function swap(form, data) {
+    // Not `form.action`: the form has controls named "action", which shadow it.
+    return fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" })
+      // A form with its problems marked (422) is an answer too; a page without the form is not.
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("compose");
+        if (!fresh) throw new Error("no form in the answer");
+        form.replaceWith(fresh);
+        enhance(fresh);
+        return fresh;
+      });
+  }
+
+  function restoreDraft(form) {
+    var key = form.getAttribute("data-draft-key");
+    var draft = loadDraft(key);
+    if (!draft || JSON.stringify(draftFields(form)) === JSON.stringify(draft.fields)) return;
+    var notice = document.getElementById("draft-restored");
+    function restored(current) {
+      saveDraft(current);
+      if (!notice) return;
+      notice.hidden = false;
+      document.getElementById("draft-discard").addEventListener("click", function () {
+        forgetDraft(key);
+        window.location.reload();
+      });
+    }
+    var fits = draft.fields.every(function (f) { return form.elements.namedItem(f[0]); });
+    if (fits) {
+      draft.fields.forEach(function (f) { form.elements.namedItem(f[0]).value = f[1]; });
+      form.dispatchEvent(new Event("input"));
+      restored(form);
+      return;
+    }
+    // Buttons this fresh page does not have: the server draws them, as for a preview.
+    if (!window.fetch || !window.URLSearchParams || !window.DOMParser) return;
+    var data = new URLSearchParams();
+    ["csrf_token", "idempotency_key"].forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (field) data.append(name, field.value);
+    });
+    draft.fields.forEach(function (f) { data.append(f[0], f[1]); });
+    data.append("action", "preview");
+    swap(form, data).then(restored).catch(function () { /* the empty form stays */ });
+  }
+
   var first = document.getElementById("compose");
-  if (first) enhance(first);
+  if (first) {
+    enhance(first);
+    if (first.hasAttribute("data-draft-restore")) restoreDraft(first);
+  }
 
   function enhance(form) {
     // The icon picker: named icons are in the page; the rest of Divar's list comes from a cached
@@ -183,18 +300,8 @@
       button.disabled = true;
       var data = new URLSearchParams(new FormData(form));
       data.append(button.name, button.value);
-      // Not `form.action`: the form has controls named "action", which shadow it.
-      fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" })
-        .then(function (r) {
-          if (!r.ok) throw new Error(String(r.status));
-          return r.text();
-        })
-        .then(function (html) {
-          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("compose");
-          if (!fresh) throw new Error("no form in the answer");
-          form.replaceWith(fresh);
-          enhance(fresh);
-        })
+      swap(form, data)
+        .then(saveDraft)
         .catch(function () {
           button.disabled = false;
           var carry = document.createElement("input");
@@ -206,8 +313,26 @@
         });
     });
 
+    // Typing is no request: while the person writes, the session's idle period starts over now
+    // and then, so a long message does not outlast it.
+    var keepAlive = form.getAttribute("data-keepalive-url");
+    function activity() {
+      saveDraft(form);
+      if (!keepAlive || !window.fetch || Date.now() - lastKeptAlive < KEEP_ALIVE_EVERY) return;
+      lastKeptAlive = Date.now();
+      var token = form.elements.namedItem("csrf_token");
+      fetch(keepAlive, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: "csrf_token=" + encodeURIComponent(token ? token.value : "")
+      }).catch(function () { /* offline: the draft is kept anyway */ });
+    }
+
     form.addEventListener("input", render);
     form.addEventListener("change", render);
+    form.addEventListener("input", activity);
+    form.addEventListener("change", activity);
     render();
     // The field that needs attention (a problem, or the link of a button just added) in the
     // middle of the screen, not under the sticky bar.

@@ -645,3 +645,94 @@ async fn a_person_attaches_a_photo_from_the_phone() {
     assert_eq!(bot["messages"][1]["text"], "عکس ماشین از جلو");
     client.close().await.unwrap();
 }
+
+/// What a person typed survives the session ending under them and a reload: the composer keeps
+/// it in the browser, the send that finds the session over says it is kept, and reopening the
+/// add-on from the chat puts it back exactly, buttons included. Once sent, it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_survives_an_ended_session_and_a_reload() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    let conv = conversation(1, 2);
+    connect_as_buyer(&client, &app, &conv).await;
+    let typed = "سلام، برای دیدن ماشین فردا عصر می‌آیم. آدرس دقیق را بفرستید لطفاً.";
+    client
+        .find(Locator::Id("text"))
+        .await
+        .unwrap()
+        .send_keys(typed)
+        .await
+        .unwrap();
+    click_css(&client, "button[name='add'][value='r:map']").await;
+    let caption = wait_for(&client, "#r00_caption").await;
+    caption.clear().await.unwrap();
+    caption.send_keys("نشانی پارکینگ").await.unwrap();
+
+    // The session ends (15 idle minutes, or the store lost it): the send is refused, and the
+    // page says the message is kept on this phone.
+    sqlx::query("delete from web_sessions")
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    let page = eventually_within(BROWSER_PATIENCE, "the ended-session page", async || {
+        let page = client.source().await.unwrap();
+        page.contains("این صفحه دیگر باز نیست").then_some(page)
+    })
+    .await;
+    assert!(page.contains("روی همین گوشی نگه داشته شده"), "{page}");
+    assert!(
+        app.bot_messages(&conv).await["messages"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
+
+    // Reopened from the chat: the draft is back, exactly, with a way to drop it.
+    client
+        .goto(&app.url(&format!("/sandbox/chats/{conv}?as=buyer")))
+        .await
+        .unwrap();
+    click_text(&client, "button", "گفت‌وگو یار").await;
+    wait_for_path(&client, "/compose").await;
+    let notice = wait_for(&client, "#draft-restored:not([hidden])").await;
+    assert!(notice.text().await.unwrap().contains("برگرداندیم"));
+    let caption = wait_for(&client, "#r00_caption").await;
+    assert_eq!(
+        caption.prop("value").await.unwrap().as_deref(),
+        Some("نشانی پارکینگ")
+    );
+    let text = client.find(Locator::Id("text")).await.unwrap();
+    assert_eq!(text.prop("value").await.unwrap().as_deref(), Some(typed));
+    assert_accessible(&client, "the composer with a draft put back").await;
+    screenshot(&client, "10-draft-restored").await;
+
+    // A reload keeps it too.
+    text.send_keys(" ممنون").await.unwrap();
+    client.refresh().await.unwrap();
+    wait_for(&client, "#draft-restored:not([hidden])").await;
+    let again = format!("{typed} ممنون");
+    let text = client.find(Locator::Id("text")).await.unwrap();
+    assert_eq!(
+        text.prop("value").await.unwrap().as_deref(),
+        Some(again.as_str())
+    );
+
+    // Sent: the draft is done; a new message starts empty.
+    client
+        .find(Locator::Id("r00_link"))
+        .await
+        .unwrap()
+        .send_keys("https://maps.example.com/parking")
+        .await
+        .unwrap();
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    wait_for_path(&client, "/status").await;
+    click_text(&client, "a", "پیام تازه").await;
+    wait_for_path(&client, "/compose").await;
+    let text = wait_for(&client, "#text").await;
+    assert_eq!(text.prop("value").await.unwrap().as_deref(), Some(""));
+    let notice = client.find(Locator::Id("draft-restored")).await.unwrap();
+    assert!(!notice.is_displayed().await.unwrap());
+}

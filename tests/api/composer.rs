@@ -1,8 +1,9 @@
 //! The button editor as a seller uses it, with no script: ready-made buttons added with one tap,
 //! removed again, Persian icon names, links without `https://`, icon names in any case.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
+use kenar_chat::sandbox::SandboxOptions;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -181,4 +182,50 @@ async fn a_full_grid_says_so_instead_of_adding() {
     fields.insert("action".into(), "preview".into());
     let answer = post_fields(&app, fields).await;
     assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Typing is no request: while the person writes, the composer's script asks `/keepalive`, and
+/// the session's 15 idle minutes start over. Without it the session ends as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keepalive_restarts_the_sessions_idle_period() {
+    let app = spawn_app_on_manual_clock(Engine::Sqlite, SandboxOptions::default(), |_| {}).await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let token = csrf_token_at(&app.client, &app.url("/compose")).await;
+    let keep_alive = async || {
+        app.client
+            .post(app.url("/keepalive"))
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let compose = async || {
+        app.client
+            .get(app.url("/compose"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    app.advance(Duration::from_secs(10 * 60));
+    assert_eq!(keep_alive().await, StatusCode::NO_CONTENT);
+    app.advance(Duration::from_secs(10 * 60));
+    assert_eq!(
+        compose().await,
+        StatusCode::OK,
+        "20 minutes in, 10 since the keepalive"
+    );
+    app.advance(Duration::from_secs(16 * 60));
+    assert_eq!(
+        compose().await,
+        StatusCode::UNAUTHORIZED,
+        "16 idle minutes: ended"
+    );
+    assert_ne!(
+        keep_alive().await,
+        StatusCode::NO_CONTENT,
+        "an ended session stays ended"
+    );
 }

@@ -117,6 +117,8 @@ pub struct BroadcastPage {
     /// The retry button's label, when some failed conversations may still be reached.
     pub retry_offer: Option<String>,
     pub restricted_note: Option<String>,
+    /// The browser forgets a draft it kept from the form this broadcast was started with.
+    pub sent_key: String,
 }
 
 impl BroadcastPage {
@@ -174,6 +176,7 @@ impl BroadcastPage {
                     report.restricted
                 ))
             }),
+            sent_key: b.idempotency_key.clone(),
         }
     }
 }

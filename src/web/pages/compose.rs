@@ -157,6 +157,11 @@ pub struct ComposePage {
     /// The largest file taken, and what the page says of a larger one as soon as it is chosen.
     pub media_max_bytes: u64,
     pub media_too_large: String,
+    /// Where the browser keeps the unsent draft (`Writer::draft_key`).
+    pub draft_key: String,
+    /// A draft kept in the browser is put back: the composer opened afresh, not a form
+    /// answered after a submit, nor a template chosen.
+    pub restore_draft: bool,
 }
 
 impl IntoResponse for ComposePage {
@@ -292,6 +297,14 @@ impl ComposePage {
                 .min(MediaKind::File.max_bytes()),
             media_too_large: say(&Problem::MediaTooLarge),
             text: form.text,
+            draft_key: writer.draft_key(),
+            restore_draft: false,
         }
+    }
+
+    /// The composer opened afresh: a draft the browser kept for this chat comes back.
+    pub fn restoring_draft(mut self) -> Self {
+        self.restore_draft = true;
+        self
     }
 }

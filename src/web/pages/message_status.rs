@@ -72,6 +72,9 @@ pub struct MessageStatusPage {
     pub time: String,
     pub preview: PreviewView,
     pub app_title: &'static str,
+    /// The browser forgets a draft it kept from the form this message was sent with (the
+    /// form's idempotency key): the message was accepted.
+    pub sent_key: String,
 }
 
 impl MessageStatusPage {
@@ -97,6 +100,7 @@ impl MessageStatusPage {
             time: tehran_time(message.created_at),
             preview: PreviewView::of_body(&message.body),
             app_title: APP_TITLE,
+            sent_key: message.idempotency_key,
             message_id: message.id,
         }
     }

@@ -61,13 +61,7 @@ async fn show_new_broadcast(
 ) -> Result<ComposePage> {
     let writer = owner.writer();
     let draft = broadcast::composer(&app.deps, &writer).await?;
-    Ok(ComposePage::new(
-        draft,
-        &writer,
-        &app.deps.catalog,
-        Vec::new(),
-        None,
-    ))
+    Ok(ComposePage::new(draft, &writer, &app.deps.catalog, Vec::new(), None).restoring_draft())
 }
 
 /// A button edit or a preview comes back; a message that checks out leads to the confirm step.

@@ -54,13 +54,19 @@ async fn show_compose(
     let writer = chat.writer();
     let composer = send::composer(&app.deps, &writer, query.template.as_deref()).await?;
     let notice = query.notice.as_deref().and_then(notice);
-    Ok(ComposePage::new(
+    let page = ComposePage::new(
         composer.draft,
         &writer,
         &app.deps.catalog,
         composer.templates,
         notice,
-    ))
+    );
+    // A template chosen is what the person asked for; otherwise a draft kept comes back.
+    Ok(if query.template.is_none() {
+        page.restoring_draft()
+    } else {
+        page
+    })
 }
 
 /// One form, several buttons: a button edit, save as template, preview, send.

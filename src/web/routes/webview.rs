@@ -31,6 +31,13 @@ pub fn routes() -> Routes {
         .get("/back", back_to_divar)
         .get("/privacy", show_privacy)
         .post("/disconnect", disconnect)
+        .post("/keepalive", keep_alive)
+}
+
+/// The composer's script, while the person types: the session's idle period starts over.
+async fn keep_alive(session: TypedSession) -> Result<axum::http::StatusCode> {
+    session.keep_alive().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// The one-time links: anyone can probe them, so `web::router` throttles this route per client.
