@@ -239,13 +239,28 @@
       return wrap;
     }
 
+    var hint = document.getElementById("text-hint");
+    var tooLong = null;
+
     function render() {
-      count.textContent = String(Array.from(text.value).length).replace(/[0-9]/g, function (d) {
+      var length = Array.from(text.value).length;
+      count.textContent = String(length).replace(/[0-9]/g, function (d) {
         return String.fromCharCode(0x06f0 + Number(d));
       });
+      // Too long (a paste, say): said beside the count, nothing cut.
+      var over = length > Number(text.getAttribute("data-max"));
+      if (over && !tooLong && hint) {
+        tooLong = el("p", "error-text", hint.getAttribute("data-too-long"));
+        tooLong.id = "text-too-long";
+        tooLong.setAttribute("role", "alert");
+        hint.parentNode.insertBefore(tooLong, hint.nextSibling);
+      } else if (!over && tooLong) {
+        tooLong.remove();
+        tooLong = null;
+      }
       var pair = el("div", "preview-pair");
       pair.appendChild(bubble("آنچه شما می‌بینید", "mine", grid("s")));
-      pair.appendChild(bubble("آنچه طرف مقابل می‌بیند", "theirs", grid("r")));
+      pair.appendChild(bubble(preview.getAttribute("data-theirs-title"), "theirs", grid("r")));
       while (preview.children.length > 1) preview.removeChild(preview.lastChild);
       preview.appendChild(pair);
     }
@@ -329,6 +344,21 @@
       }).catch(function () { /* offline: the draft is kept anyway */ });
     }
 
+    // A field's error goes once the field is changed: the server checks again on submit.
+    function fixed(event) {
+      var field = event.target;
+      // A chosen file is checked by its own listener above, which may mark it again.
+      if (!field.id || field.type === "file" || field.getAttribute("aria-invalid") !== "true") return;
+      field.removeAttribute("aria-invalid");
+      if (field.getAttribute("aria-describedby") === field.id + "-error") {
+        field.removeAttribute("aria-describedby");
+      }
+      var said = document.getElementById(field.id + "-error");
+      if (said) said.remove();
+    }
+
+    form.addEventListener("input", fixed);
+    form.addEventListener("change", fixed);
     form.addEventListener("input", render);
     form.addEventListener("change", render);
     form.addEventListener("input", activity);

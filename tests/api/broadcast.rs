@@ -438,6 +438,11 @@ async fn the_confirmed_count_is_exactly_who_gets_it() {
     let key = broadcast_key(&app).await;
     let confirm = composer_form(&app, &key, "بازدید جمعه", "send").await;
     assert!(confirm.contains(&format!("این پیام برای {} نفر", fa(5))));
+    // Many buyers: each sees their own copy.
+    assert!(
+        confirm.contains("<h3>آنچه هر خریدار می‌بیند</h3>"),
+        "{confirm}"
+    );
     assert!(confirm.contains(&format!("{} گفت‌وگوی این آگهی با حساب دیگری", fa(1))));
 
     // "Edit" goes back to the composer with the draft.

@@ -736,3 +736,57 @@ async fn a_draft_survives_an_ended_session_and_a_reload() {
     let notice = client.find(Locator::Id("draft-restored")).await.unwrap();
     assert!(!notice.is_displayed().await.unwrap());
 }
+
+/// A long paste is kept whole and the page says it is too long, beside the count; an error goes
+/// as soon as its field is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_paste_is_not_cut_and_a_fixed_error_goes() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    let conv = conversation(1, 3);
+    connect_as_buyer(&client, &app, &conv).await;
+    let long = "کلمه ".repeat(220); // 1,100 characters
+    client
+        .execute(
+            "var t = document.getElementById('text'); t.value = arguments[0];
+             t.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!(long)],
+        )
+        .await
+        .unwrap();
+    let said = wait_for(&client, "#text-too-long").await;
+    assert!(
+        said.text().await.unwrap().contains("۱۰۰۰"),
+        "the limit is named"
+    );
+    let text = client.find(Locator::Id("text")).await.unwrap();
+    assert_eq!(
+        text.prop("value").await.unwrap().map(|v| v.chars().count()),
+        Some(1100),
+        "nothing cut"
+    );
+    assert_accessible(&client, "the composer with a text too long").await;
+    // Shortened: the warning goes.
+    client
+        .execute(
+            "var t = document.getElementById('text'); t.value = 'سلام';
+             t.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(client.find(Locator::Id("text-too-long")).await.is_err());
+
+    // A button without its caption: the server marks the field; typing one clears the mark.
+    click_css(&client, "button[name='add'][value='s:custom']").await;
+    let caption = wait_for(&client, "#s00_caption").await;
+    caption.clear().await.unwrap();
+    click_text(&client, "button", "ارسال در گفت‌وگو").await;
+    wait_for(&client, "#s00_caption-error").await;
+    let caption = client.find(Locator::Id("s00_caption")).await.unwrap();
+    caption.send_keys("قیمت").await.unwrap();
+    assert!(client.find(Locator::Id("s00_caption-error")).await.is_err());
+    assert_eq!(caption.attr("aria-invalid").await.unwrap(), None);
+}

@@ -159,6 +159,11 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     // The status page's preview names icons in Persian.
     let status = app.get_html(&format!("/messages/{id}/status")).await;
     assert!(status.contains(">ساعت</span>") && !status.contains("ACCESS_TIME"));
+    // A way back to the chat; headings in order (h1, then h2 above the preview's h3); no «·»,
+    // which Vazirmatn draws like a Persian zero, between the status and the time.
+    assert!(status.contains(r#"href="/back">بازگشت به گفت‌وگو</a>"#));
+    assert!(status.contains("<h2>پیامی که فرستادید</h2>"));
+    assert!(!status.contains(" · "), "{status}");
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ impl From<Confirmation> for BroadcastConfirmPage {
                     .attachment
                     .as_ref()
                     .map(|a| (a.file_name.clone(), super::megabytes(a.size))),
-                ..PreviewView::of_message(&c.message)
+                ..PreviewView::of_message(&c.message).to_every_buyer()
             },
             app_title: APP_TITLE,
         }
@@ -170,12 +170,7 @@ impl BroadcastPage {
             retry_offer: report
                 .can_retry()
                 .then(|| persian_digits(&format!("دوباره فرستادن به {} نفر", report.retryable))),
-            restricted_note: (report.restricted > 0).then(|| {
-                persian_digits(&format!(
-                    "{} نفر در گفت‌وگو پیام نمی‌پذیرند؛ دوباره فرستادن به آن‌ها فایده‌ای ندارد.",
-                    report.restricted
-                ))
-            }),
+            restricted_note: restricted_note(report.restricted),
             sent_key: b.idempotency_key.clone(),
         }
     }
@@ -211,3 +206,32 @@ impl BroadcastProgress {
 }
 
 crate::pages!(BroadcastConfirmPage, BroadcastPage);
+
+/// The chats that refuse messages, with the verb agreeing: one person, or several.
+fn restricted_note(restricted: i64) -> Option<String> {
+    match restricted {
+        0 => None,
+        1 => Some("۱ نفر در گفت‌وگو پیام نمی‌پذیرد؛ دوباره فرستادن به او فایده‌ای ندارد.".into()),
+        n => Some(persian_digits(&format!(
+            "{n} نفر در گفت‌وگو پیام نمی‌پذیرند؛ دوباره فرستادن به آن‌ها فایده‌ای ندارد."
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_person_takes_a_singular_verb() {
+        assert_eq!(super::restricted_note(0), None);
+        assert!(
+            super::restricted_note(1)
+                .unwrap()
+                .starts_with("۱ نفر در گفت‌وگو پیام نمی‌پذیرد؛")
+        );
+        assert!(
+            super::restricted_note(3)
+                .unwrap()
+                .starts_with("۳ نفر در گفت‌وگو پیام نمی‌پذیرند؛")
+        );
+    }
+}

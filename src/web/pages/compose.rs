@@ -157,6 +157,8 @@ pub struct ComposePage {
     /// The largest file taken, and what the page says of a larger one as soon as it is chosen.
     pub media_max_bytes: u64,
     pub media_too_large: String,
+    /// The live preview's title for the other side's bubble (compose.js reads it).
+    pub theirs_title: &'static str,
     /// Where the browser keeps the unsent draft (`Writer::draft_key`).
     pub draft_key: String,
     /// A draft kept in the browser is put back: the composer opened afresh, not a form
@@ -275,7 +277,14 @@ impl ComposePage {
             notice,
             error_count: errors.len(),
             focus: first_invalid(&errors).or(focus).unwrap_or_default(),
-            preview: preview.as_ref().map(PreviewView::of_message),
+            preview: preview.as_ref().map(|m| {
+                let view = PreviewView::of_message(m);
+                if writer.is_broadcast() {
+                    view.to_every_buyer()
+                } else {
+                    view
+                }
+            }),
             app_title: APP_TITLE,
             broadcast,
             form_action: if broadcast {
@@ -298,6 +307,11 @@ impl ComposePage {
             media_too_large: say(&Problem::MediaTooLarge),
             text: form.text,
             draft_key: writer.draft_key(),
+            theirs_title: if broadcast {
+                super::THEIRS_EACH_BUYER
+            } else {
+                super::THEIRS_ONE
+            },
             restore_draft: false,
         }
     }

@@ -92,7 +92,12 @@ pub struct PreviewView {
     pub receiver_rows: Vec<Vec<PreviewButton>>,
     /// The photo or file the message carries: its name, and its size as a person reads it.
     pub attachment: Option<(String, String)>,
+    /// Whose view the second bubble is: the other side, or each buyer of a post-wide message.
+    pub theirs_title: &'static str,
 }
+
+pub(crate) const THEIRS_ONE: &str = "آنچه طرف مقابل می‌بیند";
+pub(crate) const THEIRS_EACH_BUYER: &str = "آنچه هر خریدار می‌بیند";
 
 /// A file's size in megabytes, in Persian digits: «۰٫۳ مگابایت». Its name is shown apart from
 /// it, isolated, so a Latin name does not turn the Persian words around.
@@ -120,7 +125,14 @@ impl PreviewView {
             sender_rows: rows(&message.sender_buttons),
             receiver_rows: rows(&message.receiver_buttons),
             attachment: None,
+            theirs_title: THEIRS_ONE,
         }
+    }
+
+    /// A post-wide message: many buyers see it, each their own copy.
+    pub fn to_every_buyer(mut self) -> Self {
+        self.theirs_title = THEIRS_EACH_BUYER;
+        self
     }
 
     pub fn of_body(body: &SentBody) -> Self {
@@ -143,6 +155,7 @@ impl PreviewView {
                 .attachment
                 .as_ref()
                 .map(|a| (a.file_name.clone(), megabytes(a.size))),
+            theirs_title: THEIRS_ONE,
         }
     }
 }
