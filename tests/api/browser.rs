@@ -790,3 +790,53 @@ async fn a_long_paste_is_not_cut_and_a_fixed_error_goes() {
     assert!(client.find(Locator::Id("s00_caption-error")).await.is_err());
     assert_eq!(caption.attr("aria-invalid").await.unwrap(), None);
 }
+
+/// The empty composer on a phone that has nothing cached yet (its session cookie carried over
+/// from the phone that connected): at most 50 KB over the wire, Brotli included, the font at most
+/// 40 KB of it, under a fingerprinted URL kept for a year.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_visit_of_the_empty_composer_weighs_under_50_kb() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let connected = tempfile::tempdir().unwrap();
+    let first = phone(&driver, connected.path()).await;
+    connect_as_buyer(&first, &app, &conversation(1, 1)).await;
+    let session = first.get_named_cookie("kenar_session").await.unwrap();
+    first.close().await.unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    let client = phone(&driver, fresh.path()).await;
+    client.goto(&app.url("/healthz")).await.unwrap();
+    client.add_cookie(session.into_owned()).await.unwrap();
+    client.goto(&app.url("/compose")).await.unwrap();
+    wait_for(&client, "#compose").await;
+    // Every request of the visit, the font included, once they have landed (the icon list
+    // loads only with a button to pick an icon for).
+    let measured = eventually_within(BROWSER_PATIENCE, "the visit's requests", async || {
+        let entries = client
+            .execute(
+                "var nav = performance.getEntriesByType('navigation')[0];
+                 var all = [[location.pathname, nav.transferSize]];
+                 performance.getEntriesByType('resource').forEach(function (r) {
+                   all.push([new URL(r.name).pathname, r.transferSize]);
+                 });
+                 return document.fonts.status === 'loaded' ? all : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let entries: Vec<(String, u64)> = serde_json::from_value(entries).ok()?;
+        let has = |what: &str| entries.iter().any(|(path, _)| path.contains(what));
+        has(".woff2").then_some(entries)
+    })
+    .await;
+    let total: u64 = measured.iter().map(|(_, bytes)| bytes).sum();
+    let font: u64 = measured
+        .iter()
+        .filter(|(path, _)| path.ends_with(".woff2"))
+        .map(|(_, bytes)| bytes)
+        .sum();
+    eprintln!("first visit of the empty composer: {total} bytes, font {font}: {measured:?}");
+    assert!(total <= 50_000, "{total} bytes: {measured:?}");
+    assert!(font <= 40_000, "the font: {font} bytes");
+}
