@@ -1,5 +1,6 @@
 //! The button editor's ready-made parts, for sellers rather than developers: Persian names for
-//! the Divar icons a seller is likely to want (in groups; the full list stays one tap away),
+//! the Divar icons a seller is likely to want (in groups, each with an emoji stand-in and other
+//! words to search it by; Divar's other icons are not offered),
 //! ready-made buttons (presets), and the editor's add/remove steps on the composer's form.
 //!
 //! Icon names are Divar's (docs/divar-platform.md, "Sending"); the Persian names are ours.
@@ -10,87 +11,291 @@ use super::compose::{ComposeForm, EditRequest, Part, Side, Slot, Writer};
 
 pub struct IconGroup {
     pub title: &'static str,
-    /// `(Divar's icon name, its Persian name)`.
-    pub icons: &'static [(&'static str, &'static str)],
+    pub icons: &'static [Icon],
+}
+
+/// One of Divar's icons as a seller meets it: a Persian name, a picture, and the other words a
+/// seller may search it by. Divar's own icon images are not public: the picture is an emoji
+/// that stands in for it on our pages (Divar draws its own in the chat).
+pub struct Icon {
+    /// Divar's name, sent in the message; never shown.
+    pub name: &'static str,
+    pub persian: &'static str,
+    pub glyph: &'static str,
+    /// Space-separated Persian words the icon search also matches.
+    pub keywords: &'static str,
 }
 
 pub const ICON_GROUPS: &[IconGroup] = &[
     IconGroup {
         title: "زمان و مکان",
         icons: &[
-            ("ACCESS_TIME", "ساعت"),
-            ("CALENDAR_TEXT", "تقویم"),
-            ("EVENT_NOTE", "قرار"),
-            ("TIMER", "زمان‌سنج"),
-            ("PLACE", "مکان"),
-            ("MAP_VIEW", "نقشه"),
-            ("LOCAL_SHIPPING", "ارسال بار"),
-            ("HOME", "خانه"),
+            Icon {
+                name: "ACCESS_TIME",
+                persian: "ساعت",
+                glyph: "🕒",
+                keywords: "زمان وقت بازدید",
+            },
+            Icon {
+                name: "CALENDAR_TEXT",
+                persian: "تقویم",
+                glyph: "📅",
+                keywords: "تاریخ روز",
+            },
+            Icon {
+                name: "EVENT_NOTE",
+                persian: "قرار",
+                glyph: "🗓️",
+                keywords: "وقت ملاقات",
+            },
+            Icon {
+                name: "TIMER",
+                persian: "زمان‌سنج",
+                glyph: "⏱️",
+                keywords: "مدت",
+            },
+            Icon {
+                name: "PLACE",
+                persian: "مکان",
+                glyph: "📍",
+                keywords: "آدرس نشانی محل",
+            },
+            Icon {
+                name: "MAP_VIEW",
+                persian: "نقشه",
+                glyph: "🗺️",
+                keywords: "مسیر آدرس نشانی",
+            },
+            Icon {
+                name: "LOCAL_SHIPPING",
+                persian: "ارسال بار",
+                glyph: "🚚",
+                keywords: "پست حمل تحویل",
+            },
+            Icon {
+                name: "HOME",
+                persian: "خانه",
+                glyph: "🏠",
+                keywords: "منزل",
+            },
         ],
     },
     IconGroup {
         title: "تماس و گفت‌وگو",
         icons: &[
-            ("CALL", "تلفن"),
-            ("CHAT_BUBBLE", "گفت‌وگو"),
-            ("TEXT_SMS_OUTLINE", "پیامک"),
-            ("EMAIL_OUTLINE", "ایمیل"),
-            ("SEND", "فرستادن"),
-            ("PERSON", "شخص"),
-            ("SHARE", "هم‌رسانی"),
-            ("LINK", "لینک"),
+            Icon {
+                name: "CALL",
+                persian: "تلفن",
+                glyph: "📞",
+                keywords: "تماس شماره زنگ",
+            },
+            Icon {
+                name: "CHAT_BUBBLE",
+                persian: "گفت‌وگو",
+                glyph: "💬",
+                keywords: "چت پیام",
+            },
+            Icon {
+                name: "TEXT_SMS_OUTLINE",
+                persian: "پیامک",
+                glyph: "✉️",
+                keywords: "اس‌ام‌اس پیام",
+            },
+            Icon {
+                name: "EMAIL_OUTLINE",
+                persian: "ایمیل",
+                glyph: "📧",
+                keywords: "رایانامه نامه",
+            },
+            Icon {
+                name: "SEND",
+                persian: "فرستادن",
+                glyph: "📤",
+                keywords: "ارسال",
+            },
+            Icon {
+                name: "PERSON",
+                persian: "شخص",
+                glyph: "👤",
+                keywords: "کاربر فروشنده خریدار",
+            },
+            Icon {
+                name: "SHARE",
+                persian: "هم‌رسانی",
+                glyph: "↗️",
+                keywords: "اشتراک",
+            },
+            Icon {
+                name: "LINK",
+                persian: "لینک",
+                glyph: "🔗",
+                keywords: "پیوند سایت وب",
+            },
         ],
     },
     IconGroup {
         title: "خرید و پرداخت",
         icons: &[
-            ("PAYMENT", "کارت بانکی"),
-            ("MONEY", "پول"),
-            ("WALLET", "کیف پول"),
-            ("CART", "سبد خرید"),
-            ("STORE", "فروشگاه"),
-            ("GIFT", "هدیه"),
+            Icon {
+                name: "PAYMENT",
+                persian: "کارت بانکی",
+                glyph: "💳",
+                keywords: "پرداخت",
+            },
+            Icon {
+                name: "MONEY",
+                persian: "پول",
+                glyph: "💵",
+                keywords: "قیمت تومان ریال مبلغ",
+            },
+            Icon {
+                name: "WALLET",
+                persian: "کیف پول",
+                glyph: "👛",
+                keywords: "پرداخت",
+            },
+            Icon {
+                name: "CART",
+                persian: "سبد خرید",
+                glyph: "🛒",
+                keywords: "خرید",
+            },
+            Icon {
+                name: "STORE",
+                persian: "فروشگاه",
+                glyph: "🏪",
+                keywords: "مغازه",
+            },
+            Icon {
+                name: "GIFT",
+                persian: "هدیه",
+                glyph: "🎁",
+                keywords: "تخفیف جایزه",
+            },
         ],
     },
     IconGroup {
         title: "آگهی و کالا",
         icons: &[
-            ("CAR", "خودرو"),
-            ("REAL_ESTATE", "ملک"),
-            ("CAMERA", "دوربین"),
-            ("PHOTO_LIBRARY", "عکس‌ها"),
-            ("VIDEOCAM", "ویدیو"),
-            ("FILE", "پرونده"),
-            ("NOTE", "یادداشت"),
+            Icon {
+                name: "CAR",
+                persian: "خودرو",
+                glyph: "🚗",
+                keywords: "ماشین اتومبیل",
+            },
+            Icon {
+                name: "REAL_ESTATE",
+                persian: "ملک",
+                glyph: "🏢",
+                keywords: "خانه آپارتمان ساختمان",
+            },
+            Icon {
+                name: "CAMERA",
+                persian: "دوربین",
+                glyph: "📷",
+                keywords: "عکس",
+            },
+            Icon {
+                name: "PHOTO_LIBRARY",
+                persian: "عکس‌ها",
+                glyph: "🖼️",
+                keywords: "تصویر",
+            },
+            Icon {
+                name: "VIDEOCAM",
+                persian: "ویدیو",
+                glyph: "🎥",
+                keywords: "فیلم",
+            },
+            Icon {
+                name: "FILE",
+                persian: "پرونده",
+                glyph: "📄",
+                keywords: "فایل سند",
+            },
+            Icon {
+                name: "NOTE",
+                persian: "یادداشت",
+                glyph: "📝",
+                keywords: "متن",
+            },
         ],
     },
     IconGroup {
         title: "عمومی",
         icons: &[
-            ("CHECK_CIRCLE", "تأیید"),
-            ("VERIFIED", "تأییدشده"),
-            ("INFO", "اطلاعات"),
-            ("HELP", "راهنما"),
-            ("WARNING", "هشدار"),
-            ("STAR", "ستاره"),
-            ("THUMB_UP", "پسند"),
-            ("EDIT", "ویرایش"),
+            Icon {
+                name: "CHECK_CIRCLE",
+                persian: "تأیید",
+                glyph: "✅",
+                keywords: "درست باشه",
+            },
+            Icon {
+                name: "VERIFIED",
+                persian: "تأییدشده",
+                glyph: "☑️",
+                keywords: "اصل معتبر",
+            },
+            Icon {
+                name: "INFO",
+                persian: "اطلاعات",
+                glyph: "ℹ️",
+                keywords: "توضیح",
+            },
+            Icon {
+                name: "HELP",
+                persian: "راهنما",
+                glyph: "❓",
+                keywords: "سؤال پرسش",
+            },
+            Icon {
+                name: "WARNING",
+                persian: "هشدار",
+                glyph: "⚠️",
+                keywords: "توجه",
+            },
+            Icon {
+                name: "STAR",
+                persian: "ستاره",
+                glyph: "⭐",
+                keywords: "امتیاز ویژه",
+            },
+            Icon {
+                name: "THUMB_UP",
+                persian: "پسند",
+                glyph: "👍",
+                keywords: "خوب",
+            },
+            Icon {
+                name: "EDIT",
+                persian: "ویرایش",
+                glyph: "✏️",
+                keywords: "تغییر",
+            },
         ],
     },
 ];
 
-/// The Persian name of a Divar icon, when it has one here.
-pub fn persian_name(icon: &str) -> Option<&'static str> {
+/// One of the icons offered here, by Divar's name.
+pub fn icon(name: &str) -> Option<&'static Icon> {
     ICON_GROUPS
         .iter()
         .flat_map(|g| g.icons)
-        .find(|(name, _)| *name == icon)
-        .map(|(_, persian)| *persian)
+        .find(|icon| icon.name == name)
 }
 
-/// What a person reads for an icon: its Persian name, or Divar's name for the rest of the list.
-pub fn icon_label(icon: &str) -> String {
-    persian_name(icon).map_or_else(|| icon.to_string(), str::to_string)
+/// The Persian name of a Divar icon, when it has one here.
+pub fn persian_name(icon_name: &str) -> Option<&'static str> {
+    icon(icon_name).map(|icon| icon.persian)
+}
+
+/// The name our pages give an icon not offered here (from a template, or another tool): never
+/// Divar's code.
+pub const OTHER_ICON: &str = "نماد دیگر";
+
+/// How our pages draw an icon: its picture and its Persian name.
+pub fn icon_shown(name: &str) -> (&'static str, &'static str) {
+    icon(name).map_or(("•", OTHER_ICON), |icon| (icon.glyph, icon.persian))
 }
 
 /// Who a preset's button is for: the grid it is offered on follows from who is writing.
@@ -315,8 +520,8 @@ mod tests {
 
     #[test]
     fn every_named_icon_is_a_divar_icon() {
-        for (name, _) in ICON_GROUPS.iter().flat_map(|g| g.icons) {
-            assert!(icons::is_known(name), "{name}");
+        for icon in ICON_GROUPS.iter().flat_map(|g| g.icons) {
+            assert!(icons::is_known(icon.name), "{}", icon.name);
         }
         for preset in PRESETS {
             assert!(icons::is_known(preset.icon), "{}", preset.key);

@@ -71,23 +71,3 @@ pub async fn cache_headers(request: Request, next: Next) -> Response {
     }
     response
 }
-
-/// Divar's icon names, with a fingerprint for the URL: the composer's script loads the list
-/// once and the browser keeps it, instead of every composer page carrying 23 KB of it.
-static ICONS: LazyLock<(Vec<&'static str>, String)> = LazyLock::new(|| {
-    use sha2::{Digest, Sha256};
-    let list: Vec<&'static str> = crate::domain::icons::all().collect();
-    let hash = Sha256::digest(list.join(",").as_bytes());
-    let short = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    (list, short)
-});
-
-/// The icon names and their current fingerprint.
-pub fn icons() -> (&'static [&'static str], &'static str) {
-    (&ICONS.0, &ICONS.1)
-}
-
-/// Where the composer's script loads the icon names from.
-pub fn icons_url() -> String {
-    format!("/icons.json?v={}", ICONS.1)
-}

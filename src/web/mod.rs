@@ -63,7 +63,6 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
     let app = Router::new()
         .merge(routes::health::routes().into_router())
         .merge(routes::divar::routes().into_router())
-        .merge(routes::compose::asset_routes().into_router())
         .merge(pages)
         .fallback(|| async { error::AppError::NotFound })
         // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.

@@ -3,7 +3,6 @@
 // button does not walk through one page per edit). The form works the same without it.
 (function () {
   "use strict";
-  var iconNames = null; // one request for the whole visit
   var sending = false;
   // The session ends after 15 minutes without a request; typing refreshes it at most this often.
   var KEEP_ALIVE_EVERY = 3 * 60 * 1000;
@@ -133,32 +132,9 @@
   }
 
   function enhance(form) {
-    // The icon picker: named icons are in the page; the rest of Divar's list comes from a cached
-    // file, loaded once, under «بیشتر». A search box filters both.
+    // The icon picker: the icons offered, each with its picture and Persian name, and a search
+    // that also knows other words for them («ماشین» finds «خودرو»).
     var pickers = Array.prototype.slice.call(form.querySelectorAll("select.icon-picker"));
-    var list = document.getElementById("icon-list");
-    if (pickers.length && list && list.dataset.src && window.fetch) {
-      iconNames = iconNames || fetch(list.dataset.src, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : []; })
-        .catch(function () { iconNames = null; return []; });
-      iconNames
-        .then(function (names) {
-          pickers.forEach(function (select) {
-            var known = {};
-            Array.prototype.forEach.call(select.options, function (o) { known[o.value] = true; });
-            var more = document.createElement("optgroup");
-            more.label = "بیشتر";
-            names.forEach(function (name) {
-              if (known[name]) return;
-              var option = document.createElement("option");
-              option.value = name;
-              option.textContent = name;
-              more.appendChild(option);
-            });
-            select.appendChild(more);
-          });
-        });
-    }
     pickers.forEach(function (select) {
       var search = document.createElement("input");
       search.type = "search";
@@ -174,7 +150,8 @@
         var q = search.value.trim().toLowerCase();
         var first = null;
         Array.prototype.forEach.call(select.options, function (o) {
-          var match = !q || o.text.toLowerCase().indexOf(q) >= 0 || o.value.toLowerCase().indexOf(q) >= 0;
+          var words = o.text + " " + (o.getAttribute("data-keywords") || "");
+          var match = !q || words.indexOf(q) >= 0;
           o.hidden = !match;
           if (match && !first) first = o;
         });
@@ -208,7 +185,11 @@
           var icon = form.elements.namedItem(p + "icon");
           var chosen = icon && icon.options ? icon.options[icon.selectedIndex] : null;
           if (caption.trim() && kind) {
-            row.push({ caption: caption.trim(), icon: chosen ? chosen.text : "" });
+            row.push({
+              caption: caption.trim(),
+              glyph: chosen ? chosen.getAttribute("data-glyph") || "" : "",
+              name: chosen && chosen.value ? chosen.text.replace(/^\S+\s/, "") : ""
+            });
           }
         }
         if (row.length) rows.push(row);
@@ -227,8 +208,12 @@
         rows.forEach(function (row) {
           var rowEl = el("div", "button-row");
           row.forEach(function (btn) {
-            var s = el("span", "chat-button", btn.caption + " ");
-            s.appendChild(el("span", "icon", btn.icon));
+            var s = el("span", "chat-button");
+            var icon = el("span", "icon", btn.glyph);
+            icon.setAttribute("role", "img");
+            icon.setAttribute("aria-label", btn.name);
+            s.appendChild(icon);
+            s.appendChild(document.createTextNode(" " + btn.caption));
             rowEl.appendChild(s);
           });
           g.appendChild(rowEl);

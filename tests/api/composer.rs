@@ -110,7 +110,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     assert!(tag_of(&page, "r00_caption").contains(r#"value="نشانی روی نقشه""#));
     assert!(tag_of(&page, "r00_link").contains("autofocus"));
     assert!(
-        page.contains(r#"<option value="MAP_VIEW" selected>نقشه</option>"#),
+        page.contains(r#"<option value="MAP_VIEW" selected data-glyph="🗺️" data-keywords="مسیر آدرس نشانی">🗺️ نقشه</option>"#),
         "the icon by its Persian name"
     );
     assert!(page.contains(r#"<option value="link" selected>"#));
@@ -158,7 +158,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
 
     // The status page's preview names icons in Persian.
     let status = app.get_html(&format!("/messages/{id}/status")).await;
-    assert!(status.contains(">ساعت</span>") && !status.contains("ACCESS_TIME"));
+    assert!(status.contains(r#"aria-label="ساعت">🕒</span>"#) && !status.contains("ACCESS_TIME"));
     // A way back to the chat; headings in order (h1, then h2 above the preview's h3); no «·»,
     // which Vazirmatn draws like a Persian zero, between the status and the time.
     assert!(status.contains(r#"href="/back">بازگشت به گفت‌وگو</a>"#));

@@ -57,7 +57,7 @@ fn say(problem: &Problem) -> String {
         Problem::DataTooMany => format!("حداکثر {MAX_DATA_PAIRS} جفت کلید و مقدار."),
         Problem::TemplateName => "نام قالب را بنویسید (تا ۶۰ حرف).".to_string(),
         Problem::MediaType => {
-            "این نوع فایل در گفت‌وگوی دیوار فرستاده نمی‌شود؛ عکس (PNG یا JPEG) یا فایل PDF، Word، Excel یا PowerPoint انتخاب کنید.".to_string()
+            "این نوع فایل در گفت‌وگوی دیوار فرستاده نمی‌شود؛ عکس (PNG یا JPG) یا فایل PDF، Word، Excel یا PowerPoint انتخاب کنید.".to_string()
         }
         Problem::MediaTooLarge => "این فایل بزرگ‌تر از ۵ مگابایت است؛ فایل کوچک‌تری انتخاب کنید.".to_string(),
         Problem::MediaUnavailable => {
@@ -89,7 +89,7 @@ pub struct SlotView {
     pub caption: String,
     /// Divar's icon name, upper case.
     pub icon: String,
-    /// The icon, when it is not one of the named ones (from the full list, or typed).
+    /// The icon, when it is not one of those offered (from a template, or another tool).
     pub other_icon: Option<String>,
     pub kind: String,
     pub link: String,
@@ -133,7 +133,6 @@ pub struct ComposePage {
     /// Features' pages offered to this writer: `(title, path)`.
     pub links: Vec<(&'static str, &'static str)>,
     /// Where the composer's script loads the icon list from (a cached asset).
-    pub icons_url: String,
     pub templates: Vec<TemplateView>,
     pub template_name: String,
     pub template_error: Option<String>,
@@ -265,7 +264,6 @@ impl ComposePage {
                 .filter(|l| !broadcast && l.audience.includes(writer.side))
                 .map(|l| (l.title, l.path))
                 .collect(),
-            icons_url: crate::web::assets::icons_url(),
             templates: templates
                 .into_iter()
                 .map(|t| TemplateView {

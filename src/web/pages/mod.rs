@@ -82,7 +82,20 @@ impl PageAction {
 
 pub struct PreviewButton {
     pub caption: String,
-    pub icon: String,
+    /// The icon's picture, and its Persian name for screen readers.
+    pub icon: &'static str,
+    pub icon_name: &'static str,
+}
+
+impl PreviewButton {
+    fn new(caption: &str, icon: &str) -> Self {
+        let (icon, icon_name) = crate::domain::button_kit::icon_shown(icon);
+        Self {
+            caption: caption.to_string(),
+            icon,
+            icon_name,
+        }
+    }
 }
 
 /// A message as the chat shows it to each side (`partials/preview.html`).
@@ -112,9 +125,8 @@ impl PreviewView {
             grid.rows()
                 .iter()
                 .map(|row| {
-                    let button = |b: &crate::domain::compose::Button| PreviewButton {
-                        caption: b.caption.clone(),
-                        icon: crate::domain::button_kit::icon_label(&b.icon),
+                    let button = |b: &crate::domain::compose::Button| {
+                        PreviewButton::new(&b.caption, &b.icon)
                     };
                     row.iter().map(button).collect()
                 })
@@ -139,10 +151,8 @@ impl PreviewView {
         let rows = |grid: &[Vec<(String, String)>]| {
             grid.iter()
                 .map(|row| {
-                    let button = |(caption, icon): &(String, String)| PreviewButton {
-                        caption: caption.clone(),
-                        icon: crate::domain::button_kit::icon_label(icon),
-                    };
+                    let button =
+                        |(caption, icon): &(String, String)| PreviewButton::new(caption, icon);
                     row.iter().map(button).collect()
                 })
                 .collect()

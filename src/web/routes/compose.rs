@@ -12,7 +12,6 @@ use crate::{
     services::send::{self, Submitted},
     state::AppState,
     web::{
-        assets,
         error::Result,
         extract::{ChatVisitor, Known},
         form::ComposeSubmission,
@@ -33,11 +32,6 @@ pub fn routes() -> Routes {
         "/compose",
         post(submit_compose).layer(DefaultBodyLimit::max(MAX_COMPOSE_BODY)),
     )
-}
-
-/// The composer's cacheable data, outside the pages' `no-store` and session layers.
-pub fn asset_routes() -> Routes {
-    Routes::new().get("/icons.json", icon_list)
 }
 
 #[derive(Deserialize)]
@@ -89,22 +83,4 @@ async fn submit_compose(
         }
         Submitted::TemplateSaved => Redirect::to("/compose?notice=template_saved").into_response(),
     })
-}
-
-#[derive(Deserialize)]
-struct IconQuery {
-    v: Option<String>,
-}
-
-/// Divar's icon names, for the composer's script: cached for good under the URL the page
-/// names (`assets::icons_url`), for an hour under any other.
-async fn icon_list(Query(query): Query<IconQuery>) -> Response {
-    let (names, current) = assets::icons();
-    let cache = if query.v.as_deref() == Some(current) {
-        "public, max-age=31536000, immutable"
-    } else {
-        "public, max-age=3600"
-    };
-    let cached = [(axum::http::header::CACHE_CONTROL, cache)];
-    (cached, axum::Json(names)).into_response()
 }
