@@ -319,6 +319,9 @@ impl Audience {
 
 /// A button a person adds with one tap: the core's below, and each feature's own (see
 /// `web::feature::Feature`). The fields are what the composer's slot is filled with.
+/// The preset that adds an empty button, offered on both grids.
+const BLANK: &str = "custom";
+
 pub struct Preset {
     /// Unique among presets; the chip posts `add=<side>:<key>`.
     pub key: &'static str,
@@ -343,7 +346,9 @@ impl std::fmt::Debug for Preset {
 }
 
 impl Preset {
-    /// Whether the chip is offered on `grid` for `writer`: the grid the audience sees.
+    /// Whether the chip is offered on `grid` for `writer`: the grid the audience sees. A preset
+    /// for both sides is offered once, on the other side's grid (where buttons do their work);
+    /// the blank one on both.
     pub fn offered(&self, grid: Side, writer: &Writer) -> bool {
         if self.needs_post && writer.post.is_none() {
             return false;
@@ -356,7 +361,7 @@ impl Preset {
             (None, _) => true,
         };
         match self.audience {
-            Audience::Both => true,
+            Audience::Both => self.key == BLANK || grid == Side::Receiver,
             Audience::Seller => sees(UserSide::Seller),
             Audience::Buyer => sees(UserSide::Buyer),
         }
@@ -533,7 +538,7 @@ mod tests {
         let presets: Vec<&Preset> = PRESETS.iter().collect();
         let w = writer(None, false);
         let mut form = ComposeForm::default();
-        let s00 = Slot::parse("s00").unwrap();
+        let s00 = Slot::parse("r00").unwrap();
         form.set(s00, Part::Caption, "اول".into());
         let add = |form: &mut ComposeForm, side: Side, key: &str| {
             let edit = EditRequest::Add {
@@ -543,23 +548,32 @@ mod tests {
             apply(form, &edit, &presets, &w)
         };
         let focus = |f: &str| Edited::Done { focus: f.into() };
-        assert_eq!(add(&mut form, Side::Sender, "map"), focus("s01_link"));
-        let s01 = form.slot(Slot::parse("s01").unwrap()).unwrap().clone();
+        assert_eq!(add(&mut form, Side::Receiver, "map"), focus("r01_link"));
+        let s01 = form.slot(Slot::parse("r01").unwrap()).unwrap().clone();
         assert_eq!((s01.kind.as_str(), s01.icon.as_str()), ("link", "MAP_VIEW"));
-        assert_eq!(add(&mut form, Side::Sender, "visit"), focus("s02_caption"));
-        let remove = EditRequest::Remove(Slot::parse("s01").unwrap());
-        assert_eq!(apply(&mut form, &remove, &presets, &w), focus("s-title"));
-        assert!(!form.is_used(Slot::parse("s01").unwrap()));
-        assert_eq!(add(&mut form, Side::Sender, "custom"), focus("s01_caption"));
+        assert_eq!(
+            add(&mut form, Side::Receiver, "visit"),
+            focus("r02_caption")
+        );
+        let remove = EditRequest::Remove(Slot::parse("r01").unwrap());
+        assert_eq!(apply(&mut form, &remove, &presets, &w), focus("r-title"));
+        assert!(!form.is_used(Slot::parse("r01").unwrap()));
+        assert_eq!(
+            add(&mut form, Side::Receiver, "custom"),
+            focus("r01_caption")
+        );
         for _ in 0..6 {
-            add(&mut form, Side::Sender, "pay");
+            add(&mut form, Side::Receiver, "pay");
         }
         assert_eq!(
-            add(&mut form, Side::Sender, "pay"),
-            Edited::Full(Side::Sender)
-        );
-        assert!(matches!(
             add(&mut form, Side::Receiver, "pay"),
+            Edited::Full(Side::Receiver)
+        );
+        // A preset for both sides is offered once, on the other side's grid; the blank one on
+        // both.
+        assert_eq!(add(&mut form, Side::Sender, "pay"), Edited::Nothing);
+        assert!(matches!(
+            add(&mut form, Side::Sender, "custom"),
             Edited::Done { .. }
         ));
         assert_eq!(add(&mut form, Side::Receiver, "nothing"), Edited::Nothing);

@@ -86,6 +86,10 @@
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("compose");
         if (!fresh) throw new Error("no form in the answer");
+        // The advanced switch is the page's, not the form data's: it stays as it was.
+        var was = form.querySelector("#show-advanced");
+        var now = fresh.querySelector("#show-advanced");
+        if (was && now && was.checked) now.checked = true;
         form.replaceWith(fresh);
         enhance(fresh);
         return fresh;

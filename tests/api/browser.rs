@@ -530,15 +530,15 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         .await
         .unwrap();
     assert_eq!(dark, json!(true), "the phone is in dark mode");
-    click_css(&client, "button[name='add'][value='s:map']").await;
-    wait_for(&client, "#s00_link").await;
+    click_css(&client, "button[name='add'][value='r:map']").await;
+    wait_for(&client, "#r00_link").await;
     let active = client
         .execute("return document.activeElement.id", vec![])
         .await
         .unwrap();
     assert_eq!(
         active,
-        json!("s00_link"),
+        json!("r00_link"),
         "the map's link is what is left to write"
     );
     // When the script's request fails (a flaky network), the tap still goes through as a plain
@@ -550,8 +550,8 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         )
         .await
         .unwrap();
-    click_css(&client, "button[name='add'][value='s:visit']").await;
-    let added = wait_for(&client, "#s01_caption").await;
+    click_css(&client, "button[name='add'][value='r:visit']").await;
+    let added = wait_for(&client, "#r01_caption").await;
     assert_eq!(
         added.prop("value").await.unwrap().as_deref(),
         Some("زمان بازدید")
@@ -569,7 +569,7 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         .await
         .unwrap();
     click_text(&client, "button", "ارسال در گفت‌وگو").await;
-    wait_for(&client, "#s00_link-error").await;
+    wait_for(&client, "#r00_link-error").await;
     let focus = client
         .execute(
             "var el = document.activeElement, r = el.getBoundingClientRect();
@@ -580,7 +580,7 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         )
         .await
         .unwrap();
-    assert_eq!(focus, json!(["s00_link", true, "s00_link-error"]));
+    assert_eq!(focus, json!(["r00_link", true, "r00_link-error"]));
     assert_accessible(&client, "the composer with a problem, dark, 320 px").await;
 }
 
@@ -843,4 +843,84 @@ async fn the_first_visit_of_the_empty_composer_weighs_under_50_kb() {
     eprintln!("first visit of the empty composer: {total} bytes, font {font}: {measured:?}");
     assert!(total <= 50_000, "{total} bytes: {measured:?}");
     assert!(font <= 40_000, "the font: {font} bytes");
+}
+
+/// A composer for sellers: the ready-made buttons are offered once, and the developer's settings
+/// hide behind one switch for the whole composer. Its height with four buttons is printed, not
+/// judged: it is not yet within two phone screens (1,800 px), see issue 23's note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_settings() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    connect_as_buyer(&client, &app, &conversation(1, 1)).await;
+    for (add, appears) in [
+        ("r:map", "#r00_caption"),
+        ("r:call", "#r01_caption"),
+        ("r:pay", "#r02_caption"),
+        ("s:custom", "#s00_caption"),
+    ] {
+        // Clicked by script: the chip may sit under the sticky bar after the last swap.
+        client
+            .execute(
+                "document.querySelector(arguments[0]).click()",
+                vec![json!(format!("button[name='add'][value='{add}']"))],
+            )
+            .await
+            .unwrap();
+        wait_for(&client, appears).await;
+    }
+    let chips = client
+        .execute(
+            "return Array.from(document.querySelectorAll('button.chip')).map(function (b) { return b.value; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let chips: Vec<String> = serde_json::from_value(chips).unwrap();
+    let titles: Vec<&str> = chips.iter().map(|c| &c[2..]).collect();
+    let mut unique = titles.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        titles.len() - unique.len(),
+        1,
+        "each ready-made button is offered once (the blank one on both grids): {chips:?}"
+    );
+    let data = client.find(Locator::Id("r00_data")).await.unwrap();
+    assert!(
+        !data.is_displayed().await.unwrap(),
+        "advanced settings start hidden"
+    );
+    let height = client
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    eprintln!("the composer with four buttons is {height} px tall at 390 px");
+    assert_accessible(&client, "the composer with four buttons").await;
+    screenshot(&client, "06-composer-four-buttons").await;
+    // One switch shows them for every button whose action takes data.
+    client
+        .find(Locator::Id("s00_kind"))
+        .await
+        .unwrap()
+        .select_by_value("server")
+        .await
+        .unwrap();
+    client
+        .execute("document.getElementById('show-advanced').click()", vec![])
+        .await
+        .unwrap();
+    assert!(
+        client
+            .find(Locator::Id("s00_data"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
 }

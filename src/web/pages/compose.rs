@@ -156,6 +156,8 @@ pub struct ComposePage {
     /// The largest file taken, and what the page says of a larger one as soon as it is chosen.
     pub media_max_bytes: u64,
     pub media_too_large: String,
+    /// The advanced settings show: a button's data has a problem.
+    pub show_advanced: bool,
     /// The live preview's title for the other side's bubble (compose.js reads it).
     pub theirs_title: &'static str,
     /// Where the browser keeps the unsent draft (`Writer::draft_key`).
@@ -244,12 +246,18 @@ impl ComposePage {
             }
         };
         let broadcast = writer.is_broadcast();
+        let grids = vec![grid(Side::Sender), grid(Side::Receiver)];
+        // Off by default, even for a preset that fills the data in; on where the data has a problem.
+        let show_advanced = grids
+            .iter()
+            .flat_map(|g| &g.slots)
+            .any(|s| s.errors.contains_key("data"));
         Self {
             idempotency_key: form.key().unwrap_or_default().as_str().to_string(),
             text_error: said("text"),
             template_error: said("template_name"),
             max_text: MAX_TEXT_CHARS,
-            grids: vec![grid(Side::Sender), grid(Side::Receiver)],
+            grids,
             page_kinds: catalog
                 .pages
                 .iter()
@@ -304,6 +312,7 @@ impl ComposePage {
                 .min(MediaKind::File.max_bytes()),
             media_too_large: say(&Problem::MediaTooLarge),
             text: form.text,
+            show_advanced,
             draft_key: writer.draft_key(),
             theirs_title: if broadcast {
                 super::THEIRS_EACH_BUYER
