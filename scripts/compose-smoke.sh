@@ -43,7 +43,7 @@ step() {
 ok() { say "ok ($(($(date +%s) - step_started)) s): $*"; }
 fail() {
     say "FAILED: $*"
-    in_dir "${work}/stack" logs --tail 50 app >&2 || true
+    stack logs --tail 50 app >&2 || true
     exit 1
 }
 

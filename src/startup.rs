@@ -355,7 +355,14 @@ impl Application {
         let requests_drained = self.answered.load(Ordering::Acquire) - answered_before;
         let sends_drained = self.outbox.recorded() - recorded_before;
         let in_time = workers_in_time && matches!(served, Ok(true));
-        if in_time {
+        if let Err(error) = &served {
+            tracing::error!(
+                error = format!("{error:#}"),
+                requests_drained,
+                sends_drained,
+                "stopped: serving failed"
+            );
+        } else if in_time {
             tracing::info!(
                 requests_drained,
                 sends_drained,

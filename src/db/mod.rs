@@ -218,7 +218,7 @@ impl Db {
     /// migrated it during a rolling upgrade) is accepted: a release's migrations only expand the
     /// schema in a way the release before still works with (docs/operations.md, "Migrations").
     pub async fn migrate(&self) -> anyhow::Result<Migrated> {
-        let before = self.applied_migrations().await;
+        let before = self.applied_migrations().await?;
         let migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),
             ignore_missing: true,
@@ -255,18 +255,27 @@ impl Db {
         })
     }
 
-    /// The versions recorded as applied; none when the table does not exist yet.
-    async fn applied_migrations(&self) -> Vec<i64> {
+    /// The versions recorded as applied; none when the table does not exist yet (a fresh
+    /// database). Any other failure is an error, not "nothing applied".
+    async fn applied_migrations(&self) -> anyhow::Result<Vec<i64>> {
         use sqlx::Row;
-        sqlx::query("select version from _sqlx_migrations where success")
+        match sqlx::query("select version from _sqlx_migrations where success")
             .fetch_all(&self.pool)
             .await
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r.try_get("version").ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+        {
+            Ok(rows) => Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get("version").ok())
+                .collect()),
+            // PostgreSQL: undefined_table; SQLite: "no such table".
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P01")
+                    || e.message().contains("no such table") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("reading the applied migrations")),
+        }
     }
 
     /// The server's version, for the start log: PostgreSQL's `server_version`, or SQLite's

@@ -100,12 +100,13 @@ pub fn judge(result: &Result<(), SendError>, attempts: u32, policy: &RetryPolicy
     };
     metrics::counter!(crate::observe::API_CALLS, "operation" => "send", "status" => outcome)
         .increment(1);
+    // Any answer but a 5xx or no answer at all means Divar's API is there (a 429 or a 412 too).
     let divar = crate::observe::reachability::divar_api();
+    if !matches!(result, Err(SendError::Unavailable { .. })) {
+        divar.reached();
+    }
     let error = match result {
-        Ok(()) => {
-            divar.reached();
-            return Verdict::Delivered;
-        }
+        Ok(()) => return Verdict::Delivered,
         Err(error) => error,
     };
     let failure = match error {

@@ -215,19 +215,23 @@ impl OutboxWorker {
         let mut backoff = Backoff::default();
         let mut next_claim = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
-            let mut failed = None;
+            let mut failed = false;
             while let Some(finished) = batches.try_join_next() {
                 match finished {
                     Ok((began, Ok(_))) => {
                         reachability::database().reached_by(began);
                         backoff.reset();
                     }
-                    Ok((_, Err(error))) => failed = Some(error),
+                    Ok((_, Err(error))) => {
+                        report_failure(&error);
+                        failed = true;
+                    }
                     Err(error) => tracing::error!(%error, "express outbox batch panicked"),
                 }
             }
-            if let Some(error) = failed {
-                next_claim = tokio::time::Instant::now() + failure_pause(&error, &mut backoff);
+            // One step of backoff for the pass, however many of its batches failed.
+            if failed {
+                next_claim = tokio::time::Instant::now() + backoff.next_delay();
             }
             if batches.len() < EXPRESS_BATCHES_IN_FLIGHT
                 && tokio::time::Instant::now() >= next_claim
@@ -253,7 +257,7 @@ impl OutboxWorker {
             match finished {
                 Ok((_, Ok(_))) => {}
                 Ok((_, Err(error))) => {
-                    failure_pause(&error, &mut backoff);
+                    report_failure(&error);
                 }
                 Err(error) => tracing::error!(%error, "express outbox batch panicked"),
             }
@@ -657,9 +661,15 @@ impl OutboxWorker {
     }
 }
 
-/// How long a worker waits after a failed batch. The database being away is said once for the
-/// whole outage (`observe::reachability`); any other failure is an ERROR each time.
+/// How long a worker waits after a failed batch: its next step of backoff.
 fn failure_pause(error: &anyhow::Error, backoff: &mut Backoff) -> Duration {
+    report_failure(error);
+    backoff.next_delay()
+}
+
+/// The database being away is said once for the whole outage (`observe::reachability`); any
+/// other failure is an ERROR each time.
+fn report_failure(error: &anyhow::Error) {
     if db::is_unavailable(error) {
         reachability::database().failed(&format!("{error:#}"));
     } else {
@@ -668,7 +678,6 @@ fn failure_pause(error: &anyhow::Error, backoff: &mut Backoff) -> Duration {
             "outbox batch failed; backing off"
         );
     }
-    backoff.next_delay()
 }
 
 /// A final outcome; the batch writes all of them in one statement at its end.

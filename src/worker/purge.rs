@@ -52,6 +52,8 @@ pub async fn run_until_stopped(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // In its backoff: on again as soon as the database answers someone.
+            _ = reachability::database().recovered(), if backoff.is_backing_off() => {}
             () = shutdown.cancelled() => return,
         }
         let began = std::time::Instant::now();

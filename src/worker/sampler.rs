@@ -29,6 +29,7 @@ pub async fn run_until_stopped(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = reachability::database().recovered(), if backoff.is_backing_off() => {}
             () = shutdown.cancelled() => return,
         }
         let began = Instant::now();

@@ -6,7 +6,9 @@
   var sending = false;
   // The session ends after 15 minutes without a request; typing refreshes it at most this often.
   var KEEP_ALIVE_EVERY = 3 * 60 * 1000;
-  var lastKeptAlive = Date.now();
+  // 0: the first keystroke asks at once (the idle period runs from the session's last change,
+  // which may be the landing page minutes ago).
+  var lastKeptAlive = 0;
 
   // Coming back with the browser's back button shows the form as it was left: ready again.
   window.addEventListener("pageshow", function (event) {
@@ -37,7 +39,10 @@
     return fields;
   }
 
+  var restoring = false; // a draft on its way back is not overwritten by the empty form
+
   function saveDraft(form) {
+    if (restoring) return;
     var store = storage();
     var key = form.getAttribute("data-draft-key");
     if (!store || !key) return;
@@ -126,8 +131,23 @@
     });
     draft.fields.forEach(function (f) { data.append(f[0], f[1]); });
     data.append("action", "preview");
-    swap(form, data).then(restored).catch(function () { /* the empty form stays */ });
+    restoring = true;
+    form.setAttribute("aria-busy", "true");
+    swap(form, data)
+      .then(function (fresh) { restoring = false; restored(fresh); })
+      .catch(function () { restoring = false; form.removeAttribute("aria-busy"); });
   }
+
+  // Drafts past their week go, whichever chat they were for.
+  (function sweep() {
+    var store = storage();
+    try {
+      for (var i = store ? store.length - 1 : -1; i >= 0; i--) {
+        var name = store.key(i);
+        if (name.indexOf(DRAFT_PREFIX) === 0) loadDraft(name.slice(DRAFT_PREFIX.length));
+      }
+    } catch (e) { /* unreadable: nothing to sweep */ }
+  })();
 
   var first = document.getElementById("compose");
   if (first) {
@@ -192,7 +212,7 @@
             row.push({
               caption: caption.trim(),
               glyph: chosen ? chosen.getAttribute("data-glyph") || "" : "",
-              name: chosen && chosen.value ? chosen.text.replace(/^\S+\s/, "") : ""
+              name: chosen ? chosen.getAttribute("data-name") || "" : ""
             });
           }
         }

@@ -109,7 +109,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     assert!(tag_of(&page, "r00_caption").contains(r#"value="نشانی روی نقشه""#));
     assert!(tag_of(&page, "r00_link").contains("autofocus"));
     assert!(
-        page.contains(r#"<option value="MAP_VIEW" selected data-glyph="🗺️" data-keywords="مسیر آدرس نشانی">🗺️ نقشه</option>"#),
+        page.contains(r#"<option value="MAP_VIEW" selected data-glyph="🗺️" data-name="نقشه" data-keywords="مسیر آدرس نشانی">🗺️ نقشه</option>"#),
         "the icon by its Persian name"
     );
     assert!(page.contains(r#"<option value="link" selected>"#));

@@ -202,8 +202,9 @@ async fn a_database_outage_is_quiet_and_loses_no_accepted_send() {
     assert_eq!(readyz(&client, &base).await, StatusCode::OK);
     assert_eq!(database_up(&client, &metrics).await, Some(1.0));
 
-    cluster.stop();
+    // The window opens before the stop: a worker may notice it while `pg_ctl` is still waiting.
     let down_at = Instant::now();
+    cluster.stop();
     divar.sandbox.world().knobs.fail_5xx_percent = 0;
     let mut readiness = Vec::new();
     let mut gauge = Vec::new();
