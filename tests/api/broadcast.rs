@@ -207,12 +207,16 @@ async fn a_broadcast_to_200_conversations_delivers_exactly_200(engine: Engine) {
         subscriptions["subscriptions"][0]["event_resource_id"], POST_1,
         "subscribed after consent"
     );
+    // No chat known yet: the page says why, and what the seller can do meanwhile.
+    let before = app.get_html("/post").await;
+    assert!(before.contains(r#"id="no-chats""#) && before.contains("فقط وقتی خبرمان می‌کند"));
     let conversations = buyers_write(&app, POST_1, 200).await;
     let post_page = app.get_html("/post").await;
     assert!(
         post_page.contains(r#"<dd id="conversation-count">۲۰۰</dd>"#),
         "all 200 were discovered"
     );
+    assert!(!post_page.contains(r#"id="no-chats""#));
 
     let page = broadcast(&app, "فروخته شد؛ ممنون از پیگیری شما", 200).await;
     let progress = wait_until_finished(&app, &page).await;
