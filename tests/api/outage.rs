@@ -251,10 +251,12 @@ async fn a_database_outage_is_quiet_and_loses_no_accepted_send() {
     })
     .await;
     assert!(up_at.elapsed() < Duration::from_secs(5));
-    let back = logs
-        .find("reachable again")
-        .filter(|line| line["dependency"] == "database")
-        .expect("a line says the database is back");
+    // The line is read from the child's stdout by another thread: it may trail the answer.
+    let back = eventually("a line says the database is back", async || {
+        logs.find("reachable again")
+            .filter(|line| line["dependency"] == "database")
+    })
+    .await;
     assert_eq!(back["level"], "INFO", "{back}");
     assert!(
         back["down_secs"].as_f64().is_some_and(|s| s >= 20.0),
@@ -277,11 +279,16 @@ async fn a_database_outage_is_quiet_and_loses_no_accepted_send() {
     )
     .await;
     // Divar's failures before it were said the same way: once lost, once back.
-    let divar_lines: Vec<Value> = logs
-        .all()
-        .into_iter()
-        .filter(|line| line["dependency"] == "divar_api")
-        .collect();
+    // Divar records the message before it answers, and the app logs once it has the answer.
+    let divar_lines = eventually("Divar is said back after the delivery", async || {
+        let lines: Vec<Value> = logs
+            .all()
+            .into_iter()
+            .filter(|line| line["dependency"] == "divar_api")
+            .collect();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
     assert_eq!(divar_lines.len(), 2, "{divar_lines:#?}");
     assert_eq!(divar_lines[1]["message"], "reachable again");
     let errors: Vec<Value> = logs
