@@ -246,7 +246,7 @@ async fn send_one(composer: &Composer<'_>, sandbox: &Sandbox) -> anyhow::Result<
             ("csrf_token", composer.csrf),
             ("idempotency_key", key.as_str()),
             ("action", "send"),
-            ("text", "زمان بازدید"),
+            ("text", "جمعه برای بازدید آزاد است"),
         ])
         .send()
         .await?;

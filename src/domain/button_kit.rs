@@ -225,6 +225,12 @@ pub const ICON_GROUPS: &[IconGroup] = &[
         title: "عمومی",
         icons: &[
             Icon {
+                name: "VISIBILITY",
+                persian: "مشاهده",
+                glyph: "👁️",
+                keywords: "دیدن آگهی نگاه",
+            },
+            Icon {
                 name: "CHECK_CIRCLE",
                 persian: "تأیید",
                 glyph: "✅",
@@ -381,16 +387,6 @@ impl Preset {
 /// The core's ready-made buttons.
 pub const PRESETS: &[Preset] = &[
     Preset {
-        key: "visit",
-        title: "زمان بازدید",
-        caption: "زمان بازدید",
-        icon: "ACCESS_TIME",
-        kind: "server",
-        data: &[],
-        audience: Audience::Both,
-        needs_post: false,
-    },
-    Preset {
         key: "map",
         title: "نشانی روی نقشه",
         caption: "نشانی روی نقشه",
@@ -414,7 +410,8 @@ pub const PRESETS: &[Preset] = &[
         key: "post",
         title: "مشاهدهٔ آگهی",
         caption: "مشاهدهٔ آگهی",
-        icon: "REAL_ESTATE",
+        // Neutral: the post may be a car or a phone as well as a flat (session-init does not say).
+        icon: "VISIBILITY",
         kind: "post",
         data: &[],
         audience: Audience::Both,
@@ -429,16 +426,6 @@ pub const PRESETS: &[Preset] = &[
         data: &[],
         audience: Audience::Buyer,
         needs_post: true,
-    },
-    Preset {
-        key: "pay",
-        title: "پرداخت",
-        caption: "پرداخت",
-        icon: "PAYMENT",
-        kind: "link",
-        data: &[],
-        audience: Audience::Both,
-        needs_post: false,
     },
     Preset {
         key: "custom",
@@ -551,10 +538,7 @@ mod tests {
         assert_eq!(add(&mut form, Side::Receiver, "map"), focus("r01_link"));
         let s01 = form.slot(Slot::parse("r01").unwrap()).unwrap().clone();
         assert_eq!((s01.kind.as_str(), s01.icon.as_str()), ("link", "MAP_VIEW"));
-        assert_eq!(
-            add(&mut form, Side::Receiver, "visit"),
-            focus("r02_caption")
-        );
+        assert_eq!(add(&mut form, Side::Receiver, "call"), focus("r02_link"));
         let remove = EditRequest::Remove(Slot::parse("r01").unwrap());
         assert_eq!(apply(&mut form, &remove, &presets, &w), focus("r-title"));
         assert!(!form.is_used(Slot::parse("r01").unwrap()));
@@ -563,15 +547,15 @@ mod tests {
             focus("r01_caption")
         );
         for _ in 0..6 {
-            add(&mut form, Side::Receiver, "pay");
+            add(&mut form, Side::Receiver, "call");
         }
         assert_eq!(
-            add(&mut form, Side::Receiver, "pay"),
+            add(&mut form, Side::Receiver, "call"),
             Edited::Full(Side::Receiver)
         );
         // A preset for both sides is offered once, on the other side's grid; the blank one on
         // both.
-        assert_eq!(add(&mut form, Side::Sender, "pay"), Edited::Nothing);
+        assert_eq!(add(&mut form, Side::Sender, "call"), Edited::Nothing);
         assert!(matches!(
             add(&mut form, Side::Sender, "custom"),
             Edited::Done { .. }

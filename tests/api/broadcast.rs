@@ -396,14 +396,14 @@ async fn the_post_wide_composer_adds_ready_made_buttons() {
     assert!(!html.contains("تأیید ارسال"), "no confirm step for an edit");
 }
 
-/// A buyer who taps a broadcast's «زمان بازدید» lands on a page about it, spoken to them (it
+/// A buyer who taps a broadcast's «جزئیات بازدید» lands on a page about it, spoken to them (it
 /// was a 404: broadcast buttons carry the broadcast's key, not a message id).
 #[tokio::test]
 async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
     let app = post_owner_app(Engine::Sqlite, |_| {}).await;
     let conversations = buyers_write(&app, POST_1, 2).await;
     let buttons = [
-        ("r00_caption", "زمان بازدید"),
+        ("r00_caption", "جزئیات بازدید"),
         ("r00_icon", "ACCESS_TIME"),
         ("r00_kind", "server"),
     ];
@@ -411,7 +411,7 @@ async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
     assert_eq!(wait_until_finished(&app, &page).await["sent"], 2);
     let (entered, html) = app.tap_first_button(&conversations[1], "buyer", 0).await;
     assert!(entered.starts_with("/messages/"), "{entered}");
-    assert!(html.contains("<h1>زمان بازدید</h1>") && html.contains("جمعه بازدید آزاد است"));
+    assert!(html.contains("<h1>جزئیات بازدید</h1>") && html.contains("جمعه بازدید آزاد است"));
     assert!(
         html.contains("طرف مقابل این پیام را"),
         "spoken to the buyer"

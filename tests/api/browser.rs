@@ -288,7 +288,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .execute("window.__same_page = true; return history.length", vec![])
         .await
         .unwrap();
-    click_css(&client, "button[name='add'][value='r:visit']").await;
+    click_css(&client, "button[name='add'][value='r:custom']").await;
     let caption = wait_for(&client, "#r00_caption").await;
     let after = client
         .execute(
@@ -298,10 +298,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     assert_eq!(after, json!([true, history]), "an edit is not a page load");
-    assert_eq!(
-        caption.prop("value").await.unwrap().as_deref(),
-        Some("زمان بازدید")
-    );
+    assert_eq!(caption.prop("value").await.unwrap().as_deref(), Some(""));
     let active = client
         .execute(
             "var el = document.activeElement, r = el.getBoundingClientRect();
@@ -315,6 +312,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         json!(["r00_caption", true]),
         "the new button in view, focused"
     );
+    caption.send_keys("اطلاعات بیشتر").await.unwrap();
     let text = client.find(Locator::Id("text")).await.unwrap();
     assert!(
         text.prop("value")
@@ -325,8 +323,9 @@ async fn a_person_connects_and_sends_from_a_phone() {
     );
     // Only the chosen action's fields show: a server-page button has no link to fill in.
     let link = client.find(Locator::Id("r00_link")).await.unwrap();
-    assert!(!link.is_displayed().await.unwrap());
     let kind = client.find(Locator::Id("r00_kind")).await.unwrap();
+    kind.select_by_value("server").await.unwrap();
+    assert!(!link.is_displayed().await.unwrap());
     kind.select_by_value("link").await.unwrap();
     assert!(link.is_displayed().await.unwrap());
     kind.select_by_value("server").await.unwrap();
@@ -359,7 +358,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     assert!(
-        preview.contains("زمان بازدید")
+        preview.contains("اطلاعات بیشتر")
             && preview.contains("🗺")
             && preview.contains("جمعه ساعت ۱۰"),
         "live preview: {preview}"
@@ -472,17 +471,17 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     let chat = client.source().await.unwrap();
-    assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("زمان بازدید"));
+    assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("اطلاعات بیشتر"));
     screenshot(&client, "07-seller-sees-the-button").await;
     // The seller taps it: a page for the one who tapped, named after the button, not a dead end.
-    click_text(&client, "button", "زمان بازدید").await;
+    click_text(&client, "button", "اطلاعات بیشتر").await;
     let here = wait_for_page(&client, "a message's page", |path| {
         path.starts_with("/messages/")
     })
     .await;
     assert!(here.path().starts_with("/messages/"), "{here}");
     let title = wait_for(&client, "main h1").await.text().await.unwrap();
-    assert_eq!(title, "زمان بازدید");
+    assert_eq!(title, "اطلاعات بیشتر");
     assert_persian_rtl(&client).await;
     screenshot(&client, "08-seller-opens-the-button").await;
     assert_accessible(&client, "the tapped button's page").await;
@@ -550,12 +549,9 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
         )
         .await
         .unwrap();
-    click_css(&client, "button[name='add'][value='r:visit']").await;
+    click_css(&client, "button[name='add'][value='r:call']").await;
     let added = wait_for(&client, "#r01_caption").await;
-    assert_eq!(
-        added.prop("value").await.unwrap().as_deref(),
-        Some("زمان بازدید")
-    );
+    assert_eq!(added.prop("value").await.unwrap().as_deref(), Some("تماس"));
     assert_persian_rtl(&client).await;
     assert_accessible(&client, "the composer, dark, 320 px").await;
     screenshot(&client, "05-composer-320").await;
@@ -858,7 +854,7 @@ async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_setti
     for (add, appears) in [
         ("r:map", "#r00_caption"),
         ("r:call", "#r01_caption"),
-        ("r:pay", "#r02_caption"),
+        ("r:custom", "#r02_caption"),
         ("s:custom", "#s00_caption"),
     ] {
         // Clicked by script: the chip may sit under the sticky bar after the last swap.

@@ -93,10 +93,11 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     );
     // A ready-made button for both sides is offered once, on the other side's grid; the blank
     // one on both.
-    for preset in ["+ زمان بازدید", "+ نشانی روی نقشه", "+ مشاهدهٔ آگهی"]
-    {
+    for preset in ["+ تماس", "+ نشانی روی نقشه", "+ مشاهدهٔ آگهی"] {
         assert_eq!(empty.matches(preset).count(), 1, "{preset}, once");
     }
+    // No preset promises what the buyer would not get (a visit-time pick was never built).
+    assert!(!empty.contains("زمان بازدید"));
     assert_eq!(empty.matches("+ دکمهٔ دلخواه").count(), 2);
     assert!(empty.contains(r#"name="add" value="r:map""#));
 
@@ -115,9 +116,8 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     assert!(page.contains(r#"<option value="link" selected>"#));
     assert!(page.contains(r#"name="remove" value="r00""#));
 
-    // Two more: «زمان بازدید» beside it, and a custom one for the seller's own grid.
-    let page = tap(&app, form_of(&page), "add", "r:visit").await;
-    assert!(tag_of(&page, "r01_caption").contains(r#"value="زمان بازدید""#));
+    // Two more: a blank one beside it, and a blank one for the seller's own grid.
+    let page = tap(&app, form_of(&page), "add", "r:custom").await;
     assert!(tag_of(&page, "r01_caption").contains("autofocus"));
     let page = tap(&app, form_of(&page), "add", "s:custom").await;
     assert!(tag_of(&page, "s00_caption").contains("autofocus"));
@@ -139,6 +139,9 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     fields.insert("s00_caption".into(), "پرداخت بیعانه".into());
     fields.insert("s00_icon".into(), "payment".into());
     fields.insert("s00_link".into(), "example.com/pay?id=7".into());
+    fields.insert("r01_caption".into(), "اطلاعات بیشتر".into());
+    fields.insert("r01_kind".into(), "server".into());
+    fields.insert("r01_icon".into(), "ACCESS_TIME".into());
     fields.insert("action".into(), "send".into());
     let sent = post_fields(&app, fields).await;
     let id = queued_message(&assert_redirect(&sent));
@@ -151,7 +154,7 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
         "https://example.com/pay?id=7"
     );
     let theirs = &message["receiver_buttons"]["rows"][0]["buttons"][0];
-    assert_eq!(theirs["caption"], "زمان بازدید");
+    assert_eq!(theirs["caption"], "اطلاعات بیشتر");
     assert_eq!(theirs["icon"], "ACCESS_TIME");
     assert!(theirs["action"]["open_server_link"].is_object());
 
@@ -170,15 +173,15 @@ async fn a_full_grid_says_so_instead_of_adding() {
     let app = spawn_connected_buyer(Engine::Sqlite).await;
     let mut page = app.get_html("/compose").await;
     for _ in 0..9 {
-        page = tap(&app, form_of(&page), "add", "r:visit").await;
+        page = tap(&app, form_of(&page), "add", "r:custom").await;
     }
     assert!(page.contains(r#"id="r22_caption""#));
     assert!(
-        !page.contains(r#"value="r:visit""#),
+        !page.contains(r#"value="r:custom""#),
         "no add buttons on a full grid"
     );
     let mut fields = form_of(&page);
-    let full = tap(&app, fields.clone(), "add", "r:pay").await;
+    let full = tap(&app, fields.clone(), "add", "r:call").await;
     assert!(full.contains("جای دکمهٔ دیگری نیست"), "{full}");
     assert_eq!(full.matches(r#"_caption" name="#).count(), 9);
     // An edit the page never offers is not one: the form is checked as usual.
