@@ -73,6 +73,101 @@ pub async fn create(
     Ok(Created::New(broadcast_id))
 }
 
+/// Turns on a post's automatic first reply (replacing the one on, if any): a broadcast of kind
+/// `auto_reply` with no rows yet, which [`add_to_auto_reply`] gives one per new conversation.
+pub async fn start_auto_reply(
+    db: &Db,
+    idempotency_key: &str,
+    post_token: &PostToken,
+    user_id: &UserId,
+    body: &str,
+    now: i64,
+) -> anyhow::Result<Created> {
+    let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
+    if let Some(existing) =
+        sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
+            .bind(idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?
+    {
+        return Ok(Created::Existing(existing.try_get("broadcast_id")?));
+    }
+    // The one on before is turned off, as the seller would by hand: its rows not yet sent are
+    // not sent.
+    sqlx::query(
+        "update outbox set status = 'cancelled', updated_at = $1
+         where status = 'pending' and (locked_until is null or locked_until < $1)
+           and broadcast_id in (select broadcast_id from broadcasts
+                                where post_token = $2 and kind = 'auto_reply'
+                                  and status in ('running', 'paused'))",
+    )
+    .bind(now)
+    .bind(post_token)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update broadcasts set status = 'cancelled', updated_at = $1
+         where post_token = $2 and kind = 'auto_reply' and status in ('running', 'paused')",
+    )
+    .bind(now)
+    .bind(post_token)
+    .execute(&mut *tx)
+    .await?;
+    let broadcast_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, kind,
+             stop_reason, total, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, 'running', 'auto_reply', null, 0, $6, $6)",
+    )
+    .bind(&broadcast_id)
+    .bind(idempotency_key)
+    .bind(post_token)
+    .bind(user_id)
+    .bind(body)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Created::New(broadcast_id))
+}
+
+/// A conversation of `post_token` Divar just announced: when the post's auto-reply is on and
+/// the conversation is new since it was turned on (and not recorded with another seller), one
+/// outbox row for it. Whether a row was added: a buyer who writes again, or a repeated event,
+/// adds none.
+pub async fn add_to_auto_reply(
+    db: &Db,
+    post_token: &PostToken,
+    conversation_id: &ConversationId,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
+    let on = sqlx::query(
+        "select b.broadcast_id from broadcasts b join conversations c on c.conversation_id = $2
+         where b.post_token = $1 and b.kind = 'auto_reply' and b.status in ('running', 'paused')
+           and c.created_at >= b.created_at
+           and (c.seller_user_id is null or c.seller_user_id = b.user_id)",
+    )
+    .bind(post_token)
+    .bind(conversation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(on) = on else {
+        return Ok(false);
+    };
+    let broadcast_id: String = on.try_get("broadcast_id")?;
+    if !outbox::enqueue_once(&mut tx, &broadcast_id, conversation_id, now).await? {
+        return Ok(false);
+    }
+    sqlx::query("update broadcasts set total = total + 1, updated_at = $1 where broadcast_id = $2")
+        .bind(now)
+        .bind(&broadcast_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// The broadcast a confirm form with this idempotency key created, if any.
 pub async fn id_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option<String>> {
     let row = sqlx::query("select broadcast_id from broadcasts where idempotency_key = $1")
@@ -131,12 +226,12 @@ pub async fn list_for_post(
         format!("coalesce(sum(case when o.status = '{status}' then 1 else 0 end), 0) as {status}")
     };
     Ok(sqlx::query_as(&format!(
-        "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
+        "select b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.kind, b.stop_reason,
              b.total, b.created_at, b.idempotency_key, {}, {}, {}, {}
          from (select * from broadcasts where post_token = $1 and user_id = $2
                order by created_at desc limit 50) b
          left join outbox o on o.broadcast_id = b.broadcast_id
-         group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.stop_reason,
+         group by b.broadcast_id, b.post_token, b.user_id, b.body, b.status, b.kind, b.stop_reason,
              b.total, b.created_at, b.idempotency_key
          order by b.created_at desc, b.broadcast_id",
         count("pending"),
@@ -172,7 +267,7 @@ pub async fn pause_for_grant(
 }
 
 /// Resumes a seller's paused broadcasts after they reconnect (one whose rows all ended while
-/// it was paused is done).
+/// it was paused is done; an auto-reply runs on).
 pub async fn resume_for_grant(
     db: &Db,
     post_token: &PostToken,
@@ -181,7 +276,8 @@ pub async fn resume_for_grant(
 ) -> anyhow::Result<()> {
     sqlx::query(
         "update broadcasts set stop_reason = null, updated_at = $1,
-             status = case when exists (select 1 from outbox
+             status = case when kind = 'auto_reply' then 'running'
+                           when exists (select 1 from outbox
                                         where outbox.broadcast_id = broadcasts.broadcast_id
                                           and outbox.status = 'pending')
                            then 'running' else 'done' end
@@ -354,6 +450,6 @@ pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {
 }
 
 const BROADCAST: &str =
-    "select broadcast_id, post_token, user_id, body, status, stop_reason, total, created_at,
+    "select broadcast_id, post_token, user_id, body, status, kind, stop_reason, total, created_at,
         idempotency_key
     from broadcasts";

@@ -88,6 +88,31 @@ pub async fn enqueue_broadcast(
     Ok(())
 }
 
+/// Queues one more conversation of a broadcast (an auto-reply's new buyer), unless it already
+/// has its row. Whether it was queued.
+pub async fn enqueue_once(
+    tx: &mut Transaction<'_, Any>,
+    broadcast_id: &str,
+    conversation_id: &ConversationId,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, idempotency_key, priority,
+             status, failure, attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+         values ($1, $2, null, $3, $4, $5, 'pending', null, 0, $6, null, null, $6, $6)
+         on conflict (broadcast_id, conversation_id) do nothing",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(broadcast_id)
+    .bind(conversation_id)
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(PRIORITY_BULK)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 /// Queues a single send inside the caller's transaction (the one that records the message),
 /// due at once and ahead of broadcast rows.
 pub async fn enqueue_message(
@@ -454,7 +479,7 @@ pub async fn complete_finished(db: &Db, now: i64) -> anyhow::Result<Vec<String>>
         .fetch_all(
             sqlx::query(
                 "update broadcasts set status = 'done', updated_at = $1
-                 where status = 'running'
+                 where status = 'running' and kind = 'broadcast'
                    and not exists (select 1 from outbox
                                    where outbox.broadcast_id = broadcasts.broadcast_id
                                      and outbox.status = 'pending')

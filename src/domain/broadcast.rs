@@ -1,7 +1,10 @@
 //! A seller's broadcast as the use cases and pages see it: the record, how far it got, and the
 //! conversations that did not get it (read by `db::broadcasts`).
 
-use super::{PostToken, UserId, status::BroadcastStatus};
+use super::{
+    PostToken, UserId,
+    status::{BroadcastKind, BroadcastStatus},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Broadcast {
@@ -11,6 +14,8 @@ pub struct Broadcast {
     pub body: String,
     #[sqlx(try_from = "String")]
     pub status: BroadcastStatus,
+    #[sqlx(try_from = "String")]
+    pub kind: BroadcastKind,
     /// Why it stopped before its end ([`STOPPED_FOR_RECONSENT`], [`POST_REMOVED`]).
     pub stop_reason: Option<String>,
     pub total: i64,
@@ -25,6 +30,10 @@ pub const STOPPED_FOR_RECONSENT: &str = "reconsent";
 pub const POST_REMOVED: &str = "post_removed";
 
 impl Broadcast {
+    pub fn is_auto_reply(&self) -> bool {
+        self.kind == BroadcastKind::AutoReply
+    }
+
     /// Cancelled because its post was removed from Divar.
     pub fn post_removed(&self) -> bool {
         self.stop_reason.as_deref() == Some(POST_REMOVED)

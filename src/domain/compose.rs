@@ -361,6 +361,19 @@ pub struct ConfirmForm {
     pub as_of: String,
     #[serde(default)]
     pub digest: String,
+    /// Which of the confirm page's two buttons was pressed.
+    #[serde(default)]
+    pub mode: ConfirmMode,
+}
+
+/// A post-wide message goes to the conversations known now, or is turned on as the automatic
+/// first reply to each new one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmMode {
+    #[default]
+    Now,
+    AutoReply,
 }
 
 impl ConfirmForm {

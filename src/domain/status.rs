@@ -8,9 +8,8 @@ macro_rules! stored_as_text {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $($(#[$vdoc])* $variant),+
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -52,6 +51,15 @@ stored_as_text!(
         Paused => "paused",
         Cancelled => "cancelled",
         Done => "done",
+    }
+);
+
+stored_as_text!(
+    /// What a broadcast is: a message to the post's conversations known now, or an automatic
+    /// first reply to each one Divar announces from now on (running until turned off).
+    BroadcastKind {
+        Broadcast => "broadcast",
+        AutoReply => "auto_reply",
     }
 );
 

@@ -8,7 +8,7 @@ use crate::{
     db::{self, broadcasts::Created as Inserted, grants::Subject},
     domain::{
         PostToken, UserId,
-        compose::{Attachment, ComposeForm, ConfirmForm, OutgoingMessage, Writer},
+        compose::{Attachment, ComposeForm, ConfirmForm, ConfirmMode, OutgoingMessage, Writer},
         message,
         status::BroadcastStatus,
     },
@@ -222,6 +222,9 @@ pub async fn create(
     if let Some(existing) = db::broadcasts::id_for_key(&deps.db, key.as_str()).await? {
         return Ok(Created::Existing(existing));
     }
+    if confirm.mode == ConfirmMode::AutoReply {
+        return start_auto_reply(deps, writer, &confirm, &message, key.as_str()).await;
+    }
     let as_of = confirm.as_of().ok_or(BroadcastError::Incomplete)?;
     let recipients =
         db::conversations::recipients_for_post(&deps.db, post, &writer.user, as_of).await?;
@@ -232,12 +235,7 @@ pub async fn create(
     if recipients.conversation_ids.is_empty() {
         return Err(BroadcastError::NoConversations);
     }
-    let mut body = message::to_kenar_json(&message, key.as_str());
-    // One upload for the whole broadcast: every conversation gets the same media token.
-    if let Some(attachment) = &confirm.message.attachment {
-        attachment.attach_to(&mut body);
-    }
-    let body = body.to_string();
+    let body = body_of(&confirm, &message, key.as_str());
     let conversations = recipients.conversation_ids;
     match db::broadcasts::create(
         &deps.db,
@@ -263,6 +261,50 @@ pub async fn create(
     }
 }
 
+/// The send body of a confirmed message, with its attachment: one upload for every
+/// conversation it goes to.
+fn body_of(confirm: &ConfirmForm, message: &OutgoingMessage, key: &str) -> String {
+    let mut body = message::to_kenar_json(message, key);
+    if let Some(attachment) = &confirm.message.attachment {
+        attachment.attach_to(&mut body);
+    }
+    body.to_string()
+}
+
+/// Turns the confirmed message into the post's automatic first reply: from now on each new
+/// buyer Divar announces gets it once (`db::broadcasts::add_to_auto_reply`), until the seller
+/// turns it off or the post is removed.
+async fn start_auto_reply(
+    deps: &Deps,
+    writer: &Writer,
+    confirm: &ConfirmForm,
+    message: &OutgoingMessage,
+    key: &str,
+) -> Result<Created, BroadcastError> {
+    let post = post(writer)?;
+    let body = body_of(confirm, message, key);
+    let id = match db::broadcasts::start_auto_reply(
+        &deps.db,
+        key,
+        post,
+        &writer.user,
+        &body,
+        deps.now(),
+    )
+    .await?
+    {
+        Inserted::New(id) => {
+            tracing::info!("auto-reply turned on");
+            if db::posts::is_retired(&deps.db, post).await? {
+                db::broadcasts::cancel_for_removed_post(&deps.db, post, deps.now()).await?;
+            }
+            id
+        }
+        Inserted::Existing(id) => return Ok(Created::Existing(id)),
+    };
+    Ok(Created::Started(id))
+}
+
 /// A broadcast's page: where it stands, and each conversation that did not get it.
 pub struct Report {
     pub broadcast: Broadcast,
@@ -277,7 +319,7 @@ pub struct Report {
 impl Report {
     /// Whether the counts can still change.
     pub fn settled(&self) -> bool {
-        settled(self.broadcast.status, self.progress.pending)
+        settled(&self.broadcast, self.progress.pending)
     }
 
     /// A retry is offered once it is done, some failures may still be reached, and its text was
@@ -290,12 +332,13 @@ impl Report {
 }
 
 /// Whether a broadcast's counts can still change: a cancelled one is still settling while sends
-/// that had already started finish.
-pub fn settled(status: BroadcastStatus, pending: i64) -> bool {
-    match status {
+/// that had already started finish. An auto-reply that is on has nothing in flight between new
+/// buyers: its page need not keep asking.
+pub fn settled(broadcast: &Broadcast, pending: i64) -> bool {
+    match broadcast.status {
         BroadcastStatus::Done | BroadcastStatus::Paused => true,
         BroadcastStatus::Cancelled => pending == 0,
-        BroadcastStatus::Running => false,
+        BroadcastStatus::Running => broadcast.is_auto_reply() && pending == 0,
     }
 }
 

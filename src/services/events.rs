@@ -17,7 +17,8 @@ pub enum EventError {
     Store(#[from] anyhow::Error),
 }
 
-/// `NEW_MESSAGE` links a conversation to its post (how a post's conversations become known);
+/// `NEW_MESSAGE` links a conversation to its post (how a post's conversations become known) and
+/// queues the post's auto-reply for a new buyer;
 /// `USER_ACCESS_REVOCATION` erases everything kept about the user; a `POST_UPDATE` that says the
 /// post was removed stops its broadcasts. Other types are ignored.
 pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
@@ -33,8 +34,14 @@ pub async fn receive(deps: &Deps, body: &[u8]) -> Result<(), EventError> {
             post_token: Some(post_token),
             ..
         } => {
-            db::conversations::record_seen(&deps.db, &conversation_id, &post_token, deps.now())
+            let now = deps.now();
+            db::conversations::record_seen(&deps.db, &conversation_id, &post_token, now).await?;
+            // A new buyer of a post whose auto-reply is on gets it, once; the outbox sends it.
+            if db::broadcasts::add_to_auto_reply(&deps.db, &post_token, &conversation_id, now)
                 .await?
+            {
+                tracing::info!("a new buyer queued for the post's auto-reply");
+            }
         }
         // The person withdrew the app's access: forget everything kept about them (Divar's
         // policy asks apps to keep people's data no longer than needed).

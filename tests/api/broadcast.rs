@@ -1340,3 +1340,146 @@ async fn pages_speak_persian_digits_and_show_no_ids(engine: Engine) {
     assert!(pages.len() >= 10, "{pages:?}");
 }
 crate::both_engines!(persian_pages, pages_speak_persian_digits_and_show_no_ids);
+
+/// The post's automatic first reply (issue 23): turned on from the confirm step, it goes once to
+/// each buyer Divar announces afterwards, in order, however often they write; it survives a
+/// restart (the outbox); turned off, or with the post removed, a new buyer gets nothing.
+async fn auto_reply_goes_once_to_each_new_buyer(engine: Engine) {
+    let mut app = post_owner_app(engine, |settings| {
+        // Divar fails for a while below: the rows must outlast it, not give up.
+        settings.outbox.retry.max_attempts = 1000;
+        // One send in flight, so Divar's order is the queue's (a batch goes out together).
+        settings.outbox.workers = 1;
+        settings.outbox.batch = 1;
+    })
+    .await;
+    let known_before = buyers_write(&app, POST_1, 1).await;
+
+    // Turned on from the confirm step's second button.
+    let text = "سلام! آگهی هنوز موجود است؛ برای دیدن عکس‌های بیشتر همین‌جا بپرسید.";
+    let page = turn_on_auto_reply(&app, text).await;
+    let post = app.get_html("/post").await;
+    assert!(post.contains(r#"id="auto-reply-on""#), "{post}");
+    assert_eq!(
+        outbox_rows_for(&app, &known_before).await,
+        0,
+        "a buyer known before it was on is not new"
+    );
+
+    // Three new buyers, the first writing twice: one reply each, in the order they came.
+    let new = buyers_write(&app, POST_1, 3).await;
+    let again = app
+        .post_form(
+            &format!("/sandbox/chats/{}/messages", new[0]),
+            &[("as", "buyer"), ("text", "سلام دوباره")],
+        )
+        .await;
+    assert!(again.status().is_redirection(), "{}", again.status());
+    let replies = eventually("each new buyer has the auto-reply", async || {
+        let replies = bot_messages_to(&app, &new).await;
+        (replies.len() >= 3).then_some(replies)
+    })
+    .await;
+    assert_eq!(replies, new, "one each, in order");
+    assert_eq!(delivered(&app, &new).await, (3, 0));
+    let progress = progress_of(&app, &page).await;
+    assert_eq!(progress["status"], "running", "{progress}");
+    assert_eq!(progress["sent"], 3, "{progress}");
+    assert_eq!(progress["status_label"], "پاسخ خودکار روشن است");
+
+    // A restart while Divar is down: the queued reply is sent once it is back.
+    app.control(json!({ "fail_5xx_percent": 100 })).await;
+    let during = buyers_write(&app, POST_1, 1).await;
+    assert_eq!(outbox_rows_for(&app, &during).await, 1);
+    app.restart(|_| {}).await;
+    app.control(json!({ "fail_5xx_percent": 0 })).await;
+    eventually("the reply queued before the restart is sent", async || {
+        bot_messages_to(&app, &during).await.len() == 1
+    })
+    .await;
+
+    // Off: the next new buyer gets none (not even a row to send later).
+    let off = app.submit(&format!("{page}/cancel")).await;
+    assert!(off.status().is_redirection(), "{}", off.status());
+    assert_eq!(
+        progress_of(&app, &page).await["status_label"],
+        "پاسخ خودکار خاموش شد"
+    );
+    let after_off = buyers_write(&app, POST_1, 1).await;
+    assert_eq!(outbox_rows_for(&app, &after_off).await, 0);
+    assert!(
+        !app.get_html("/post")
+            .await
+            .contains(r#"id="auto-reply-on""#)
+    );
+
+    // On again, then the post is removed: it stops, and a new buyer gets none.
+    turn_on_auto_reply(&app, text).await;
+    let told: Value = app
+        .post_json(
+            &format!("/sandbox/_control/posts/{POST_1}/retire"),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(told["subscribers_told"], 1, "{told}");
+    let after_removal = buyers_write(&app, POST_1, 1).await;
+    assert_eq!(outbox_rows_for(&app, &after_removal).await, 0);
+    assert_eq!(
+        delivered(&app, &[after_off, after_removal].concat()).await,
+        (0, 0)
+    );
+}
+
+crate::both_engines!(auto_reply, auto_reply_goes_once_to_each_new_buyer);
+
+/// Composes `text` for the post's buyers and turns it on as the auto-reply; its page's path.
+async fn turn_on_auto_reply(app: &TestApp, text: &str) -> String {
+    let key = broadcast_key(app).await;
+    let confirm = composer_form(app, &key, text, "send").await;
+    assert!(
+        confirm.contains(r#"name="mode" value="auto_reply""#),
+        "{confirm}"
+    );
+    let fields = [
+        ("idempotency_key", key.as_str()),
+        ("text", text),
+        ("as_of", &hidden_field(&confirm, "as_of")),
+        ("digest", &hidden_field(&confirm, "digest")),
+        ("mode", "auto_reply"),
+    ];
+    let page = assert_redirect(&app.submit_form("/broadcasts", &fields).await);
+    let html = app.get_html(&page).await;
+    assert!(html.contains("پاسخ خودکار به خریداران تازه"), "{html}");
+    page
+}
+
+/// The conversations among `conversations` that got a message from the app, in the order Divar
+/// received them (one entry per message).
+async fn bot_messages_to(app: &TestApp, conversations: &[String]) -> Vec<String> {
+    app.inspect("messages?sender_type=BOT").await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["conversation_id"].as_str())
+        .filter(|c| conversations.iter().any(|x| x == c))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many outbox rows the app keeps for `conversations`.
+async fn outbox_rows_for(app: &TestApp, conversations: &[String]) -> i64 {
+    let mut total = 0;
+    for conversation in conversations {
+        let n: i64 = sqlx::query("select count(*) from outbox where conversation_id = $1")
+            .bind(conversation)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            .get(0);
+        total += n;
+    }
+    total
+}

@@ -16,7 +16,12 @@ use super::{APP_TITLE, PreviewView, filters, tehran_date_time, tehran_time};
 /// A broadcast's status in words. A cancelled one is "being cancelled" while sends that had
 /// already started are still finishing, so the counts shown next to it are not final yet.
 pub fn status_label(broadcast: &Broadcast, pending: i64) -> &'static str {
+    let auto = broadcast.is_auto_reply();
     match broadcast.status {
+        BroadcastStatus::Running if auto => "پاسخ خودکار روشن است",
+        BroadcastStatus::Cancelled if auto && !broadcast.post_removed() && pending == 0 => {
+            "پاسخ خودکار خاموش شد"
+        }
         BroadcastStatus::Running => "در حال ارسال",
         BroadcastStatus::Paused => "متوقف: دوباره اتصال دهید",
         BroadcastStatus::Cancelled if broadcast.post_removed() => "آگهی حذف شد",
@@ -54,6 +59,8 @@ fn failure_label(failure: Option<Failure>) -> &'static str {
 pub struct BroadcastConfirmPage {
     /// The count, as the seller reads it.
     pub recipients: String,
+    /// Some conversation is known: the message can go now (else only as the auto-reply).
+    pub has_recipients: bool,
     /// The moment the list was taken and a digest of it: the confirm form carries both, and
     /// the broadcast goes to exactly that list (or the seller is asked again).
     pub as_of: i64,
@@ -71,6 +78,7 @@ impl From<Confirmation> for BroadcastConfirmPage {
     fn from(c: Confirmation) -> Self {
         Self {
             recipients: persian_digits(&c.recipients.to_string()),
+            has_recipients: c.recipients > 0,
             as_of: c.as_of,
             digest: c.digest,
             excluded: (c.other_seller > 0).then(|| {
@@ -99,6 +107,8 @@ impl From<Confirmation> for BroadcastConfirmPage {
 #[template(path = "pages/broadcast.html")]
 pub struct BroadcastPage {
     pub broadcast_id: String,
+    /// An automatic first reply to each new buyer, not a message to those known now.
+    pub auto_reply: bool,
     pub text: String,
     pub status: String,
     pub status_label: &'static str,
@@ -145,6 +155,7 @@ impl BroadcastPage {
         let settled = report.settled();
         Self {
             broadcast_id: b.broadcast_id.clone(),
+            auto_reply: b.is_auto_reply(),
             text: report.text.clone(),
             status: b.status.as_str().to_string(),
             status_label: status_label(b, p.pending),
@@ -161,10 +172,18 @@ impl BroadcastPage {
                 } else {
                     ""
                 };
-                persian_digits(&format!(
-                    "{why}{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
-                    p.sent, p.cancelled
-                ))
+                let report = if b.is_auto_reply() {
+                    format!(
+                        "تا پیش از خاموش شدن، {} خریدار تازه پاسخ خودکار گرفتند.",
+                        p.sent
+                    )
+                } else {
+                    format!(
+                        "{} نفر پیش از لغو پیام را دریافت کردند و به {} نفر فرستاده نشد.",
+                        p.sent, p.cancelled
+                    )
+                };
+                persian_digits(&format!("{why}{report}"))
             }),
             failures,
             retry_offer: report
@@ -195,7 +214,7 @@ impl BroadcastProgress {
         Self {
             status,
             status_label: status_label(broadcast, p.pending),
-            settled: settled(status, p.pending),
+            settled: settled(broadcast, p.pending),
             total: broadcast.total,
             sent: p.sent,
             failed: p.failed,

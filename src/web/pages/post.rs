@@ -3,7 +3,7 @@
 use askama::Template;
 
 use crate::{
-    domain::PostToken,
+    domain::{PostToken, status::BroadcastStatus},
     services::broadcast::{Overview, Summary},
 };
 
@@ -14,6 +14,9 @@ use super::{
 
 pub struct BroadcastRow {
     pub broadcast_id: String,
+    pub auto_reply: bool,
+    /// An auto-reply still on.
+    pub on: bool,
     pub text: String,
     pub status: &'static str,
     pub tone: &'static str,
@@ -36,6 +39,13 @@ pub struct PostPage {
 }
 
 impl PostPage {
+    /// The auto-reply that is on, if any (at most one per post).
+    pub fn auto_reply(&self) -> Option<&BroadcastRow> {
+        self.broadcasts.iter().find(|b| b.on)
+    }
+}
+
+impl PostPage {
     pub fn new(post_token: PostToken, overview: Overview) -> Self {
         let row = |Summary {
                        broadcast: b,
@@ -43,6 +53,9 @@ impl PostPage {
                        progress: p,
                    }| {
             BroadcastRow {
+                auto_reply: b.is_auto_reply(),
+                on: b.is_auto_reply()
+                    && matches!(b.status, BroadcastStatus::Running | BroadcastStatus::Paused),
                 text: text.chars().take(80).collect(),
                 status: status_label(&b, p.pending),
                 tone: status_tone(b.status),
