@@ -187,7 +187,41 @@ async fn assert_accessible(client: &Client, page: &str) {
         )
     });
     client.execute(&axe, vec![]).await.unwrap();
-    let violations = client
+    // In the phone's colour scheme, then in the other one: the stylesheet's dark rules forced on
+    // (or off, on a dark phone), so every state is checked in light and dark.
+    for scheme in ["as the phone is", "in the other colour scheme"] {
+        let violations = axe_violations(client).await;
+        assert_eq!(
+            violations,
+            json!([]),
+            "axe-core on {page}, {scheme}: {violations:#}"
+        );
+        client
+            .execute(
+                "for (const sheet of document.styleSheets) for (const rule of sheet.cssRules)
+                   if (rule.media && /prefers-color-scheme/.test(rule.media.mediaText)) {
+                     const was = rule.media.mediaText;
+                     rule.media.mediaText = matchMedia(was).matches ? 'not all' : 'all';
+                     rule.__was = rule.__was || was;
+                   }",
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    // Back as it was, for the rest of the test.
+    client
+        .execute(
+            "for (const sheet of document.styleSheets) for (const rule of sheet.cssRules)
+               if (rule.__was) { rule.media.mediaText = rule.__was; delete rule.__was; }",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+async fn axe_violations(client: &Client) -> serde_json::Value {
+    client
         .execute_async(
             "const done = arguments[arguments.length - 1];
              axe.run(document, { runOnly: { type: 'tag',
@@ -198,8 +232,7 @@ async fn assert_accessible(client: &Client, page: &str) {
             vec![],
         )
         .await
-        .unwrap();
-    assert_eq!(violations, json!([]), "axe-core on {page}: {violations:#}");
+        .unwrap()
 }
 
 /// The buyer of `conv` opens the add-on from the sandbox's chat and connects; ends on the
@@ -431,6 +464,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         "the first tap disables the button; a second tap submits nothing"
     );
     screenshot(&client, "05-sending").await;
+    assert_accessible(&client, "the composer while sending").await;
     // Let the held submission go: the page's handler carried "send" in a hidden field.
     client
         .execute(
@@ -640,6 +674,19 @@ async fn a_person_attaches_a_photo_from_the_phone() {
         },
     )
     .await;
+    // The page reloads itself once the status is final: checked after that.
+    eventually_within(BROWSER_PATIENCE, "the status page settles", async || {
+        client
+            .execute(
+                "var l = document.getElementById('status-label');
+                 return document.readyState === 'complete' && !!l && l.textContent === 'فرستاده شد';",
+                vec![],
+            )
+            .await
+            .is_ok_and(|v| v == json!(true))
+    })
+    .await;
+    assert_accessible(&client, "the status page with a photo").await;
     let bot = app.bot_messages(&conv).await;
     assert_eq!(bot["messages"][0]["media"]["file_name"], "car.png");
     assert_eq!(bot["messages"][1]["text"], "عکس ماشین از جلو");
@@ -683,6 +730,7 @@ async fn a_draft_survives_an_ended_session_and_a_reload() {
     })
     .await;
     assert!(page.contains("روی همین گوشی نگه داشته شده"), "{page}");
+    assert_accessible(&client, "the ended-session page").await;
     assert!(
         app.bot_messages(&conv).await["messages"]
             .as_array()
@@ -841,9 +889,9 @@ async fn the_first_visit_of_the_empty_composer_weighs_under_50_kb() {
     assert!(font <= 40_000, "the font: {font} bytes");
 }
 
-/// A composer for sellers: the ready-made buttons are offered once, and the developer's settings
-/// hide behind one switch for the whole composer. Its height with four buttons is printed, not
-/// judged: it is not yet within two phone screens (1,800 px), see issue 23's note.
+/// A composer for sellers: the ready-made buttons are offered once, the developer's settings
+/// hide behind one switch for the whole composer, and with four finished buttons the page is
+/// within about two phone screens (1,800 px at 390 px wide).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_settings() {
     let app = spawn_app(Engine::Sqlite).await;
@@ -889,6 +937,43 @@ async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_setti
         !data.is_displayed().await.unwrap(),
         "advanced settings start hidden"
     );
+    // Four finished buttons: each folds to one line once the page comes back (a preview).
+    for (field, value) in [
+        ("text", "سلام! ماشین هنوز فروخته نشده است."),
+        ("r00_link", "example.com/map"),
+        ("r01_link", "example.com/call"),
+        ("r02_caption", "اطلاعات بیشتر"),
+        ("r02_link", "example.com/more"),
+        ("s00_caption", "پرداخت"),
+        ("s00_link", "example.com/pay"),
+    ] {
+        client
+            .find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "document.querySelector('.actions button[value=preview]').click()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for(&client, "#preview .bubble").await;
+    eventually_within(BROWSER_PATIENCE, "the finished buttons fold", async || {
+        client
+            .execute(
+                "return document.querySelectorAll('details.slot-box[open]').length",
+                vec![],
+            )
+            .await
+            .unwrap()
+            == json!(0)
+    })
+    .await;
     let height = client
         .execute("return document.documentElement.scrollHeight", vec![])
         .await
@@ -896,9 +981,20 @@ async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_setti
         .as_f64()
         .unwrap();
     eprintln!("the composer with four buttons is {height} px tall at 390 px");
+    let blocks = client
+        .execute(
+            "return Array.from(document.querySelectorAll('#compose > *, .grid-editor > *')).map(function (e) { return (e.id || e.className || e.tagName) + ' ' + Math.round(e.getBoundingClientRect().height); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("its parts: {blocks}");
+    assert!(height <= 1800.0, "{height} px: {blocks}");
     assert_accessible(&client, "the composer with four buttons").await;
     screenshot(&client, "06-composer-four-buttons").await;
-    // One switch shows them for every button whose action takes data.
+    // A folded button opens with a tap on its line; one switch shows the developer's settings
+    // for every button whose action takes data.
+    click_css(&client, "#s00 > summary").await;
     client
         .find(Locator::Id("s00_kind"))
         .await

@@ -96,6 +96,11 @@ pub struct SlotView {
     pub data: String,
     /// Each field's problem, by part (`caption`, `icon`, `kind`, `link`, `data`): shown beside it.
     pub errors: HashMap<&'static str, String>,
+    /// Its editor shows: a button just added, one with a problem, or one not yet filled in. A
+    /// finished button folds to one line (its icon and caption), so four fit on a phone.
+    pub open: bool,
+    /// The icon's picture for the folded line.
+    pub glyph: &'static str,
 }
 
 /// One side's buttons: only those in use, and the ready-made ones to add.
@@ -207,6 +212,7 @@ impl ComposePage {
             full,
         } = draft;
         let said = |field: &str| errors.get(field).map(say);
+        let focused = first_invalid(&errors).or(focus.clone()).unwrap_or_default();
         let grid = |side: Side| {
             let mut slots = Vec::new();
             for slot in Slot::all(side) {
@@ -219,7 +225,14 @@ impl ComposePage {
                 }
                 let typed = form.slot(slot).cloned().unwrap_or_default();
                 let icon = typed.icon.trim().to_ascii_uppercase();
+                let unfinished = typed.caption.trim().is_empty()
+                    || typed.kind.is_empty()
+                    || (typed.kind == "link" && typed.link.trim().is_empty());
+                let open = unfinished
+                    || !slot_errors.is_empty()
+                    || focused.starts_with(&format!("{}_", slot.id()));
                 slots.push(SlotView {
+                    glyph: button_kit::icon(&icon).map_or("•", |i| i.glyph),
                     prefix: slot.id(),
                     label: persian_digits(&format!("دکمهٔ {}", slots.len() + 1)),
                     other_icon: (!icon.is_empty() && button_kit::persian_name(&icon).is_none())
@@ -230,6 +243,7 @@ impl ComposePage {
                     link: typed.link,
                     data: typed.data,
                     errors: slot_errors,
+                    open,
                 });
             }
             GridView {
@@ -282,7 +296,7 @@ impl ComposePage {
             template_name: form.template_name.clone(),
             notice,
             error_count: errors.len(),
-            focus: first_invalid(&errors).or(focus).unwrap_or_default(),
+            focus: focused,
             preview: preview.as_ref().map(|m| {
                 let view = PreviewView::of_message(m);
                 if writer.is_broadcast() {
