@@ -587,6 +587,25 @@ async fn the_top_bar_is_one_line_on_a_320_px_phone() {
     let added = wait_for(&client, "#r01_caption").await;
     assert_eq!(added.prop("value").await.unwrap().as_deref(), Some("تماس"));
     assert_persian_rtl(&client).await;
+    // Every choice of the two dropdowns fits its box at 320 px (a native select cuts the rest).
+    let cut = client
+        .execute(
+            "const ctx = document.createElement('canvas').getContext('2d');
+             const cut = [];
+             for (const select of document.querySelectorAll('#r00 select')) {
+               const style = getComputedStyle(select);
+               ctx.font = style.font;
+               const room = select.clientWidth - parseFloat(style.paddingLeft)
+                 - parseFloat(style.paddingRight) - 20;
+               for (const o of select.options)
+                 if (ctx.measureText(o.text).width > room) cut.push([select.id, o.text, room]);
+             }
+             return cut;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut, json!([]), "cut at 320 px");
     assert_accessible(&client, "the composer, dark, 320 px").await;
     screenshot(&client, "05-composer-320").await;
     // Sent without the map's link: the page comes back with that field focused, in view below

@@ -164,6 +164,8 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     // A way back to the chat; headings in order (h1, then h2 above the preview's h3); no «·»,
     // which Vazirmatn draws like a Persian zero, between the status and the time.
     assert!(status.contains(r#"href="/back">بازگشت به گفت‌وگو</a>"#));
+    // To whom it went: the seller wrote to the buyer of this chat.
+    assert!(status.contains(r#"<p id="status-recipient">به خریدار، در همین گفت‌وگو</p>"#));
     assert!(status.contains("<h2>پیامی که فرستادید</h2>"));
     assert!(!status.contains(" · "), "{status}");
 }

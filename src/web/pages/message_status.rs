@@ -4,7 +4,7 @@
 use askama::Template;
 
 use crate::{
-    domain::status::MessageStatus,
+    domain::{UserSide, status::MessageStatus},
     services::{delivery::Failure, send::SentMessage},
 };
 
@@ -69,6 +69,8 @@ pub struct MessageStatusPage {
     pub can_resend: bool,
     pub needs_reconnect: bool,
     pub notice: Option<&'static str>,
+    /// To whom it went, in the sender's words (Divar gives the add-on no names or post titles).
+    pub recipient: &'static str,
     pub time: String,
     pub preview: PreviewView,
     pub app_title: &'static str,
@@ -80,7 +82,7 @@ pub struct MessageStatusPage {
 impl MessageStatusPage {
     /// `again`: the same form was submitted once more. "Sent before" is said only of a message
     /// Divar took; otherwise the live status speaks.
-    pub fn new(message: SentMessage, again: bool) -> Self {
+    pub fn new(message: SentMessage, sender: Option<UserSide>, again: bool) -> Self {
         let text = StatusText::of(&message);
         let notice = again.then_some(match message.status {
             MessageStatus::Sent => "این پیام قبلاً فرستاده شده بود؛ دوباره فرستاده نشد.",
@@ -97,12 +99,22 @@ impl MessageStatusPage {
             can_resend: text.can_resend,
             needs_reconnect: text.needs_reconnect,
             notice,
+            recipient: recipient(sender),
             time: tehran_time(message.created_at),
             preview: PreviewView::of_body(&message.body),
             app_title: APP_TITLE,
             sent_key: message.idempotency_key,
             message_id: message.id,
         }
+    }
+}
+
+/// The other side of the chat, as the sender knows them.
+fn recipient(sender: Option<UserSide>) -> &'static str {
+    match sender {
+        Some(UserSide::Buyer) => "به فروشندهٔ آگهی، در همین گفت‌وگو",
+        Some(UserSide::Seller) => "به خریدار، در همین گفت‌وگو",
+        None => "به طرف مقابل، در همین گفت‌وگو",
     }
 }
 

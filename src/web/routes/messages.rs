@@ -53,8 +53,13 @@ async fn show_status(
     Path(id): Path<String>,
     Query(query): Query<StatusQuery>,
 ) -> Result<MessageStatusPage> {
-    let message = send::status(&app.deps, &chat.writer(), &id).await?;
-    Ok(MessageStatusPage::new(message, query.again.is_some()))
+    let writer = chat.writer();
+    let message = send::status(&app.deps, &writer, &id).await?;
+    Ok(MessageStatusPage::new(
+        message,
+        writer.side,
+        query.again.is_some(),
+    ))
 }
 
 /// Polled by the status page's script.
