@@ -140,6 +140,8 @@ pub struct Confirmation {
     pub digest: String,
     /// The composer's fields, carried through the confirm form.
     pub fields: Vec<(String, String)>,
+    /// The composer page's key: the broadcast is made once with it, however often confirmed.
+    pub idempotency_key: String,
     /// The photo or file that goes with it, already on Divar's upload host.
     pub attachment: Option<Attachment>,
     pub message: OutgoingMessage,
@@ -170,6 +172,7 @@ async fn confirmation(
         as_of,
         digest: recipients.digest(),
         fields: form.fields_with_attachment(),
+        idempotency_key: form.idempotency_key.clone(),
         attachment: form.attachment.clone(),
         message,
         changed,

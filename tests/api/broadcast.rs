@@ -91,6 +91,11 @@ async fn confirm_broadcast(
 ) -> reqwest::Response {
     let as_of = hidden_field(confirm_html, "as_of");
     let digest = hidden_field(confirm_html, "digest");
+    assert_eq!(
+        hidden_field(confirm_html, "idempotency_key"),
+        key,
+        "the confirm form carries the composer's key"
+    );
     let mut fields = vec![
         ("idempotency_key", key),
         ("text", text),
@@ -1443,6 +1448,7 @@ async fn turn_on_auto_reply(app: &TestApp, text: &str) -> String {
         confirm.contains(r#"name="mode" value="auto_reply""#),
         "{confirm}"
     );
+    assert_eq!(hidden_field(&confirm, "idempotency_key"), key);
     let fields = [
         ("idempotency_key", key.as_str()),
         ("text", text),

@@ -281,6 +281,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
         .await
         .unwrap();
     screenshot(&client, "01-sandbox-chat").await;
+    assert_accessible(&client, "the sandbox's chat").await;
     click_text(&client, "button", "گفت‌وگو یار").await;
 
     wait_for_path(&client, "/start").await;
@@ -303,6 +304,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
     wait_for_path(&client, "/sandbox/oauth2/auth").await;
     assert_persian_rtl(&client).await;
     screenshot(&client, "03-consent").await;
+    assert_accessible(&client, "the sandbox's consent page").await;
     click_text(&client, "button", "اجازه می‌دهم").await;
 
     wait_for_path(&client, "/compose").await;
@@ -507,6 +509,7 @@ async fn a_person_connects_and_sends_from_a_phone() {
     let chat = client.source().await.unwrap();
     assert!(chat.contains("جمعه ساعت ۱۰") && chat.contains("اطلاعات بیشتر"));
     screenshot(&client, "07-seller-sees-the-button").await;
+    assert_accessible(&client, "the sandbox's chat, the seller's side").await;
     // The seller taps it: a page for the one who tapped, named after the button, not a dead end.
     click_text(&client, "button", "اطلاعات بیشتر").await;
     let here = wait_for_page(&client, "a message's page", |path| {
@@ -1034,4 +1037,82 @@ async fn the_composer_offers_each_preset_once_and_one_switch_for_developer_setti
             .await
             .unwrap()
     );
+}
+
+/// The post-wide pages in the browser at 390 px: the seller opens the add-on from the post,
+/// connects, writes an auto-reply while no chat is known yet, and turns it on; a new buyer gets
+/// it. axe-core on every page state, light and dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_turns_on_the_auto_reply_from_the_post() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = phone(&driver, profile.path()).await;
+    client
+        .goto(&app.url(&format!("/sandbox/posts/{POST_1}")))
+        .await
+        .unwrap();
+    assert_accessible(&client, "the sandbox's post page").await;
+    click_text(&client, "button", "گفت‌وگو یار").await;
+    wait_for_path(&client, "/post").await;
+    assert_persian_rtl(&client).await;
+    assert_accessible(&client, "the post page before connecting").await;
+    click_text(&client, "button", "ادامه با حساب دیوار").await;
+    wait_for_path(&client, "/sandbox/oauth2/auth").await;
+    click_text(&client, "button", "اجازه می‌دهم").await;
+    wait_for_path(&client, "/post").await;
+    wait_for(&client, "#no-chats").await;
+    assert_accessible(&client, "the post page with no chat known").await;
+    screenshot(&client, "11-post-no-chats").await;
+
+    click_text(&client, "a", "نوشتن پاسخ خودکار").await;
+    wait_for_path(&client, "/broadcasts/new").await;
+    let text = "سلام! آگهی هنوز موجود است؛ هر سؤالی دارید همین‌جا بپرسید.";
+    client
+        .find(Locator::Id("text"))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+    assert_accessible(&client, "the post-wide composer").await;
+    click_text(&client, "button", "ادامه و تأیید").await;
+    let turn_on = wait_for(&client, "button[name='mode'][value='auto_reply']").await;
+    assert_eq!(turn_on.text().await.unwrap(), "روشن کردن پاسخ خودکار");
+    assert!(
+        client
+            .find(Locator::Css("button[name='mode'][value='now']"))
+            .await
+            .is_err(),
+        "nobody to send to now"
+    );
+    assert_accessible(&client, "the confirm step with no chat known").await;
+    screenshot(&client, "12-auto-reply-confirm").await;
+    turn_on.click().await.unwrap();
+    wait_for_page(&client, "the auto-reply's page", |path| {
+        path.starts_with("/broadcasts/") && path != "/broadcasts/new"
+    })
+    .await;
+    let title = wait_for(&client, "main h1").await.text().await.unwrap();
+    assert_eq!(title, "پاسخ خودکار به خریداران تازه");
+    assert_accessible(&client, "the auto-reply's page").await;
+    screenshot(&client, "13-auto-reply-on").await;
+
+    // A buyer writes for the first time: the reply reaches them, and the post page says it is on.
+    app.post_json(
+        &format!("/sandbox/_control/posts/{POST_1}/conversations"),
+        &json!({ "count": 1, "announce": true }),
+    )
+    .await;
+    eventually_within(
+        BROWSER_PATIENCE,
+        "the new buyer has the reply",
+        async || app.inspect("messages?sender_type=BOT").await["count"] == 1,
+    )
+    .await;
+    client.goto(&app.url("/post")).await.unwrap();
+    let on = wait_for(&client, "#auto-reply-on").await;
+    assert!(on.text().await.unwrap().contains("تا حالا ۱ نفر"));
+    assert_accessible(&client, "the post page with the auto-reply on").await;
+    client.close().await.unwrap();
 }

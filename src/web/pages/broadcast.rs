@@ -70,6 +70,7 @@ pub struct BroadcastConfirmPage {
     pub notice: Option<&'static str>,
     /// The composer's fields, carried to the confirm form.
     pub hidden: Vec<(String, String)>,
+    pub idempotency_key: String,
     pub preview: PreviewView,
     pub app_title: &'static str,
 }
@@ -91,6 +92,7 @@ impl From<Confirmation> for BroadcastConfirmPage {
                 "از وقتی این صفحه را باز کردید فهرست گفت‌وگوها تغییر کرده است. تعداد تازه را ببینید و دوباره تأیید کنید.",
             ),
             hidden: c.fields,
+            idempotency_key: c.idempotency_key,
             preview: PreviewView {
                 attachment: c
                     .attachment
