@@ -515,7 +515,11 @@ impl Settings {
         };
         let allowed =
             |a: &String| !a.is_empty() && (host == *a || host.ends_with(&format!(".{a}")));
-        matches!(url.scheme(), "https" | "http") && self.return_hosts.iter().any(allowed)
+        // Divar's own pages are https on the default port; the completion URL's origin (the
+        // sandbox's, in development) is taken as configured.
+        let exact = (url.scheme() == "https" && url.port().is_none())
+            || url.origin() == self.completion_url.origin();
+        exact && self.return_hosts.iter().any(allowed)
     }
 
     pub fn cookies_secure(&self) -> bool {
@@ -761,6 +765,25 @@ mod tests {
         assert_eq!((s.outbox.workers, s.outbox.retry.max_attempts), (4, 8));
         assert_eq!(s.retention.clicks, Duration::from_secs(24 * 3600));
         assert_eq!(s.server.max_connections, 1024);
+    }
+
+    /// Back to Divar only over https on the default port, to Divar's hosts.
+    #[test]
+    fn a_return_url_is_divar_over_https_on_the_default_port() {
+        let s = load(&valid()).unwrap();
+        let allowed = |url: &str| s.is_return_url_allowed(&Url::parse(url).unwrap());
+        assert!(allowed("https://divar.ir/chat/abc"));
+        assert!(allowed("https://www.divar.ir/v/xyz"));
+        assert!(allowed("https://divar.ir:443/x"), "443 is the default port");
+        for refused in [
+            "http://divar.ir/",
+            "https://divar.ir:1234/",
+            "ftp://divar.ir/",
+            "https://evil.example/",
+            "https://divar.ir.evil.example/",
+        ] {
+            assert!(!allowed(refused), "{refused}");
+        }
     }
 
     #[test]

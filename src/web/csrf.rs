@@ -91,10 +91,15 @@ fn cross_site(headers: &HeaderMap, ours: &str) -> Option<&'static str> {
     if origin == "null" || origin == ours {
         return None;
     }
-    // Also the host the request was sent to, for a development server reached by another name.
+    // Also the host the request was sent to, for a development server reached by another name;
+    // but only with our scheme (an `http://` origin on an https base is another site, and so is
+    // `ws://` or `ftp://`), and the port as the Host header says it.
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    if host.is_some() && origin_host == host {
+    let our_scheme = ours.split_once("://").map(|(scheme, _)| scheme);
+    let Some((scheme, origin_host)) = origin.split_once("://") else {
+        return Some("Origin is not an origin");
+    };
+    if host.is_some() && Some(origin_host) == host && Some(scheme) == our_scheme {
         return None;
     }
     Some("Origin names another site")
@@ -195,4 +200,44 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn forbidden() -> Response {
     AppError::Forbidden.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn from(origin: &str, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("origin", HeaderValue::from_str(origin).unwrap());
+        headers.insert("host", HeaderValue::from_str(host).unwrap());
+        headers
+    }
+
+    /// Scheme, host and port must all be ours: on an https base, the same host over http, a
+    /// websocket or another port is another site.
+    #[test]
+    fn an_origin_is_ours_only_with_our_scheme_host_and_port() {
+        let ours = "https://addon.example";
+        let refused = |origin: &str| super::cross_site(&from(origin, "addon.example"), ours);
+        assert_eq!(refused("https://addon.example"), None);
+        assert_eq!(refused("null"), None, "the token decides");
+        for other in [
+            "http://addon.example",
+            "ws://addon.example",
+            "wss://addon.example",
+            "ftp://addon.example",
+            "https://addon.example:8443",
+            "https://evil.example",
+            "addon.example",
+        ] {
+            assert!(refused(other).is_some(), "{other}");
+        }
+        // A development server reached by another name: its own Host, with our scheme.
+        let dev = "http://127.0.0.1:8080";
+        assert_eq!(
+            super::cross_site(&from("http://localhost:8080", "localhost:8080"), dev),
+            None
+        );
+        assert!(super::cross_site(&from("ws://localhost:8080", "localhost:8080"), dev).is_some());
+    }
 }

@@ -782,19 +782,30 @@ async fn back_to_divar_follows_an_allowed_callback_url_only() {
         "the original revision's callback_url"
     );
 
-    // A callback URL on another host is not followed.
-    let body = json!({ "extra_data": {}, "callback_url": "https://evil.example/phish", "post_token": POST_1,
-        "user_id": BUYER_1, "peer_id": SELLER_1, "supplier": { "id": SELLER_1 }, "demand": { "id": BUYER_1 },
-        "conversation_id": conversation(1, 1) });
-    let reply: Value = app.session_init(None, &body).await.json().await.unwrap();
-    let fresh = browser();
-    fresh
-        .get(reply["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let back = app.get_as(&fresh, "/back").await;
-    assert_eq!(assert_redirect(&back), app.url("/sandbox/completion"));
+    // A callback URL on another host, or on Divar's host but not over https on the default
+    // port, is not followed.
+    for callback in [
+        "https://evil.example/phish",
+        "http://divar.ir/",
+        "https://divar.ir:1234/",
+    ] {
+        let body = json!({ "extra_data": {}, "callback_url": callback, "post_token": POST_1,
+            "user_id": BUYER_1, "peer_id": SELLER_1, "supplier": { "id": SELLER_1 }, "demand": { "id": BUYER_1 },
+            "conversation_id": conversation(1, 1) });
+        let reply: Value = app.session_init(None, &body).await.json().await.unwrap();
+        let fresh = browser();
+        fresh
+            .get(reply["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let back = app.get_as(&fresh, "/back").await;
+        assert_eq!(
+            assert_redirect(&back),
+            app.url("/sandbox/completion"),
+            "{callback}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -96,6 +96,25 @@ async fn a_cross_site_or_tokenless_post_changes_nothing(engine: Engine) {
             .await
             .unwrap();
         assert_eq!(foreign_origin.status(), StatusCode::FORBIDDEN, "{route}");
+        // Our host, but another scheme or another port: not our origin.
+        let ours = url::Url::parse(&app.url("/")).unwrap();
+        let host = ours.host_str().unwrap();
+        let port = ours.port().unwrap();
+        for origin in [
+            format!("ws://{host}:{port}"),
+            format!("https://{host}:{port}"),
+            format!("http://{host}:{}", port + 1),
+        ] {
+            let near = app
+                .client
+                .post(app.url(route))
+                .header("origin", &origin)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(near.status(), StatusCode::FORBIDDEN, "{route}, {origin}");
+        }
         // A sibling site is not us either.
         let same_site = app
             .client
