@@ -295,7 +295,7 @@ impl ComposeForm {
     }
 
     /// Checks the whole form; every problem is reported, each under its field's name.
-    pub fn parse(&self, writer: &Writer, pages: &[&str]) -> Result<OutgoingMessage, FieldErrors> {
+    pub fn parse(&self, writer: &Writer, rules: &Rules) -> Result<OutgoingMessage, FieldErrors> {
         let mut errors = FieldErrors::new();
         let text = self.text.trim().to_string();
         // A photo or file may go alone.
@@ -314,7 +314,7 @@ impl ComposeForm {
                     .filter_map(|col| {
                         let slot = Slot { side, row, col };
                         let form = self.slot(slot)?;
-                        parse_button(slot, form, writer, pages, &mut errors)
+                        parse_button(slot, form, writer, rules, &mut errors)
                     })
                     .collect();
                 if !buttons.is_empty() {
@@ -444,6 +444,29 @@ pub fn draft_key(conversation: Option<&ConversationId>, post: Option<&PostToken>
     }
 }
 
+/// What a form is checked against besides its writer.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// The feature pages a button may open (`page:<key>`).
+    pub pages: Vec<&'static str>,
+    /// Where the add-on's own entry links live (`<APP_BASE_URL>/s/`): a button may not link
+    /// there, or whoever tapped it would enter in its author's name.
+    pub entry_links: Url,
+}
+
+impl Rules {
+    fn not_an_entry_link(&self, url: Url) -> Result<Url, (Part, Problem)> {
+        // By host, whatever the scheme or port: `http://` would be redirected to us as well.
+        let ours = url.host_str() == self.entry_links.host_str()
+            && url.path().starts_with(self.entry_links.path());
+        if ours {
+            Err((Part::Link, Problem::LinkToEntry))
+        } else {
+            Ok(url)
+        }
+    }
+}
+
 /// What is wrong with one field. The composer page says it in Persian.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -451,6 +474,8 @@ pub enum Problem {
     TextTooLong,
     CaptionMissing,
     CaptionTooLong,
+    /// A bidi control character, which would reorder the caption as the other side reads it.
+    CaptionBidi,
     IconUnknown,
     KindMissing,
     /// A post button in a conversation that is about no post.
@@ -459,6 +484,8 @@ pub enum Problem {
     /// A phone number where a web link belongs.
     LinkIsPhone,
     LinkInvalid,
+    /// One of the add-on's own entry links: whoever tapped it would act in its owner's name.
+    LinkToEntry,
     /// A data line that is not `key=value` (the line).
     DataLine(String),
     /// A data key that is not allowed (the key).
@@ -482,7 +509,7 @@ fn parse_button(
     slot: Slot,
     form: &SlotForm,
     writer: &Writer,
-    pages: &[&str],
+    rules: &Rules,
     errors: &mut FieldErrors,
 ) -> Option<Button> {
     if !form.is_used() {
@@ -499,12 +526,16 @@ fn parse_button(
         problem(Part::Caption, Problem::CaptionMissing);
     } else if caption.chars().count() > MAX_CAPTION_CHARS {
         problem(Part::Caption, Problem::CaptionTooLong);
+    } else if caption.chars().any(is_bidi_control) {
+        problem(Part::Caption, Problem::CaptionBidi);
     }
     if !icons::is_known(&icon) {
         problem(Part::Icon, Problem::IconUnknown);
     }
     let action = match form.kind.trim() {
-        "link" => web_link(form.link.trim()).map(Action::DirectLink),
+        "link" => web_link(form.link.trim())
+            .and_then(|url| rules.not_an_entry_link(url))
+            .map(Action::DirectLink),
         "server" => parse_data(&form.data).map(Action::ServerLink),
         "post" | "manage" => match &writer.post {
             Some(post) if form.kind.trim() == "post" => Ok(Action::PostPage(post.clone())),
@@ -520,7 +551,7 @@ fn parse_button(
             None => Err((Part::Kind, Problem::NoPost)),
         },
         kind => match kind.strip_prefix("page:") {
-            Some(page) if pages.contains(&page) => parse_data(&form.data).map(|mut data| {
+            Some(page) if rules.pages.contains(&page) => parse_data(&form.data).map(|mut data| {
                 data.insert(PAGE_KEY.into(), Value::from(page));
                 Action::ServerLink(data)
             }),
@@ -536,6 +567,13 @@ fn parse_button(
         }),
         _ => None,
     }
+}
+
+/// Embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069): in a caption they
+/// reorder what the other side reads (a `U+202E` turns «لغو» into something else). The marks
+/// (U+200E, U+200F) and the zero-width non-joiner Persian needs stay allowed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A link typed without a scheme (`example.com/map`) is an https link.
@@ -608,6 +646,14 @@ mod tests {
         serde_urlencoded::from_str(&query).unwrap()
     }
 
+    /// The rules of an add-on at `https://addon.example/` with the feature pages `pages`.
+    fn rules(pages: &[&'static str]) -> Rules {
+        Rules {
+            pages: pages.to_vec(),
+            entry_links: Url::parse("https://addon.example/s/").unwrap(),
+        }
+    }
+
     fn writer(post: Option<&str>) -> Writer {
         Writer {
             user: UserId::parse("u-ali").unwrap(),
@@ -659,7 +705,7 @@ mod tests {
             ("r00_kind", "server"),
             ("r00_data", "booking=12\nview = buyer"),
         ])
-        .parse(&writer(None), &[])
+        .parse(&writer(None), &rules(&[]))
         .unwrap();
         assert_eq!(message.text, "سلام");
         assert_eq!(message.sender_buttons.rows().len(), 1, "empty rows dropped");
@@ -670,6 +716,39 @@ mod tests {
         };
         assert_eq!(data["booking"], "12");
         assert_eq!(data["view"], "buyer");
+    }
+
+    /// A button may not carry one of our own entry links (under the base, on our origin), and
+    /// a caption may not hold a bidi override; other links and Persian's ZWNJ are fine.
+    #[test]
+    fn entry_links_and_bidi_controls_are_refused_on_buttons() {
+        let button = |caption: &str, link: &str| {
+            form(&[
+                ("text", "سلام"),
+                ("r00_caption", caption),
+                ("r00_icon", "SEND"),
+                ("r00_kind", "link"),
+                ("r00_link", link),
+            ])
+            .parse(&writer(None), &rules(&[]))
+        };
+        for entry in [
+            "https://addon.example/s/AbC-_123",
+            "addon.example/s/x",
+            "https://ADDON.example/s/x",
+            "http://addon.example/s/x",
+        ] {
+            let errors = button("ورود", entry).unwrap_err();
+            assert_eq!(errors["r00_link"], Problem::LinkToEntry, "{entry}");
+        }
+        for fine in ["https://addon.example/privacy", "https://example.com/s/abc"] {
+            assert!(button("ورود", fine).is_ok(), "{fine}");
+        }
+        let errors = button("\u{202E}لغو", "https://example.com").unwrap_err();
+        assert_eq!(errors["r00_caption"], Problem::CaptionBidi);
+        let errors = button("a\u{2067}b", "https://example.com").unwrap_err();
+        assert_eq!(errors["r00_caption"], Problem::CaptionBidi);
+        assert!(button("می\u{200C}خواهم", "https://example.com").is_ok());
     }
 
     #[test]
@@ -689,7 +768,7 @@ mod tests {
             ("r02_icon", "SEND"),
             ("r02_kind", "page:unknown"),
         ])
-        .parse(&writer(None), &["faq"])
+        .parse(&writer(None), &rules(&["faq"]))
         .unwrap_err();
         assert_eq!(errors["text"], Problem::TextMissing);
         assert_eq!(errors["s00_caption"], Problem::CaptionTooLong);
@@ -709,7 +788,7 @@ mod tests {
             ("r00_icon", "HELP"),
             ("r00_kind", "page:faq"),
         ])
-        .parse(&writer(None), &["faq"])
+        .parse(&writer(None), &rules(&["faq"]))
         .unwrap();
         let Action::ServerLink(data) = &message.receiver_buttons.rows()[0][0].action else {
             panic!()
@@ -748,9 +827,17 @@ mod tests {
     #[test]
     fn the_text_limit_counts_characters_not_bytes() {
         let ok = "س".repeat(MAX_TEXT_CHARS);
-        assert!(form(&[("text", &ok)]).parse(&writer(None), &[]).is_ok());
+        assert!(
+            form(&[("text", &ok)])
+                .parse(&writer(None), &rules(&[]))
+                .is_ok()
+        );
         let long = "س".repeat(MAX_TEXT_CHARS + 1);
-        assert!(form(&[("text", &long)]).parse(&writer(None), &[]).is_err());
+        assert!(
+            form(&[("text", &long)])
+                .parse(&writer(None), &rules(&[]))
+                .is_err()
+        );
     }
 
     #[test]
@@ -764,7 +851,7 @@ mod tests {
             ("s00_icon", "SEND"),
             ("s00_kind", "manage"),
         ]);
-        let message = f.parse(&writer(Some("gZd7omnS")), &[]).unwrap();
+        let message = f.parse(&writer(Some("gZd7omnS")), &rules(&[])).unwrap();
         let post = PostToken::parse("gZd7omnS").unwrap();
         assert_eq!(
             message.receiver_buttons.rows()[0][0].action,
@@ -774,7 +861,7 @@ mod tests {
             message.sender_buttons.rows()[0][0].action,
             Action::PostManagePage(post)
         );
-        let errors = f.parse(&writer(None), &[]).unwrap_err();
+        let errors = f.parse(&writer(None), &rules(&[])).unwrap_err();
         assert_eq!(errors["r00_kind"], Problem::NoPost);
         assert_eq!(errors["s00_kind"], Problem::NoPost);
     }

@@ -191,7 +191,7 @@ pub async fn submit(
         Ok(form) => form,
         Err(draft) => return Ok(Step::Again(draft)),
     };
-    let (message, form) = match compose::check(&deps.catalog, writer, form) {
+    let (message, form) = match compose::check(&deps.form_rules(), writer, form) {
         Ok(ready) => ready,
         Err(draft) => return Ok(Step::Again(draft)),
     };
@@ -219,7 +219,7 @@ pub async fn create(
     let post = post(writer)?;
     let message = confirm
         .message
-        .parse(writer, &deps.catalog.page_keys())
+        .parse(writer, &deps.form_rules())
         .map_err(|_| BroadcastError::InvalidMessage)?;
     let key = confirm.message.key().ok_or(BroadcastError::Incomplete)?;
     if let Some(existing) = db::broadcasts::id_for_key(&deps.db, key.as_str()).await? {

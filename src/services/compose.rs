@@ -3,7 +3,7 @@
 
 use crate::domain::{
     button_kit::{self, Edited},
-    compose::{ComposeForm, FieldErrors, Intent, OutgoingMessage, Side, Writer},
+    compose::{ComposeForm, FieldErrors, Intent, OutgoingMessage, Rules, Side, Writer},
 };
 
 use super::Catalog;
@@ -52,11 +52,11 @@ pub fn apply_edit(
 /// Checks the message. A form with problems comes back with each beside its field; a preview
 /// (or an edit from the confirm step) comes back too; otherwise the message is ready.
 pub fn check(
-    catalog: &Catalog,
+    rules: &Rules,
     writer: &Writer,
     form: ComposeForm,
 ) -> Result<(OutgoingMessage, ComposeForm), Box<Draft>> {
-    match form.parse(writer, &catalog.page_keys()) {
+    match form.parse(writer, rules) {
         Err(errors) => Err(Box::new(Draft {
             errors,
             ..Draft::new(form)

@@ -66,6 +66,14 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// What a composer form is checked against: the catalogue's pages, our entry links.
+    pub fn form_rules(&self) -> crate::domain::compose::Rules {
+        crate::domain::compose::Rules {
+            pages: self.catalog.page_keys(),
+            entry_links: self.settings.url("/s/"),
+        }
+    }
+
     /// Now, in epoch milliseconds.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()

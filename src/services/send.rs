@@ -153,7 +153,7 @@ pub async fn submit(
             }
         };
     }
-    let (message, form) = match compose::check(&deps.catalog, writer, form) {
+    let (message, form) = match compose::check(&deps.form_rules(), writer, form) {
         Ok(ready) => ready,
         Err(draft) => return again(*draft).await,
     };

@@ -51,7 +51,7 @@ pub async fn save(
         .template_name()
         .map_err(|problem| errors.insert("template_name".into(), problem))
         .ok();
-    if let Err(problems) = form.parse(writer, &deps.catalog.page_keys()) {
+    if let Err(problems) = form.parse(writer, &deps.form_rules()) {
         errors.extend(problems);
     }
     let draft = serde_json::to_string(&form.fields().into_iter().collect::<HashMap<_, _>>())?;

@@ -226,7 +226,10 @@
       wrap.appendChild(el("h3", null, title));
       var b = el("article", "bubble bot " + cls);
       b.appendChild(el("div", "bot-title", "گفت‌وگو یار"));
-      b.appendChild(el("p", null, text.value.trim() || "…"));
+      // What a person wrote is shown isolated: a bidi control in it cannot reorder the page.
+      var said = el("p");
+      said.appendChild(el("bdi", null, text.value.trim() || "…"));
+      b.appendChild(said);
       if (rows.length) {
         var g = el("div", "button-grid");
         rows.forEach(function (row) {
@@ -237,7 +240,8 @@
             icon.setAttribute("role", "img");
             icon.setAttribute("aria-label", btn.name);
             s.appendChild(icon);
-            s.appendChild(document.createTextNode(" " + btn.caption));
+            s.appendChild(document.createTextNode(" "));
+            s.appendChild(el("bdi", null, btn.caption));
             rowEl.appendChild(s);
           });
           g.appendChild(rowEl);

@@ -170,6 +170,48 @@ async fn a_seller_builds_buttons_with_one_tap_each_and_no_script() {
     assert!(!status.contains(" · "), "{status}");
 }
 
+/// A button may not carry one of the add-on's own entry links (whoever tapped it would act in
+/// the sender's name), nor a caption with a bidi override: each is refused beside its field, in
+/// Persian, and nothing is sent.
+#[tokio::test]
+async fn an_entry_link_or_a_bidi_override_on_a_button_is_refused() {
+    let app = spawn_connected_buyer(Engine::Sqlite).await;
+    let page = app.get_html("/compose").await;
+    let mut fields = form_of(&page);
+    fields.insert("text".into(), "بفرمایید".into());
+    fields.insert("r00_caption".into(), "ورود".into());
+    fields.insert("r00_icon".into(), "SEND".into());
+    fields.insert("r00_kind".into(), "link".into());
+    fields.insert("r00_link".into(), app.url("/s/AbCdEf123"));
+    fields.insert("s00_caption".into(), "\u{202E}لغو".into());
+    fields.insert("s00_icon".into(), "SEND".into());
+    fields.insert("s00_kind".into(), "link".into());
+    fields.insert("s00_link".into(), "https://example.com".into());
+    fields.insert("action".into(), "send".into());
+    let answer = post_fields(&app, fields).await;
+    assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = answer.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="r00_link-error">لینک ورود به «گفت‌وگو یار» فقط برای خود شماست"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="s00_caption-error">نوشتهٔ دکمه نویسه‌ای پنهان دارد"#));
+    assert_eq!(app.bot_messages(&conversation(1, 1)).await["count"], 0);
+
+    // In the text it is the person's own writing, and goes; our pages show it isolated, so it
+    // cannot reorder anything around it.
+    let mut fields = form_of(&app.get_html("/compose").await);
+    fields.insert("text".into(), "قیمت \u{202E}۱۰۰".into());
+    fields.insert("action".into(), "send".into());
+    let sent = post_fields(&app, fields).await;
+    let id = queued_message(&assert_redirect(&sent));
+    let status = app.get_html(&format!("/messages/{id}/status")).await;
+    assert!(
+        status.contains("<p><bdi>قیمت \u{202E}۱۰۰</bdi></p>"),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn a_full_grid_says_so_instead_of_adding() {
     let app = spawn_connected_buyer(Engine::Sqlite).await;
