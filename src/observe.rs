@@ -3,6 +3,7 @@
 //! The families and their labels are listed in docs/operations.md, "Metrics".
 
 pub mod reachability;
+pub mod throttle;
 
 use std::{net::SocketAddr, sync::OnceLock};
 

@@ -165,6 +165,42 @@ impl Finished {
     }
 }
 
+/// Logs Divar's refusal of a consent request. Anyone can send a browser to the callback with
+/// an `error` of their choosing, so the line is said once a minute per kind, and only RFC 6749's
+/// codes that the operator can act on (the app's scopes or client in the Kenar panel) are ERROR;
+/// the rest are WARN and named `other` when unknown.
+fn refused_request_logged(error: &str, description: Option<&str>, scope: &impl std::fmt::Display) {
+    let kind = match error {
+        "invalid_scope" => "invalid_scope",
+        "unauthorized_client" => "unauthorized_client",
+        "invalid_client" => "invalid_client",
+        "invalid_request" => "invalid_request",
+        "unsupported_response_type" => "unsupported_response_type",
+        "server_error" => "server_error",
+        "temporarily_unavailable" => "temporarily_unavailable",
+        _ => "other",
+    };
+    if !crate::observe::throttle::once_a_minute(kind) {
+        return;
+    }
+    let description: String = description.unwrap_or_default().chars().take(200).collect();
+    let operator_fixes = !matches!(kind, "server_error" | "temporarily_unavailable" | "other");
+    if operator_fixes {
+        tracing::error!(
+            error = kind,
+            description,
+            requested_scopes = %scope,
+            "Divar refused the consent request; make sure the app holds every requested scope in the Kenar panel (said once a minute)"
+        );
+    } else {
+        tracing::warn!(
+            error = kind,
+            description,
+            "the consent callback carried an error (said once a minute)"
+        );
+    }
+}
+
 /// Finishes a consent: checks the answer belongs to `pending`, exchanges the code, learns who
 /// consented, stores the grant, and resumes what waited for it. `click` is the visit's recorded
 /// click, which learns its user when the click named nobody.
@@ -188,12 +224,7 @@ pub async fn finish(
     match reply.error.as_deref() {
         None | Some("access_denied") => {}
         Some(error) => {
-            tracing::error!(
-                error,
-                description = reply.error_description.as_deref().unwrap_or_default(),
-                requested_scopes = %pending.scope,
-                "Divar refused the consent request; make sure the app holds every requested scope in the Kenar panel"
-            );
+            refused_request_logged(error, reply.error_description.as_deref(), &pending.scope);
             return Ok(Finished::AppRefused);
         }
     }

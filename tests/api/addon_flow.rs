@@ -177,17 +177,54 @@ async fn a_scope_the_app_lacks_fails_clearly_for_the_person_and_the_operator() {
             !html.contains("invalid_scope") && !html.contains(lacking),
             "no jargon for the person"
         );
-        let requested = format!(
-            "CONVERSATION_SEND_MESSAGE.{conv} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access"
-        );
-        assert!(
-            captured_logs().lines().any(|l| l.contains("ERROR")
-                && l.contains("Kenar panel")
-                && l.contains(&requested)),
-            "the operator is told which scopes to enable"
-        );
     }
+    // Said once a minute (anyone can send a browser to the callback with this error): the
+    // second refusal within the minute adds no line.
+    let requested = format!(
+        "CONVERSATION_SEND_MESSAGE.{} USER_ID NOTIFICATION_ACCESS_REVOCATION offline_access",
+        conversation(2, 1)
+    );
+    let told = captured_logs()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("Kenar panel"))
+        .map(|l| l.contains(&requested))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        told,
+        [true],
+        "the operator is told which scopes to enable, once"
+    );
     assert_eq!(count(&app, "grants").await, 0);
+}
+
+/// Anyone can send their own browser to the callback with an `error` of their choosing: a flood
+/// of them writes at most one line a minute, as a WARN, and never the text they chose as the
+/// error's name.
+#[tokio::test]
+async fn a_flood_of_callback_errors_writes_one_line_a_minute() {
+    let app = spawn_app(Engine::Sqlite).await;
+    app.enter_from_chat(&conversation(1, 2), "buyer").await;
+    for _ in 0..20 {
+        let authorize = app.start_consent("/oauth/start").await;
+        let state = query_value(&authorize, "state");
+        let page = app
+            .get(&format!(
+                "/oauth/callback?state={state}&error=flood_of_lies&error_description=page+the+operator"
+            ))
+            .await;
+        assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+    }
+    let lines: Vec<String> = captured_logs()
+        .lines()
+        .filter(|l| l.contains("page the operator"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("other"),
+        "{lines:#?}"
+    );
+    assert!(!lines[0].contains("flood_of_lies"), "{lines:#?}");
 }
 
 #[tokio::test]
