@@ -619,15 +619,23 @@ async fn the_webhook_checks_divar_tolerates_redelivery_and_handles_revocation(en
             .status(),
         StatusCode::BAD_REQUEST
     );
-    let bad = app
-        .client
-        .post(app.url("/divar/events"))
-        .header("authorization", &key)
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    // Bad JSON, a key twice (two readers could disagree on which counts), or nested too deep.
+    let deep = "[".repeat(40) + &"]".repeat(40);
+    for body in [
+        "{oops".to_string(),
+        r#"{"type": "POST_UPDATE", "type": "NEW_MESSAGE"}"#.to_string(),
+        format!(r#"{{"type": "PAYMENT_TRANSACTION", "x": {deep}}}"#),
+    ] {
+        let bad = app
+            .client
+            .post(app.url("/divar/events"))
+            .header("authorization", &key)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
 
     // Revocation deletes the seller's tokens: the post page asks for consent again.
     app.open_post_as_owner(POST_1, SELLER_1).await;

@@ -102,6 +102,72 @@ async fn bad_calls_get_401_or_400_and_never_500(engine: Engine) {
 }
 crate::both_engines!(bad_calls, bad_calls_get_401_or_400_and_never_500);
 
+/// `extra_data` nested `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!("ته"), |inner, _| json!({ "n": inner }))
+}
+
+/// Bodies nested deeper than `kenar::json::MAX_DEPTH` (32) levels, or with a key twice, get 400
+/// with the reason; the deepest accepted body travels through the link, the click record and the
+/// session store, and every page reads it back (a 126-deep one used to break the browser's
+/// session with 500s for 15 minutes).
+async fn nesting_is_bounded_and_the_deepest_accepted_body_reads_back(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let key = app.sandbox.app().identification_key.clone();
+    for levels in [126, 32] {
+        let mut deep = v2_body();
+        deep["extra_data"] = nested(levels);
+        let refused = post_init(&app, Some(&key), Some("2"), deep.to_string()).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{levels}");
+        let reply: Value = refused.json().await.unwrap();
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("nested deeper than 32 levels"),
+            "{reply}"
+        );
+    }
+    let twice =
+        r#"{"source": "CHAT", "source": "POST", "post_token": "gZd7omnS", "extra_data": {}}"#;
+    let refused = post_init(&app, Some(&key), Some("2"), twice.into()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let reply: Value = refused.json().await.unwrap();
+    assert!(
+        reply["message"].as_str().unwrap().contains("appears twice"),
+        "{reply}"
+    );
+
+    // The body is level 1 and `extra_data` level 2: 31 more levels inside it is the deepest.
+    let mut deepest = v2_body();
+    deepest["extra_data"] = nested(31);
+    let link = new_link(&app, deepest).await;
+    let opened = app.client.get(&link).send().await.unwrap();
+    assert!(opened.status().is_redirection(), "{}", opened.status());
+    for page in ["/start", "/compose", "/history", "/start"] {
+        let answer = app.get(page).await;
+        assert!(
+            answer.status().is_success() || answer.status().is_redirection(),
+            "{page}: {}",
+            answer.status()
+        );
+    }
+    let id = sqlx::query_scalar::<_, String>("select session_init_id from session_inits")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let click = kenar_chat::db::conversations::find_session_init(&app.db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_str(&click.extra_data).unwrap();
+    assert_eq!(stored, nested(31), "read back as sent");
+}
+crate::both_engines!(
+    nesting,
+    nesting_is_bounded_and_the_deepest_accepted_body_reads_back
+);
+
 #[tokio::test]
 async fn the_fallback_page_is_honest_about_an_unknown_post() {
     let app = spawn_app(Engine::Sqlite).await;

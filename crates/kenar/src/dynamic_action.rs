@@ -45,8 +45,7 @@ impl DynamicActionRequest {
     /// Reads the documented body. The nullable fields may be `null`, empty or left out; a value
     /// that is present must be well formed.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        let value: Value = crate::json::parse(body)?;
         let object = value.as_object().ok_or("the body is not a JSON object")?;
         let text = |name: &str| -> Result<Option<String>, String> {
             match object.get(name) {

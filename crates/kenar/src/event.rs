@@ -93,8 +93,7 @@ impl DivarEvent {
     /// Parses an event body. A type this crate does not act on is [`DivarEvent::Other`] (its
     /// first 50 characters), so a new event type is acknowledged, not refused.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        let value: Value = crate::json::parse(body)?;
         let kind = value
             .get("type")
             .and_then(Value::as_str)

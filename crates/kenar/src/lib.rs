@@ -70,6 +70,7 @@ pub mod dynamic_action;
 pub mod event;
 pub mod icons;
 pub mod ids;
+pub mod json;
 pub mod message;
 pub mod oauth;
 pub mod scopes;

@@ -125,8 +125,7 @@ impl SessionInit {
     /// # Ok::<(), String>(())
     /// ```
     pub fn parse(body: &[u8], api_version: Option<&str>) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        let value: Value = crate::json::parse(body)?;
         let Value::Object(fields) = &value else {
             return Err("the body must be a JSON object".into());
         };
