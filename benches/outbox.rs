@@ -200,6 +200,7 @@ async fn through_outbox(
     let db::broadcasts::Created::New(id) = db::broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
+        &uuid::Uuid::new_v4().to_string(),
         &post(),
         &seller(),
         &body.to_string(),

@@ -220,7 +220,18 @@ async fn start_broadcast(db: &Db, conversations: &[ConversationId]) -> anyhow::R
     let body = json!({ "type": "TEXT", "message": "benchmark broadcast" }).to_string();
     let key = uuid::Uuid::new_v4().to_string();
     let now = SystemClock.now_ms();
-    match db::broadcasts::create(db, &key, &post(), &seller(), &body, conversations, now).await? {
+    match db::broadcasts::create(
+        db,
+        &uuid::Uuid::new_v4().to_string(),
+        &key,
+        &post(),
+        &seller(),
+        &body,
+        conversations,
+        now,
+    )
+    .await?
+    {
         db::broadcasts::Created::New(id) | db::broadcasts::Created::Existing(id) => Ok(id),
     }
 }

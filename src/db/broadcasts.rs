@@ -19,9 +19,12 @@ pub enum Created {
 /// Broadcasts of at least this many rows refresh PostgreSQL's statistics (see below).
 const ANALYZE_AFTER_ROWS: usize = 200;
 
-/// Writes a broadcast and its outbox rows in one transaction.
+/// Writes a broadcast (its id made by the caller: its buttons carry it) and its outbox rows in
+/// one transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     db: &Db,
+    broadcast_id: &str,
     idempotency_key: &str,
     post_token: &PostToken,
     user_id: &UserId,
@@ -29,7 +32,6 @@ pub async fn create(
     conversation_ids: &[ConversationId],
     now: i64,
 ) -> anyhow::Result<Created> {
-    let broadcast_id = uuid::Uuid::new_v4().to_string();
     let mut tx: Transaction<'_, Any> = db.pool().begin().await?;
     let inserted = sqlx::query(
         "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, stop_reason,
@@ -37,7 +39,7 @@ pub async fn create(
          values ($1, $2, $3, $4, $5, 'running', null, $6, $7, $7)
          on conflict (idempotency_key) do nothing",
     )
-    .bind(&broadcast_id)
+    .bind(broadcast_id)
     .bind(idempotency_key)
     .bind(post_token)
     .bind(user_id)
@@ -55,7 +57,7 @@ pub async fn create(
                 .try_get("broadcast_id")?;
         return Ok(Created::Existing(existing));
     }
-    outbox::enqueue_broadcast(&mut tx, &broadcast_id, conversation_ids, now).await?;
+    outbox::enqueue_broadcast(&mut tx, broadcast_id, conversation_ids, now).await?;
     tx.commit().await?;
     if db.backend() == Backend::Postgres && conversation_ids.len() >= ANALYZE_AFTER_ROWS {
         // PostgreSQL plans by table statistics, and until autovacuum's next ANALYZE (up to a
@@ -70,13 +72,14 @@ pub async fn create(
             tracing::warn!(%error, "could not refresh the outbox statistics");
         }
     }
-    Ok(Created::New(broadcast_id))
+    Ok(Created::New(broadcast_id.to_string()))
 }
 
 /// Turns on a post's automatic first reply (replacing the one on, if any): a broadcast of kind
 /// `auto_reply` with no rows yet, which [`add_to_auto_reply`] gives one per new conversation.
 pub async fn start_auto_reply(
     db: &Db,
+    broadcast_id: &str,
     idempotency_key: &str,
     post_token: &PostToken,
     user_id: &UserId,
@@ -113,13 +116,12 @@ pub async fn start_auto_reply(
     .bind(post_token)
     .execute(&mut *tx)
     .await?;
-    let broadcast_id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, kind,
              stop_reason, total, created_at, updated_at)
          values ($1, $2, $3, $4, $5, 'running', 'auto_reply', null, 0, $6, $6)",
     )
-    .bind(&broadcast_id)
+    .bind(broadcast_id)
     .bind(idempotency_key)
     .bind(post_token)
     .bind(user_id)
@@ -128,7 +130,7 @@ pub async fn start_auto_reply(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Created::New(broadcast_id))
+    Ok(Created::New(broadcast_id.to_string()))
 }
 
 /// A conversation of `post_token` Divar just announced: when the post's auto-reply is on and
@@ -179,19 +181,19 @@ pub async fn id_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option
         .map_err(Into::into)
 }
 
-/// The broadcast made with this idempotency key, if it went to `conversation_id`: where a tap
-/// on one of its buttons in that conversation leads.
+/// The broadcast `broadcast_id`, if it went to `conversation_id`: where a tap on one of its
+/// buttons in that conversation leads (they carry its id, never the composer's key).
 pub async fn sent_to(
     db: &Db,
-    idempotency_key: &str,
+    broadcast_id: &str,
     conversation_id: &ConversationId,
 ) -> anyhow::Result<Option<Broadcast>> {
     Ok(sqlx::query_as(&format!(
-        "{BROADCAST} where idempotency_key = $1
+        "{BROADCAST} where broadcast_id = $1
            and exists (select 1 from outbox o
                        where o.broadcast_id = broadcasts.broadcast_id and o.conversation_id = $2)"
     ))
-    .bind(idempotency_key)
+    .bind(broadcast_id)
     .bind(conversation_id)
     .fetch_optional(db.pool())
     .await?)

@@ -238,10 +238,12 @@ pub async fn create(
     if recipients.conversation_ids.is_empty() {
         return Err(BroadcastError::NoConversations);
     }
-    let body = body_of(&confirm, &message, key.as_str());
+    let broadcast_id = uuid::Uuid::new_v4().to_string();
+    let body = body_of(&confirm, &message, &broadcast_id);
     let conversations = recipients.conversation_ids;
     match db::broadcasts::create(
         &deps.db,
+        &broadcast_id,
         key.as_str(),
         post,
         &writer.user,
@@ -265,9 +267,10 @@ pub async fn create(
 }
 
 /// The send body of a confirmed message, with its attachment: one upload for every
-/// conversation it goes to.
-fn body_of(confirm: &ConfirmForm, message: &OutgoingMessage, key: &str) -> String {
-    let mut body = message::to_kenar_json(message, key);
+/// conversation it goes to. Its buttons carry the broadcast's id: an opaque reference to where
+/// a tap leads (the composer's key would let a recipient find the seller's broadcast by it).
+fn body_of(confirm: &ConfirmForm, message: &OutgoingMessage, broadcast_id: &str) -> String {
+    let mut body = message::to_kenar_json(message, broadcast_id);
     if let Some(attachment) = &confirm.message.attachment {
         attachment.attach_to(&mut body);
     }
@@ -285,9 +288,11 @@ async fn start_auto_reply(
     key: &str,
 ) -> Result<Created, BroadcastError> {
     let post = post(writer)?;
-    let body = body_of(confirm, message, key);
+    let broadcast_id = uuid::Uuid::new_v4().to_string();
+    let body = body_of(confirm, message, &broadcast_id);
     let id = match db::broadcasts::start_auto_reply(
         &deps.db,
+        &broadcast_id,
         key,
         post,
         &writer.user,

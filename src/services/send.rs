@@ -260,7 +260,7 @@ pub struct Tapped {
 }
 
 /// The message one of our buttons was sent with: a single send, or a broadcast that reached
-/// this conversation (its buttons carry its idempotency key). Both sides of the conversation
+/// this conversation (its buttons carry its id). Both sides of the conversation
 /// may open it.
 pub async fn tapped(deps: &Deps, tap: &Tap<'_>, id: &str) -> Result<Tapped, SendError> {
     let (body, sender, created_at, single) = match db::messages::find(&deps.db, id).await? {

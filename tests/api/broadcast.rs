@@ -429,6 +429,19 @@ async fn a_buyer_who_taps_a_broadcast_button_lands_on_its_page() {
     stranger.get(&link).send().await.unwrap();
     let elsewhere = app.get_as(&stranger, &entered).await;
     assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+
+    // The buttons carry an opaque reference (the broadcast's id), never the composer's key: a
+    // recipient cannot post the key back to find the seller's broadcast by it.
+    let (key, id): (String, String) =
+        sqlx::query_as("select idempotency_key, broadcast_id from broadcasts")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    let messages = app.inspect("messages?sender_type=BOT").await;
+    let data = &messages["messages"][0]["receiver_buttons"]["rows"][0]["buttons"][0]["action"]["open_server_link"]
+        ["data"];
+    assert_eq!(data["kc_message"], id.as_str(), "{data}");
+    assert_ne!(data["kc_message"], key.as_str());
 }
 
 #[tokio::test]

@@ -257,6 +257,7 @@ async fn a_broadcast_sends_one_upload_to_every_conversation(engine: Engine) {
         .collect();
     let created = broadcasts::create(
         &app.db,
+        &uuid::Uuid::new_v4().to_string(),
         "b-photo",
         &post_token(POST_1),
         &user_id(SELLER_1),

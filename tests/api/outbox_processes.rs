@@ -136,6 +136,7 @@ pub(crate) async fn seeded_broadcast(
     let recipients: Vec<_> = conversations.iter().map(|c| conversation_id(c)).collect();
     let db::broadcasts::Created::New(id) = db::broadcasts::create(
         &db,
+        &uuid::Uuid::new_v4().to_string(),
         &key,
         &post_token(POST_1),
         &user_id(SELLER_1),

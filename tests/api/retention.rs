@@ -200,6 +200,7 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     for key in ["done", "running", "paused"] {
         let broadcasts::Created::New(id) = broadcasts::create(
             &app.db,
+            &uuid::Uuid::new_v4().to_string(),
             key,
             &post_token("P1"),
             &user_id("seller"),

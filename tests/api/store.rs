@@ -176,6 +176,7 @@ async fn new_broadcast(db: &Db, conversations: &[kenar::ConversationId]) -> Stri
     match broadcasts::create(
         db,
         &uuid::Uuid::new_v4().to_string(),
+        &uuid::Uuid::new_v4().to_string(),
         &post_token("P1"),
         &user_id("seller"),
         r#"{"type":"TEXT","message":"x"}"#,
@@ -385,6 +386,7 @@ async fn rows_left_behind_by_a_cancel_are_settled(engine: Engine) {
     let t = now_ms();
     let broadcasts::Created::New(id) = broadcasts::create(
         &db,
+        &uuid::Uuid::new_v4().to_string(),
         "key-1",
         &post_token("p-1"),
         &user_id("u-1"),
@@ -592,6 +594,7 @@ async fn a_post_lists_its_broadcasts_with_their_progress(engine: Engine) {
     let empty = new_broadcast(&db, &[]).await;
     broadcasts::create(
         &db,
+        &uuid::Uuid::new_v4().to_string(),
         "another seller",
         &post_token("P1"),
         &user_id("other"),
