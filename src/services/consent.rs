@@ -338,13 +338,34 @@ pub async fn connected(
     }
 }
 
-/// Deletes this person's tokens for the conversation.
+/// Deletes this person's tokens for the conversation, or for the post when writing to all its
+/// conversations. Divar documents no endpoint to revoke a grant (docs/divar-platform.md, "OAuth
+/// 2.0"): the pages say how to withdraw it in Divar.
 pub async fn disconnect(deps: &Deps, writer: &Writer) -> anyhow::Result<()> {
-    if let Some(conversation) = &writer.conversation {
-        deps.vault
-            .forget(&Subject::Conversation(conversation.clone()), &writer.user)
+    match (&writer.conversation, &writer.post) {
+        (Some(conversation), _) => {
+            deps.vault
+                .forget(&Subject::Conversation(conversation.clone()), &writer.user)
+                .await?;
+            tracing::info!("a user disconnected a conversation");
+        }
+        // The post's grant: its running broadcasts and auto-reply stop with it, as when the
+        // token stops working (they go on if the seller connects again, else the purge ends them).
+        (None, Some(post)) => {
+            deps.vault
+                .forget(&Subject::Post(post.clone()), &writer.user)
+                .await?;
+            db::broadcasts::pause_for_grant(
+                &deps.db,
+                post,
+                &writer.user,
+                crate::domain::broadcast::STOPPED_FOR_RECONSENT,
+                deps.now(),
+            )
             .await?;
-        tracing::info!("a user disconnected a conversation");
+            tracing::info!("a seller disconnected a post");
+        }
+        (None, None) => {}
     }
     Ok(())
 }

@@ -1510,3 +1510,36 @@ async fn outbox_rows_for(app: &TestApp, conversations: &[String]) -> i64 {
     }
     total
 }
+
+/// A seller can disconnect a post too: the post's grant is forgotten, its auto-reply stops, and
+/// the page says how to withdraw the access in Divar (which documents no revocation endpoint).
+async fn a_seller_disconnects_a_post(engine: Engine) {
+    let app = post_owner_app(engine, |_| {}).await;
+    let page = turn_on_auto_reply(&app, "سلام، خوش آمدید").await;
+    let grants = async || -> i64 {
+        sqlx::query("select count(*) from grants where subject_kind = 'post' and subject_id = $1")
+            .bind(POST_1)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(grants().await, 1);
+    let post = app.get_html("/post").await;
+    assert!(post.contains(r#"action="/post/disconnect""#));
+
+    let done = app.submit("/post/disconnect").await;
+    assert_eq!(assert_redirect(&done), "/post?disconnected=1");
+    assert_eq!(grants().await, 0, "the post's tokens are gone");
+    let post = app.get_html("/post?disconnected=1").await;
+    assert!(
+        post.contains(r#"id="disconnected""#) && post.contains("فهرست برنامه‌های مجاز"),
+        "{post}"
+    );
+    assert!(
+        post.contains("ادامه با حساب دیوار"),
+        "the connect step again"
+    );
+    assert_eq!(progress_of(&app, &page).await["status"], "paused");
+}
+crate::both_engines!(post_disconnect, a_seller_disconnects_a_post);

@@ -36,9 +36,18 @@ pub struct PostPage {
     pub conversation_count: usize,
     pub last_activity: Option<String>,
     pub broadcasts: Vec<BroadcastRow>,
+    /// The seller has just disconnected the post.
+    pub disconnected: bool,
 }
 
 impl PostPage {
+    pub fn disconnected(self, disconnected: bool) -> Self {
+        Self {
+            disconnected,
+            ..self
+        }
+    }
+
     /// The auto-reply that is on, if any (at most one per post).
     pub fn auto_reply(&self) -> Option<&BroadcastRow> {
         self.broadcasts.iter().find(|b| b.on)
@@ -73,6 +82,7 @@ impl PostPage {
             conversation_count: overview.conversations,
             last_activity: overview.last_activity.map(tehran_time),
             broadcasts: overview.broadcasts.into_iter().map(row).collect(),
+            disconnected: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::{DefaultBodyLimit, Path, State},
+    extract::{DefaultBodyLimit, Path, Query, State},
     http::Method,
     response::{IntoResponse, Redirect, Response},
     routing::post,
@@ -11,7 +11,10 @@ use axum::{
 
 use crate::{
     domain::compose::ConfirmForm,
-    services::broadcast::{self, Created, Step},
+    services::{
+        broadcast::{self, Created, Step},
+        consent,
+    },
     state::AppState,
     web::{
         error::Result,
@@ -30,6 +33,7 @@ use super::Routes;
 pub fn routes() -> Routes {
     Routes::new()
         .get("/post", show_post)
+        .post("/post/disconnect", disconnect_post)
         .get("/broadcasts/new", show_new_broadcast)
         .add(
             Method::POST,
@@ -48,11 +52,26 @@ fn to_broadcast(id: &str) -> Redirect {
     Redirect::to(&format!("/broadcasts/{id}"))
 }
 
+#[derive(serde::Deserialize)]
+struct PostQuery {
+    disconnected: Option<String>,
+}
+
 /// The post's page. An owner Divar has not named yet (touch-points click) sees the connect step.
-async fn show_post(State(app): State<AppState>, owner: PostOwner) -> Result<PostPage> {
+async fn show_post(
+    State(app): State<AppState>,
+    owner: PostOwner,
+    Query(query): Query<PostQuery>,
+) -> Result<PostPage> {
     let user = owner.visit.user_id.as_ref();
     let overview = broadcast::overview(&app.deps, &owner.post, user).await?;
-    Ok(PostPage::new(owner.post, overview))
+    Ok(PostPage::new(owner.post, overview).disconnected(query.disconnected.is_some()))
+}
+
+/// Forgets the seller's grant for the post; its broadcasts and auto-reply stop.
+async fn disconnect_post(State(app): State<AppState>, owner: Known<PostOwner>) -> Result<Redirect> {
+    consent::disconnect(&app.deps, &owner.writer()).await?;
+    Ok(Redirect::to("/post?disconnected=1"))
 }
 
 async fn show_new_broadcast(
