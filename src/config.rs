@@ -99,6 +99,11 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     #[command(
         flatten,
+        next_help_heading = "What one person may use of the app's sends"
+    )]
+    pub limits: PersonLimits,
+    #[command(
+        flatten,
         next_help_heading = "Consent scopes, on top of the sending ones"
     )]
     pub consent: ConsentExtras,
@@ -169,6 +174,25 @@ pub struct OutboxSettings {
     /// Sleep when there is nothing to do (a single send wakes a worker at once).
     #[arg(skip = Duration::from_millis(250))]
     pub idle: Duration,
+}
+
+/// What one person may use of the app's send budget: Divar's limit is per app, shared by every
+/// seller and buyer, so one person's flood must not use it up (docs/messaging.md, "Fairness").
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PersonLimits {
+    /// Single sends one person may have waiting in the queue at once.
+    #[arg(long = "max-queued-sends", env = "KENAR_MAX_QUEUED_SENDS", value_parser = whole(1u32, 1_000_000), default_value = "600")]
+    pub queued_sends: u32,
+    /// Broadcasts one seller may have running or paused at once (an auto-reply is not counted:
+    /// a post has at most one).
+    #[arg(long = "max-running-broadcasts", env = "KENAR_MAX_RUNNING_BROADCASTS", value_parser = whole(1u32, 1_000), default_value = "3")]
+    pub running_broadcasts: u32,
+    /// Messages one person may send in 24 hours: single sends, and a broadcast's recipients.
+    #[arg(long = "max-sends-per-day", env = "KENAR_MAX_SENDS_PER_DAY", value_parser = whole(1u32, 10_000_000), default_value = "10000")]
+    pub sends_per_day: u32,
+    /// Sends (single or broadcast) one person may submit a minute, in bursts of up to 20.
+    #[arg(long = "max-submits-per-minute", env = "KENAR_MAX_SUBMITS_PER_MINUTE", value_parser = whole(1u32, 100_000), default_value = "60")]
+    pub submits_per_minute: u32,
 }
 
 /// How often and how patiently a send is tried.
@@ -307,7 +331,13 @@ macro_rules! default_from_declarations {
         }
     )*};
 }
-default_from_declarations!(OutboxSettings, ConsentExtras, ServerLimits, Retention);
+default_from_declarations!(
+    OutboxSettings,
+    PersonLimits,
+    ConsentExtras,
+    ServerLimits,
+    Retention
+);
 
 /// Parses the settings of `T` from `lookup` (a variable's value by name; a blank one counts as
 /// unset) without reading the process environment. Each value is first parsed on its own, so

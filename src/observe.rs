@@ -29,6 +29,7 @@ pub const DATABASE_UP: &str = "kenar_database_up";
 pub const DATABASE_FAILURES: &str = "kenar_database_failures_total";
 pub const DIVAR_API_UP: &str = "kenar_divar_api_up";
 pub const DIVAR_API_FAILURES: &str = "kenar_divar_api_failures_total";
+pub const LIMIT_HITS: &str = "kenar_limit_hits_total";
 
 /// Latency buckets in seconds, for the request and acquire histograms.
 const BUCKETS: &[f64] = &[

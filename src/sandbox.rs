@@ -92,6 +92,7 @@ pub async fn launch_built(
         entry_link_ttl: Duration::from_secs(5 * 60),
         rate_limit_per_minute: 0,
         outbox: Default::default(),
+        limits: Default::default(),
         consent: Default::default(),
         // Never behind a load balancer: stop at once.
         server: crate::config::ServerLimits {

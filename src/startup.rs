@@ -174,6 +174,7 @@ impl Application {
         // An upload streams a file of up to 5 MB from a phone: more time than an API call.
         let upload_http = kenar::http_client(UPLOAD_TIMEOUT, crate::config::USER_AGENT)?;
         let uploader = Uploader::new(upload_http, settings.chat_upload_base_url.clone());
+        let submits = crate::services::limits::SubmitThrottle::new(&settings.limits, clock.clone());
         let deps = Deps {
             db: db.clone(),
             uploader,
@@ -184,6 +185,7 @@ impl Application {
             api,
             wake: outbox.wake_handle(),
             catalog: catalog.clone(),
+            submits,
             clock: clock.clone(),
         };
         let state = AppState::new(crate::state::AppParts {

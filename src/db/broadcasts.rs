@@ -434,6 +434,18 @@ pub async fn retry_failed(db: &Db, broadcast_id: &str, now: i64) -> anyhow::Resu
     Ok(queued)
 }
 
+/// A seller's broadcasts running or paused (auto-replies not counted: a post has at most one).
+pub async fn running_count(db: &Db, user_id: &UserId) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "select count(*) from broadcasts
+         where user_id = $1 and kind = 'broadcast' and status in ('running', 'paused')",
+    )
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Whether a broadcast was cancelled, or no longer exists (its seller's data was erased): a
 /// worker asks before a row that waited for its turn.
 pub async fn is_cancelled(db: &Db, broadcast_id: &str) -> anyhow::Result<bool> {

@@ -119,6 +119,43 @@ pub async fn requeue(
     Ok(ids)
 }
 
+/// A person's single sends still waiting to go (`services::limits`).
+pub async fn queued_count(db: &Db, user_id: &UserId) -> anyhow::Result<i64> {
+    let row =
+        sqlx::query("select count(*) from messages where user_id = $1 and status = 'sending'")
+            .bind(user_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// A person's sends since `since`: their single messages and their broadcasts' recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendsSince {
+    pub count: i64,
+    /// When the oldest of them was made, if any.
+    pub oldest: Option<i64>,
+}
+
+pub async fn sends_since(db: &Db, user_id: &UserId, since: i64) -> anyhow::Result<SendsSince> {
+    let row = sqlx::query(
+        "select cast(coalesce(sum(n), 0) as bigint) as count, min(oldest) as oldest from (
+             select count(*) as n, min(created_at) as oldest from messages
+             where user_id = $1 and created_at >= $2
+             union all
+             select cast(coalesce(sum(total), 0) as bigint) as n, min(created_at) as oldest
+             from broadcasts where user_id = $1 and created_at >= $2) sends",
+    )
+    .bind(user_id)
+    .bind(since)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(SendsSince {
+        count: row.try_get("count")?,
+        oldest: row.try_get("oldest")?,
+    })
+}
+
 pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow>> {
     Ok(sqlx::query_as(&format!("{SELECT} where message_id = $1"))
         .bind(message_id)

@@ -32,10 +32,14 @@ pub struct Claimed {
 /// Which rows a worker takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lanes {
-    /// Single sends first, then broadcast rows.
+    /// Single sends first, then broadcast rows (tests and benchmarks draining the queue).
     All,
-    /// Single sends only: the express worker, which a person's send wakes.
+    /// Single sends only, in turns across the people who sent them: the express worker, which
+    /// a person's send wakes.
     InteractiveOnly,
+    /// Broadcast rows only: the pool's other workers, so single sends are only ever claimed in
+    /// their fair order.
+    BulkOnly,
 }
 
 /// `priority` of an outbox row: lower is claimed first.
@@ -233,8 +237,31 @@ fn async_commit(db: &Db) -> (&'static str, &'static str) {
     }
 }
 
-/// Claims up to `limit` due rows for `lease_ms`: single sends first, then rows of running
-/// broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
+/// The single sends to claim, each with its sender's turn. Claimed by turn, one person's backlog
+/// takes one turn per round and a quiet person's message goes in the next round instead of
+/// behind it. A person with a claim out (in this process or another) gets no other until it is
+/// done, and within a conversation a row waits for every earlier one (a retry waiting for its
+/// time holds the later ones back): a person's messages reach Divar in the order they were
+/// sent, across restarts too. The sender is the message's; window functions rank the rows
+/// outside the query that locks them, where PostgreSQL does not allow one.
+const FAIR_TURNS: &str = "held as (
+         select distinct m.user_id from outbox h join messages m on m.message_id = h.message_id
+         where h.status = 'pending' and h.priority = 0 and h.locked_until >= $3),
+     queue as (
+         select o.outbox_id, o.next_attempt_at, m.user_id,
+             sum(case when o.next_attempt_at > $3 then 1 else 0 end) over (
+                 partition by m.user_id, o.conversation_id order by o.outbox_id
+                 rows unbounded preceding) as waiting_before
+         from outbox o join messages m on m.message_id = o.message_id
+         where o.status = 'pending' and o.priority = 0
+           and m.user_id not in (select user_id from held)),
+     turns as (
+         select outbox_id, next_attempt_at,
+             row_number() over (partition by user_id order by outbox_id) as turn
+         from queue where waiting_before = 0)";
+
+/// Claims up to `limit` due rows for `lease_ms`: single sends first (the express lane takes
+/// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
 /// holds; SQLite runs one writer at a time, and the outer `where` repeats the lease condition,
 /// so a racing claim updates nothing.
 pub async fn claim_batch(
@@ -252,14 +279,24 @@ pub async fn claim_batch(
         Backend::Sqlite => "",
     };
     let (async_cte, async_from) = async_commit(db);
-    let lane_clause = match lanes {
-        Lanes::All => "",
-        Lanes::InteractiveOnly => "and o.priority = 0",
-    };
     // The pick is a CTE: PostgreSQL evaluates it once, so LIMIT bounds the claim (a plain
     // `IN (subquery)` may be re-run and claim more rows than asked for).
-    let sql = format!(
-        "with {async_cte} picked as (
+    let pick = match lanes {
+        Lanes::InteractiveOnly => format!(
+            "{FAIR_TURNS}, picked as (
+             select o.outbox_id from outbox o join turns t on t.outbox_id = o.outbox_id
+             where o.status = 'pending' and (o.locked_until is null or o.locked_until < $3)
+             order by t.turn, t.next_attempt_at, o.outbox_id
+             limit $4 {lock_clause})"
+        ),
+        Lanes::All | Lanes::BulkOnly => {
+            let lane_clause = if lanes == Lanes::BulkOnly {
+                "and o.priority = 1"
+            } else {
+                ""
+            };
+            format!(
+                "picked as (
              select o.outbox_id from outbox o
              where o.status = 'pending' {lane_clause} and o.next_attempt_at <= $3
                and (o.locked_until is null or o.locked_until < $3)
@@ -267,7 +304,12 @@ pub async fn claim_batch(
                     or exists (select 1 from broadcasts b
                                where b.broadcast_id = o.broadcast_id and b.status = 'running'))
              order by o.priority, o.next_attempt_at, o.outbox_id
-             limit $4 {lock_clause})
+             limit $4 {lock_clause})"
+            )
+        }
+    };
+    let sql = format!(
+        "with {async_cte} {pick}
          update outbox set locked_until = $1, locked_by = $2, attempts = attempts + 1, updated_at = $3
          from picked {async_from}
          where outbox.outbox_id = picked.outbox_id
@@ -283,9 +325,13 @@ pub async fn claim_batch(
         .bind(limit)
         .fetch_all(db.pool())
         .await?;
-    rows.iter()
+    let mut claimed = rows
+        .iter()
         .map(|r| Claimed::try_from(ClaimedRow::from_row(r)?))
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // RETURNING keeps no order: a batch sends its rows in the order they were queued.
+    claimed.sort_by(|a, b| a.outbox_id.cmp(&b.outbox_id));
+    Ok(claimed)
 }
 
 /// A claimed row as stored: its source is one of two columns.

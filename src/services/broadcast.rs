@@ -40,6 +40,9 @@ pub enum BroadcastError {
     /// Divar reported the post removed: nothing new goes to its conversations.
     #[error("the post was removed from Divar")]
     PostRemoved,
+    /// One of the seller's limits: nothing was recorded.
+    #[error("a limit of the seller's: {0:?}")]
+    Limit(super::limits::LimitHit),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -238,6 +241,9 @@ pub async fn create(
     if recipients.conversation_ids.is_empty() {
         return Err(BroadcastError::NoConversations);
     }
+    super::limits::broadcast(deps, &writer.user, recipients.conversation_ids.len())
+        .await?
+        .map_err(BroadcastError::Limit)?;
     let broadcast_id = uuid::Uuid::new_v4().to_string();
     let body = body_of(&confirm, &message, &broadcast_id);
     let conversations = recipients.conversation_ids;

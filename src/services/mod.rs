@@ -25,6 +25,7 @@ pub mod entry;
 pub mod entry_links;
 pub mod erasure;
 pub mod events;
+pub mod limits;
 pub mod media;
 pub mod pacing;
 pub mod send;
@@ -63,6 +64,8 @@ pub struct Deps {
     pub catalog: Arc<Catalog>,
     /// "Now" for every use case: the system clock, or a test's manual one.
     pub clock: SharedClock,
+    /// How often each person may submit a send.
+    pub submits: limits::SubmitThrottle,
 }
 
 impl Deps {

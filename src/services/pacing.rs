@@ -26,6 +26,12 @@ use crate::clock::SharedClock;
 #[derive(Debug, Clone)]
 pub struct PaceClock(SharedClock);
 
+impl PaceClock {
+    pub fn new(clock: SharedClock) -> Self {
+        Self(clock)
+    }
+}
+
 impl governor::clock::Clock for PaceClock {
     type Instant = Duration;
 

@@ -35,6 +35,9 @@ pub enum SendError {
     /// The form lacks what the page always sends (its key): it did not arrive whole.
     #[error("the form arrived incomplete")]
     Incomplete,
+    /// One of the person's limits: nothing was recorded.
+    #[error("a limit of the person's: {0:?}")]
+    Limit(super::limits::LimitHit),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -158,6 +161,9 @@ pub async fn submit(
         Err(draft) => return again(*draft).await,
     };
     let key = form.key().ok_or(SendError::Incomplete)?;
+    super::limits::single_send(deps, &writer.user)
+        .await?
+        .map_err(SendError::Limit)?;
     let message_id = uuid::Uuid::new_v4().to_string();
     let mut body = message::to_kenar_json(&message, &message_id);
     if let Some(attachment) = &form.attachment {

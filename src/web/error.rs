@@ -57,6 +57,9 @@ pub enum AppError {
     /// This client made too many requests to a throttled route (see `web::throttle`).
     #[error("too many requests")]
     TooManyRequests { retry_after: std::time::Duration },
+    /// One of the person's limits (`services::limits`).
+    #[error("a person's limit: {0:?}")]
+    Limit(crate::services::limits::LimitHit),
     /// The person has not given permission yet (or any more): sent to this page to connect.
     #[error("not connected")]
     Connect(&'static str),
@@ -70,6 +73,7 @@ impl From<SendError> for AppError {
             SendError::NotConnected => Self::Connect("/start"),
             SendError::NotFound => Self::NotFound,
             SendError::Incomplete => Self::BadRequest(words::SEND_INCOMPLETE),
+            SendError::Limit(hit) => Self::Limit(hit),
             SendError::Store(error) => Self::Unexpected(error),
         }
     }
@@ -84,6 +88,7 @@ impl From<BroadcastError> for AppError {
             BroadcastError::InvalidMessage => Self::BadRequest(words::INVALID_MESSAGE),
             BroadcastError::NoConversations => Self::BadRequest(words::NO_CONVERSATIONS),
             BroadcastError::PostRemoved => Self::BadRequest(words::POST_REMOVED),
+            BroadcastError::Limit(hit) => Self::Limit(hit),
             BroadcastError::Store(error) => Self::Unexpected(error),
         }
     }
@@ -158,6 +163,21 @@ impl IntoResponse for AppError {
                     render_page(&ErrorPage::too_many_requests(seconds)),
                 )
                     .into_response();
+            }
+            AppError::Limit(hit) => {
+                let page = render_page(&ErrorPage::limit(hit));
+                return match hit {
+                    crate::services::limits::LimitHit::Submits { retry_after } => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(
+                            axum::http::header::RETRY_AFTER,
+                            (retry_after.as_secs_f64().ceil() as u64).to_string(),
+                        )],
+                        page,
+                    )
+                        .into_response(),
+                    _ => (StatusCode::TOO_MANY_REQUESTS, page).into_response(),
+                };
             }
             AppError::Connect(to) => return axum::response::Redirect::to(to).into_response(),
             AppError::Unexpected(error) if crate::services::is_unavailable(error) => {

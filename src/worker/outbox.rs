@@ -52,8 +52,10 @@ const COMPLETION_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// At most this many single sends are claimed at once by the express worker...
 const EXPRESS_BATCH: usize = 64;
-/// ...in at most this many batches in flight together.
+/// ...in at most this many batches in flight together...
 const EXPRESS_BATCHES_IN_FLIGHT: usize = 8;
+/// ...or this many when sends are paced, so little waits at the pacer ahead of a new round.
+const PACED_BATCHES_IN_FLIGHT: usize = 2;
 
 /// While a paced batch's rows wait for their turns, how often the batch looks for a cancel.
 const CANCEL_POLL: Duration = Duration::from_millis(400);
@@ -161,15 +163,15 @@ impl OutboxWorker {
         self.wake.clone()
     }
 
-    /// The express worker: single sends only. It takes every due one at once (up to what fits
-    /// in a lease): interactive sends go ahead of bulk ones at the pacer, and a person's
-    /// message left for a later claim would let a broadcast row take a turn in between.
+    /// The express worker: single sends only, claimed in turns across the people who sent them.
+    /// Paced, it claims half a second of sends at a time, at most two claims ahead: what waits
+    /// at the pacer is never more than about a second of one person's backlog, so another
+    /// person's message, claimed in the next round, goes out within a second or two.
     pub fn express(&self) -> Self {
         let mut settings = self.settings;
         settings.batch = match self.pacer.limit_per_minute() {
             Some(per_minute) => {
-                let per_lease = u64::from(per_minute) * settings.lease.as_secs() / 60;
-                (per_lease / 2).clamp(1, EXPRESS_BATCH as u64) as usize
+                (u64::from(per_minute) / 120).clamp(1, EXPRESS_BATCH as u64) as usize
             }
             None => EXPRESS_BATCH,
         };
@@ -188,8 +190,10 @@ impl OutboxWorker {
             stopping: shutdown.clone(),
             ..self.clone()
         };
+        // Single sends are the express worker's alone: it takes them in turns across people.
         let general = (0..self.settings.workers).map(|_| Self {
             id: uuid::Uuid::new_v4().to_string(),
+            lanes: Lanes::BulkOnly,
             ..pool.clone()
         });
         std::iter::once(pool.express())
@@ -200,7 +204,7 @@ impl OutboxWorker {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         match self.lanes {
-            Lanes::All => self.run_batches_in_turn(shutdown).await,
+            Lanes::All | Lanes::BulkOnly => self.run_batches_in_turn(shutdown).await,
             Lanes::InteractiveOnly => self.run_batches_overlapping(shutdown).await,
         }
     }
@@ -214,28 +218,13 @@ impl OutboxWorker {
         let mut batches = tokio::task::JoinSet::new();
         let mut backoff = Backoff::default();
         let mut next_claim = tokio::time::Instant::now();
+        let in_flight = if self.pacer.limit_per_minute().is_some() {
+            PACED_BATCHES_IN_FLIGHT
+        } else {
+            EXPRESS_BATCHES_IN_FLIGHT
+        };
         while !shutdown.is_cancelled() {
-            let mut failed = false;
-            while let Some(finished) = batches.try_join_next() {
-                match finished {
-                    Ok((began, Ok(_))) => {
-                        reachability::database().reached_by(began);
-                        backoff.reset();
-                    }
-                    Ok((_, Err(error))) => {
-                        report_failure(&error);
-                        failed = true;
-                    }
-                    Err(error) => tracing::error!(%error, "express outbox batch panicked"),
-                }
-            }
-            // One step of backoff for the pass, however many of its batches failed.
-            if failed {
-                next_claim = tokio::time::Instant::now() + backoff.next_delay();
-            }
-            if batches.len() < EXPRESS_BATCHES_IN_FLIGHT
-                && tokio::time::Instant::now() >= next_claim
-            {
+            if batches.len() < in_flight && tokio::time::Instant::now() >= next_claim {
                 // Each batch its own lease name, so one batch never finishes another's rows.
                 let worker = Self {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -250,6 +239,30 @@ impl OutboxWorker {
                 _ = tokio::time::sleep(self.settings.idle) => {}
                 _ = self.wake.notified() => next_claim = tokio::time::Instant::now(),
                 _ = reachability::database().recovered() => next_claim = tokio::time::Instant::now(),
+                // A batch done: claim the next round at once while there is work, so the pacer
+                // never waits for the idle tick (an empty claim waits for it).
+                Some(finished) = batches.join_next(), if !batches.is_empty() => {
+                    next_claim = match finished {
+                        Ok((began, Ok(outcome))) => {
+                            reachability::database().reached_by(began);
+                            backoff.reset();
+                            match outcome {
+                                ExecutionOutcome::TaskCompleted => tokio::time::Instant::now(),
+                                ExecutionOutcome::EmptyQueue => {
+                                    tokio::time::Instant::now() + self.settings.idle
+                                }
+                            }
+                        }
+                        Ok((_, Err(error))) => {
+                            report_failure(&error);
+                            tokio::time::Instant::now() + backoff.next_delay()
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "express outbox batch panicked");
+                            tokio::time::Instant::now() + self.settings.idle
+                        }
+                    };
+                }
                 _ = shutdown.cancelled() => {}
             }
         }

@@ -1543,3 +1543,36 @@ async fn a_seller_disconnects_a_post(engine: Engine) {
     assert_eq!(progress_of(&app, &page).await["status"], "paused");
 }
 crate::both_engines!(post_disconnect, a_seller_disconnects_a_post);
+
+/// A seller may have 3 broadcasts running at once (`KENAR_MAX_RUNNING_BROADCASTS`): the 4th is
+/// refused with a Persian page, nothing is recorded, and the metric counts it; once one is
+/// cancelled, a new one starts.
+async fn a_fourth_running_broadcast_is_refused(engine: Engine) {
+    let app = post_owner_app_on_manual_clock(engine, |settings| {
+        settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    buyers_write(&app, POST_1, 2).await;
+    let mut pages = Vec::new();
+    for i in 0..3 {
+        pages.push(broadcast(&app, &format!("خبر {i}"), 2).await);
+    }
+    let before = crate::fairness::limit_hits(&app, "running_broadcasts").await;
+    let key = broadcast_key(&app).await;
+    let confirm = composer_form(&app, &key, "خبر چهارم", "send").await;
+    let refused = confirm_broadcast(&app, &key, "خبر چهارم", &confirm, &[]).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("۳ پیام همگانی شما هنوز در حال ارسال است"),
+        "{page}"
+    );
+    assert!(crate::fairness::limit_hits(&app, "running_broadcasts").await > before);
+    assert_eq!(broadcast_rows(&app).await.len(), 3, "nothing recorded");
+
+    let cancelled = app.submit(&format!("{}/cancel", pages[0])).await;
+    assert!(cancelled.status().is_redirection());
+    let again = confirm_broadcast(&app, &key, "خبر چهارم", &confirm, &[]).await;
+    assert!(again.status().is_redirection(), "{}", again.status());
+}
+crate::both_engines!(running_limit, a_fourth_running_broadcast_is_refused);

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod composer;
 mod erasure;
+mod fairness;
 mod forms;
 mod health;
 mod helpers;

@@ -36,6 +36,33 @@ impl ErrorPage {
         }
     }
 
+    /// A send refused by one of the person's limits (`services::limits`): which, and when to
+    /// try again. What they queued before still goes, and their draft stays on the phone.
+    pub fn limit(hit: &crate::services::limits::LimitHit) -> Self {
+        use crate::services::limits::LimitHit;
+        let kept = "آنچه نوشته بودید روی همین گوشی نگه داشته شده است.";
+        let message = match hit {
+            LimitHit::Submits { retry_after } => format!(
+                "در مدت کوتاهی پیام‌های زیادی فرستادید. {} ثانیهٔ دیگر دوباره بفرستید؛ {kept}",
+                retry_after.as_secs_f64().ceil() as u64
+            ),
+            LimitHit::QueuedSends { limit } => format!(
+                "{limit} پیام شما هنوز در صف ارسال است و همه فرستاده می‌شوند. چند دقیقهٔ دیگر، وقتی بخشی از آن‌ها رفت، دوباره بفرستید؛ {kept}"
+            ),
+            LimitHit::RunningBroadcasts { limit } => format!(
+                "{limit} پیام همگانی شما هنوز در حال ارسال است. وقتی یکی تمام شد یا لغوش کردید، پیام تازه را بفرستید؛ {kept}"
+            ),
+            LimitHit::SendsPerDay { limit, again_at } => format!(
+                "در ۲۴ ساعت گذشته به سقف {limit} پیام رسیده‌اید. از ساعت {} به وقت تهران دوباره می‌توانید بفرستید؛ {kept}",
+                super::tehran_time(*again_at)
+            ),
+        };
+        Self {
+            title: "فعلاً پیام بیشتری فرستاده نمی‌شود",
+            message: super::persian_digits(&message),
+        }
+    }
+
     pub fn too_many_requests(seconds: u64) -> Self {
         Self {
             title: "درخواست‌ها زیاد شد",
