@@ -71,9 +71,22 @@ pub struct Entered {
     pub start: Start,
 }
 
+/// How the browser says a one-time link was opened (its `Sec-Fetch-Site`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// By Divar's app, typed, or a browser that does not say: the flow Divar documents.
+    Directly,
+    /// By following a link on another site: the link was passed on, and this browser has not
+    /// shown it is the person the click names.
+    FromAnotherSite,
+}
+
 /// Opens a one-time link: it is spent, the click is recorded, and the visit's first page is
-/// decided.
-pub async fn open(deps: &Deps, token: &str) -> Result<Entered, EntryError> {
+/// decided. A link followed from another site proves nothing about the browser (a link is a
+/// bearer pass for its lifetime): the visit does not take the click's user, so it starts at the
+/// landing page and is bound to a person only by a consent in this browser
+/// (docs/divar-platform.md, "Session initialization").
+pub async fn open(deps: &Deps, token: &str, opened: Opened) -> Result<Entered, EntryError> {
     let (session_init_id, click) = match deps.entry_links.open(token).await? {
         Entry::Fresh {
             session_init_id,
@@ -83,6 +96,10 @@ pub async fn open(deps: &Deps, token: &str) -> Result<Entered, EntryError> {
         Entry::Expired => return Err(EntryError::Expired),
         Entry::Unknown => return Err(EntryError::Unknown),
     };
+    let mut click = click;
+    if opened == Opened::FromAnotherSite && click.user_id.take().is_some() {
+        tracing::warn!("an entry link was followed from another site; its user must consent here");
+    }
     let start = start(deps, &click).await?;
     Ok(Entered {
         session_init_id,

@@ -375,3 +375,69 @@ async fn the_underscore_spelling_of_the_version_header_is_read() {
         assert_eq!(send(name, "2").await.status(), StatusCode::OK, "{name}");
     }
 }
+
+/// An entry link is a bearer pass for its few minutes. Opened by following a link on another
+/// site (`Sec-Fetch-Site: cross-site` or `same-site`), it proves nothing about the browser: even
+/// for a person already connected it leads to the landing page, the composer stays shut, and a
+/// consent in that browser is what binds it. Opened as Divar's app opens it, it goes straight to
+/// the composer as before.
+async fn a_link_followed_from_another_site_binds_nobody(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+
+    for site in ["cross-site", "same-site"] {
+        let stranger = browser();
+        let link = app.open_addon_link(&app.client, &conv, "buyer").await;
+        let opened = stranger
+            .get(&link)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(assert_redirect(&opened), "/start", "{site}");
+        let composer = app.get_as(&stranger, "/compose").await;
+        assert_eq!(composer.status(), StatusCode::UNAUTHORIZED, "{site}");
+        let landing = app.get_as(&stranger, "/start").await;
+        assert!(
+            landing
+                .text()
+                .await
+                .unwrap()
+                .contains("ادامه با حساب دیوار"),
+            "{site}: asked to connect"
+        );
+    }
+
+    // The app's own opening (no header, or `none`) still goes straight to the composer.
+    for header in [None, Some("none")] {
+        let phone = browser();
+        let link = app.open_addon_link(&app.client, &conv, "buyer").await;
+        let mut request = phone.get(&link);
+        if let Some(value) = header {
+            request = request.header("sec-fetch-site", value);
+        }
+        let opened = request.send().await.unwrap();
+        assert_eq!(assert_redirect(&opened), "/compose", "{header:?}");
+    }
+
+    // A consent in the other browser binds it to whoever consents there.
+    let mut app = app;
+    app.client = browser();
+    let link = app.open_addon_link(&app.client, &conv, "buyer").await;
+    let opened = app
+        .client
+        .get(&link)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_redirect(&opened), "/start");
+    let callback = app.consent(BUYER_1, "approve").await;
+    assert_eq!(assert_redirect(&callback), "/compose");
+    assert_eq!(app.get("/compose").await.status(), StatusCode::OK);
+}
+crate::both_engines!(
+    cross_site_entry,
+    a_link_followed_from_another_site_binds_nobody
+);

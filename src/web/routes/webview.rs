@@ -69,8 +69,15 @@ async fn enter(
     State(app): State<AppState>,
     session: TypedSession,
     Path(token): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
-    let entered = entry::open(&app.deps, &token).await?;
+    // What the browser says about the navigation: `cross-site` or `same-site` when a link on
+    // another site was followed; `none` (or no header) when the app or a person opened it.
+    let opened = match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+        Some(b"cross-site" | b"same-site") => entry::Opened::FromAnotherSite,
+        _ => entry::Opened::Directly,
+    };
+    let entered = entry::open(&app.deps, &token, opened).await?;
     let target = match entered.start {
         Start::Message(id) => format!("/messages/{}", urlencoded(&id)),
         Start::Feature(path) => path,
