@@ -81,3 +81,23 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
         .unwrap();
     assert_eq!(plain.headers()["content-encoding"], "gzip");
 }
+
+/// Every page of ours has a way back to Divar in its top bar (issue 23): a person in Divar's
+/// webview is never left on a page with no way out but the phone's back button.
+#[test]
+fn every_page_has_a_way_back_to_divar() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut pages: Vec<_> = std::fs::read_dir(dir.join("pages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.push(dir.join("error.html"));
+    for page in pages {
+        let html = std::fs::read_to_string(&page).unwrap();
+        let bar = html
+            .lines()
+            .find(|l| l.contains(r#"<header class="topbar">"#))
+            .unwrap_or_else(|| panic!("{} has no top bar", page.display()));
+        assert!(bar.contains(r#"href="/back""#), "{}: {bar}", page.display());
+    }
+}
