@@ -116,10 +116,13 @@ pub async fn start_auto_reply(
     .bind(post_token)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    // A second submit racing this one (the same key), or another auto-reply of the post turned
+    // on at the same moment (the partial unique index): theirs stands.
+    let inserted = sqlx::query(
         "insert into broadcasts (broadcast_id, idempotency_key, post_token, user_id, body, status, kind,
              stop_reason, total, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, 'running', 'auto_reply', null, 0, $6, $6)",
+         values ($1, $2, $3, $4, $5, 'running', 'auto_reply', null, 0, $6, $6)
+         on conflict do nothing",
     )
     .bind(broadcast_id)
     .bind(idempotency_key)
@@ -130,6 +133,18 @@ pub async fn start_auto_reply(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    if inserted.rows_affected() == 0 {
+        let theirs = sqlx::query(
+            "select broadcast_id from broadcasts
+             where idempotency_key = $1
+                or (post_token = $2 and kind = 'auto_reply' and status in ('running', 'paused'))",
+        )
+        .bind(idempotency_key)
+        .bind(post_token)
+        .fetch_one(db.pool())
+        .await?;
+        return Ok(Created::Existing(theirs.try_get("broadcast_id")?));
+    }
     Ok(Created::New(broadcast_id.to_string()))
 }
 
@@ -182,14 +197,15 @@ pub async fn id_for_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option
 }
 
 /// The broadcast `broadcast_id`, if it went to `conversation_id`: where a tap on one of its
-/// buttons in that conversation leads (they carry its id, never the composer's key).
+/// buttons in that conversation leads (they carry its id; those sent before they did carry the
+/// composer's key, still found by it, and only from a conversation it reached).
 pub async fn sent_to(
     db: &Db,
     broadcast_id: &str,
     conversation_id: &ConversationId,
 ) -> anyhow::Result<Option<Broadcast>> {
     Ok(sqlx::query_as(&format!(
-        "{BROADCAST} where broadcast_id = $1
+        "{BROADCAST} where (broadcast_id = $1 or idempotency_key = $1)
            and exists (select 1 from outbox o
                        where o.broadcast_id = broadcasts.broadcast_id and o.conversation_id = $2)"
     ))

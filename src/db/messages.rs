@@ -156,6 +156,16 @@ pub async fn sends_since(db: &Db, user_id: &UserId, since: i64) -> anyhow::Resul
     })
 }
 
+/// The message a composer form with this idempotency key recorded, if any.
+pub async fn find_by_key(db: &Db, idempotency_key: &str) -> anyhow::Result<Option<MessageRow>> {
+    Ok(
+        sqlx::query_as(&format!("{SELECT} where idempotency_key = $1"))
+            .bind(idempotency_key)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
 pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow>> {
     Ok(sqlx::query_as(&format!("{SELECT} where message_id = $1"))
         .bind(message_id)

@@ -240,25 +240,24 @@ fn async_commit(db: &Db) -> (&'static str, &'static str) {
 /// The single sends to claim, each with its sender's turn. Claimed by turn, one person's backlog
 /// takes one turn per round and a quiet person's message goes in the next round instead of
 /// behind it. A person with a claim out (in this process or another) gets no other until it is
-/// done, and within a conversation a row waits for every earlier one (a retry waiting for its
-/// time holds the later ones back): a person's messages reach Divar in the order they were
-/// sent, across restarts too. The sender is the message's; window functions rank the rows
+/// done, and a claim takes only the oldest pending row of each conversation, when it is due (a
+/// retry waiting for its time holds the later ones back): a person's messages reach Divar one
+/// after another in the order they were sent, across restarts too. The sender is the message's; window functions rank the rows
 /// outside the query that locks them, where PostgreSQL does not allow one.
 const FAIR_TURNS: &str = "held as (
          select distinct m.user_id from outbox h join messages m on m.message_id = h.message_id
          where h.status = 'pending' and h.priority = 0 and h.locked_until >= $3),
      queue as (
          select o.outbox_id, o.next_attempt_at, m.user_id,
-             sum(case when o.next_attempt_at > $3 then 1 else 0 end) over (
-                 partition by m.user_id, o.conversation_id order by o.outbox_id
-                 rows unbounded preceding) as waiting_before
+             row_number() over (
+                 partition by m.user_id, o.conversation_id order by o.outbox_id) as place
          from outbox o join messages m on m.message_id = o.message_id
          where o.status = 'pending' and o.priority = 0
            and m.user_id not in (select user_id from held)),
      turns as (
          select outbox_id, next_attempt_at,
              row_number() over (partition by user_id order by outbox_id) as turn
-         from queue where waiting_before = 0)";
+         from queue where place = 1 and next_attempt_at <= $3)";
 
 /// Claims up to `limit` due rows for `lease_ms`: single sends first (the express lane takes
 /// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
@@ -317,14 +316,26 @@ pub async fn claim_batch(
          returning outbox.outbox_id, outbox.broadcast_id, outbox.message_id, outbox.conversation_id,
              outbox.idempotency_key, outbox.attempts"
     );
-    // One statement, so no transaction around it: one round trip.
-    let rows = sqlx::query(&sql)
+    let query = sqlx::query(&sql)
         .bind(now + lease_ms)
         .bind(worker)
         .bind(now)
-        .bind(limit)
-        .fetch_all(db.pool())
-        .await?;
+        .bind(limit);
+    let rows = if lanes == Lanes::InteractiveOnly && db.backend() == Backend::Postgres {
+        // Two claims at once (two replicas, or the express worker's two slots) would each read
+        // `held` before the other commits and take the same person's rows: one interactive
+        // claim at a time, so each reads the other's leases. (SQLite writes one at a time.)
+        let mut tx = db.pool().begin().await?;
+        sqlx::query("select pg_advisory_xact_lock(7211)")
+            .execute(&mut *tx)
+            .await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows
+    } else {
+        // One statement, so no transaction around it: one round trip.
+        query.fetch_all(db.pool()).await?
+    };
     let mut claimed = rows
         .iter()
         .map(|r| Claimed::try_from(ClaimedRow::from_row(r)?))

@@ -457,7 +457,11 @@ pub struct Rules {
 impl Rules {
     fn not_an_entry_link(&self, url: Url) -> Result<Url, (Part, Problem)> {
         // By host, whatever the scheme or port: `http://` would be redirected to us as well.
-        let ours = url.host_str() == self.entry_links.host_str()
+        let host = |u: &Url| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        };
+        let ours = host(&url) == host(&self.entry_links)
             && url.path().starts_with(self.entry_links.path());
         if ours {
             Err((Part::Link, Problem::LinkToEntry))
@@ -744,6 +748,8 @@ mod tests {
         for fine in ["https://addon.example/privacy", "https://example.com/s/abc"] {
             assert!(button("ورود", fine).is_ok(), "{fine}");
         }
+        // A trailing dot names the same host: refused too (as no real link).
+        assert!(button("ورود", "https://addon.example./s/x").is_err());
         let errors = button("\u{202E}لغو", "https://example.com").unwrap_err();
         assert_eq!(errors["r00_caption"], Problem::CaptionBidi);
         let errors = button("a\u{2067}b", "https://example.com").unwrap_err();

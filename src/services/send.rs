@@ -161,6 +161,16 @@ pub async fn submit(
         Err(draft) => return again(*draft).await,
     };
     let key = form.key().ok_or(SendError::Incomplete)?;
+    // The same form again (a dropped connection, a second tap) finds its message before any
+    // limit is asked: it was accepted already.
+    if let Some(existing) = db::messages::find_by_key(&deps.db, key.as_str()).await?
+        && existing.user_id == writer.user
+    {
+        return Ok(Submitted::Sent {
+            message_id: existing.message_id,
+            again: true,
+        });
+    }
     super::limits::single_send(deps, &writer.user)
         .await?
         .map_err(SendError::Limit)?;

@@ -218,6 +218,9 @@ impl OutboxWorker {
         let mut batches = tokio::task::JoinSet::new();
         let mut backoff = Backoff::default();
         let mut next_claim = tokio::time::Instant::now();
+        // Wake-ups so far: a batch that found nothing does not put off a claim that a send
+        // committed after it began asked for.
+        let mut wakes: u64 = 0;
         let in_flight = if self.pacer.limit_per_minute().is_some() {
             PACED_BATCHES_IN_FLIGHT
         } else {
@@ -230,30 +233,37 @@ impl OutboxWorker {
                     id: uuid::Uuid::new_v4().to_string(),
                     ..self.clone()
                 };
+                let woken_then = wakes;
                 batches.spawn(async move {
                     let began = std::time::Instant::now();
-                    (began, worker.try_execute_task().await)
+                    (began, woken_then, worker.try_execute_task().await)
                 });
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.idle) => {}
-                _ = self.wake.notified() => next_claim = tokio::time::Instant::now(),
+                _ = self.wake.notified() => {
+                    wakes += 1;
+                    next_claim = tokio::time::Instant::now();
+                }
                 _ = reachability::database().recovered() => next_claim = tokio::time::Instant::now(),
                 // A batch done: claim the next round at once while there is work, so the pacer
                 // never waits for the idle tick (an empty claim waits for it).
                 Some(finished) = batches.join_next(), if !batches.is_empty() => {
                     next_claim = match finished {
-                        Ok((began, Ok(outcome))) => {
+                        Ok((began, woken_then, Ok(outcome))) => {
                             reachability::database().reached_by(began);
                             backoff.reset();
                             match outcome {
                                 ExecutionOutcome::TaskCompleted => tokio::time::Instant::now(),
+                                ExecutionOutcome::EmptyQueue if woken_then != wakes => {
+                                    tokio::time::Instant::now()
+                                }
                                 ExecutionOutcome::EmptyQueue => {
                                     tokio::time::Instant::now() + self.settings.idle
                                 }
                             }
                         }
-                        Ok((_, Err(error))) => {
+                        Ok((_, _, Err(error))) => {
                             report_failure(&error);
                             tokio::time::Instant::now() + backoff.next_delay()
                         }
@@ -268,8 +278,8 @@ impl OutboxWorker {
         }
         while let Some(finished) = batches.join_next().await {
             match finished {
-                Ok((_, Ok(_))) => {}
-                Ok((_, Err(error))) => {
+                Ok((_, _, Ok(_))) => {}
+                Ok((_, _, Err(error))) => {
                     report_failure(&error);
                 }
                 Err(error) => tracing::error!(%error, "express outbox batch panicked"),
@@ -291,10 +301,18 @@ impl OutboxWorker {
                 Ok(ExecutionOutcome::EmptyQueue) => Some(self.settings.idle),
                 Err(error) => Some(failure_pause(&error, &mut backoff)),
             };
+            // A committed single send wakes one waiter: the worker that takes single sends. A
+            // broadcast-only worker must not take the wake-up from it.
+            let woken = async {
+                if self.lanes == Lanes::BulkOnly {
+                    std::future::pending::<()>().await
+                }
+                self.wake.notified().await
+            };
             if let Some(pause) = pause {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = self.wake.notified() => {}
+                    _ = woken => {}
                     _ = reachability::database().recovered() => {}
                     _ = shutdown.cancelled() => {}
                 }

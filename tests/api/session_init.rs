@@ -409,16 +409,24 @@ async fn a_link_followed_from_another_site_binds_nobody(engine: Engine) {
         );
     }
 
-    // The app's own opening (no header, or `none`) still goes straight to the composer.
-    for header in [None, Some("none")] {
+    // The app's own opening (no header, or `none`), or a link on Divar's own web pages (by its
+    // Referer), still goes straight to the composer.
+    for (site, referer) in [
+        (None, None),
+        (Some("none"), None),
+        (Some("cross-site"), Some("https://divar.ir/chat/abc")),
+    ] {
         let phone = browser();
         let link = app.open_addon_link(&app.client, &conv, "buyer").await;
         let mut request = phone.get(&link);
-        if let Some(value) = header {
+        if let Some(value) = site {
             request = request.header("sec-fetch-site", value);
         }
+        if let Some(value) = referer {
+            request = request.header("referer", value);
+        }
         let opened = request.send().await.unwrap();
-        assert_eq!(assert_redirect(&opened), "/compose", "{header:?}");
+        assert_eq!(assert_redirect(&opened), "/compose", "{site:?} {referer:?}");
     }
 
     // A consent in the other browser binds it to whoever consents there.

@@ -73,8 +73,15 @@ async fn enter(
 ) -> Result<Response> {
     // What the browser says about the navigation: `cross-site` or `same-site` when a link on
     // another site was followed; `none` (or no header) when the app or a person opened it.
+    // Divar's own web pages are another site too: a link from them (by its Referer) counts as
+    // Divar opening it.
+    let from_divar = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .is_some_and(|r| app.deps.settings.is_return_url_allowed(&r));
     let opened = match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
-        Some(b"cross-site" | b"same-site") => entry::Opened::FromAnotherSite,
+        Some(b"cross-site" | b"same-site") if !from_divar => entry::Opened::FromAnotherSite,
         _ => entry::Opened::Directly,
     };
     let entered = entry::open(&app.deps, &token, opened).await?;
