@@ -403,6 +403,13 @@ pub async fn retry(deps: &Deps, writer: &Writer, id: &str) -> Result<(), Broadca
     if db::posts::is_retired(&deps.db, &broadcast.post_token).await? {
         return Err(BroadcastError::PostRemoved);
     }
+    // A retry runs the broadcast again: the seller's limits apply as to a new one.
+    let (retryable, _) = db::broadcasts::failure_counts(&deps.db, id).await?;
+    if retryable > 0 {
+        super::limits::broadcast(deps, &writer.user, retryable as usize)
+            .await?
+            .map_err(BroadcastError::Limit)?;
+    }
     let queued = db::broadcasts::retry_failed(&deps.db, id, deps.now()).await?;
     tracing::info!(queued, "retrying a broadcast's failed conversations");
     Ok(())

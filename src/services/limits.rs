@@ -31,6 +31,8 @@ pub enum LimitHit {
     RunningBroadcasts { limit: u32 },
     /// As many sends in 24 hours as allowed: again at `again_at` (epoch ms).
     SendsPerDay { limit: u32, again_at: i64 },
+    /// One broadcast to more people than a whole day allows: never, as it is.
+    LargerThanADay { limit: u32, recipients: usize },
 }
 
 impl LimitHit {
@@ -39,7 +41,7 @@ impl LimitHit {
             Self::Submits { .. } => "submits_per_minute",
             Self::QueuedSends { .. } => "queued_sends",
             Self::RunningBroadcasts { .. } => "running_broadcasts",
-            Self::SendsPerDay { .. } => "sends_per_day",
+            Self::SendsPerDay { .. } | Self::LargerThanADay { .. } => "sends_per_day",
         }
     }
 }
@@ -124,13 +126,18 @@ async fn per_day(
     adding: usize,
 ) -> anyhow::Result<Result<(), LimitHit>> {
     let limit = deps.settings.limits.sends_per_day;
+    if adding > limit as usize {
+        return Ok(Err(counted(LimitHit::LargerThanADay {
+            limit,
+            recipients: adding,
+        })));
+    }
     let now = deps.now();
     let day = db::messages::sends_since(&deps.db, user, now - DAY_MS).await?;
     if day.count + adding as i64 <= i64::from(limit) {
         return Ok(Ok(()));
     }
-    // The day's window moves on from its oldest send; with none (one broadcast larger than the
-    // whole allowance), a day from now.
-    let again_at = day.oldest.map_or(now, |oldest| oldest) + DAY_MS;
+    // The day's window moves on from its oldest send.
+    let again_at = day.oldest.unwrap_or(now) + DAY_MS;
     Ok(Err(counted(LimitHit::SendsPerDay { limit, again_at })))
 }

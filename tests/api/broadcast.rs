@@ -1576,3 +1576,24 @@ async fn a_fourth_running_broadcast_is_refused(engine: Engine) {
     assert!(again.status().is_redirection(), "{}", again.status());
 }
 crate::both_engines!(running_limit, a_fourth_running_broadcast_is_refused);
+
+/// A broadcast to more people than a whole day allows is refused with a page that says it
+/// cannot go as it is (not "try again at …", which would be refused again).
+async fn a_broadcast_larger_than_a_day_says_so(engine: Engine) {
+    let app = post_owner_app_on_manual_clock(engine, |settings| {
+        settings.limits.sends_per_day = 2;
+    })
+    .await;
+    buyers_write(&app, POST_1, 3).await;
+    let key = broadcast_key(&app).await;
+    let confirm = composer_form(&app, &key, "برای سه نفر", "send").await;
+    let refused = confirm_broadcast(&app, &key, "برای سه نفر", &confirm, &[]).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("این پیام برای ۳ نفر است و از سقف ۲ پیام در ۲۴ ساعت بیشتر است"),
+        "{page}"
+    );
+    assert!(broadcast_rows(&app).await.is_empty(), "nothing recorded");
+}
+crate::both_engines!(larger_than_a_day, a_broadcast_larger_than_a_day_says_so);

@@ -52,6 +52,9 @@ impl ErrorPage {
             LimitHit::RunningBroadcasts { limit } => format!(
                 "{limit} پیام همگانی شما هنوز در حال ارسال است. وقتی یکی تمام شد یا لغوش کردید، پیام تازه را بفرستید؛ {kept}"
             ),
+            LimitHit::LargerThanADay { limit, recipients } => format!(
+                "این پیام برای {recipients} نفر است و از سقف {limit} پیام در ۲۴ ساعت بیشتر است؛ با این سقف فرستاده نمی‌شود. به مدیر این افزونه بگویید یا پیام را در چند گفت‌وگو جدا بفرستید."
+            ),
             LimitHit::SendsPerDay { limit, again_at } => format!(
                 "در ۲۴ ساعت گذشته به سقف {limit} پیام رسیده‌اید. از ساعت {} به وقت تهران دوباره می‌توانید بفرستید؛ {kept}",
                 super::tehran_time(*again_at)
