@@ -7,7 +7,7 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -51,8 +51,13 @@ pub enum Lane {
     Bulk,
 }
 
+/// Interactive sends in a row before a waiting bulk send gets one turn: while people's messages
+/// keep coming, broadcasts still move, at a fifth of the budget.
+const INTERACTIVE_RUN: u32 = 4;
+
 /// Paces outgoing sends to at most `per_minute` in any 60-second window; `None` is unlimited.
-/// Interactive sends take the next free turn ahead of every waiting bulk send.
+/// Interactive sends take the next free turn ahead of waiting bulk sends, but after
+/// [`INTERACTIVE_RUN`] of them in a row a waiting bulk send gets one.
 #[derive(Clone)]
 pub struct Pacer {
     limiter: Option<Arc<Limiter>>,
@@ -67,6 +72,22 @@ pub struct Pacer {
     interactive_done: Arc<Notify>,
     /// Turns given so far.
     turns: Arc<AtomicU64>,
+    /// Bulk sends waiting for a turn.
+    bulk_waiting: Arc<AtomicUsize>,
+    /// Interactive turns given since the last bulk one.
+    streak: Arc<AtomicU64>,
+    /// A bulk send is owed the next turn: interactive ones stand back until it took it.
+    share_due: Arc<AtomicBool>,
+    share_taken: Arc<Notify>,
+}
+
+/// Counts a bulk waiter for as long as it waits.
+struct BulkWaiting<'a>(&'a Pacer);
+
+impl Drop for BulkWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.bulk_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counts an interactive waiter for as long as it waits.
@@ -92,6 +113,10 @@ impl Pacer {
             interactive_arrived: Arc::default(),
             interactive_done: Arc::default(),
             turns: Arc::default(),
+            bulk_waiting: Arc::default(),
+            streak: Arc::default(),
+            share_due: Arc::default(),
+            share_taken: Arc::default(),
         }
     }
 
@@ -144,61 +169,112 @@ impl Pacer {
                 let _waiting = Waiting(self);
                 // A bulk send sleeping on the turn gives it up.
                 self.interactive_arrived.notify_waiters();
-                let _turn = self.turn.lock().await;
+                let mut turn = self.turn.lock().await;
+                // Looked at again after each wait: every interactive send that queued behind the
+                // share stands back until a bulk send has had it.
+                while self.streak.load(Ordering::Acquire) >= u64::from(INTERACTIVE_RUN)
+                    && self.bulk_waiting.load(Ordering::Acquire) > 0
+                {
+                    // A bulk send's share: let it take the next turn, then go on.
+                    self.share_due.store(true, Ordering::Release);
+                    self.interactive_done.notify_waiters();
+                    drop(turn);
+                    self.share_given().await;
+                    turn = self.turn.lock().await;
+                }
                 while let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(limiter.clock().now());
                     self.clock.sleep(wait).await;
                 }
+                self.streak.fetch_add(1, Ordering::AcqRel);
                 self.turns.fetch_add(1, Ordering::AcqRel);
+                drop(turn);
             }
-            Lane::Bulk => loop {
-                self.interactive_gone().await;
-                let _turn = self.turn.lock().await;
-                if self.bulk_turn(limiter).await {
-                    break;
+            Lane::Bulk => {
+                self.bulk_waiting.fetch_add(1, Ordering::AcqRel);
+                let _waiting = BulkWaiting(self);
+                loop {
+                    self.interactive_gone().await;
+                    let _turn = self.turn.lock().await;
+                    if self.bulk_turn(limiter).await {
+                        break;
+                    }
+                    // An interactive send came: let it have the turn, then queue again.
                 }
-                // An interactive send came: let it have the turn, then queue again.
-            },
+            }
         }
         self.clock.monotonic().saturating_sub(started)
     }
 
     /// Waits for the limiter holding the turn, unless an interactive send arrives first (then
-    /// false: the caller gives the turn up).
+    /// false: the caller gives the turn up). A bulk send owed its share keeps the turn.
     async fn bulk_turn(&self, limiter: &Limiter) -> bool {
         loop {
             let arrived = self.interactive_arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            if self.interactive.load(Ordering::Acquire) > 0 {
+            let owed = self.share_due.load(Ordering::Acquire);
+            if !owed && self.interactive.load(Ordering::Acquire) > 0 {
                 return false;
             }
             match limiter.check() {
                 Ok(()) => {
                     // Counted while the turn is still held, before the next waiter can take it.
                     self.turns.fetch_add(1, Ordering::AcqRel);
+                    self.streak.store(0, Ordering::Release);
+                    if self.share_due.swap(false, Ordering::AcqRel) {
+                        self.share_taken.notify_waiters();
+                    }
                     return true;
                 }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(limiter.clock().now());
-                    tokio::select! {
-                        () = self.clock.sleep(wait) => {}
-                        _ = arrived => return false,
+                    if owed {
+                        self.clock.sleep(wait).await;
+                    } else {
+                        tokio::select! {
+                            () = self.clock.sleep(wait) => {}
+                            _ = arrived => return false,
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Until no interactive send waits, or a bulk send is owed its share.
     async fn interactive_gone(&self) {
         loop {
             let notified = self.interactive_done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.interactive.load(Ordering::Acquire) == 0 {
+            if self.interactive.load(Ordering::Acquire) == 0
+                || self.share_due.load(Ordering::Acquire)
+            {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Until the bulk send owed a turn took it (or no bulk send waits any more).
+    async fn share_given(&self) {
+        loop {
+            let taken = self.share_taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if !self.share_due.load(Ordering::Acquire) {
+                return;
+            }
+            if self.bulk_waiting.load(Ordering::Acquire) == 0 {
+                self.share_due.store(false, Ordering::Release);
+                return;
+            }
+            // A bulk waiter that gave up (its batch cancelled) never takes it: look again soon.
+            tokio::select! {
+                _ = taken => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
         }
     }
 }
@@ -235,6 +311,49 @@ mod tests {
         let order = order.lock().unwrap().clone();
         // A bulk send waiting for the turn gives it up: the people go first.
         assert_eq!(order[..2], ["person0", "person1"], "{order:?}");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_bulk_send_gets_a_turn_after_a_run_of_interactive_ones() {
+        // 600/min: one turn every ~102 ms.
+        let pacer = Pacer::per_minute(600, SystemClock::shared());
+        pacer.ready(Lane::Bulk).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..2 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            tasks.spawn(async move {
+                pacer.ready(Lane::Bulk).await;
+                order.lock().unwrap().push(format!("bulk{i}"));
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..10 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            tasks.spawn(async move {
+                pacer.ready(Lane::Interactive).await;
+                order.lock().unwrap().push(format!("person{i}"));
+            });
+            tokio::task::yield_now().await;
+        }
+        while tasks.join_next().await.is_some() {}
+        let order = order.lock().unwrap().clone();
+        // People first, but never more than four in a row while a broadcast waits.
+        let first_bulk = order.iter().position(|o| o.starts_with("bulk")).unwrap();
+        assert!(
+            (1..=INTERACTIVE_RUN as usize).contains(&first_bulk),
+            "{order:?}"
+        );
+        let mut run = 0;
+        for (at, who) in order.iter().enumerate() {
+            run = if who.starts_with("person") {
+                run + 1
+            } else {
+                0
+            };
+            let bulk_left = order[at..].iter().any(|o| o.starts_with("bulk"));
+            assert!(run <= INTERACTIVE_RUN as usize || !bulk_left, "{order:?}");
+        }
     }
 
     #[tokio::test]

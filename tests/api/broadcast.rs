@@ -1161,9 +1161,11 @@ async fn single_sends_overtake_a_running_broadcast_within_the_limit(engine: Engi
         before_first <= 1,
         "{before_first} broadcast messages went first"
     );
-    assert_eq!(
-        among_singles, 0,
-        "once the single sends started, no broadcast message went out until they were all delivered"
+    // The people go first, but the broadcast keeps a bounded share: one turn after every four
+    // single sends while it waits (issue 24), so 20 singles let through at most 5 of its rows.
+    assert!(
+        (1..=20 / 4).contains(&among_singles),
+        "{among_singles} broadcast messages went among the 20 single sends"
     );
     let pending_after_singles = 300 - arrival(&broadcast_to).len();
     assert!(pending_after_singles > 0, "the broadcast was still running");

@@ -260,7 +260,16 @@ async fn a_purge_removes_exactly_the_expired_rows(engine: Engine) {
     assert_eq!(purged.broadcasts, 1, "{purged:?}");
     assert_eq!(purged.outbox_rows, 3, "{purged:?}");
     assert_eq!(purged.broadcast_bodies, 1, "{purged:?}");
-    assert_eq!(purged.web_sessions, 1, "{purged:?}");
+    // The app's own purge worker may have taken the expired session first: what counts is
+    // that it is gone and the live one stays.
+    assert!(purged.web_sessions <= 1, "{purged:?}");
+    let sessions: Vec<String> = sqlx::query_scalar(
+        "select session_id from web_sessions where session_id in ('expired', 'alive')",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(sessions, ["alive"], "{purged:?}");
     assert_eq!(purged.paused_broadcasts, 1, "{purged:?}");
     let paused = "select count(*) from outbox where broadcast_id = $1 and status = 'cancelled'";
     assert_eq!(
