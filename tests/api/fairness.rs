@@ -241,15 +241,7 @@ async fn a_send_wakes_the_worker_that_takes_it() {
         eventually_within(
             Duration::from_secs(5),
             "sent well before the idle tick",
-            async || {
-                let progress: Value = app
-                    .get(&format!("/messages/{id}/progress"))
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
-                progress["status"] == "sent"
-            },
+            async || app.message_progress(&id).await["status"] == "sent",
         )
         .await;
     }

@@ -1001,16 +1001,20 @@ impl TestApp {
         eventually(
             format!("message {message_id} leaves «sending»"),
             async || {
-                let progress: Value = self
-                    .get(&format!("/messages/{message_id}/progress"))
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
+                let progress = self.message_progress(message_id).await;
                 (progress["status"] != "sending").then_some(progress)
             },
         )
         .await
+    }
+
+    /// A message's status now, as its page's script polls it.
+    pub async fn message_progress(&self, message_id: &str) -> Value {
+        self.get(&format!("/messages/{message_id}/progress"))
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The add-on's (BOT) messages Divar has in `conv`.
