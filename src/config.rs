@@ -193,6 +193,10 @@ pub struct PersonLimits {
     /// Sends (single or broadcast) one person may submit a minute, in bursts of up to 20.
     #[arg(long = "max-submits-per-minute", env = "KENAR_MAX_SUBMITS_PER_MINUTE", value_parser = whole(1u32, 100_000), default_value = "60")]
     pub submits_per_minute: u32,
+    /// Form posts (each edit, preview or send) one browser session may make a minute, in
+    /// bursts of up to 40: bounds a session's work before it reaches a person's limits.
+    #[arg(long = "max-form-posts-per-minute", env = "KENAR_MAX_FORM_POSTS_PER_MINUTE", value_parser = whole(1u32, 100_000), default_value = "120")]
+    pub form_posts_per_minute: u32,
 }
 
 /// How often and how patiently a send is tried.

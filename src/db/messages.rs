@@ -129,7 +129,8 @@ pub async fn queued_count(db: &Db, user_id: &UserId) -> anyhow::Result<i64> {
     Ok(row.try_get(0)?)
 }
 
-/// A person's sends since `since`: their single messages and their broadcasts' recipients.
+/// A person's sends since `since`: their single messages, their broadcasts' recipients, and the
+/// replies their auto-replies queued (each when it was queued: an auto-reply runs for days).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendsSince {
     pub count: i64,
@@ -144,7 +145,11 @@ pub async fn sends_since(db: &Db, user_id: &UserId, since: i64) -> anyhow::Resul
              where user_id = $1 and created_at >= $2
              union all
              select cast(coalesce(sum(total), 0) as bigint) as n, min(created_at) as oldest
-             from broadcasts where user_id = $1 and created_at >= $2) sends",
+             from broadcasts where user_id = $1 and kind = 'broadcast' and created_at >= $2
+             union all
+             select count(*) as n, min(o.created_at) as oldest
+             from outbox o join broadcasts b on b.broadcast_id = o.broadcast_id
+             where b.user_id = $1 and b.kind = 'auto_reply' and o.created_at >= $2) sends",
     )
     .bind(user_id)
     .bind(since)

@@ -53,6 +53,12 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
     let pages = pages
         .merge(throttled)
         .into_router()
+        // Inside the forged-post check: a forged post is refused without using up the
+        // session's allowance.
+        .layer(axum::middleware::from_fn_with_state(
+            throttle::SessionThrottle::new(&settings.limits, state.deps.clock.clone()),
+            throttle::session_guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::guard,

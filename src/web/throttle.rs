@@ -1,6 +1,8 @@
-//! Per-client throttling of the routes a stranger can hammer: `/s/{token}` (each probe of a
-//! random token is a database write) and `/oauth/callback`. A `governor` keyed limiter (GCRA)
-//! per client address: a burst, then a steady rate.
+//! Throttling by who asks. Per client address: the routes a stranger can hammer, `/s/{token}`
+//! (each probe of a random token is a database write) and `/oauth/callback`. Per browser
+//! session: every form post of the pages (each edit, preview or send renders or writes), before
+//! any of its work. `governor` keyed limiters (GCRA): a burst, then a steady rate. What one
+//! *person* may send is `services::limits`: a person can hold several sessions.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -23,7 +25,14 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use crate::{config::ServerLimits, web::error::AppError};
+use tower_sessions::{Session, session::Id};
+
+use crate::{
+    clock::SharedClock,
+    config::{PersonLimits, ServerLimits},
+    services::pacing::PaceClock,
+    web::error::AppError,
+};
 
 /// Beyond this many remembered clients, forget those whose allowance is full again, at most
 /// once a minute (each pass visits every key).
@@ -99,6 +108,70 @@ pub async fn guard(State(throttle): State<Throttle>, request: Request, next: Nex
         .into_response();
     }
     throttle.forget_idle_clients();
+    next.run(request).await
+}
+
+type SessionLimiter = governor::RateLimiter<
+    Id,
+    governor::state::keyed::DashMapStateStore<Id>,
+    PaceClock,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
+
+/// Form posts one browser session may make at once before the per-minute rate applies (at
+/// least a second's worth of the rate).
+const FORM_POST_BURST: u32 = 40;
+
+/// The per-session rate of form posts, on the application's clock (a test's manual one moves
+/// it).
+#[derive(Clone)]
+pub struct SessionThrottle(Arc<SessionLimiter>);
+
+impl SessionThrottle {
+    pub fn new(limits: &PersonLimits, clock: SharedClock) -> Self {
+        let per_minute = NonZeroU32::new(limits.form_posts_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = FORM_POST_BURST
+            .max(limits.form_posts_per_minute / 60)
+            .min(limits.form_posts_per_minute);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self(Arc::new(governor::RateLimiter::dashmap_with_clock(
+            Quota::per_minute(per_minute).allow_burst(burst),
+            PaceClock::new(clock),
+        )))
+    }
+}
+
+/// Lets a session's form post through, or answers 429 with `Retry-After` and a Persian page.
+/// A post without a session passes: it has nothing to act on, and the page refuses it.
+pub async fn session_guard(
+    State(throttle): State<SessionThrottle>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let id = (request.method() == axum::http::Method::POST)
+        .then(|| request.extensions().get::<Session>().and_then(Session::id))
+        .flatten();
+    let Some(id) = id else {
+        return next.run(request).await;
+    };
+    let limiter = &throttle.0;
+    if let Err(not_until) = limiter.check_key(&id) {
+        let wait = not_until.wait_time_from(limiter.clock().now());
+        metrics::counter!(crate::observe::LIMIT_HITS, "limit" => "form_posts_per_minute")
+            .increment(1);
+        tracing::info!(
+            limit = "form_posts_per_minute",
+            "a session's form posts met a limit"
+        );
+        return AppError::TooManyRequests {
+            retry_after: wait.max(Duration::from_secs(1)),
+        }
+        .into_response();
+    }
+    // Memory upkeep: sessions whose allowance is full again are forgotten.
+    if limiter.len() > FORGET_AFTER {
+        limiter.retain_recent();
+    }
     next.run(request).await
 }
 

@@ -1599,3 +1599,77 @@ async fn a_broadcast_larger_than_a_day_says_so(engine: Engine) {
     assert!(broadcast_rows(&app).await.is_empty(), "nothing recorded");
 }
 crate::both_engines!(larger_than_a_day, a_broadcast_larger_than_a_day_says_so);
+
+/// An auto-reply's rows count in its seller's 24 hours by when each was queued, on any day it
+/// is on (not only on the day it was turned on): with 3 a day, two replies to new buyers on the
+/// second day leave no room for a broadcast to those two.
+async fn auto_replies_count_in_the_sellers_day(engine: Engine) {
+    // Tokens that outlive the two days: Divar drops a subscription with its token, and nothing
+    // here would use (and refresh) the seller's token before the buyers write.
+    let options = SandboxOptions {
+        access_token_ttl: Duration::from_secs(3 * 24 * 3600),
+        ..SandboxOptions::default()
+    };
+    let app = spawn_app_on_manual_clock(engine, options, |settings| {
+        fast_outbox(settings);
+        settings.limits.sends_per_day = 3;
+    })
+    .await;
+    app.open_post_as_owner(POST_1, SELLER_1).await;
+    turn_on_auto_reply(&app, "سلام، خوش آمدید").await;
+    app.advance(Duration::from_secs(25 * 3600));
+    let new = buyers_write(&app, POST_1, 2).await;
+    assert_eq!(outbox_rows_for(&app, &new).await, 2, "one reply each");
+    // The seller comes back from the post (the day-old session is over).
+    assert_eq!(app.enter_from_post(POST_1, SELLER_1).await, "/post");
+    let key = broadcast_key(&app).await;
+    let confirm = composer_form(&app, &key, "برای دو نفر", "send").await;
+    let refused = confirm_broadcast(&app, &key, "برای دو نفر", &confirm, &[]).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("به سقف ۳ پیام رسیده‌اید"), "{page}");
+    assert_eq!(broadcast_rows(&app).await.len(), 1, "only the auto-reply");
+}
+crate::both_engines!(auto_reply_day, auto_replies_count_in_the_sellers_day);
+
+/// A retry of a finished broadcast's failures runs it again, so it is held to the running
+/// limit like a new one: refused while three others run, with nothing queued; allowed once one
+/// of them is cancelled.
+async fn a_retry_is_held_to_the_running_limit(engine: Engine) {
+    let app = post_owner_app_on_manual_clock(engine, |settings| {
+        settings.outbox.retry.max_attempts = 1;
+    })
+    .await;
+    buyers_write(&app, POST_1, 2).await;
+    app.control(json!({ "fail_5xx_percent": 100 })).await;
+    let failed = broadcast(&app, "اولی", 2).await;
+    app.drain_outbox_with_retries().await;
+    let progress = wait_until_finished(&app, &failed).await;
+    assert_eq!(progress["failed"], 2, "{progress}");
+    app.control(json!({ "fail_5xx_percent": 0 })).await;
+    let mut running = Vec::new();
+    for i in 0..3 {
+        running.push(broadcast(&app, &format!("در حال ارسال {i}"), 2).await);
+    }
+
+    let refused = app.submit(&format!("{failed}/retry")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("۳ پیام همگانی شما هنوز در حال ارسال است"),
+        "{page}"
+    );
+    let progress = progress_of(&app, &failed).await;
+    assert_eq!(
+        (progress["status"].as_str(), progress["failed"].as_i64()),
+        (Some("done"), Some(2)),
+        "nothing queued again: {progress}"
+    );
+
+    let cancelled = app.submit(&format!("{}/cancel", running[0])).await;
+    assert!(cancelled.status().is_redirection());
+    let retried = app.submit(&format!("{failed}/retry")).await;
+    assert_eq!(assert_redirect(&retried), failed);
+    assert_eq!(progress_of(&app, &failed).await["status"], "running");
+}
+crate::both_engines!(retry_limit, a_retry_is_held_to_the_running_limit);

@@ -21,6 +21,7 @@ async fn two_people(engine: Engine) -> (TestApp, reqwest::Client, reqwest::Clien
             settings.rate_limit_per_minute = 300;
             // The backlog is queued as fast as the test can post; the submit rate is tested below.
             settings.limits.submits_per_minute = 1_000_000;
+            settings.limits.form_posts_per_minute = 1_000_000;
             settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
         })
         .await;
@@ -221,6 +222,43 @@ crate::both_engines!(
     rate_and_day,
     a_persons_submit_rate_and_daily_sends_are_bounded
 );
+
+/// One browser session's form posts are bounded before any of their work, even those that
+/// send nothing (a wrong form is rendered again each time): after a burst of 40, the next is
+/// a 429 page, counted; another person's session is not held up, and a minute later the first
+/// may post again.
+async fn a_sessions_form_posts_are_bounded(engine: Engine) {
+    let mut app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
+        settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    app.connect_conversation(&conversation(1, 1), "buyer", BUYER_1)
+        .await;
+    let a = app.client.clone();
+    app.client = browser();
+    app.connect_conversation(&conversation(1, 2), "buyer", BUYER_2)
+        .await;
+    let b = app.client.clone();
+    app.client = a.clone();
+    let key = app.idempotency_key().await;
+    let empty = [("idempotency_key", key.as_str()), ("text", "")];
+    for _ in 0..40 {
+        let again = app.post_compose(&empty).await;
+        assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let before = limit_hits(&app, "form_posts_per_minute").await;
+    let refused = app.post_compose(&empty).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("دوباره"), "{page}");
+    assert!(limit_hits(&app, "form_posts_per_minute").await > before);
+
+    queue(&mut app, &b, "از نشستی دیگر").await;
+    app.advance(Duration::from_secs(60));
+    queue(&mut app, &a, "یک دقیقه بعد").await;
+}
+crate::both_engines!(form_posts, a_sessions_form_posts_are_bounded);
 
 /// A committed send wakes the worker that takes single sends, not a broadcast-only one (which
 /// would take the wake-up and do nothing): with a 30 s idle tick, each of three sends still
