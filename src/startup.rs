@@ -169,6 +169,8 @@ impl Application {
         let state_limits = settings.server.clone();
         let retention = settings.retention;
         let settings_client_ip_header = settings.server.client_ip_header.clone();
+        let hsts = settings.cookies_secure();
+        let request_timeout = settings.server.request_timeout;
         let lifecycle = crate::state::Lifecycle::default();
         let catalog = Arc::new(features::catalog());
         // An upload streams a file of up to 5 MB from a phone: more time than an API call.
@@ -197,16 +199,6 @@ impl Application {
         if let Some(extra) = extra {
             router = router.merge(extra);
         }
-        // A stuck request answers 503 instead of holding its connection forever; a body that
-        // trickles in is cut off the same way.
-        let router = router
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                state_limits.request_timeout,
-            ))
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-                state_limits.request_timeout,
-            ));
         Ok(Self {
             listener,
             limits: state_limits,
@@ -214,7 +206,14 @@ impl Application {
             lifecycle,
             metrics,
             metrics_sample_every,
-            router: web::with_common_layers(router, settings_client_ip_header),
+            router: web::with_common_layers(
+                router,
+                web::Common {
+                    client_ip_header: settings_client_ip_header,
+                    hsts,
+                    request_timeout,
+                },
+            ),
             db,
             outbox,
             clock,

@@ -17,6 +17,7 @@ use axum::{
     extract::MatchedPath,
     http::{HeaderName, HeaderValue, Request, Response, header},
 };
+use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     services::ServeDir,
@@ -50,53 +51,68 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
                 throttle::guard,
             ))
         });
-    let pages = pages
-        .merge(throttled)
-        .into_router()
-        // Inside the forged-post check: a forged post is refused without using up the
-        // session's allowance.
-        .layer(axum::middleware::from_fn_with_state(
-            throttle::SessionThrottle::new(&settings.limits, state.deps.clock.clone()),
-            throttle::session_guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            csrf::guard,
-        ))
-        .layer(page_headers(settings))
-        .layer(session_layer(settings, store));
-    let hsts = settings.cookies_secure();
-    let app = Router::new()
-        .merge(routes::health::routes().into_router())
-        .merge(routes::divar::routes().into_router())
-        .merge(pages)
-        .fallback(|| async { error::AppError::NotFound })
-        // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+    // Each `Router::layer` call wraps every route once more (a boxed service, and four futures
+    // deep per request): the layers of one scope go on in one call, outermost first.
+    let pages = pages.merge(throttled).into_router().layer(
+        ServiceBuilder::new()
+            .layer(session_layer(settings, store))
+            .layer(page_headers(settings))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                csrf::guard,
+            ))
+            // Inside the forged-post check: a forged post is refused without using up the
+            // session's allowance.
+            .layer(axum::middleware::from_fn_with_state(
+                throttle::SessionThrottle::new(&settings.limits, state.deps.clock.clone()),
+                throttle::session_guard,
+            )),
+    );
+    // Whatever a page did not set itself: 404s and JSON answers are not cached or framed.
+    let unless_set = DefaultHeaders::new([
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
             ),
-        ))
+        ),
+    ]);
+    Router::new()
+        .merge(routes::health::routes().into_router())
+        .merge(routes::divar::routes().into_router())
+        .merge(pages)
+        .fallback(|| async { error::AppError::NotFound })
+        .layer(axum::middleware::map_response(move |response| {
+            let unless_set = unless_set.clone();
+            async move { unless_set.add_to(response) }
+        }))
         .with_state(state)
         .nest_service(
             "/static",
-            tower::ServiceBuilder::new()
+            ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(assets::cache_headers))
                 .service(ServeDir::new(static_dir())),
-        );
-    if hsts {
-        // Only over https: browsers then refuse plain http to this host for a year.
-        app.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        ))
-    } else {
-        app
+        )
+}
+
+/// Headers an answer gets unless it set its own: one layer for all of them.
+#[derive(Clone)]
+struct DefaultHeaders(std::sync::Arc<[(HeaderName, HeaderValue)]>);
+
+impl DefaultHeaders {
+    fn new(headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
+        Self(headers.into_iter().collect())
+    }
+
+    fn add_to<B>(&self, mut response: Response<B>) -> Response<B> {
+        let headers = response.headers_mut();
+        for (name, value) in self.0.iter() {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        response
     }
 }
 
@@ -143,47 +159,83 @@ fn page_headers(
     )
 }
 
-/// Layers every response gets, the sandbox's included: security headers, a request id, and
-/// one log line per request. `client_ip_header` is the trusted proxy's header, if configured.
-pub fn with_common_layers(router: Router, client_ip_header: Option<HeaderName>) -> Router {
+/// How the layers every answer gets are set: the trusted proxy's client header, if configured;
+/// whether answers tell browsers to use https only; how long a request may take.
+pub struct Common {
+    pub client_ip_header: Option<HeaderName>,
+    pub hsts: bool,
+    pub request_timeout: Duration,
+}
+
+/// Layers every response gets, the sandbox's included: a request id, compression, one log line
+/// and the request metrics per request, security headers, and a deadline. One `Router::layer`
+/// call (see [`router`]).
+pub fn with_common_layers(router: Router, common: Common) -> Router {
     let x_request_id = HeaderName::from_static(REQUEST_ID);
-    router
-        .layer(SetResponseHeaderLayer::if_not_present(
+    let client_ip_header = common.client_ip_header;
+    let mut headers = vec![
+        (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+        ),
+        (
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(
-            // The route, not the path: paths carry one-time entry tokens (`/s/{token}`) and
-            // query strings OAuth codes, neither of which may reach a log.
-            TraceLayer::new_for_http()
-                .make_span_with(move |request: &Request<_>| {
-                    request_span(request, client_ip_header.as_ref())
-                })
-                .on_request(())
-                .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
-                    let status = response.status().as_u16();
-                    let latency_ms = latency.as_secs_f64() * 1000.0;
-                    // Probes' spans are at DEBUG: their lines too.
-                    if span.metadata().is_some_and(|m| *m.level() == Level::DEBUG) {
-                        tracing::debug!(status, latency_ms, "answered");
-                    } else {
-                        tracing::info!(status, latency_ms, "answered");
-                    }
-                })
-                .on_failure(()),
-        )
-        .layer(axum::middleware::from_fn(count_request))
-        // Pages, CSS, JS and JSON travel compressed (brotli or gzip, as the client accepts).
-        // Pages hold a form token beside what a person typed, but nothing a third party can
-        // put there, so size differences reveal nothing (BREACH needs attacker input).
-        .layer(tower_http::compression::CompressionLayer::new())
-        // Outermost: the id exists before the span is made, and is echoed on every answer.
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        ),
+    ];
+    if common.hsts {
+        // Only over https: browsers then refuse plain http to this host for a year.
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    let headers = DefaultHeaders::new(headers);
+    router.layer(
+        ServiceBuilder::new()
+            // Outermost: the id exists before the span is made, and is echoed on every answer.
+            .layer(SetRequestIdLayer::new(
+                x_request_id.clone(),
+                MakeRequestUuid,
+            ))
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            // Pages, CSS, JS and JSON travel compressed (brotli or gzip, as the client
+            // accepts). Pages hold a form token beside what a person typed, but nothing a third
+            // party can put there, so size differences reveal nothing (BREACH needs attacker
+            // input).
+            .layer(tower_http::compression::CompressionLayer::new())
+            .layer(axum::middleware::from_fn(count_request))
+            .layer(
+                // The route, not the path: paths carry one-time entry tokens (`/s/{token}`) and
+                // query strings OAuth codes, neither of which may reach a log.
+                TraceLayer::new_for_http()
+                    .make_span_with(move |request: &Request<_>| {
+                        request_span(request, client_ip_header.as_ref())
+                    })
+                    .on_request(())
+                    .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
+                        let status = response.status().as_u16();
+                        let latency_ms = latency.as_secs_f64() * 1000.0;
+                        // Probes' spans are at DEBUG: their lines too.
+                        if span.metadata().is_some_and(|m| *m.level() == Level::DEBUG) {
+                            tracing::debug!(status, latency_ms, "answered");
+                        } else {
+                            tracing::info!(status, latency_ms, "answered");
+                        }
+                    })
+                    .on_failure(()),
+            )
+            .map_response(move |response| headers.add_to(response))
+            // A body that trickles in is cut off; a stuck request answers 503 instead of holding
+            // its connection forever.
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                common.request_timeout,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                common.request_timeout,
+            )),
+    )
 }
 
 const REQUEST_ID: &str = "x-request-id";
