@@ -226,11 +226,9 @@ pub fn with_common_layers(router: Router, common: Common) -> Router {
                     .on_failure(()),
             )
             .map_response(move |response| headers.add_to(response))
-            // A body that trickles in is cut off; a stuck request answers 503 instead of holding
-            // its connection forever.
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-                common.request_timeout,
-            ))
+            // A stuck request answers 503 instead of holding its connection forever. Its body
+            // is read within the handler, so a body that trickles in is cut off the same way
+            // (no timer per body frame needed).
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 common.request_timeout,
