@@ -8,13 +8,18 @@
 //! BENCH_DATABASE_URL (default a temporary SQLite file), BENCH_WORKERS (default 4), BENCH_BATCH
 //! (rows per claim, default the server's). BENCH_SHORT=1: one round of 200 conversations, to
 //! check that it runs and every message arrives once (what CI does).
+//!
+//! BENCH_PEOPLE=N (N > 0): single sends instead of a broadcast, through the express worker's
+//! fair claim: N buyers, each connected to their own chat, share the messages (each queues
+//! BENCH_CONVERSATIONS / N of them, written before the clock starts); the bare loop sends the
+//! same messages with the same tokens. The clock runs from the first claim to the last outcome.
 
 mod options;
 mod seed;
 
 use std::time::{Duration, Instant};
 
-use kenar::{ConversationId, api::KenarApi, oauth::KenarOAuth};
+use kenar::{ConversationId, UserId, api::KenarApi, oauth::KenarOAuth};
 use kenar_chat::{
     clock::{Clock, SystemClock},
     config::{Settings, TokenKey},
@@ -85,8 +90,22 @@ async fn main() -> anyhow::Result<()> {
         oauth,
         SystemClock::shared(),
     );
+    let people: usize = options::option("BENCH_PEOPLE", 0, 0);
     let scope = format!("CHAT_POST_CONVERSATIONS_MESSAGE_SEND.{POST} offline_access");
     let access = seed::grant(&sandbox, &vault, Subject::Post(post()), SELLER, &scope).await?;
+    // Single sends: each person's chat and token, in the order the messages take turns.
+    let mut senders = Vec::new();
+    for conversation in conversations.iter().take(people) {
+        let buyer = seed::buyer_of(&sandbox, conversation)?;
+        let scope = format!("CONVERSATION_SEND_MESSAGE.{conversation}");
+        let subject = Subject::Conversation(conversation.clone());
+        let token = seed::grant(&sandbox, &vault, subject, &buyer, &scope).await?;
+        senders.push(Sender {
+            conversation: conversation.clone(),
+            buyer: UserId::parse(&buyer).map_err(anyhow::Error::msg)?,
+            token,
+        });
+    }
     for conversation in &conversations {
         db::conversations::record_seen(&db, conversation, &post(), SystemClock.now_ms()).await?;
     }
@@ -101,7 +120,13 @@ async fn main() -> anyhow::Result<()> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(OutboxSettings::default().batch),
-        idle: Duration::from_millis(5),
+        // The broadcast's workers poll the dry queue often, so a round's end is seen at once;
+        // single sends keep the server's idle tick (a send wakes the express worker).
+        idle: if people > 0 {
+            OutboxSettings::default().idle
+        } else {
+            Duration::from_millis(5)
+        },
         ..OutboxSettings::default()
     };
     let worker = OutboxWorker::new(
@@ -113,6 +138,21 @@ async fn main() -> anyhow::Result<()> {
         SystemClock::shared(),
     );
 
+    if people > 0 {
+        return single_sends(
+            &sandbox,
+            &http,
+            &base,
+            &app.api_key,
+            &db,
+            &worker,
+            &senders,
+            count,
+            rounds,
+            &body,
+        )
+        .await;
+    }
     println!(
         "conversations: {count}   database: {}   outbox workers: {workers}",
         if database_url.starts_with("sqlite") {
@@ -121,7 +161,6 @@ async fn main() -> anyhow::Result<()> {
             "PostgreSQL"
         }
     );
-    let rate = |d: Duration| count as f64 / d.as_secs_f64();
     let warm_up = &conversations[..conversations.len().min(100)];
     bare_loop(&http, &base, &app.api_key, &access, warm_up, &body).await?;
     through_outbox(&db, &worker, workers, warm_up, &body).await?;
@@ -139,21 +178,9 @@ async fn main() -> anyhow::Result<()> {
             after_bare - before,
             delivered() - after_bare
         );
-        let ratio = rate(outbox) / rate(bare);
-        println!(
-            "round {round}: bare loop {:>7.1} msg/s   outbox {:>7.1} msg/s   ratio {ratio:.2}",
-            rate(bare),
-            rate(outbox)
-        );
-        ratios.push(ratio);
+        ratios.push(report_round(round, count, bare, outbox));
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "median ratio (outbox / bare loop throughput) over {rounds} rounds: {:.2}   (min {:.2}, max {:.2})",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    report_median(ratios);
     Ok(())
 }
 
@@ -231,4 +258,137 @@ async fn through_outbox(
         conversations.len()
     );
     Ok(elapsed)
+}
+
+/// One person of the single-sends mode: their chat, their id and their access token.
+struct Sender {
+    conversation: ConversationId,
+    buyer: UserId,
+    token: String,
+}
+
+/// The single-sends mode (BENCH_PEOPLE): each round, the bare loop sends `count` messages, the
+/// people's in turns, then the same messages are queued as the composer queues them and the
+/// express worker (the fair claim) delivers them.
+#[allow(clippy::too_many_arguments)]
+async fn single_sends(
+    sandbox: &Sandbox,
+    http: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    db: &Db,
+    worker: &OutboxWorker,
+    senders: &[Sender],
+    count: usize,
+    rounds: usize,
+    body: &Value,
+) -> anyhow::Result<()> {
+    println!(
+        "single sends: {count} from {} people (express worker, fair claim)   database: {}",
+        senders.len(),
+        if matches!(db.backend(), db::Backend::Postgres) {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    let express = worker.express();
+    let delivered = || sandbox.world().messages.len();
+    let mut ratios = Vec::new();
+    let mut sent = 0i64;
+    for round in 0..=rounds {
+        // Round 0 warms up and is not counted.
+        let n = if round == 0 { count.min(100) } else { count };
+        let before = delivered();
+        let started = Instant::now();
+        for i in 0..n {
+            let sender = &senders[i % senders.len()];
+            let response = http
+                .post(format!(
+                    "{base}/sandbox/v2/open-platform/conversations/{}/messages",
+                    sender.conversation
+                ))
+                .header("x-api-key", api_key)
+                .bearer_auth(&sender.token)
+                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                .json(body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "bare loop: HTTP {}",
+                response.status()
+            );
+        }
+        let bare = started.elapsed();
+        let after_bare = delivered();
+        let now = SystemClock.now_ms();
+        for i in 0..n {
+            let sender = &senders[i % senders.len()];
+            let row = db::messages::MessageRow {
+                message_id: uuid::Uuid::new_v4().to_string(),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                conversation_id: sender.conversation.clone(),
+                user_id: sender.buyer.clone(),
+                body: body.to_string(),
+                status: kenar_chat::domain::status::MessageStatus::Sending,
+                failure: None,
+                attempts: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            db::messages::insert_queued(db, &row, now).await?;
+        }
+        // The express worker as the server runs it (overlapping claims), until every message
+        // has its outcome recorded.
+        let sent_before = sent;
+        let started = Instant::now();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(express.clone().run_until_stopped(shutdown.clone()));
+        while sent < sent_before + n as i64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            sent =
+                sqlx::query_scalar::<_, i64>("select count(*) from messages where status = 'sent'")
+                    .fetch_one(db.pool())
+                    .await?;
+        }
+        let outbox = started.elapsed();
+        shutdown.cancel();
+        running.await?;
+        anyhow::ensure!(
+            after_bare - before == n && delivered() - after_bare == n,
+            "round {round}: the sandbox received {} (bare loop) and {} (outbox) messages, not {n} each",
+            after_bare - before,
+            delivered() - after_bare
+        );
+        if round == 0 {
+            continue;
+        }
+        ratios.push(report_round(round, count, bare, outbox));
+    }
+    report_median(ratios);
+    Ok(())
+}
+
+/// Prints a round's rates and returns its ratio (outbox / bare loop).
+fn report_round(round: usize, count: usize, bare: Duration, outbox: Duration) -> f64 {
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    let ratio = rate(outbox) / rate(bare);
+    println!(
+        "round {round}: bare loop {:>7.1} msg/s   outbox {:>7.1} msg/s   ratio {ratio:.2}",
+        rate(bare),
+        rate(outbox)
+    );
+    ratio
+}
+
+fn report_median(mut ratios: Vec<f64>) {
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median ratio (outbox / bare loop throughput) over {} rounds: {:.2}   (min {:.2}, max {:.2})",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }

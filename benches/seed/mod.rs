@@ -38,6 +38,16 @@ pub fn add_conversations(sandbox: &Sandbox, count: usize) -> anyhow::Result<Vec<
     Ok(ids)
 }
 
+/// The buyer of one of the post's conversations.
+#[allow(dead_code)] // each bench compiles this module; the outbox bench alone uses it
+pub fn buyer_of(sandbox: &Sandbox, conversation: &ConversationId) -> anyhow::Result<String> {
+    sandbox
+        .world()
+        .conversation(conversation.as_str())
+        .map(|c| c.buyer_id.clone())
+        .ok_or_else(|| anyhow::anyhow!("no conversation {conversation} in the sandbox"))
+}
+
 /// A user's token issued by the simulated Divar without its consent screen, stored as the
 /// consent flow stores it. Returns the access token.
 pub async fn grant(
