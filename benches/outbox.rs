@@ -195,23 +195,36 @@ async fn bare_loop(
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     for conversation in conversations {
-        let response = http
-            .post(format!(
-                "{base}/sandbox/v2/open-platform/conversations/{conversation}/messages"
-            ))
-            .header("x-api-key", api_key)
-            .bearer_auth(access)
-            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-            .json(body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "bare loop: HTTP {}",
-            response.status()
-        );
+        bare_send(http, base, api_key, conversation, access, body).await?;
     }
     Ok(started.elapsed())
+}
+
+/// One send of the bare loop, with its own idempotency key.
+async fn bare_send(
+    http: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    conversation: &ConversationId,
+    access: &str,
+    body: &Value,
+) -> anyhow::Result<()> {
+    let response = http
+        .post(format!(
+            "{base}/sandbox/v2/open-platform/conversations/{conversation}/messages"
+        ))
+        .header("x-api-key", api_key)
+        .bearer_auth(access)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "bare loop: HTTP {}",
+        response.status()
+    );
+    Ok(())
 }
 
 /// A broadcast written in one transaction and drained by the worker pool, from the click on
@@ -303,22 +316,15 @@ async fn single_sends(
         let started = Instant::now();
         for i in 0..n {
             let sender = &senders[i % senders.len()];
-            let response = http
-                .post(format!(
-                    "{base}/sandbox/v2/open-platform/conversations/{}/messages",
-                    sender.conversation
-                ))
-                .header("x-api-key", api_key)
-                .bearer_auth(&sender.token)
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .json(body)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "bare loop: HTTP {}",
-                response.status()
-            );
+            bare_send(
+                http,
+                base,
+                api_key,
+                &sender.conversation,
+                &sender.token,
+                body,
+            )
+            .await?;
         }
         let bare = started.elapsed();
         let after_bare = delivered();
