@@ -25,6 +25,13 @@ async fn two_people(engine: Engine) -> (TestApp, reqwest::Client, reqwest::Clien
             settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
         })
         .await;
+    let (a, b) = connect_a_and_b(&mut app).await;
+    (app, a, b)
+}
+
+/// Connects A (the buyer of chat (1, 1)) and B (the buyer of chat (1, 2)), each in a browser of
+/// their own; the two browsers.
+async fn connect_a_and_b(app: &mut TestApp) -> (reqwest::Client, reqwest::Client) {
     app.connect_conversation(&conversation(1, 1), "buyer", BUYER_1)
         .await;
     let a = app.client.clone();
@@ -32,7 +39,7 @@ async fn two_people(engine: Engine) -> (TestApp, reqwest::Client, reqwest::Clien
     app.connect_conversation(&conversation(1, 2), "buyer", BUYER_2)
         .await;
     let b = app.client.clone();
-    (app, a, b)
+    (a, b)
 }
 
 /// Queues `text` from `person`'s composer; the message's id.
@@ -232,13 +239,7 @@ async fn a_sessions_form_posts_are_bounded(engine: Engine) {
         settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
-    app.connect_conversation(&conversation(1, 1), "buyer", BUYER_1)
-        .await;
-    let a = app.client.clone();
-    app.client = browser();
-    app.connect_conversation(&conversation(1, 2), "buyer", BUYER_2)
-        .await;
-    let b = app.client.clone();
+    let (a, b) = connect_a_and_b(&mut app).await;
     app.client = a.clone();
     let key = app.idempotency_key().await;
     let empty = [("idempotency_key", key.as_str()), ("text", "")];
