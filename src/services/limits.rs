@@ -4,7 +4,7 @@
 //! (`config::PersonLimits`); a hit is refused before anything is recorded, so nothing the
 //! person already queued is touched, and counted in `kenar_limit_hits_total{limit}`.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{hash::Hash, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{
     Quota, RateLimiter, clock::Clock as _, middleware::NoOpMiddleware,
@@ -46,18 +46,18 @@ impl LimitHit {
     }
 }
 
-type Limiter = RateLimiter<String, DashMapStateStore<String>, PaceClock, NoOpMiddleware<Duration>>;
-
-/// The per-person submit rate, on the application's clock (a test's manual one moves it).
+/// A rate per key on the application's clock (a test's manual one moves it): `per_minute`, in
+/// bursts of `burst` or a second's worth of the rate, whichever is more. Keys whose allowance
+/// is full again are forgotten once there are many.
 #[derive(Clone)]
-pub struct SubmitThrottle(Arc<Limiter>);
+pub struct KeyedRate<K: Hash + Eq + Clone>(
+    Arc<RateLimiter<K, DashMapStateStore<K>, PaceClock, NoOpMiddleware<Duration>>>,
+);
 
-impl SubmitThrottle {
-    pub fn new(limits: &PersonLimits, clock: crate::clock::SharedClock) -> Self {
-        let per_minute = NonZeroU32::new(limits.submits_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = SUBMIT_BURST
-            .max(limits.submits_per_minute / 60)
-            .min(limits.submits_per_minute);
+impl<K: Hash + Eq + Clone> KeyedRate<K> {
+    pub fn new(per_minute: u32, burst: u32, clock: crate::clock::SharedClock) -> Self {
+        let burst = burst.max(per_minute / 60).min(per_minute);
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Self(Arc::new(RateLimiter::dashmap_with_clock(
             Quota::per_minute(per_minute).allow_burst(burst),
@@ -65,18 +65,36 @@ impl SubmitThrottle {
         )))
     }
 
-    fn check(&self, user: &UserId) -> Result<(), LimitHit> {
+    /// Takes one from `key`'s allowance, or says how long until it has one again.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
         let limiter = &self.0;
         limiter
-            .check_key(&user.as_str().to_string())
-            .map_err(|not_until| LimitHit::Submits {
-                retry_after: not_until.wait_time_from(limiter.clock().now()),
-            })?;
-        // Memory upkeep: people whose allowance is full again are forgotten.
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))?;
         if limiter.len() > 10_000 {
             limiter.retain_recent();
         }
         Ok(())
+    }
+}
+
+/// The per-person submit rate.
+#[derive(Clone)]
+pub struct SubmitThrottle(KeyedRate<String>);
+
+impl SubmitThrottle {
+    pub fn new(limits: &PersonLimits, clock: crate::clock::SharedClock) -> Self {
+        Self(KeyedRate::new(
+            limits.submits_per_minute,
+            SUBMIT_BURST,
+            clock,
+        ))
+    }
+
+    fn check(&self, user: &UserId) -> Result<(), LimitHit> {
+        self.0
+            .check(&user.as_str().to_string())
+            .map_err(|retry_after| LimitHit::Submits { retry_after })
     }
 }
 

@@ -30,7 +30,7 @@ use tower_sessions::{Session, session::Id};
 use crate::{
     clock::SharedClock,
     config::{PersonLimits, ServerLimits},
-    services::pacing::PaceClock,
+    services::limits::KeyedRate,
     web::error::AppError,
 };
 
@@ -111,33 +111,21 @@ pub async fn guard(State(throttle): State<Throttle>, request: Request, next: Nex
     next.run(request).await
 }
 
-type SessionLimiter = governor::RateLimiter<
-    Id,
-    governor::state::keyed::DashMapStateStore<Id>,
-    PaceClock,
-    governor::middleware::NoOpMiddleware<Duration>,
->;
-
 /// Form posts one browser session may make at once before the per-minute rate applies (at
 /// least a second's worth of the rate).
 const FORM_POST_BURST: u32 = 40;
 
-/// The per-session rate of form posts, on the application's clock (a test's manual one moves
-/// it).
+/// The per-session rate of form posts.
 #[derive(Clone)]
-pub struct SessionThrottle(Arc<SessionLimiter>);
+pub struct SessionThrottle(KeyedRate<Id>);
 
 impl SessionThrottle {
     pub fn new(limits: &PersonLimits, clock: SharedClock) -> Self {
-        let per_minute = NonZeroU32::new(limits.form_posts_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = FORM_POST_BURST
-            .max(limits.form_posts_per_minute / 60)
-            .min(limits.form_posts_per_minute);
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        Self(Arc::new(governor::RateLimiter::dashmap_with_clock(
-            Quota::per_minute(per_minute).allow_burst(burst),
-            PaceClock::new(clock),
-        )))
+        Self(KeyedRate::new(
+            limits.form_posts_per_minute,
+            FORM_POST_BURST,
+            clock,
+        ))
     }
 }
 
@@ -154,9 +142,7 @@ pub async fn session_guard(
     let Some(id) = id else {
         return next.run(request).await;
     };
-    let limiter = &throttle.0;
-    if let Err(not_until) = limiter.check_key(&id) {
-        let wait = not_until.wait_time_from(limiter.clock().now());
+    if let Err(wait) = throttle.0.check(&id) {
         metrics::counter!(crate::observe::LIMIT_HITS, "limit" => "form_posts_per_minute")
             .increment(1);
         tracing::info!(
@@ -167,10 +153,6 @@ pub async fn session_guard(
             retry_after: wait.max(Duration::from_secs(1)),
         }
         .into_response();
-    }
-    // Memory upkeep: sessions whose allowance is full again are forgotten.
-    if limiter.len() > FORGET_AFTER {
-        limiter.retain_recent();
     }
     next.run(request).await
 }
