@@ -351,16 +351,23 @@ async fn single_sends(
         let started = Instant::now();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(express.clone().run_until_stopped(shutdown.clone()));
-        while sent < sent_before + n as i64 {
+        // The worker's own count of recorded outcomes: polling the database instead would
+        // compete with the worker for it.
+        let recorded_before = express.recorded();
+        while express.recorded() < recorded_before + n as u64 {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            sent =
-                sqlx::query_scalar::<_, i64>("select count(*) from messages where status = 'sent'")
-                    .fetch_one(db.pool())
-                    .await?;
         }
         let outbox = started.elapsed();
         shutdown.cancel();
         running.await?;
+        sent = sqlx::query_scalar::<_, i64>("select count(*) from messages where status = 'sent'")
+            .fetch_one(db.pool())
+            .await?;
+        anyhow::ensure!(
+            sent == sent_before + n as i64,
+            "round {round}: {} messages recorded as sent, not {n}",
+            sent - sent_before
+        );
         anyhow::ensure!(
             after_bare - before == n && delivered() - after_bare == n,
             "round {round}: the sandbox received {} (bare loop) and {} (outbox) messages, not {n} each",
