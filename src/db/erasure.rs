@@ -41,10 +41,11 @@ const fn delete(table: &'static str) -> UserTable {
     }
 }
 
-/// The core's tables. Queue rows go with their message or broadcast (`on delete cascade`), and
-/// a spent link names no one.
+/// The core's tables. Queue rows also go with their message or broadcast (`on delete cascade`),
+/// and a spent link names no one.
 pub const CORE_TABLES: &[UserTable] = &[
     delete("grants"),
+    delete("outbox"),
     delete("messages"),
     delete("broadcasts"),
     delete("session_inits"),

@@ -52,14 +52,13 @@ pub async fn insert_queued(db: &Db, row: &MessageRow, now: i64) -> anyhow::Resul
         tx.commit().await?;
         return Ok(Inserted::Existing(existing));
     }
-    outbox::enqueue_message(
-        &mut tx,
-        &row.message_id,
-        &row.conversation_id,
-        &row.idempotency_key,
-        now,
-    )
-    .await?;
+    let send = outbox::SingleSend {
+        message_id: &row.message_id,
+        conversation_id: &row.conversation_id,
+        user_id: &row.user_id,
+        idempotency_key: &row.idempotency_key,
+    };
+    outbox::enqueue_message(&mut tx, send, now).await?;
     tx.commit().await?;
     Ok(Inserted::New)
 }
@@ -111,7 +110,13 @@ pub async fn requeue(
         if !outbox::requeue_message(&mut tx, &id, now).await? {
             let conversation_id: ConversationId = row.try_get("conversation_id")?;
             let key: String = row.try_get("idempotency_key")?;
-            outbox::enqueue_message(&mut tx, &id, &conversation_id, &key, now).await?;
+            let send = outbox::SingleSend {
+                message_id: &id,
+                conversation_id: &conversation_id,
+                user_id,
+                idempotency_key: &key,
+            };
+            outbox::enqueue_message(&mut tx, send, now).await?;
         }
         ids.push(id);
     }
@@ -176,6 +181,20 @@ pub async fn find(db: &Db, message_id: &str) -> anyhow::Result<Option<MessageRow
         .bind(message_id)
         .fetch_optional(db.pool())
         .await?)
+}
+
+/// The messages of these ids that exist, in no particular order: one read for a batch.
+pub async fn find_many(db: &Db, message_ids: &[&str]) -> anyhow::Result<Vec<MessageRow>> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=message_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("{SELECT} where message_id in ({})", placeholders.join(", "));
+    let mut query = sqlx::query_as(&sql);
+    for id in message_ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(db.pool()).await?)
 }
 
 /// Newest first.

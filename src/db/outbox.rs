@@ -5,7 +5,7 @@ use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
 use super::{Backend, Db};
 use crate::domain::{
-    ConversationId,
+    ConversationId, UserId,
     status::{MessageStatus, Outcome},
 };
 
@@ -117,24 +117,31 @@ pub async fn enqueue_once(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// A single send to queue: its message, and who sent it where.
+pub struct SingleSend<'a> {
+    pub message_id: &'a str,
+    pub conversation_id: &'a ConversationId,
+    pub user_id: &'a UserId,
+    pub idempotency_key: &'a str,
+}
+
 /// Queues a single send inside the caller's transaction (the one that records the message),
 /// due at once and ahead of broadcast rows.
 pub async fn enqueue_message(
     tx: &mut Transaction<'_, Any>,
-    message_id: &str,
-    conversation_id: &ConversationId,
-    idempotency_key: &str,
+    send: SingleSend<'_>,
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, idempotency_key, priority,
-             status, failure, attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
-         values ($1, null, $2, $3, $4, $5, 'pending', null, 0, $6, null, null, $6, $6)",
+        "insert into outbox (outbox_id, broadcast_id, message_id, conversation_id, user_id, idempotency_key,
+             priority, status, failure, attempts, next_attempt_at, locked_until, locked_by, created_at, updated_at)
+         values ($1, null, $2, $3, $4, $5, $6, 'pending', null, 0, $7, null, null, $7, $7)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
-    .bind(message_id)
-    .bind(conversation_id)
-    .bind(idempotency_key)
+    .bind(send.message_id)
+    .bind(send.conversation_id)
+    .bind(send.user_id)
+    .bind(send.idempotency_key)
     .bind(PRIORITY_INTERACTIVE)
     .bind(now)
     .execute(&mut **tx)
@@ -239,25 +246,26 @@ fn async_commit(db: &Db) -> (&'static str, &'static str) {
 
 /// The single sends to claim, each with its sender's turn. Claimed by turn, one person's backlog
 /// takes one turn per round and a quiet person's message goes in the next round instead of
-/// behind it. A person with a claim out (in this process or another) gets no other until it is
-/// done, and a claim takes only the oldest pending row of each conversation, when it is due (a
-/// retry waiting for its time holds the later ones back): a person's messages reach Divar one
-/// after another in the order they were sent, across restarts too. The sender is the message's; window functions rank the rows
-/// outside the query that locks them, where PostgreSQL does not allow one.
-const FAIR_TURNS: &str = "held as (
-         select distinct m.user_id from outbox h join messages m on m.message_id = h.message_id
-         where h.status = 'pending' and h.priority = 0 and h.locked_until >= $3),
-     queue as (
-         select o.outbox_id, o.next_attempt_at, m.user_id,
-             row_number() over (
-                 partition by m.user_id, o.conversation_id order by o.outbox_id) as place
-         from outbox o join messages m on m.message_id = o.message_id
-         where o.status = 'pending' and o.priority = 0
-           and m.user_id not in (select user_id from held)),
+/// behind it. A chat's rows are claimed in the order they were queued, only from its oldest
+/// pending one on, and only while none of them is out with a worker or waiting for a retry's
+/// time: the worker sends them one after another ([`Claimed`] rows of a chat come in order), so
+/// a chat's messages reach Divar in the order they were sent, across batches and restarts too.
+/// The window functions rank the rows outside the query that locks them, where PostgreSQL does
+/// not allow one; only the `limit` first turns go on to be locked (claims take turns under a
+/// lock, so none of them is locked by another).
+const FAIR_TURNS: &str = "queue as (
+         select outbox_id, user_id, next_attempt_at,
+             max(next_attempt_at) over ahead as due_at,
+             max(case when locked_until >= $3 then 1 else 0 end) over ahead as behind_lease
+         from outbox where status = 'pending' and priority = 0
+         window ahead as (partition by conversation_id order by outbox_id
+                          rows between unbounded preceding and current row)),
      turns as (
          select outbox_id, next_attempt_at,
              row_number() over (partition by user_id order by outbox_id) as turn
-         from queue where place = 1 and next_attempt_at <= $3)";
+         from queue where due_at <= $3 and behind_lease = 0
+         order by turn, next_attempt_at, outbox_id
+         limit $4)";
 
 /// Claims up to `limit` due rows for `lease_ms`: single sends first (the express lane takes
 /// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
@@ -322,12 +330,16 @@ pub async fn claim_batch(
         .bind(now)
         .bind(limit);
     let rows = if lanes == Lanes::InteractiveOnly && db.backend() == Backend::Postgres {
-        // Two claims at once (two replicas, or the express worker's two slots) would each read
-        // `held` before the other commits and take the same person's rows: one interactive
-        // claim at a time, so each reads the other's leases. (SQLite writes one at a time.)
-        let mut tx = db.pool().begin().await?;
-        sqlx::query("select pg_advisory_xact_lock(7211)")
-            .execute(&mut *tx)
+        // Two claims at once (two replicas, or the express worker's overlapping batches) would
+        // each read the queue before the other commits: one could skip a chat's row the other
+        // locked and take the next, and send it first. One interactive claim at a time, so each
+        // reads the other's leases (SQLite writes one at a time anyway). The lock and the
+        // setting travel with BEGIN: one round trip.
+        let mut tx = db
+            .pool()
+            .begin_with(
+                "begin; set local synchronous_commit = off; select pg_advisory_xact_lock(7211)",
+            )
             .await?;
         let rows = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
@@ -386,7 +398,8 @@ pub struct Finished {
 }
 
 /// Records final outcomes for rows this worker holds, one statement per distinct outcome, and
-/// the same outcome on the messages of single sends, in one transaction.
+/// the same outcome on the messages of single sends (one statement per outcome too), in one
+/// transaction.
 /// Returns false when some lease was lost (another worker took the row over).
 pub async fn finish_many(
     db: &Db,
@@ -398,19 +411,19 @@ pub async fn finish_many(
         return Ok(true);
     }
     type Key = (Outcome, Option<&'static str>);
-    let mut groups: Vec<(Key, Vec<&str>)> = Vec::new();
+    let mut groups: Vec<(Key, Vec<&Finished>)> = Vec::new();
     for outcome in outcomes {
         let key = (outcome.status, outcome.failure);
         match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, ids)) => ids.push(&outcome.outbox_id),
-            None => groups.push((key, vec![&outcome.outbox_id])),
+            Some((_, same)) => same.push(outcome),
+            None => groups.push((key, vec![outcome])),
         }
     }
     let singles = outcomes.iter().any(|o| o.message_id.is_some());
     // The usual batch (one outcome for all, no single send): one statement, one round trip.
-    if let ([((status, failure), ids)], false) = (groups.as_slice(), singles) {
+    if let ([((status, failure), same)], false) = (groups.as_slice(), singles) {
         let (async_cte, async_from) = async_commit(db);
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+        let placeholders: Vec<String> = (0..same.len()).map(|i| format!("${}", i + 5)).collect();
         // `settled` is a one-row CTE, so the `from` has a first table on SQLite too.
         let sql = format!(
             "with {async_cte} settled as (select 1 as one)
@@ -424,8 +437,8 @@ pub async fn finish_many(
             .bind(*failure)
             .bind(now)
             .bind(worker);
-        for id in ids {
-            query = query.bind(*id);
+        for outcome in same {
+            query = query.bind(&outcome.outbox_id);
         }
         let updated = query.execute(db.pool()).await?.rows_affected();
         return Ok(updated == outcomes.len() as u64);
@@ -438,8 +451,8 @@ pub async fn finish_many(
         Bookkeeping::begin(db).await?
     };
     let mut updated = 0;
-    for ((status, failure), ids) in groups {
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+    for ((status, failure), same) in &groups {
+        let placeholders: Vec<String> = (0..same.len()).map(|i| format!("${}", i + 5)).collect();
         let sql = format!(
             "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
              where locked_by = $4 and status = 'pending' and outbox_id in ({})",
@@ -447,34 +460,44 @@ pub async fn finish_many(
         );
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
-            .bind(failure)
+            .bind(*failure)
             .bind(now)
             .bind(worker);
-        for id in ids {
-            query = query.bind(id);
+        for outcome in same {
+            query = query.bind(&outcome.outbox_id);
         }
         updated += book.execute(query).await?;
     }
-    for outcome in outcomes {
-        let Some(message_id) = &outcome.message_id else {
+    // The messages of single sends, one statement per outcome too.
+    for ((status, failure), same) in &groups {
+        let messages: Vec<&str> = same
+            .iter()
+            .filter_map(|o| o.message_id.as_deref())
+            .collect();
+        if messages.is_empty() {
             continue;
-        };
-        book.execute(
-            sqlx::query(
-                // Only where the row's outcome took: a worker whose lease was lost (and whose
-                // row another worker now holds) must not decide the message's status.
-                "update messages set status = $1, failure = $2, updated_at = $3,
-                     attempts = (select o.attempts from outbox o where o.message_id = $4)
-                 where message_id = $4 and status = 'sending'
-                   and exists (select 1 from outbox o where o.message_id = $4 and o.status = $5)",
-            )
-            .bind(message_status(outcome.status).as_str())
-            .bind(outcome.failure)
+        }
+        let placeholders: Vec<String> =
+            (0..messages.len()).map(|i| format!("${}", i + 5)).collect();
+        // Only where the row's outcome took: a worker whose lease was lost (and whose row
+        // another worker now holds) must not decide the message's status.
+        let sql = format!(
+            "update messages set status = $1, failure = $2, updated_at = $3,
+                 attempts = (select o.attempts from outbox o where o.message_id = messages.message_id)
+             where status = 'sending' and message_id in ({})
+               and exists (select 1 from outbox o
+                           where o.message_id = messages.message_id and o.status = $4)",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(message_status(*status).as_str())
+            .bind(*failure)
             .bind(now)
-            .bind(message_id)
-            .bind(outcome.status.as_str()),
-        )
-        .await?;
+            .bind(status.as_str());
+        for id in messages {
+            query = query.bind(id);
+        }
+        book.execute(query).await?;
     }
     book.commit().await?;
     Ok(updated == outcomes.len() as u64)

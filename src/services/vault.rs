@@ -208,6 +208,30 @@ impl Vault {
         }
     }
 
+    /// Usable access tokens for several grants, one answer per grant asked for, in order: one
+    /// read for all of them, and a grant that must be refreshed first goes the way of
+    /// [`Vault::access_token`]. The error is the read's, for the whole batch.
+    pub async fn access_tokens(
+        &self,
+        wanted: &[(Subject, UserId)],
+    ) -> anyhow::Result<Vec<Result<AccessToken, VaultError>>> {
+        let found: HashMap<(Subject, UserId), SealedGrant> = grants::find_many(&self.db, wanted)
+            .await?
+            .into_iter()
+            .map(|grant| ((grant.subject.clone(), grant.user_id.clone()), grant))
+            .collect();
+        let now = self.clock.now_ms();
+        let mut tokens = Vec::with_capacity(wanted.len());
+        for wanted @ (subject, user_id) in wanted {
+            tokens.push(match found.get(wanted) {
+                None => Err(VaultError::NoGrant),
+                Some(grant) if grant.access_expires_at > now => self.usable(grant).await,
+                Some(_) => self.access_token(subject, user_id).await,
+            });
+        }
+        Ok(tokens)
+    }
+
     /// The grant's access token; one sealed under an older key is sealed again under the current.
     async fn usable(&self, grant: &SealedGrant) -> Result<AccessToken, VaultError> {
         let access = self.open(grant, "access", &grant.access_token).await?;

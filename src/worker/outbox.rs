@@ -4,7 +4,7 @@
 //! idempotency key.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
@@ -26,12 +26,12 @@ use crate::{
         messages,
         outbox::{self, Claimed, Lanes, Source},
     },
-    domain::{UserId, broadcast::STOPPED_FOR_RECONSENT, message, status::Outcome},
+    domain::{ConversationId, UserId, broadcast::STOPPED_FOR_RECONSENT, message, status::Outcome},
     observe::reachability::{self, Backoff},
     services::{
         delivery::{self, Failure, RetryPolicy, Verdict},
         pacing::{Lane, Pacer},
-        vault::{Vault, VaultError},
+        vault::{AccessToken, Vault, VaultError},
     },
 };
 
@@ -50,12 +50,12 @@ const CANCEL_CHECK_AFTER: Duration = Duration::from_millis(50);
 /// When idle, the completion check runs at least this often.
 const COMPLETION_CHECK_EVERY: Duration = Duration::from_secs(10);
 
-/// At most this many single sends are claimed at once by the express worker...
-const EXPRESS_BATCH: usize = 64;
-/// ...in at most this many batches in flight together...
-const EXPRESS_BATCHES_IN_FLIGHT: usize = 8;
-/// ...or this many when sends are paced, so little waits at the pacer ahead of a new round.
-const PACED_BATCHES_IN_FLIGHT: usize = 2;
+/// At most this many single sends are claimed at once by the express worker (unpaced: a claim
+/// reads the whole queue, so a large one spreads that over many sends)...
+const EXPRESS_BATCH: usize = 256;
+/// ...in at most this many batches in flight together: at most 512 calls to Divar at once, and,
+/// paced, little waits at the pacer ahead of a new round.
+const EXPRESS_BATCHES_IN_FLIGHT: usize = 2;
 
 /// While a paced batch's rows wait for their turns, how often the batch looks for a cancel.
 const CANCEL_POLL: Duration = Duration::from_millis(400);
@@ -166,7 +166,8 @@ impl OutboxWorker {
     /// The express worker: single sends only, claimed in turns across the people who sent them.
     /// Paced, it claims half a second of sends at a time, at most two claims ahead: what waits
     /// at the pacer is never more than about a second of one person's backlog, so another
-    /// person's message, claimed in the next round, goes out within a second or two.
+    /// person's message, claimed in the next round, goes out within a second or two. Unpaced,
+    /// nothing waits, and a claim takes up to [`EXPRESS_BATCH`].
     pub fn express(&self) -> Self {
         let mut settings = self.settings;
         settings.batch = match self.pacer.limit_per_minute() {
@@ -221,13 +222,10 @@ impl OutboxWorker {
         // Wake-ups so far: a batch that found nothing does not put off a claim that a send
         // committed after it began asked for.
         let mut wakes: u64 = 0;
-        let in_flight = if self.pacer.limit_per_minute().is_some() {
-            PACED_BATCHES_IN_FLIGHT
-        } else {
-            EXPRESS_BATCHES_IN_FLIGHT
-        };
         while !shutdown.is_cancelled() {
-            if batches.len() < in_flight && tokio::time::Instant::now() >= next_claim {
+            if batches.len() < EXPRESS_BATCHES_IN_FLIGHT
+                && tokio::time::Instant::now() >= next_claim
+            {
                 // Each batch its own lease name, so one batch never finishes another's rows.
                 let worker = Self {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -353,34 +351,7 @@ impl OutboxWorker {
             }
             return Ok(ExecutionOutcome::EmptyQueue);
         }
-        // One lookup (and one token) per broadcast or message in the batch, not per row.
-        let mut senders: HashMap<&Source, Prepared> = HashMap::new();
-        for row in &rows {
-            if !senders.contains_key(&row.source) {
-                let prepared = match self.prepare(&row.source).await {
-                    Ok(prepared) => prepared,
-                    // One bad lookup costs its own rows an attempt, not the whole batch.
-                    Err(error) => {
-                        if db::is_unavailable(&error) {
-                            reachability::database().failed(&format!("{error:#}"));
-                        } else {
-                            tracing::error!(
-                                error = format!("{error:#}"),
-                                "could not prepare outbox rows; retrying them later"
-                            );
-                        }
-                        Prepared::Retry {
-                            failure: Failure::Unavailable,
-                            retry: match row.source {
-                                Source::Broadcast(_) => self.settings.retry,
-                                Source::Message(_) => self.settings.interactive_retry,
-                            },
-                        }
-                    }
-                };
-                senders.insert(&row.source, prepared);
-            }
-        }
+        let senders = self.prepare_all(&rows).await;
         // A row still waiting for its turn this late is given back before its lease runs out,
         // so no other worker sends it meanwhile.
         let give_back_at = tokio::time::Instant::now() + self.settings.lease * 3 / 4;
@@ -411,42 +382,26 @@ impl OutboxWorker {
                 }
             }
         };
-        let sends = futures::future::join_all(rows.iter().map(|row| async {
-            match &senders[&row.source] {
-                Prepared::Ready(sender) => {
-                    self.deliver(row, sender, cancels.get(&row.source), give_back_at)
+        // A chat's single sends go one after another, in the order they were queued, each only
+        // once the one before it reached Divar; the rest of the chain is given back otherwise.
+        // Everything else goes at once.
+        let sends = futures::future::join_all(chains(&rows).into_iter().map(|chain| async {
+            let mut outcomes = Vec::with_capacity(chain.len());
+            let mut go_on = true;
+            for row in chain {
+                let outcome = if go_on {
+                    self.handle(row, &senders[&row.source], &cancels, give_back_at)
                         .await
-                }
-                Prepared::Fail(failure) => Ok(Some(finished(row, Outcome::Failed, Some(*failure)))),
-                Prepared::Retry { failure, retry } => {
-                    let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
-                    if attempts >= retry.max_attempts {
-                        Ok(Some(finished(row, Outcome::Failed, Some(*failure))))
-                    } else {
-                        self.retry_later(row, *failure, retry.backoff(attempts, None))
-                            .await
-                            .map(|()| None)
-                    }
-                }
-                // The row waits a little, its attempt not counted.
-                Prepared::Later => {
-                    let now = self.clock.now_ms();
-                    outbox::reschedule(
-                        &self.db,
-                        &row.outbox_id,
-                        &self.id,
-                        now + 2000,
-                        None,
-                        true,
-                        now,
-                    )
-                    .await
-                    .map(|()| None)
-                }
+                } else {
+                    self.give_back(row).await
+                };
+                go_on = matches!(&outcome, Ok(Some(f)) if f.status == Outcome::Sent);
+                outcomes.push(outcome);
             }
+            outcomes
         }));
         let outcomes = tokio::select! {
-            outcomes = sends => outcomes,
+            outcomes = sends => outcomes.into_iter().flatten(),
             never = watch => match never {},
         };
         let mut done = Vec::with_capacity(rows.len());
@@ -491,73 +446,216 @@ impl OutboxWorker {
         }
     }
 
-    /// What sending a broadcast's or a message's rows needs.
-    async fn prepare(&self, source: &Source) -> anyhow::Result<Prepared> {
-        match source {
-            Source::Broadcast(id) => {
-                let Some(b) = broadcasts::find(&self.db, id).await? else {
-                    anyhow::bail!("outbox rows without their broadcast {id}");
-                };
-                let sender = Sender {
-                    body: serde_json::from_str(&b.body)?,
-                    token: SecretString::from(String::new()),
-                    subject: Subject::Post(b.post_token),
-                    user_id: b.user_id,
-                    lane: Lane::Bulk,
-                    retry: self.settings.retry,
-                };
-                self.with_token(sender).await
+    /// Sends one row as its source allows; a final outcome comes back for the batch to record.
+    async fn handle(
+        &self,
+        row: &Claimed,
+        prepared: &Prepared,
+        cancels: &HashMap<&Source, CancellationToken>,
+        give_back_at: tokio::time::Instant,
+    ) -> anyhow::Result<Option<Finished>> {
+        match prepared {
+            Prepared::Ready(sender) => {
+                self.deliver(row, sender, cancels.get(&row.source), give_back_at)
+                    .await
             }
-            Source::Message(id) => {
-                let Some(m) = messages::find(&self.db, id).await? else {
-                    anyhow::bail!("an outbox row without its message {id}");
-                };
-                let sender = Sender {
-                    body: serde_json::from_str(&m.body)?,
-                    token: SecretString::from(String::new()),
-                    subject: Subject::Conversation(m.conversation_id),
-                    user_id: m.user_id,
-                    lane: Lane::Interactive,
-                    retry: self.settings.interactive_retry,
-                };
-                self.with_token(sender).await
+            Prepared::Fail(failure) => Ok(Some(finished(row, Outcome::Failed, Some(*failure)))),
+            Prepared::Retry { failure, retry } => {
+                let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                if attempts >= retry.max_attempts {
+                    Ok(Some(finished(row, Outcome::Failed, Some(*failure))))
+                } else {
+                    self.retry_later(row, *failure, retry.backoff(attempts, None))
+                        .await
+                        .map(|()| None)
+                }
+            }
+            // The row waits a little, its attempt not counted.
+            Prepared::Later => {
+                let now = self.clock.now_ms();
+                outbox::reschedule(
+                    &self.db,
+                    &row.outbox_id,
+                    &self.id,
+                    now + 2000,
+                    None,
+                    true,
+                    now,
+                )
+                .await
+                .map(|()| None)
             }
         }
     }
 
-    /// Fills in the grant's access token, refreshing it when due.
-    async fn with_token(&self, mut sender: Sender) -> anyhow::Result<Prepared> {
-        let token = match self
-            .vault
-            .access_token(&sender.subject, &sender.user_id)
-            .await
-        {
-            Ok(token) => token,
-            Err(VaultError::NoGrant | VaultError::Reconsent) => {
-                return self.lost_grant(&sender).await;
+    /// What sending each broadcast's and each message's rows of a batch needs: one read for the
+    /// batch's messages, one per broadcast (a batch holds one or two), and one for all their
+    /// grants. A failed read costs its own rows an attempt, not the whole batch.
+    async fn prepare_all<'r>(&self, rows: &'r [Claimed]) -> HashMap<&'r Source, Prepared> {
+        let mut seen = HashSet::new();
+        let sources: Vec<&Source> = rows
+            .iter()
+            .map(|row| &row.source)
+            .filter(|source| seen.insert(*source))
+            .collect();
+        let message_ids: Vec<&str> = sources
+            .iter()
+            .filter_map(|source| match source {
+                Source::Message(id) => Some(id.as_str()),
+                Source::Broadcast(_) => None,
+            })
+            .collect();
+        let messages = match messages::find_many(&self.db, &message_ids).await {
+            Ok(found) => Ok(found
+                .into_iter()
+                .map(|m| (m.message_id.clone(), m))
+                .collect::<HashMap<_, _>>()),
+            Err(error) => Err(report_lookup_failure(&error)),
+        };
+        let mut prepared = HashMap::new();
+        let mut senders: Vec<(&Source, Sender)> = Vec::new();
+        for source in sources {
+            let sender = match source {
+                Source::Broadcast(id) => self.broadcast_sender(id).await,
+                Source::Message(id) => match &messages {
+                    Ok(found) => self.message_sender(found.get(id), id),
+                    Err(reported) => Err(*reported),
+                },
+            };
+            match sender {
+                Ok(sender) => senders.push((source, sender)),
+                Err(LookupFailed) => {
+                    prepared.insert(source, self.retry_later_prepared(source));
+                }
             }
+        }
+        // One token per grant, however many of the batch's rows it sends.
+        let mut grants: Vec<(Subject, UserId)> = Vec::new();
+        let mut grant_of: HashMap<(Subject, UserId), usize> = HashMap::new();
+        for (_, sender) in &senders {
+            let grant = (sender.subject.clone(), sender.user_id.clone());
+            grant_of.entry(grant.clone()).or_insert_with(|| {
+                grants.push(grant);
+                grants.len() - 1
+            });
+        }
+        let tokens = match self.vault.access_tokens(&grants).await {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                report_lookup_failure(&error);
+                for (source, _) in senders {
+                    prepared.insert(source, self.retry_later_prepared(source));
+                }
+                return prepared;
+            }
+        };
+        for ((subject, _), token) in grants.iter().zip(&tokens) {
+            // A refresh ends the post's event subscriptions: made again, once per grant.
+            if let (Subject::Post(post_token), Ok(token)) = (subject, token)
+                && token.refreshed
+            {
+                delivery::subscribe_post_events(&self.api, &token.secret, post_token, &token.scope)
+                    .await;
+            }
+        }
+        for (source, sender) in senders {
+            let token = &tokens[grant_of[&(sender.subject.clone(), sender.user_id.clone())]];
+            let ready = match self.with_token(sender, token).await {
+                Ok(ready) => ready,
+                Err(error) => {
+                    report_lookup_failure(&error);
+                    self.retry_later_prepared(source)
+                }
+            };
+            prepared.insert(source, ready);
+        }
+        prepared
+    }
+
+    /// A source whose lookup failed: its rows are tried again after a backoff.
+    fn retry_later_prepared(&self, source: &Source) -> Prepared {
+        Prepared::Retry {
+            failure: Failure::Unavailable,
+            retry: match source {
+                Source::Broadcast(_) => self.settings.retry,
+                Source::Message(_) => self.settings.interactive_retry,
+            },
+        }
+    }
+
+    /// What sending a broadcast's rows needs, but the token.
+    async fn broadcast_sender(&self, id: &str) -> Result<Sender, LookupFailed> {
+        let sender = async {
+            let Some(b) = broadcasts::find(&self.db, id).await? else {
+                anyhow::bail!("outbox rows without their broadcast {id}");
+            };
+            Ok(Sender {
+                body: serde_json::from_str(&b.body)?,
+                token: SecretString::from(String::new()),
+                subject: Subject::Post(b.post_token),
+                user_id: b.user_id,
+                lane: Lane::Bulk,
+                retry: self.settings.retry,
+            })
+        };
+        sender.await.map_err(|error| report_lookup_failure(&error))
+    }
+
+    /// What sending message `id`'s row needs, but the token, from its row in the batch's read.
+    fn message_sender(
+        &self,
+        found: Option<&messages::MessageRow>,
+        id: &str,
+    ) -> Result<Sender, LookupFailed> {
+        let sender = || {
+            let Some(m) = found else {
+                anyhow::bail!("an outbox row without its message {id}");
+            };
+            Ok(Sender {
+                body: serde_json::from_str(&m.body)?,
+                token: SecretString::from(String::new()),
+                subject: Subject::Conversation(m.conversation_id.clone()),
+                user_id: m.user_id.clone(),
+                lane: Lane::Interactive,
+                retry: self.settings.interactive_retry,
+            })
+        };
+        sender().map_err(|error| report_lookup_failure(&error))
+    }
+
+    /// The sender with its grant's access token, or what its rows do without one. An error is
+    /// the database's.
+    async fn with_token(
+        &self,
+        mut sender: Sender,
+        token: &Result<AccessToken, VaultError>,
+    ) -> anyhow::Result<Prepared> {
+        match token {
+            Ok(token) => {
+                sender.token = token.secret.clone();
+                Ok(Prepared::Ready(sender))
+            }
+            Err(VaultError::NoGrant | VaultError::Reconsent) => self.lost_grant(&sender).await,
             Err(VaultError::Unavailable(reason)) => {
                 // Divar's OAuth server is away: said once for the outage, not once per batch.
-                reachability::divar_api().failed(&reason);
-                return Ok(match sender.lane {
+                reachability::divar_api().failed(reason);
+                Ok(match sender.lane {
                     Lane::Bulk => Prepared::Later,
                     // A person is waiting: a few attempts, then say so.
                     Lane::Interactive => Prepared::Retry {
                         failure: Failure::Unavailable,
                         retry: sender.retry,
                     },
-                });
+                })
             }
-            Err(VaultError::Store(e)) => return Err(e),
-        };
-        if token.refreshed
-            && let Subject::Post(post_token) = &sender.subject
-        {
-            delivery::subscribe_post_events(&self.api, &token.secret, post_token, &token.scope)
-                .await;
+            Err(VaultError::Store(error)) => {
+                report_lookup_failure(error);
+                Ok(Prepared::Retry {
+                    failure: Failure::Unavailable,
+                    retry: sender.retry,
+                })
+            }
         }
-        sender.token = token.secret;
-        Ok(Prepared::Ready(sender))
     }
 
     /// The grant is gone or no longer works: a broadcast pauses until the seller reconnects
@@ -692,23 +790,53 @@ impl OutboxWorker {
     }
 }
 
+/// A lookup for a batch failed, and was reported.
+#[derive(Debug, Clone, Copy)]
+struct LookupFailed;
+
+fn report_lookup_failure(error: &anyhow::Error) -> LookupFailed {
+    report(error, "could not prepare outbox rows; retrying them later");
+    LookupFailed
+}
+
 /// How long a worker waits after a failed batch: its next step of backoff.
 fn failure_pause(error: &anyhow::Error, backoff: &mut Backoff) -> Duration {
     report_failure(error);
     backoff.next_delay()
 }
 
+fn report_failure(error: &anyhow::Error) {
+    report(error, "outbox batch failed; backing off");
+}
+
 /// The database being away is said once for the whole outage (`observe::reachability`); any
 /// other failure is an ERROR each time.
-fn report_failure(error: &anyhow::Error) {
+fn report(error: &anyhow::Error, message: &str) {
     if db::is_unavailable(error) {
         reachability::database().failed(&format!("{error:#}"));
     } else {
-        tracing::error!(
-            error = format!("{error:#}"),
-            "outbox batch failed; backing off"
-        );
+        tracing::error!(error = format!("{error:#}"), "{message}");
     }
+}
+
+/// The batch's rows in chains that go out at once: a chat's single sends are one chain, in the
+/// order they were queued (the rows come sorted by it); every other row is a chain of its own.
+fn chains(rows: &[Claimed]) -> Vec<Vec<&Claimed>> {
+    let mut chains: Vec<Vec<&Claimed>> = Vec::new();
+    let mut chats: HashMap<&ConversationId, usize> = HashMap::new();
+    for row in rows {
+        match &row.source {
+            Source::Message(_) => match chats.get(&row.conversation_id) {
+                Some(&i) => chains[i].push(row),
+                None => {
+                    chats.insert(&row.conversation_id, chains.len());
+                    chains.push(vec![row]);
+                }
+            },
+            Source::Broadcast(_) => chains.push(vec![row]),
+        }
+    }
+    chains
 }
 
 /// A final outcome; the batch writes all of them in one statement at its end.

@@ -1,9 +1,9 @@
 //! One person cannot use up everyone's sends (issue 24): the express lane takes single sends in
-//! turns across the people who sent them, one claim out per person at a time.
+//! turns across the people who sent them, and a chat's in the order they were sent.
 
 use std::time::Duration;
 
-use kenar_chat::sandbox::SandboxOptions;
+use kenar_chat::{sandbox::SandboxOptions, worker::outbox::ExecutionOutcome};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Row;
@@ -145,6 +145,55 @@ async fn one_persons_backlog_does_not_hold_up_another(engine: Engine) {
     );
 }
 crate::both_engines!(backlog, one_persons_backlog_does_not_hold_up_another);
+
+/// A chat's messages reach Divar in the order they were sent, even when the first must wait for
+/// a retry: one claim takes all three, and each goes only after the one before it; the others
+/// are given back behind it, their attempts not counted, and no claim takes them before the
+/// first's retry is due.
+async fn a_chats_messages_keep_their_order_through_a_retry(engine: Engine) {
+    let app = spawn_app_on_manual_clock(engine, SandboxOptions::default(), |settings| {
+        // Unpaced: one claim takes the whole queue.
+        settings.rate_limit_per_minute = 0;
+    })
+    .await;
+    let conv = conversation(1, 1);
+    app.connect_conversation(&conv, "buyer", BUYER_1).await;
+    let texts = ["یکم", "دوم", "سوم"];
+    for text in texts {
+        app.queue_from_composer(&[("text", text)]).await;
+    }
+    app.control(serde_json::json!({ "fail_next": [503] })).await;
+    let express = app.express_worker();
+    assert_eq!(
+        express.try_execute_task().await.unwrap(),
+        ExecutionOutcome::TaskCompleted
+    );
+    assert_eq!(
+        app.inspect("api-calls?endpoint=send").await["count"],
+        1,
+        "the second and third were not tried after the first's 503"
+    );
+    let attempts: Vec<i64> = sqlx::query_scalar(
+        "select attempts from outbox where status = 'pending' order by outbox_id",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempts, [1, 0, 0]);
+    // Due again, all three of them, but the first's retry is not: nothing is claimed.
+    assert_eq!(
+        express.try_execute_task().await.unwrap(),
+        ExecutionOutcome::EmptyQueue
+    );
+    app.advance(Duration::from_secs(60));
+    while express.try_execute_task().await.unwrap() == ExecutionOutcome::TaskCompleted {}
+    assert_eq!(received(&app, &conv).await, texts);
+    assert_eq!(app.inspect("api-calls?endpoint=send").await["count"], 4);
+}
+crate::both_engines!(
+    chat_order,
+    a_chats_messages_keep_their_order_through_a_retry
+);
 
 /// The app's count of sends refused for `limit` (a process-wide counter: other tests add to it
 /// too, so a test compares before and after).

@@ -184,6 +184,12 @@ impl TestApp {
         }
     }
 
+    /// The app's express worker (single sends only, in turns across people), for a test to run
+    /// step by step with `try_execute_task`.
+    pub fn express_worker(&self) -> OutboxWorker {
+        self.outbox.express()
+    }
+
     /// Delivers what the outbox holds that is due now, one batch at a time: the worker's
     /// `try_execute_task` until it finds the queue empty. Returns the batches run. Rows waiting
     /// for a later attempt stay until the clock reaches them. A paced app on a manual clock

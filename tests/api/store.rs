@@ -652,3 +652,82 @@ crate::both_engines!(
     post_broadcasts,
     a_post_lists_its_broadcasts_with_their_progress
 );
+
+/// Queues a single send from `user` in `chat`; its message id.
+async fn queue_single(db: &Db, user: &str, chat: &str, now: i64) -> String {
+    use kenar_chat::db::messages::{MessageRow, insert_queued};
+    let row = MessageRow {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        conversation_id: conversation_id(chat),
+        user_id: user_id(user),
+        body: r#"{"type":"TEXT","message":"x"}"#.into(),
+        status: kenar_chat::domain::status::MessageStatus::Sending,
+        failure: None,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    insert_queued(db, &row, now).await.unwrap();
+    row.message_id
+}
+
+/// The messages a claim took, in its order.
+fn messages_of(claimed: &[outbox::Claimed]) -> Vec<String> {
+    claimed
+        .iter()
+        .map(|row| match &row.source {
+            outbox::Source::Message(id) => id.clone(),
+            outbox::Source::Broadcast(_) => panic!("a single-send claim took a broadcast row"),
+        })
+        .collect()
+}
+
+/// The express lane's claim: people take turns (A's backlog gets one turn a round, B's one
+/// message the first round's second); a chat with a row out at a worker gives nothing to
+/// another claim until that row is finished; then its next rows come in the order queued.
+async fn single_sends_are_claimed_in_turns_and_a_chat_in_order(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let t = now_ms();
+    let mut a = Vec::new();
+    for _ in 0..3 {
+        a.push(queue_single(&db, "a", "chat-a", t).await);
+    }
+    let b = queue_single(&db, "b", "chat-b", t).await;
+    let claim =
+        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
+    let first = claim(2).await.unwrap();
+    assert_eq!(messages_of(&first), [a[0].clone(), b.clone()]);
+    assert!(
+        claim(10).await.unwrap().is_empty(),
+        "A's chat waits behind its row out at a worker"
+    );
+    let sent: Vec<outbox::Finished> = first
+        .iter()
+        .map(|row| outbox::Finished {
+            outbox_id: row.outbox_id.clone(),
+            message_id: Some(messages_of(std::slice::from_ref(row))[0].clone()),
+            status: Outcome::Sent,
+            failure: None,
+        })
+        .collect();
+    assert!(outbox::finish_many(&db, "w", &sent, t).await.unwrap());
+    assert_eq!(messages_of(&claim(10).await.unwrap()), a[1..]);
+    let status: Vec<String> = sqlx::query_scalar(
+        "select status from messages where message_id in ($1, $2) order by message_id",
+    )
+    .bind(&a[0])
+    .bind(&b)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        status,
+        ["sent", "sent"],
+        "each message took its row's outcome"
+    );
+}
+crate::both_engines!(
+    single_send_turns,
+    single_sends_are_claimed_in_turns_and_a_chat_in_order
+);
