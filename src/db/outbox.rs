@@ -455,7 +455,8 @@ pub async fn finish_many(
         let placeholders: Vec<String> = (0..same.len()).map(|i| format!("${}", i + 5)).collect();
         let sql = format!(
             "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
-             where locked_by = $4 and status = 'pending' and outbox_id in ({})",
+             where locked_by = $4 and status = 'pending' and outbox_id in ({})
+             returning message_id, attempts",
             placeholders.join(", ")
         );
         let mut query = sqlx::query(&sql)
@@ -466,38 +467,39 @@ pub async fn finish_many(
         for outcome in same {
             query = query.bind(&outcome.outbox_id);
         }
-        updated += book.execute(query).await?;
-    }
-    // The messages of single sends, one statement per outcome too.
-    for ((status, failure), same) in &groups {
-        let messages: Vec<&str> = same
-            .iter()
-            .filter_map(|o| o.message_id.as_deref())
-            .collect();
-        if messages.is_empty() {
-            continue;
+        let rows = book.fetch_all(query).await?;
+        updated += rows.len() as u64;
+        // The messages of the single sends whose outcome took (a worker whose lease was lost,
+        // and whose row another worker now holds, must not decide the message's status), one
+        // statement per number of attempts: in a batch, usually one.
+        let mut by_attempts: Vec<(i64, Vec<String>)> = Vec::new();
+        for row in &rows {
+            let Some(message_id) = row.try_get::<Option<String>, _>("message_id")? else {
+                continue;
+            };
+            let attempts: i64 = row.try_get("attempts")?;
+            match by_attempts.iter_mut().find(|(a, _)| *a == attempts) {
+                Some((_, ids)) => ids.push(message_id),
+                None => by_attempts.push((attempts, vec![message_id])),
+            }
         }
-        let placeholders: Vec<String> =
-            (0..messages.len()).map(|i| format!("${}", i + 5)).collect();
-        // Only where the row's outcome took: a worker whose lease was lost (and whose row
-        // another worker now holds) must not decide the message's status.
-        let sql = format!(
-            "update messages set status = $1, failure = $2, updated_at = $3,
-                 attempts = (select o.attempts from outbox o where o.message_id = messages.message_id)
-             where status = 'sending' and message_id in ({})
-               and exists (select 1 from outbox o
-                           where o.message_id = messages.message_id and o.status = $4)",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(message_status(*status).as_str())
-            .bind(*failure)
-            .bind(now)
-            .bind(status.as_str());
-        for id in messages {
-            query = query.bind(id);
+        for (attempts, ids) in by_attempts {
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+            let sql = format!(
+                "update messages set status = $1, failure = $2, updated_at = $3, attempts = $4
+                 where status = 'sending' and message_id in ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(message_status(*status).as_str())
+                .bind(*failure)
+                .bind(now)
+                .bind(attempts);
+            for id in ids {
+                query = query.bind(id);
+            }
+            book.execute(query).await?;
         }
-        book.execute(query).await?;
     }
     book.commit().await?;
     Ok(updated == outcomes.len() as u64)
