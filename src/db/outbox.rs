@@ -268,9 +268,10 @@ const FAIR_TURNS: &str = "queue as (
          limit $4)";
 
 /// Claims up to `limit` due rows for `lease_ms`: single sends first (the express lane takes
-/// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two workers never get the same row: PostgreSQL skips rows another transaction
-/// holds; SQLite runs one writer at a time, and the outer `where` repeats the lease condition,
-/// so a racing claim updates nothing.
+/// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two
+/// workers never get the same row: PostgreSQL skips rows another transaction holds; SQLite runs
+/// one writer at a time, and the outer `where` repeats the lease condition, so a racing claim
+/// updates nothing.
 pub async fn claim_batch(
     db: &Db,
     worker: &str,
