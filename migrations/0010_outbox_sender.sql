@@ -9,3 +9,6 @@ update outbox set user_id = (select m.user_id from messages m where m.message_id
 -- The express lane's queue: pending single sends, each chat's in the order they were queued.
 create index outbox_single_sends on outbox (conversation_id, outbox_id)
     where status = 'pending' and priority = 0;
+
+-- Erasure finds a person's single sends by the sender.
+create index outbox_user on outbox (user_id) where user_id is not null;

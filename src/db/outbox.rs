@@ -244,34 +244,45 @@ fn async_commit(db: &Db) -> (&'static str, &'static str) {
     }
 }
 
+/// At most this many rows of one chat in one claim (`$5` of [`FAIR_TURNS`]): the worker sends
+/// them one after another, and the batch's outcomes are written when its longest chain ends.
+const CHAT_ROWS_PER_CLAIM: i64 = 16;
+
 /// The single sends to claim, each with its sender's turn. Claimed by turn, one person's backlog
 /// takes one turn per round and a quiet person's message goes in the next round instead of
 /// behind it. A chat's rows are claimed in the order they were queued, only from its oldest
 /// pending one on, and only while none of them is out with a worker or waiting for a retry's
 /// time: the worker sends them one after another ([`Claimed`] rows of a chat come in order), so
 /// a chat's messages reach Divar in the order they were sent, across batches and restarts too.
+/// Both people of a chat may send in it: a row's turn is never earlier than that of a row queued
+/// before it in its chat, so a claim cut off by its limit takes a prefix of each chat.
 /// The window functions rank the rows outside the query that locks them, where PostgreSQL does
-/// not allow one; only the `limit` first turns go on to be locked (claims take turns under a
-/// lock, so none of them is locked by another).
+/// not allow one; only the `limit` first turns go on to be locked.
 const FAIR_TURNS: &str = "queue as (
-         select outbox_id, user_id, next_attempt_at,
+         select outbox_id, conversation_id, user_id,
+             row_number() over ahead as place,
              max(next_attempt_at) over ahead as due_at,
              max(case when locked_until >= $3 then 1 else 0 end) over ahead as behind_lease
          from outbox where status = 'pending' and priority = 0
          window ahead as (partition by conversation_id order by outbox_id
                           rows between unbounded preceding and current row)),
+     own_turns as (
+         select outbox_id, conversation_id,
+             row_number() over (partition by user_id order by outbox_id) as own_turn
+         from queue where due_at <= $3 and behind_lease = 0 and place <= $5),
      turns as (
-         select outbox_id, next_attempt_at,
-             row_number() over (partition by user_id order by outbox_id) as turn
-         from queue where due_at <= $3 and behind_lease = 0
-         order by turn, next_attempt_at, outbox_id
+         select outbox_id,
+             max(own_turn) over (partition by conversation_id order by outbox_id
+                                 rows between unbounded preceding and current row) as turn
+         from own_turns
+         order by turn, outbox_id
          limit $4)";
 
 /// Claims up to `limit` due rows for `lease_ms`: single sends first (the express lane takes
 /// them in turns across their senders, [`FAIR_TURNS`]), then rows of running broadcasts. Two
-/// workers never get the same row: PostgreSQL skips rows another transaction holds; SQLite runs
-/// one writer at a time, and the outer `where` repeats the lease condition, so a racing claim
-/// updates nothing.
+/// workers never get the same row: PostgreSQL skips rows another transaction holds (the express
+/// lane's claims, one at a time under a lock, wait for them instead); SQLite runs one writer at
+/// a time, and the outer `where` repeats the lease condition, so a racing claim updates nothing.
 pub async fn claim_batch(
     db: &Db,
     worker: &str,
@@ -290,12 +301,18 @@ pub async fn claim_batch(
     // The pick is a CTE: PostgreSQL evaluates it once, so LIMIT bounds the claim (a plain
     // `IN (subquery)` may be re-run and claim more rows than asked for).
     let pick = match lanes {
+        // No SKIP LOCKED here: claims take turns under a lock, so a locked row is one whose
+        // outcome is being written, and skipping it could take a later row of its chat.
         Lanes::InteractiveOnly => format!(
             "{FAIR_TURNS}, picked as (
              select o.outbox_id from outbox o join turns t on t.outbox_id = o.outbox_id
              where o.status = 'pending' and (o.locked_until is null or o.locked_until < $3)
-             order by t.turn, t.next_attempt_at, o.outbox_id
-             limit $4 {lock_clause})"
+             order by t.turn, o.outbox_id
+             limit $4 {wait_lock})",
+            wait_lock = match db.backend() {
+                Backend::Postgres => "for update of o",
+                Backend::Sqlite => "",
+            },
         ),
         Lanes::All | Lanes::BulkOnly => {
             let lane_clause = if lanes == Lanes::BulkOnly {
@@ -325,11 +342,14 @@ pub async fn claim_batch(
          returning outbox.outbox_id, outbox.broadcast_id, outbox.message_id, outbox.conversation_id,
              outbox.idempotency_key, outbox.attempts"
     );
-    let query = sqlx::query(&sql)
+    let mut query = sqlx::query(&sql)
         .bind(now + lease_ms)
         .bind(worker)
         .bind(now)
         .bind(limit);
+    if lanes == Lanes::InteractiveOnly {
+        query = query.bind(CHAT_ROWS_PER_CLAIM);
+    }
     let rows = if lanes == Lanes::InteractiveOnly && db.backend() == Backend::Postgres {
         // Two claims at once (two replicas, or the express worker's overlapping batches) would
         // each read the queue before the other commits: one could skip a chat's row the other
@@ -399,8 +419,8 @@ pub struct Finished {
 }
 
 /// Records final outcomes for rows this worker holds, one statement per distinct outcome, and
-/// the same outcome on the messages of single sends (one statement per outcome too), in one
-/// transaction.
+/// the same outcome on the messages of single sends (one statement per outcome and number of
+/// attempts), in one transaction.
 /// Returns false when some lease was lost (another worker took the row over).
 pub async fn finish_many(
     db: &Db,

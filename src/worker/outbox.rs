@@ -356,8 +356,9 @@ impl OutboxWorker {
         // so no other worker sends it meanwhile.
         let give_back_at = tokio::time::Instant::now() + self.settings.lease * 3 / 4;
         // The batch's rows go out together (still one at a time through the pacer): a batch
-        // lasts about as long as its slowest call, so a slow Divar does not keep claimed rows
-        // unrecorded, and off the progress page, for one round trip after another.
+        // lasts about as long as its longest chain (a chat's rows, a few at most), so a slow
+        // Divar does not keep claimed rows unrecorded, and off the progress page, for one round
+        // trip after another.
         // Paced rows may wait long for their turns: a cancel stops the waiting ones.
         let cancels: HashMap<&Source, CancellationToken> = rows
             .iter()
@@ -382,9 +383,9 @@ impl OutboxWorker {
                 }
             }
         };
-        // A chat's single sends go one after another, in the order they were queued, each only
-        // once the one before it reached Divar; the rest of the chain is given back otherwise.
-        // Everything else goes at once.
+        // A chat's single sends go one after another, in the order they were queued, each once
+        // the one before it has its outcome; when one must wait instead (a retry, a give-back),
+        // the rest of the chain is given back behind it. Everything else goes at once.
         let sends = futures::future::join_all(chains(&rows).into_iter().map(|chain| async {
             let mut outcomes = Vec::with_capacity(chain.len());
             let mut go_on = true;
@@ -395,7 +396,7 @@ impl OutboxWorker {
                 } else {
                     self.give_back(row).await
                 };
-                go_on = matches!(&outcome, Ok(Some(f)) if f.status == Outcome::Sent);
+                go_on = matches!(outcome, Ok(Some(_)));
                 outcomes.push(outcome);
             }
             outcomes
@@ -687,12 +688,15 @@ impl OutboxWorker {
     ) -> anyhow::Result<Option<Finished>> {
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
+        // In this order: a row whose give-back time has passed (late in a chain) is given back
+        // even when the pacer would let it go at once.
         let waited = tokio::select! {
-            waited = self.pacer.ready(sender.lane) => waited,
-            _ = cancel.cancelled() => return Ok(Some(finished(row, Outcome::Cancelled, None))),
+            biased;
             // Not attempted: back in the queue, its attempt refunded.
-            _ = tokio::time::sleep_until(give_back_at) => return self.give_back(row).await,
             _ = self.stopping.cancelled() => return self.give_back(row).await,
+            _ = tokio::time::sleep_until(give_back_at) => return self.give_back(row).await,
+            _ = cancel.cancelled() => return Ok(Some(finished(row, Outcome::Cancelled, None))),
+            waited = self.pacer.ready(sender.lane) => waited,
         };
         if waited >= CANCEL_CHECK_AFTER && self.cancelled(row).await? {
             return Ok(Some(finished(row, Outcome::Cancelled, None)));

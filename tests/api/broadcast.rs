@@ -691,7 +691,6 @@ async fn everything_kept_about(app: &TestApp, user: &str) -> Vec<(&'static str, 
     for (table, column) in [
         ("grants", "user_id"),
         ("messages", "user_id"),
-        ("outbox", "user_id"),
         ("broadcasts", "user_id"),
         ("session_inits", "user_id"),
         ("templates", "user_id"),

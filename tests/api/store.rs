@@ -683,6 +683,20 @@ fn messages_of(claimed: &[outbox::Claimed]) -> Vec<String> {
         .collect()
 }
 
+/// Each claimed single send delivered.
+fn sent(claimed: &[outbox::Claimed]) -> Vec<outbox::Finished> {
+    claimed
+        .iter()
+        .zip(messages_of(claimed))
+        .map(|(row, message_id)| outbox::Finished {
+            outbox_id: row.outbox_id.clone(),
+            message_id: Some(message_id),
+            status: Outcome::Sent,
+            failure: None,
+        })
+        .collect()
+}
+
 /// The express lane's claim: people take turns (A's backlog gets one turn a round, B's one
 /// message the first round's second); a chat with a row out at a worker gives nothing to
 /// another claim until that row is finished; then its next rows come in the order queued.
@@ -702,16 +716,11 @@ async fn single_sends_are_claimed_in_turns_and_a_chat_in_order(engine: Engine) {
         claim(10).await.unwrap().is_empty(),
         "A's chat waits behind its row out at a worker"
     );
-    let sent: Vec<outbox::Finished> = first
-        .iter()
-        .map(|row| outbox::Finished {
-            outbox_id: row.outbox_id.clone(),
-            message_id: Some(messages_of(std::slice::from_ref(row))[0].clone()),
-            status: Outcome::Sent,
-            failure: None,
-        })
-        .collect();
-    assert!(outbox::finish_many(&db, "w", &sent, t).await.unwrap());
+    assert!(
+        outbox::finish_many(&db, "w", &sent(&first), t)
+            .await
+            .unwrap()
+    );
     assert_eq!(messages_of(&claim(10).await.unwrap()), a[1..]);
     let status: Vec<String> = sqlx::query_scalar(
         "select status from messages where message_id in ($1, $2) order by message_id",
@@ -730,4 +739,33 @@ async fn single_sends_are_claimed_in_turns_and_a_chat_in_order(engine: Engine) {
 crate::both_engines!(
     single_send_turns,
     single_sends_are_claimed_in_turns_and_a_chat_in_order
+);
+
+/// Both people of a chat send in it: a claim cut off by its limit still takes the chat's rows
+/// in the order queued. The seller's second turn (in chat C) comes before the buyer's first
+/// there, so the buyer's later row waits for it instead of going first.
+async fn a_chat_with_two_senders_is_claimed_in_its_order(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let t = now_ms();
+    let elsewhere = queue_single(&db, "seller", "chat-x", t).await;
+    let first_in_c = queue_single(&db, "seller", "chat-c", t).await;
+    let second_in_c = queue_single(&db, "buyer", "chat-c", t).await;
+    let claim =
+        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
+    let first = claim(2).await.unwrap();
+    assert_eq!(messages_of(&first), [elsewhere, first_in_c]);
+    assert!(
+        claim(10).await.unwrap().is_empty(),
+        "chat C waits behind its row out at a worker"
+    );
+    assert!(
+        outbox::finish_many(&db, "w", &sent(&first), t)
+            .await
+            .unwrap()
+    );
+    assert_eq!(messages_of(&claim(10).await.unwrap()), [second_in_c]);
+}
+crate::both_engines!(
+    two_senders_in_a_chat,
+    a_chat_with_two_senders_is_claimed_in_its_order
 );
