@@ -355,6 +355,12 @@ async fn single_sends(
         // compete with the worker for it.
         let recorded_before = express.recorded();
         while express.recorded() < recorded_before + n as u64 {
+            // A batch that lost its lease records nothing: fail instead of waiting forever.
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "round {round}: {} of {n} outcomes recorded after 120 s",
+                express.recorded() - recorded_before
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let outbox = started.elapsed();
