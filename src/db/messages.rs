@@ -188,8 +188,10 @@ pub async fn find_many(db: &Db, message_ids: &[&str]) -> anyhow::Result<Vec<Mess
     if message_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=message_ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!("{SELECT} where message_id in ({})", placeholders.join(", "));
+    let sql = format!(
+        "{SELECT} where message_id in ({})",
+        super::placeholders(1, message_ids.len())
+    );
     let mut query = sqlx::query_as(&sql);
     for id in message_ids {
         query = query.bind(*id);

@@ -68,6 +68,14 @@ impl Default for PoolSettings {
     }
 }
 
+/// `$first, $first+1, …`: `count` numbered parameters for an `in (…)` list, from `first` on.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a failure means the database cannot be reached right now (so the answer is 503 and
 /// a retry later, not 500): no connection, or the server shutting down or starting up (SQLSTATE
 /// classes 08 and 57P).

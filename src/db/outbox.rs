@@ -3,7 +3,7 @@
 
 use sqlx::{Any, FromRow, Row, Transaction, any::AnyRow};
 
-use super::{Backend, Db};
+use super::{Backend, Db, placeholders};
 use crate::domain::{
     ConversationId, UserId,
     status::{MessageStatus, Outcome},
@@ -444,14 +444,14 @@ pub async fn finish_many(
     // The usual batch (one outcome for all, no single send): one statement, one round trip.
     if let ([((status, failure), same)], false) = (groups.as_slice(), singles) {
         let (async_cte, async_from) = async_commit(db);
-        let placeholders: Vec<String> = (0..same.len()).map(|i| format!("${}", i + 5)).collect();
+
         // `settled` is a one-row CTE, so the `from` has a first table on SQLite too.
         let sql = format!(
             "with {async_cte} settled as (select 1 as one)
              update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
              from settled {async_from}
              where locked_by = $4 and status = 'pending' and outbox_id in ({})",
-            placeholders.join(", ")
+            placeholders(5, same.len())
         );
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
@@ -473,12 +473,11 @@ pub async fn finish_many(
     };
     let mut updated = 0;
     for ((status, failure), same) in &groups {
-        let placeholders: Vec<String> = (0..same.len()).map(|i| format!("${}", i + 5)).collect();
         let sql = format!(
             "update outbox set status = $1, failure = $2, locked_until = null, locked_by = null, updated_at = $3
              where locked_by = $4 and status = 'pending' and outbox_id in ({})
              returning message_id, attempts",
-            placeholders.join(", ")
+            placeholders(5, same.len())
         );
         let mut query = sqlx::query(&sql)
             .bind(status.as_str())
@@ -505,11 +504,10 @@ pub async fn finish_many(
             }
         }
         for (attempts, ids) in by_attempts {
-            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
             let sql = format!(
                 "update messages set status = $1, failure = $2, updated_at = $3, attempts = $4
                  where status = 'sending' and message_id in ({})",
-                placeholders.join(", ")
+                placeholders(5, ids.len())
             );
             let mut query = sqlx::query(&sql)
                 .bind(message_status(*status).as_str())
