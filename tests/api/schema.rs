@@ -119,3 +119,21 @@ async fn both_engines_reach_the_same_schema() {
     assert!(!sqlite_indexes.is_empty());
     assert_eq!(sqlite_indexes, indexes(&postgres).await);
 }
+
+/// PostgreSQL's outbox keeps room on its pages (`Db::migrate`, *storage settings*): set on a fresh
+/// database, and a second start, which finds it set, keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_outbox_keeps_room_for_leases() {
+    let (db, _guard) = migrated(Engine::Postgres).await;
+    let options = || async {
+        sqlx::query_scalar::<_, String>(
+            "select array_to_string(reloptions, ',') from pg_class where oid = 'outbox'::regclass",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(options().await, "fillfactor=50");
+    db.migrate().await.unwrap();
+    assert_eq!(options().await, "fillfactor=50");
+}
