@@ -769,3 +769,64 @@ crate::both_engines!(
     two_senders_in_a_chat,
     a_chat_with_two_senders_is_claimed_in_its_order
 );
+
+/// Someone with nothing waiting comes in at the round the queue has reached: one more of another
+/// person's backlog, then theirs, whether that backlog's first rows are still out at a worker or
+/// already sent.
+async fn a_newcomer_joins_the_round_the_queue_has_reached(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let t = now_ms();
+    let mut a = Vec::new();
+    for i in 0..6 {
+        a.push(queue_single(&db, "a", &format!("chat-a{i}"), t).await);
+    }
+    let claim =
+        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
+    let out = claim(2).await.unwrap();
+    assert_eq!(messages_of(&out), a[..2]);
+    // A's first two are out at a worker: B's message goes right after A's third.
+    let b = queue_single(&db, "b", "chat-b", t).await;
+    let next = claim(2).await.unwrap();
+    assert_eq!(messages_of(&next), [a[2].clone(), b]);
+    for batch in [&out, &next] {
+        assert!(
+            outbox::finish_many(&db, "w", &sent(batch), t)
+                .await
+                .unwrap()
+        );
+    }
+    // The same once they are sent: C's message goes with A's fourth and fifth, before A's sixth
+    // (a batch sends its rows in the order they were queued).
+    let c = queue_single(&db, "c", "chat-c", t).await;
+    assert_eq!(
+        messages_of(&claim(3).await.unwrap()),
+        [a[3].clone(), a[4].clone(), c]
+    );
+}
+crate::both_engines!(
+    newcomer_turns,
+    a_newcomer_joins_the_round_the_queue_has_reached
+);
+
+/// A chat's long backlog goes 16 rows a claim, in order: the worker sends a chat's rows one after
+/// another, so a longer chain would hold the whole batch's outcomes back.
+async fn a_claim_takes_at_most_16_rows_of_a_chat(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let t = now_ms();
+    let mut a = Vec::new();
+    for _ in 0..20 {
+        a.push(queue_single(&db, "a", "chat-a", t).await);
+    }
+    let claim =
+        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
+    let first = claim(100).await.unwrap();
+    assert_eq!(messages_of(&first), a[..16]);
+    assert!(claim(100).await.unwrap().is_empty());
+    assert!(
+        outbox::finish_many(&db, "w", &sent(&first), t)
+            .await
+            .unwrap()
+    );
+    assert_eq!(messages_of(&claim(100).await.unwrap()), a[16..]);
+}
+crate::both_engines!(chat_rows_per_claim, a_claim_takes_at_most_16_rows_of_a_chat);
