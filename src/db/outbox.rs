@@ -256,25 +256,29 @@ const CHAT_ROWS_PER_CLAIM: i64 = 16;
 /// a chat's messages reach Divar in the order they were sent, across batches and restarts too.
 /// Both people of a chat may send in it: a row's turn is never earlier than that of a row queued
 /// before it in its chat, so a claim cut off by its limit takes a prefix of each chat.
+/// A sender's rows out at a worker count in their turns: otherwise a backlog's next row would tie
+/// with a newcomer's first on every claim and win it as the older row, and a one-row claim (a
+/// pacer under 240 a minute) would serve the backlog to its end first.
 /// The window functions rank the rows outside the query that locks them, where PostgreSQL does
 /// not allow one; only the `limit` first turns go on to be locked.
 const FAIR_TURNS: &str = "queue as (
          select outbox_id, conversation_id, user_id,
              row_number() over ahead as place,
              max(next_attempt_at) over ahead as due_at,
-             max(case when locked_until >= $3 then 1 else 0 end) over ahead as behind_lease
+             max(case when locked_until >= $3 then 1 else 0 end) over ahead as behind_lease,
+             case when locked_until >= $3 then 1 else 0 end as out_now
          from outbox where status = 'pending' and priority = 0
          window ahead as (partition by conversation_id order by outbox_id
                           rows between unbounded preceding and current row)),
      own_turns as (
-         select outbox_id, conversation_id,
+         select outbox_id, conversation_id, out_now,
              row_number() over (partition by user_id order by outbox_id) as own_turn
-         from queue where due_at <= $3 and behind_lease = 0 and place <= $5),
+         from queue where (due_at <= $3 and behind_lease = 0 and place <= $5) or out_now = 1),
      turns as (
          select outbox_id,
              max(own_turn) over (partition by conversation_id order by outbox_id
                                  rows between unbounded preceding and current row) as turn
-         from own_turns
+         from own_turns where out_now = 0
          order by turn, outbox_id
          limit $4)";
 

@@ -830,3 +830,31 @@ async fn a_claim_takes_at_most_16_rows_of_a_chat(engine: Engine) {
     assert_eq!(messages_of(&claim(100).await.unwrap()), a[16..]);
 }
 crate::both_engines!(chat_rows_per_claim, a_claim_takes_at_most_16_rows_of_a_chat);
+
+/// One row a claim (a pacer under 240 a minute): a newcomer's message goes next, not after the
+/// rest of another person's backlog, whose row out at a worker counts as its turn.
+async fn one_row_claims_take_turns(engine: Engine) {
+    let (db, _guard) = store(engine).await;
+    let t = now_ms();
+    let mut a = Vec::new();
+    for i in 0..4 {
+        a.push(queue_single(&db, "a", &format!("chat-a{i}"), t).await);
+    }
+    let claim =
+        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
+    let first = claim(1).await.unwrap();
+    assert_eq!(messages_of(&first), [a[0].clone()]);
+    let b = queue_single(&db, "b", "chat-b", t).await;
+    let second = claim(1).await.unwrap();
+    assert_eq!(messages_of(&second), [b]);
+    assert_eq!(messages_of(&claim(1).await.unwrap()), [a[1].clone()]);
+    for batch in [&first, &second] {
+        assert!(
+            outbox::finish_many(&db, "w", &sent(batch), t)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(messages_of(&claim(1).await.unwrap()), [a[2].clone()]);
+}
+crate::both_engines!(one_row_claims, one_row_claims_take_turns);
