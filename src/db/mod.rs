@@ -267,11 +267,13 @@ impl Db {
     /// Storage settings SQLite has no counterpart for, so kept beside the migrations instead of in
     /// them. On PostgreSQL the outbox keeps half of each page free. A claim's lease changes no
     /// indexed column, so when the row's page has room its new version goes there (a HOT update)
-    /// instead of into each of the table's eight indexes. A claim leases rows queued together,
-    /// whole pages of them, so a page needs room for a second version of each of its rows. A
-    /// 256-row claim went from 10–11 ms to 4–5 ms (docs/benchmarks.md, *The outbox's fill
-    /// factor*). Only pages written from then on take it. Read first, so a start does not alter
-    /// the table for nothing.
+    /// instead of into each of the table's indexes. A claim leases rows queued together, whole
+    /// pages of them, so a page needs room for a second version of each of its rows
+    /// (docs/benchmarks.md, *The outbox's fill factor*). Only pages written from then on take it;
+    /// a fill factor an operator set otherwise is put back. Read first, so a start alters nothing
+    /// when it is set. The `alter` waits at most 5 s for its lock (a vacuum or an ANALYZE may hold
+    /// it; other replicas' reads and writes do not): the server then starts without it, and says
+    /// so, rather than not at all.
     async fn tune_storage(&self) -> anyhow::Result<()> {
         if self.backend != Backend::Postgres {
             return Ok(());
@@ -283,11 +285,22 @@ impl Db {
         .fetch_one(&self.pool)
         .await
         .context("reading the outbox's storage settings")?;
-        if !tuned {
+        if tuned {
+            return Ok(());
+        }
+        let altered = async {
+            let mut tx = self
+                .pool
+                .begin_with("begin; set local lock_timeout = '5s'")
+                .await?;
             sqlx::query("alter table outbox set (fillfactor = 50)")
-                .execute(&self.pool)
-                .await
-                .context("setting the outbox's fill factor")?;
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = altered {
+            tracing::warn!(%error, "could not set the outbox's fill factor; claims are slower until a later start sets it");
         }
         Ok(())
     }
