@@ -697,6 +697,27 @@ fn sent(claimed: &[outbox::Claimed]) -> Vec<outbox::Finished> {
         .collect()
 }
 
+/// The express lane's claim of up to `limit` single sends at `t`, as worker "w".
+async fn claim_singles(db: &Db, limit: i64, t: i64) -> Vec<outbox::Claimed> {
+    outbox::claim_batch(db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t)
+        .await
+        .unwrap()
+}
+
+/// Records each row of `batch` as sent; every lease is still held.
+async fn finish_sent(db: &Db, batch: &[outbox::Claimed], t: i64) {
+    assert!(outbox::finish_many(db, "w", &sent(batch), t).await.unwrap());
+}
+
+/// `person`'s backlog: one single send in each of `chats` chats of their own; the message ids.
+async fn backlog(db: &Db, person: &str, chats: usize, t: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..chats {
+        ids.push(queue_single(db, person, &format!("chat-{person}{i}"), t).await);
+    }
+    ids
+}
+
 /// The express lane's claim: people take turns (A's backlog gets one turn a round, B's one
 /// message the first round's second); a chat with a row out at a worker gives nothing to
 /// another claim until that row is finished; then its next rows come in the order queued.
@@ -708,20 +729,14 @@ async fn single_sends_are_claimed_in_turns_and_a_chat_in_order(engine: Engine) {
         a.push(queue_single(&db, "a", "chat-a", t).await);
     }
     let b = queue_single(&db, "b", "chat-b", t).await;
-    let claim =
-        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
-    let first = claim(2).await.unwrap();
+    let first = claim_singles(&db, 2, t).await;
     assert_eq!(messages_of(&first), [a[0].clone(), b.clone()]);
     assert!(
-        claim(10).await.unwrap().is_empty(),
+        claim_singles(&db, 10, t).await.is_empty(),
         "A's chat waits behind its row out at a worker"
     );
-    assert!(
-        outbox::finish_many(&db, "w", &sent(&first), t)
-            .await
-            .unwrap()
-    );
-    assert_eq!(messages_of(&claim(10).await.unwrap()), a[1..]);
+    finish_sent(&db, &first, t).await;
+    assert_eq!(messages_of(&claim_singles(&db, 10, t).await), a[1..]);
     let status: Vec<String> = sqlx::query_scalar(
         "select status from messages where message_id in ($1, $2) order by message_id",
     )
@@ -750,20 +765,14 @@ async fn a_chat_with_two_senders_is_claimed_in_its_order(engine: Engine) {
     let elsewhere = queue_single(&db, "seller", "chat-x", t).await;
     let first_in_c = queue_single(&db, "seller", "chat-c", t).await;
     let second_in_c = queue_single(&db, "buyer", "chat-c", t).await;
-    let claim =
-        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
-    let first = claim(2).await.unwrap();
+    let first = claim_singles(&db, 2, t).await;
     assert_eq!(messages_of(&first), [elsewhere, first_in_c]);
     assert!(
-        claim(10).await.unwrap().is_empty(),
+        claim_singles(&db, 10, t).await.is_empty(),
         "chat C waits behind its row out at a worker"
     );
-    assert!(
-        outbox::finish_many(&db, "w", &sent(&first), t)
-            .await
-            .unwrap()
-    );
-    assert_eq!(messages_of(&claim(10).await.unwrap()), [second_in_c]);
+    finish_sent(&db, &first, t).await;
+    assert_eq!(messages_of(&claim_singles(&db, 10, t).await), [second_in_c]);
 }
 crate::both_engines!(
     two_senders_in_a_chat,
@@ -776,30 +785,21 @@ crate::both_engines!(
 async fn a_newcomer_joins_the_round_the_queue_has_reached(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let t = now_ms();
-    let mut a = Vec::new();
-    for i in 0..6 {
-        a.push(queue_single(&db, "a", &format!("chat-a{i}"), t).await);
-    }
-    let claim =
-        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
-    let out = claim(2).await.unwrap();
+    let a = backlog(&db, "a", 6, t).await;
+    let out = claim_singles(&db, 2, t).await;
     assert_eq!(messages_of(&out), a[..2]);
-    // A's first two are out at a worker: B's message goes right after A's third.
+    // A's first two are out at a worker: B's message goes in this claim, with A's third.
     let b = queue_single(&db, "b", "chat-b", t).await;
-    let next = claim(2).await.unwrap();
+    let next = claim_singles(&db, 2, t).await;
     assert_eq!(messages_of(&next), [a[2].clone(), b]);
     for batch in [&out, &next] {
-        assert!(
-            outbox::finish_many(&db, "w", &sent(batch), t)
-                .await
-                .unwrap()
-        );
+        finish_sent(&db, batch, t).await;
     }
     // The same once they are sent: C's message goes with A's fourth and fifth, before A's sixth
     // (a batch sends its rows in the order they were queued).
     let c = queue_single(&db, "c", "chat-c", t).await;
     assert_eq!(
-        messages_of(&claim(3).await.unwrap()),
+        messages_of(&claim_singles(&db, 3, t).await),
         [a[3].clone(), a[4].clone(), c]
     );
 }
@@ -817,17 +817,11 @@ async fn a_claim_takes_at_most_16_rows_of_a_chat(engine: Engine) {
     for _ in 0..20 {
         a.push(queue_single(&db, "a", "chat-a", t).await);
     }
-    let claim =
-        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
-    let first = claim(100).await.unwrap();
+    let first = claim_singles(&db, 100, t).await;
     assert_eq!(messages_of(&first), a[..16]);
-    assert!(claim(100).await.unwrap().is_empty());
-    assert!(
-        outbox::finish_many(&db, "w", &sent(&first), t)
-            .await
-            .unwrap()
-    );
-    assert_eq!(messages_of(&claim(100).await.unwrap()), a[16..]);
+    assert!(claim_singles(&db, 100, t).await.is_empty());
+    finish_sent(&db, &first, t).await;
+    assert_eq!(messages_of(&claim_singles(&db, 100, t).await), a[16..]);
 }
 crate::both_engines!(chat_rows_per_claim, a_claim_takes_at_most_16_rows_of_a_chat);
 
@@ -836,25 +830,16 @@ crate::both_engines!(chat_rows_per_claim, a_claim_takes_at_most_16_rows_of_a_cha
 async fn one_row_claims_take_turns(engine: Engine) {
     let (db, _guard) = store(engine).await;
     let t = now_ms();
-    let mut a = Vec::new();
-    for i in 0..4 {
-        a.push(queue_single(&db, "a", &format!("chat-a{i}"), t).await);
-    }
-    let claim =
-        |limit| outbox::claim_batch(&db, "w", 30_000, limit, outbox::Lanes::InteractiveOnly, t);
-    let first = claim(1).await.unwrap();
+    let a = backlog(&db, "a", 4, t).await;
+    let first = claim_singles(&db, 1, t).await;
     assert_eq!(messages_of(&first), [a[0].clone()]);
     let b = queue_single(&db, "b", "chat-b", t).await;
-    let second = claim(1).await.unwrap();
+    let second = claim_singles(&db, 1, t).await;
     assert_eq!(messages_of(&second), [b]);
-    assert_eq!(messages_of(&claim(1).await.unwrap()), [a[1].clone()]);
+    assert_eq!(messages_of(&claim_singles(&db, 1, t).await), [a[1].clone()]);
     for batch in [&first, &second] {
-        assert!(
-            outbox::finish_many(&db, "w", &sent(batch), t)
-                .await
-                .unwrap()
-        );
+        finish_sent(&db, batch, t).await;
     }
-    assert_eq!(messages_of(&claim(1).await.unwrap()), [a[2].clone()]);
+    assert_eq!(messages_of(&claim_singles(&db, 1, t).await), [a[2].clone()]);
 }
 crate::both_engines!(one_row_claims, one_row_claims_take_turns);
