@@ -55,6 +55,7 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
     // deep per request): the layers of one scope go on in one call, outermost first.
     let pages = pages.merge(throttled).into_router().layer(
         ServiceBuilder::new()
+            .layer(compression())
             .layer(session_layer(settings, store))
             .layer(page_headers(settings))
             .layer(axum::middleware::from_fn_with_state(
@@ -91,9 +92,19 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
         .nest_service(
             "/static",
             ServiceBuilder::new()
+                .layer(compression())
                 .layer(axum::middleware::from_fn(assets::cache_headers))
                 .service(ServeDir::new(static_dir())),
         )
+}
+
+/// Pages and assets travel compressed (brotli or gzip, as the client accepts). Divar's calls
+/// and probes do not: their answers are a few hundred bytes, and the layer costs session-init
+/// throughput even when nothing is compressed (docs/benchmarks.md, *Compression*). Pages hold a
+/// form token beside what a person typed, but nothing a third party can put there, so size
+/// differences reveal nothing (BREACH needs attacker input).
+fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
 }
 
 /// Headers an answer gets unless it set its own: one layer for all of them.
@@ -167,7 +178,7 @@ pub struct Common {
     pub request_timeout: Duration,
 }
 
-/// Layers every response gets, the sandbox's included: a request id, compression, one log line
+/// Layers every response gets, the sandbox's included: a request id, one log line
 /// and the request metrics per request, security headers, and a deadline. One `Router::layer`
 /// call (see [`router`]).
 pub fn with_common_layers(router: Router, common: Common) -> Router {
@@ -199,11 +210,6 @@ pub fn with_common_layers(router: Router, common: Common) -> Router {
                 MakeRequestUuid,
             ))
             .layer(PropagateRequestIdLayer::new(x_request_id))
-            // Pages, CSS, JS and JSON travel compressed (brotli or gzip, as the client
-            // accepts). Pages hold a form token beside what a person typed, but nothing a third
-            // party can put there, so size differences reveal nothing (BREACH needs attacker
-            // input).
-            .layer(tower_http::compression::CompressionLayer::new())
             .layer(axum::middleware::from_fn(count_request))
             .layer(
                 // The route, not the path: paths carry one-time entry tokens (`/s/{token}`) and

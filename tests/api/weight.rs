@@ -82,6 +82,30 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
     assert_eq!(plain.headers()["content-encoding"], "gzip");
 }
 
+/// Divar's calls get their few hundred bytes plain even when the caller accepts gzip: the
+/// compression layer is on pages and assets only (it costs session-init throughput).
+#[tokio::test]
+async fn divar_calls_travel_plain() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let body = serde_json::json!({ "source": "CHAT_MESSAGE_ACTION", "post_token": POST_1,
+        "conversation_id": conversation(1, 1), "user_side": "Demand", "user_id": BUYER_1 });
+    let answer = raw_client()
+        .post(app.url("/divar/session-init"))
+        .header("authorization", &app.sandbox.app().identification_key)
+        .header("API-Version", "2")
+        .header("accept-encoding", "br, gzip")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.headers().get("content-encoding").is_none());
+    assert!(answer.headers().get("vary").is_none());
+    // Above the layer's 32-byte floor: with the layer, this answer would be compressed.
+    let text = answer.text().await.unwrap();
+    assert!(text.len() > 32 && text.contains("\"url\""), "{text}");
+}
+
 /// Every page of ours has a way back to Divar in its top bar (issue 23): a person in Divar's
 /// webview is never left on a page with no way out but the phone's back button.
 #[test]
