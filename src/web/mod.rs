@@ -99,10 +99,10 @@ pub fn router(state: AppState, pages: Routes, store: impl SessionStore + Clone) 
 }
 
 /// Pages and assets travel compressed (brotli or gzip, as the client accepts). Divar's calls
-/// and probes do not: their answers are a few hundred bytes, and the layer costs session-init
-/// throughput even when nothing is compressed (docs/benchmarks.md, *Compression*). Pages hold a
-/// form token beside what a person typed, but nothing a third party can put there, so size
-/// differences reveal nothing (BREACH needs attacker input).
+/// and probes do not: their answers are a few hundred bytes, and compressing each cost more
+/// server CPU than the rest of a click (docs/benchmarks.md, *Compression off Divar's calls*).
+/// Pages hold a form token beside what a person typed, but nothing a third party can put there,
+/// so size differences reveal nothing (BREACH needs attacker input).
 fn compression() -> tower_http::compression::CompressionLayer {
     tower_http::compression::CompressionLayer::new()
 }
