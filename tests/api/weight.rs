@@ -83,7 +83,8 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
 }
 
 /// Divar's calls get their few hundred bytes plain even when the caller accepts gzip: the
-/// compression layer is on pages and assets only (it costs session-init throughput).
+/// compression layer is on pages and assets only (compressing a few hundred bytes costs more
+/// CPU than it saves).
 #[tokio::test]
 async fn divar_calls_travel_plain() {
     let app = spawn_app(Engine::Sqlite).await;
