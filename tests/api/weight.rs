@@ -88,14 +88,10 @@ async fn pages_and_assets_travel_compressed_and_assets_are_cached_for_good() {
 #[tokio::test]
 async fn divar_calls_travel_plain() {
     let app = spawn_app(Engine::Sqlite).await;
-    let body = serde_json::json!({ "source": "CHAT_MESSAGE_ACTION", "post_token": POST_1,
-        "conversation_id": conversation(1, 1), "user_side": "Demand", "user_id": BUYER_1 });
-    let answer = raw_client()
-        .post(app.url("/divar/session-init"))
-        .header("authorization", &app.sandbox.app().identification_key)
-        .header("API-Version", "2")
+    let body = chat_session_init(&conversation(1, 1), BUYER_1);
+    let answer = app
+        .session_init_request(Some("2"), &body)
         .header("accept-encoding", "br, gzip")
-        .json(&body)
         .send()
         .await
         .unwrap();
